@@ -1,0 +1,313 @@
+import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { streamSSE } from "hono/streaming";
+import { authorize, type Principal, type TokenService } from "../auth/tokens.ts";
+import { UnauthorizedError } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import {
+  drainPatchSchema,
+  heartbeatSchema,
+  nodeRegistrationSchema,
+  servicePutSchema,
+  tokenCreateSchema,
+} from "../core/model.ts";
+import { VERSION } from "../core/version.ts";
+import type { Registry } from "../registry/registry.ts";
+import type { Store } from "../store/store.ts";
+import type { Metrics } from "./metrics.ts";
+import { HttpProblem, problemResponse, toProblem } from "./problem.ts";
+import {
+  encodeCursor,
+  etag,
+  type ListRequest,
+  pathInstanceId,
+  pathName,
+  readBody,
+  readListQuery,
+  readPreconditions,
+} from "./request.ts";
+
+/** What the HTTP API needs from the rest of the server. */
+export interface AppDeps {
+  registry: Registry;
+  tokens: TokenService;
+  store: Store;
+  metrics: Metrics;
+  log: Logger;
+  /** True once shutdown began: `/readyz` turns 503 so load balancers drain us. */
+  stopping?: () => boolean;
+}
+
+/** Largest accepted request body. A registration of 256 instances is well under it. */
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+type Env = { Variables: { principal: Principal } };
+
+/**
+ * The REST API. Handlers are thin: parse and validate, authorise, call the
+ * registry or token service, render. Every error leaves through `onError` as
+ * `application/problem+json`.
+ */
+export function createApp(deps: AppDeps): Hono<Env> {
+  const { registry, tokens, metrics, log } = deps;
+  const app = new Hono<Env>();
+
+  app.use(async function measure(c, next) {
+    const start = performance.now();
+    await next();
+    const route = c.req.routePath ?? "unmatched";
+    const method = c.req.method;
+    metrics.httpRequests.inc({ route, method, status: String(c.res.status) });
+    metrics.httpDuration.observe({ route, method }, (performance.now() - start) / 1000);
+    log.debug("HTTP request", { method, path: c.req.path, status: c.res.status });
+  });
+
+  app.onError((error, c) => {
+    const problem = toProblem(error, c.req.path);
+    if (problem.status >= 500 && problem.status !== 503) {
+      log.error("Request failed", {
+        method: c.req.method,
+        path: c.req.path,
+        error: String(error),
+        stack: (error as Error).stack,
+      });
+    }
+    return problemResponse(c, problem);
+  });
+  app.notFound((c) =>
+    problemResponse(c, {
+      type: "https://ironmesh.io/problems/not-found",
+      title: "Not found",
+      status: 404,
+      detail: `No route for ${c.req.method} ${c.req.path}`,
+      instance: c.req.path,
+    })
+  );
+
+  app.get("/healthz", (c) => c.json({ status: "ok" }));
+  app.get("/readyz", async (c) => {
+    if (deps.stopping?.()) {
+      throw new HttpProblem(503, "Service unavailable", "The server is shutting down");
+    }
+    await deps.store.ping();
+    return c.json({ status: "ready", store: deps.store.backend, revision: registry.feed.revision });
+  });
+  app.get("/metrics", async (c) => {
+    return c.body(await metrics.registry.metrics(), 200, {
+      "content-type": metrics.registry.contentType,
+    });
+  });
+  app.get("/v1/version", (c) => c.json({ version: VERSION }));
+
+  const v1 = new Hono<Env>();
+  v1.use(bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: () => {
+      throw new HttpProblem(413, "Payload too large", `The body exceeds ${MAX_BODY_BYTES} bytes`);
+    },
+  }));
+  v1.use(async function authenticate(c, next) {
+    const header = c.req.header("authorization");
+    if (!header) {
+      throw new UnauthorizedError(
+        'Missing Authorization header: send "Authorization: Bearer <token>"',
+      );
+    }
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) {
+      throw new UnauthorizedError('Malformed Authorization header: expected "Bearer <token>"');
+    }
+    c.set("principal", await tokens.verify(match[1]!));
+    await next();
+  });
+
+  /** Answers a list, blocking first when the caller passed `?index=`. */
+  async function list<T>(
+    c: Context<Env>,
+    request: ListRequest,
+    run: () => Promise<{ items: T[]; next: string | null; revision: number }>,
+  ) {
+    if (request.index !== undefined) {
+      await registry.feed.wait(request.index, request.waitMs, c.req.raw.signal);
+    }
+    const page = await run();
+    c.header("x-ironmesh-index", String(page.revision));
+    return c.json({ items: page.items, next: encodeCursor(page.next) });
+  }
+
+  v1.get("/namespaces", async (c) => {
+    authorize(c.get("principal"), "read");
+    const items = await registry.namespaces();
+    c.header("x-ironmesh-index", String(registry.feed.revision));
+    return c.json({ items, next: null });
+  });
+
+  v1.get("/services", (c) => {
+    authorize(c.get("principal"), "read");
+    const request = readListQuery(c, ["namespace"]);
+    return list(c, request, () => registry.listServices(request.filter));
+  });
+  v1.get("/services/:namespace/:name", async (c) => {
+    authorize(c.get("principal"), "read");
+    const service = await registry.getService(
+      pathName(c, "namespace", "label"),
+      pathName(c, "name", "label"),
+    );
+    c.header("etag", etag(service.revision));
+    return c.json(service);
+  });
+  v1.put("/services/:namespace/:name", async (c) => {
+    authorize(c.get("principal"), "write");
+    const namespace = pathName(c, "namespace", "label");
+    const name = pathName(c, "name", "label");
+    const pre = readPreconditions(c);
+    const body = await readBody(c, servicePutSchema, "service");
+    const { service, created } = await registry.putService(namespace, name, body, pre);
+    c.header("etag", etag(service.revision));
+    return c.json(service, created ? 201 : 200);
+  });
+  v1.delete("/services/:namespace/:name", async (c) => {
+    authorize(c.get("principal"), "write");
+    const namespace = pathName(c, "namespace", "label");
+    const name = pathName(c, "name", "label");
+    await registry.deleteService(namespace, name, readPreconditions(c));
+    return c.body(null, 204);
+  });
+
+  v1.get("/nodes", (c) => {
+    authorize(c.get("principal"), "read");
+    const request = readListQuery(c, ["status"]);
+    return list(c, request, () => registry.listNodes(request.filter));
+  });
+  v1.get("/nodes/:name", async (c) => {
+    authorize(c.get("principal"), "read");
+    const node = await registry.getNode(pathName(c, "name", "subdomain"));
+    c.header("etag", etag(node.revision));
+    return c.json(node);
+  });
+  v1.patch("/nodes/:name", async (c) => {
+    authorize(c.get("principal"), "write");
+    const name = pathName(c, "name", "subdomain");
+    const pre = readPreconditions(c);
+    const body = await readBody(c, drainPatchSchema, "node patch");
+    const node = await registry.drainNode(name, body.draining, pre);
+    c.header("etag", etag(node.revision));
+    return c.json(node);
+  });
+  v1.delete("/nodes/:name", async (c) => {
+    const principal = c.get("principal");
+    authorize(principal, "agent");
+    await registry.deregister(pathName(c, "name", "subdomain"), principal, readPreconditions(c));
+    return c.body(null, 204);
+  });
+  v1.put("/nodes/:name/registration", async (c) => {
+    const principal = c.get("principal");
+    authorize(principal, "agent");
+    const name = pathName(c, "name", "subdomain");
+    const body = await readBody(c, nodeRegistrationSchema, "registration");
+    const result = await registry.register(name, body, principal);
+    c.header("etag", etag(result.node.revision));
+    return c.json(result);
+  });
+  v1.post("/nodes/:name/heartbeat", async (c) => {
+    const principal = c.get("principal");
+    try {
+      authorize(principal, "agent");
+      const name = pathName(c, "name", "subdomain");
+      const body = await readBody(c, heartbeatSchema, "heartbeat");
+      const result = await registry.heartbeat(name, body, principal);
+      metrics.heartbeats.inc({ result: result.changed ? "changed" : "unchanged" });
+      return c.json({
+        ttl: `${result.ttlMs}ms`,
+        ttlMs: result.ttlMs,
+        revision: registry.feed.revision,
+      });
+    } catch (error) {
+      metrics.heartbeats.inc({ result: "rejected" });
+      throw error;
+    }
+  });
+
+  v1.get("/instances", (c) => {
+    authorize(c.get("principal"), "read");
+    const request = readListQuery(c, ["namespace", "service", "node", "health"]);
+    return list(c, request, () => registry.listInstances(request.filter));
+  });
+  v1.get("/instances/:id", async (c) => {
+    authorize(c.get("principal"), "read");
+    const instance = await registry.getInstance(pathInstanceId(c));
+    c.header("etag", etag(instance.revision));
+    return c.json(instance);
+  });
+  v1.patch("/instances/:id", async (c) => {
+    authorize(c.get("principal"), "write");
+    const id = pathInstanceId(c);
+    const pre = readPreconditions(c);
+    const body = await readBody(c, drainPatchSchema, "instance patch");
+    const instance = await registry.drainInstance(id, body.draining, pre);
+    c.header("etag", etag(instance.revision));
+    return c.json(instance);
+  });
+
+  v1.get("/events", (c) => {
+    authorize(c.get("principal"), "read");
+    const lastId = Number(c.req.header("last-event-id") ?? -1);
+    return streamSSE(c, async (stream) => {
+      let sent = Number.isInteger(lastId) ? lastId : -1;
+      let wake: () => void = () => {};
+      const unsubscribe = registry.feed.subscribe(() => wake());
+      stream.onAbort(() => wake());
+      try {
+        while (!stream.aborted && !stream.closed) {
+          const revision = registry.feed.revision;
+          if (revision !== sent) {
+            await stream.writeSSE({
+              event: "change",
+              id: String(revision),
+              data: JSON.stringify({ revision }),
+            });
+            sent = revision;
+          }
+          if (registry.feed.closed) break;
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, 15_000);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          if (registry.feed.revision === sent && !stream.aborted) {
+            await stream.write(": keepalive\n\n");
+          }
+        }
+      } finally {
+        unsubscribe();
+      }
+    });
+  });
+
+  v1.get("/tokens", async (c) => {
+    authorize(c.get("principal"), "admin");
+    return c.json({ items: await tokens.list(), next: null });
+  });
+  v1.post("/tokens", async (c) => {
+    authorize(c.get("principal"), "admin");
+    const body = await readBody(c, tokenCreateSchema, "token");
+    const created = await tokens.create(body);
+    log.info("Token created", { id: created.id, role: created.role, node: created.node });
+    return c.json(created, 201);
+  });
+  v1.get("/tokens/:id", async (c) => {
+    authorize(c.get("principal"), "admin");
+    return c.json(await tokens.get(c.req.param("id")));
+  });
+  v1.delete("/tokens/:id", async (c) => {
+    authorize(c.get("principal"), "admin");
+    const token = await tokens.revoke(c.req.param("id"));
+    log.info("Token revoked", { id: token.id });
+    return c.body(null, 204);
+  });
+
+  app.route("/v1", v1);
+  return app;
+}

@@ -1,0 +1,74 @@
+import client from "prom-client";
+
+/** The server's Prometheus metrics; one registry per server so tests never share counters. */
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly httpRequests: client.Counter<"route" | "method" | "status">;
+  readonly httpDuration: client.Histogram<"route" | "method">;
+  readonly heartbeats: client.Counter<"result">;
+
+  /**
+   * @param sources callbacks read at scrape time, so the hot paths pay
+   * nothing for gauges.
+   */
+  constructor(sources: {
+    objects: () => Promise<Record<string, number>>;
+    revision: () => number;
+    watchers: () => number;
+    liveNodes: () => number;
+  }) {
+    const registers = [this.registry];
+    this.httpRequests = new client.Counter({
+      name: "ironmesh_http_requests_total",
+      help: "HTTP requests by route pattern, method and status code",
+      labelNames: ["route", "method", "status"],
+      registers,
+    });
+    this.httpDuration = new client.Histogram({
+      name: "ironmesh_http_request_duration_seconds",
+      help: "HTTP request handling time by route pattern and method",
+      labelNames: ["route", "method"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers,
+    });
+    this.heartbeats = new client.Counter({
+      name: "ironmesh_heartbeats_total",
+      help: "Heartbeats received, by result: unchanged, changed (a health change), rejected",
+      labelNames: ["result"],
+      registers,
+    });
+    new client.Gauge({
+      name: "ironmesh_registry_objects",
+      help: "Registry objects by kind (service, node, instance)",
+      labelNames: ["kind"],
+      registers,
+      async collect() {
+        for (const [kind, n] of Object.entries(await sources.objects())) this.set({ kind }, n);
+      },
+    });
+    new client.Gauge({
+      name: "ironmesh_registry_revision",
+      help: "Current registry revision",
+      registers,
+      collect() {
+        this.set(sources.revision());
+      },
+    });
+    new client.Gauge({
+      name: "ironmesh_watches",
+      help: "Open blocking queries and event streams",
+      registers,
+      collect() {
+        this.set(sources.watchers());
+      },
+    });
+    new client.Gauge({
+      name: "ironmesh_live_nodes",
+      help: "Nodes tracked by the heartbeat path",
+      registers,
+      collect() {
+        this.set(sources.liveNodes());
+      },
+    });
+  }
+}

@@ -1,0 +1,500 @@
+/**
+ * The client verbs of `ironmesh`: `get`, `token` and `version`. They talk to
+ * a running server over the REST API through {@link ApiClient}; every flag
+ * also reads an `IRONMESH_*` environment variable, so scripts and CI can set
+ * the server and token once.
+ */
+import { Command, Option } from "commander";
+import { stringify } from "yaml";
+import { ApiClient, ServerError } from "../client/api_client.ts";
+import { parseDuration } from "../core/duration.ts";
+import { InvalidError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
+import type { ApiToken, Instance, MeshNode, Service } from "../core/model.ts";
+import { ROLES } from "../core/model.ts";
+import { VERSION } from "../core/version.ts";
+
+/** Where the client verbs look for the server when neither `--server` nor `IRONMESH_SERVER` is set. */
+export const DEFAULT_SERVER = "http://127.0.0.1:15080";
+
+const FORMATS = ["table", "json", "yaml"] as const;
+type Format = typeof FORMATS[number];
+
+/** The client verbs, for `cmd/main.ts` to add to the root command. */
+export function clientCommands(): Command[] {
+  return [getCommand(), tokenCommand(), versionCommand()];
+}
+
+/** A verb with the settings the root command has; `addCommand` does not copy them. */
+function verb(name: string): Command {
+  return new Command(name)
+    .exitOverride()
+    .showHelpAfterError("(add --help for usage)");
+}
+
+interface ConnectionOptions {
+  server?: string;
+  token?: string;
+  tokenFile?: string;
+}
+
+function addConnectionOptions(command: Command, options: { serverDefault: boolean }): Command {
+  const server = new Option("--server <url>", "URL of the Ironmesh server's REST API")
+    .env("IRONMESH_SERVER");
+  if (options.serverDefault) server.default(DEFAULT_SERVER);
+  return command
+    .addOption(server)
+    .addOption(new Option("--token <token>", "API token to send").env("IRONMESH_TOKEN"))
+    .addOption(
+      new Option("--token-file <file>", "File holding the API token to send")
+        .env("IRONMESH_TOKEN_FILE"),
+    );
+}
+
+/**
+ * The token to send: `--token` or the contents of `--token-file`. When both
+ * are set, one on the command line beats one from the environment, so a
+ * one-off override works in a shell that exports the other.
+ */
+async function resolveToken(command: Command): Promise<string | undefined> {
+  const { token, tokenFile } = command.opts<ConnectionOptions>();
+  const direct = token === "" ? undefined : token;
+  const file = tokenFile === "" ? undefined : tokenFile;
+  if (direct !== undefined && file !== undefined) {
+    const directSource = command.getOptionValueSource("token");
+    const fileSource = command.getOptionValueSource("tokenFile");
+    if (directSource === fileSource) {
+      throw new InvalidError(`Options "--token" and "--token-file" cannot be used together`);
+    }
+    return fileSource === "cli" ? await readTokenFile(file) : direct;
+  }
+  return file === undefined ? direct : await readTokenFile(file);
+}
+
+async function readTokenFile(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InvalidError(`Cannot read token file "${file}": ${reason}`);
+  }
+  const token = text.trim();
+  if (token === "") throw new InvalidError(`Token file "${file}" is empty`);
+  return token;
+}
+
+/**
+ * Runs `body` with a client for the command's connection options. A 401 on
+ * a call made without any token gets a hint, because forgetting the token is
+ * by far the most common cause.
+ */
+async function withClient<T>(
+  command: Command,
+  body: (client: ApiClient) => Promise<T>,
+): Promise<T> {
+  const { server } = command.opts<ConnectionOptions>();
+  const token = await resolveToken(command);
+  const client = new ApiClient({
+    server: server ?? DEFAULT_SERVER,
+    ...(token === undefined ? {} : { token }),
+  });
+  try {
+    return await body(client);
+  } catch (error) {
+    if (error instanceof UnauthorizedError && token === undefined) {
+      throw new UnauthorizedError(
+        `${error.message} (no token given: pass --token or --token-file, or set IRONMESH_TOKEN)`,
+      );
+    }
+    throw error;
+  }
+}
+
+// --- get ---------------------------------------------------------------------
+
+const FILTERS = ["namespace", "service", "node", "health", "status", "selector"] as const;
+type Filter = typeof FILTERS[number];
+
+/** The query parameter of each filter flag. */
+const FILTER_PARAMS: Record<Filter, string> = {
+  namespace: "namespace",
+  service: "service",
+  node: "node",
+  health: "health",
+  status: "status",
+  selector: "labelSelector",
+};
+
+/** How one kind is listed, fetched by name and shown as a table. */
+interface KindSpec<T> {
+  path: string;
+  filters: readonly Filter[];
+  /** The path of one object; without it, `get KIND NAME` picks the object out of the list. */
+  itemPath?: (name: string, namespace: string | undefined) => string;
+  key: (item: Partial<T>) => string | undefined;
+  columns: readonly string[];
+  row: (item: Partial<T>) => unknown[];
+}
+
+type AnyKindSpec =
+  | KindSpec<Service>
+  | KindSpec<Instance>
+  | KindSpec<MeshNode>
+  | KindSpec<ApiToken>
+  | KindSpec<NamespaceSummary>;
+
+interface NamespaceSummary {
+  name: string;
+  services: number;
+}
+
+const KINDS = {
+  services: {
+    path: "/v1/services",
+    filters: ["namespace", "selector"],
+    itemPath: servicePath,
+    key: (s) => `${s.namespace}/${s.name}`,
+    columns: ["NAMESPACE", "NAME", "PORTS", "LABELS"],
+    row: (s) => [
+      s.namespace,
+      s.name,
+      (s.ports ?? []).map((p) => `${p.port}/${p.protocol}`).join(","),
+      formatLabels(s.labels),
+    ],
+  } satisfies KindSpec<Service>,
+  instances: {
+    path: "/v1/instances",
+    filters: ["namespace", "service", "node", "health", "selector"],
+    itemPath: (id) => `/v1/instances/${encodeURIComponent(id)}`,
+    key: (i) => i.id,
+    columns: ["ID", "SERVICE", "NAMESPACE", "NODE", "ADDRESS", "PORT", "HEALTH"],
+    row: (i) => [i.id, i.service, i.namespace, i.node, i.address, i.port, i.health],
+  } satisfies KindSpec<Instance>,
+  nodes: {
+    path: "/v1/nodes",
+    filters: ["status", "selector"],
+    itemPath: (name) => `/v1/nodes/${encodeURIComponent(name)}`,
+    key: (n) => n.name,
+    columns: ["NAME", "STATUS", "DRAINING", "ADDRESSES", "LAST-HEARTBEAT"],
+    row: (n) => [n.name, n.status, n.draining, (n.addresses ?? []).join(","), n.lastHeartbeat],
+  } satisfies KindSpec<MeshNode>,
+  tokens: {
+    path: "/v1/tokens",
+    filters: [],
+    itemPath: (id) => `/v1/tokens/${encodeURIComponent(id)}`,
+    key: (t) => t.id,
+    columns: ["ID", "ROLE", "NODE", "EXPIRES", "REVOKED", "DESCRIPTION"],
+    row: (t) => [t.id, t.role, t.node, t.expiresAt ?? "never", t.revokedAt, t.description],
+  } satisfies KindSpec<ApiToken>,
+  namespaces: {
+    path: "/v1/namespaces",
+    filters: [],
+    key: (n) => n.name,
+    columns: ["NAME", "SERVICES"],
+    row: (n) => [n.name, n.services],
+  } satisfies KindSpec<NamespaceSummary>,
+} as const;
+type KindName = keyof typeof KINDS;
+
+/** Singular and short spellings people type out of habit from kubectl. */
+const KIND_ALIASES: Record<string, KindName> = {
+  service: "services",
+  svc: "services",
+  instance: "instances",
+  node: "nodes",
+  token: "tokens",
+  namespace: "namespaces",
+  ns: "namespaces",
+};
+
+function kindNamed(text: string): KindName {
+  const kind = Object.hasOwn(KINDS, text) ? text as KindName : KIND_ALIASES[text];
+  if (kind === undefined) {
+    throw new InvalidError(
+      `Unknown kind "${text}": expected one of ${
+        Object.keys(KINDS).map((k) => `"${k}"`).join(", ")
+      }`,
+    );
+  }
+  return kind;
+}
+
+/** `namespace/name`, or `name` in `namespace` (default `default`). */
+function servicePath(name: string, namespace: string | undefined): string {
+  const slash = name.indexOf("/");
+  let ns = namespace ?? "default";
+  let service = name;
+  if (slash >= 0) {
+    ns = name.slice(0, slash);
+    service = name.slice(slash + 1);
+    if (namespace !== undefined && namespace !== ns) {
+      throw new InvalidError(
+        `Service "${name}" names namespace "${ns}" but --namespace is "${namespace}"`,
+      );
+    }
+  }
+  return `/v1/services/${encodeURIComponent(ns)}/${encodeURIComponent(service)}`;
+}
+
+type GetOptions = ConnectionOptions & { output: Format } & { [F in Filter]?: string };
+
+function getCommand(): Command {
+  const command = verb("get")
+    .description("List the objects of a kind, or show one by name")
+    .argument("<kind>", "services, instances, nodes, tokens or namespaces")
+    .argument(
+      "[name]",
+      "services: NAMESPACE/NAME or NAME (in --namespace); instances: ID (e.g. web@vm-1); " +
+        "nodes: NAME; tokens: ID; namespaces: NAME",
+    )
+    .addOption(
+      new Option("-o, --output <format>", "Output format").choices(FORMATS).default("table")
+        .env("IRONMESH_OUTPUT"),
+    )
+    .addOption(
+      new Option(
+        "-n, --namespace <namespace>",
+        "Only this namespace (services, instances); for a service NAME, its namespace " +
+          '(default "default")',
+      ).env("IRONMESH_NAMESPACE"),
+    )
+    .addOption(
+      new Option("--service <name>", "Only this service (instances)").env("IRONMESH_GET_SERVICE"),
+    )
+    .addOption(new Option("--node <name>", "Only this node (instances)").env("IRONMESH_GET_NODE"))
+    .addOption(
+      new Option("--health <health>", "Only this health (instances)")
+        .choices(["healthy", "unhealthy", "draining"]).env("IRONMESH_GET_HEALTH"),
+    )
+    .addOption(
+      new Option("--status <status>", "Only this status (nodes)").choices(["alive", "stale"])
+        .env("IRONMESH_GET_STATUS"),
+    )
+    .addOption(
+      new Option(
+        "-l, --selector <selector>",
+        'Label selector, e.g. "version=v1,env!=prod" (services, instances, nodes)',
+      ).env("IRONMESH_GET_SELECTOR"),
+    );
+  addConnectionOptions(command, { serverDefault: true });
+  return command.action(async (kindText: string, name: string | undefined) => {
+    const options = command.opts<GetOptions>();
+    const kind = kindNamed(kindText);
+    const spec: AnyKindSpec = KINDS[kind];
+    const allowed: readonly Filter[] = name === undefined
+      ? spec.filters
+      : kind === "services"
+      ? ["namespace"]
+      : [];
+    const query: Record<string, string> = {};
+    for (const filter of FILTERS) {
+      const value = options[filter];
+      if (value === undefined) continue;
+      if (!allowed.includes(filter)) {
+        // A filter exported in the environment applies where it can and is ignored elsewhere.
+        if (command.getOptionValueSource(filter) !== "cli") continue;
+        throw new InvalidError(
+          name === undefined
+            ? `Option "--${filter}" does not apply to ${kind}`
+            : `Option "--${filter}" cannot be combined with a name`,
+        );
+      }
+      query[FILTER_PARAMS[filter]] = value;
+    }
+    await withClient(command, async (client) => {
+      if (name === undefined) {
+        const items = await client.list<Record<string, unknown>>(spec.path, query);
+        print(options.output, { items }, table(spec, items));
+        return;
+      }
+      const item = spec.itemPath
+        ? await client.request<Record<string, unknown>>(
+          "GET",
+          spec.itemPath(name, options.namespace),
+        )
+        : await findByKey(client, spec, kind, name);
+      print(options.output, item, table(spec, [item]));
+    });
+  });
+}
+
+async function findByKey(
+  client: ApiClient,
+  spec: AnyKindSpec,
+  kind: KindName,
+  name: string,
+): Promise<Record<string, unknown>> {
+  const items = await client.list<Record<string, unknown>>(spec.path);
+  const found = items.find((item) => (spec.key as (i: unknown) => unknown)(item) === name);
+  if (found === undefined) {
+    const what = kind.replace(/s$/, "");
+    throw new NotFoundError(`${what[0]?.toUpperCase()}${what.slice(1)} "${name}" not found`);
+  }
+  return found;
+}
+
+function table(spec: AnyKindSpec, items: unknown[]): string {
+  const row = spec.row as (item: unknown) => unknown[];
+  return formatTable(spec.columns, items.map((item) => row(item).map(cell)));
+}
+
+function print(format: Format, value: unknown, tableText: string): void {
+  switch (format) {
+    case "table":
+      console.log(tableText);
+      return;
+    case "json":
+      console.log(JSON.stringify(value, null, 2));
+      return;
+    case "yaml":
+      console.log(stringify(value).trimEnd());
+      return;
+  }
+}
+
+/** A table cell: one line, and `-` for nothing, so that `awk` sees every column. */
+function cell(value: unknown): string {
+  if (value === undefined || value === null || value === "") return "-";
+  return String(value).replace(/\s+/g, " ");
+}
+
+function formatLabels(labels: Record<string, string> | undefined): string {
+  return Object.entries(labels ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
+}
+
+/** Left-aligned columns separated by three spaces, without trailing blanks. */
+function formatTable(headers: readonly string[], rows: readonly string[][]): string {
+  const widths = headers.map((header, i) =>
+    Math.max(header.length, ...rows.map((row) => row[i]?.length ?? 0))
+  );
+  return [headers, ...rows]
+    .map((row) => row.map((value, i) => value.padEnd(widths[i] ?? 0)).join("   ").trimEnd())
+    .join("\n");
+}
+
+// --- token -------------------------------------------------------------------
+
+interface TokenCreateOptions extends ConnectionOptions {
+  kind: "api" | "join";
+  role?: string;
+  node?: string;
+  ttl?: string;
+  description?: string;
+}
+
+function tokenCommand(): Command {
+  return verb("token")
+    .description("Create, list and revoke API tokens")
+    .addCommand(tokenCreateCommand())
+    .addCommand(tokenListCommand())
+    .addCommand(tokenRevokeCommand());
+}
+
+function tokenCreateCommand(): Command {
+  const command = verb("create")
+    .description(
+      "Create a token and print only its secret on stdout, for T=$(ironmesh token create …)",
+    )
+    .addOption(
+      new Option("--kind <kind>", "Kind of token").choices(["api", "join"]).default("api")
+        .env("IRONMESH_TOKEN_KIND"),
+    )
+    .addOption(
+      new Option("--role <role>", "Role of an API token (required for --kind api)").choices(ROLES)
+        .env("IRONMESH_TOKEN_ROLE"),
+    )
+    .addOption(
+      new Option("--node <name>", "For agent tokens: the only node the token may register")
+        .env("IRONMESH_TOKEN_NODE"),
+    )
+    .addOption(
+      new Option("--ttl <duration>", 'Lifetime, e.g. "24h" (default: no expiry)')
+        .env("IRONMESH_TOKEN_TTL"),
+    )
+    .addOption(
+      new Option("--description <text>", "What the token is for").env("IRONMESH_TOKEN_DESCRIPTION"),
+    );
+  addConnectionOptions(command, { serverDefault: true });
+  return command.action(async () => {
+    const options = command.opts<TokenCreateOptions>();
+    if (options.kind === "join") throw new InvalidError("Join tokens are not available yet");
+    if (options.role === undefined) {
+      throw new InvalidError(
+        `Option "--role" is required for API tokens: one of ${
+          ROLES.map((r) => `"${r}"`).join(", ")
+        }`,
+      );
+    }
+    if (options.ttl !== undefined && parseDuration(options.ttl) === undefined) {
+      throw new InvalidError(
+        `Invalid TTL "${options.ttl}": expected a duration such as "24h" or "90m"`,
+      );
+    }
+    const body = {
+      kind: "api",
+      role: options.role,
+      ...(options.node === undefined ? {} : { node: options.node }),
+      ...(options.description === undefined ? {} : { description: options.description }),
+      ...(options.ttl === undefined ? {} : { ttl: options.ttl }),
+    };
+    const created = await withClient(
+      command,
+      (client) => client.request<{ token?: unknown }>("POST", "/v1/tokens", { body }),
+    );
+    if (typeof created?.token !== "string") {
+      throw new ServerError(`The server's answer to "POST /v1/tokens" holds no token`, 201);
+    }
+    console.log(created.token);
+  });
+}
+
+function tokenListCommand(): Command {
+  const command = verb("list")
+    .description("List API tokens (never their secrets)")
+    .addOption(
+      new Option("-o, --output <format>", "Output format").choices(FORMATS).default("table")
+        .env("IRONMESH_OUTPUT"),
+    );
+  addConnectionOptions(command, { serverDefault: true });
+  return command.action(async () => {
+    const { output } = command.opts<{ output: Format }>();
+    await withClient(command, async (client) => {
+      const items = await client.list<Record<string, unknown>>(KINDS.tokens.path);
+      print(output, { items }, table(KINDS.tokens, items));
+    });
+  });
+}
+
+function tokenRevokeCommand(): Command {
+  const command = verb("revoke")
+    .description("Revoke an API token; requests with it fail from then on")
+    .argument("<id>", "Id of the token, as `ironmesh token list` shows it");
+  addConnectionOptions(command, { serverDefault: true });
+  return command.action(async (id: string) => {
+    await withClient(
+      command,
+      (client) => client.request("DELETE", `/v1/tokens/${encodeURIComponent(id)}`),
+    );
+    console.log(`Token "${id}" revoked`);
+  });
+}
+
+// --- version -----------------------------------------------------------------
+
+function versionCommand(): Command {
+  const command = verb("version")
+    .description("Print the version of this program and, with --server, of the server");
+  addConnectionOptions(command, { serverDefault: false });
+  return command.action(async () => {
+    console.log(`ironmesh ${VERSION}`);
+    if (command.opts<ConnectionOptions>().server === undefined) return;
+    const answer = await withClient(
+      command,
+      (client) => client.request<{ version?: unknown }>("GET", "/v1/version"),
+    );
+    if (typeof answer?.version !== "string") {
+      throw new ServerError(`The server's answer to "GET /v1/version" holds no version`, 200);
+    }
+    console.log(`server ${answer.version}`);
+  });
+}

@@ -1,0 +1,43 @@
+/**
+ * Versioned, forward-only schema migrations. A migration is never edited once
+ * released: a change to the schema is a new entry at the end. The server
+ * refuses a database whose version is newer than the last entry here, since
+ * an older binary cannot know what a newer schema means.
+ */
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+/** The SQLite migrations, in order. */
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: "registry objects, API tokens and server settings",
+    sql: `
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      INSERT INTO meta (key, value) VALUES ('revision', '0');
+      CREATE TABLE objects (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        namespace TEXT,
+        service TEXT,
+        node TEXT,
+        health TEXT,
+        revision INTEGER NOT NULL,
+        heartbeat TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+      ) WITHOUT ROWID;
+      CREATE INDEX objects_by_node ON objects (kind, node, key);
+      CREATE INDEX objects_by_service ON objects (kind, namespace, service, key);
+      CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        data TEXT NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
+];

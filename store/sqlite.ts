@@ -1,0 +1,341 @@
+import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
+import { PreconditionFailedError, UnavailableError } from "../core/errors.ts";
+import type { ApiToken, Instance, MeshNode, Service } from "../core/model.ts";
+import { SQLITE_MIGRATIONS } from "./migrations.ts";
+import {
+  type Batch,
+  keyOf,
+  type Kind,
+  KINDS,
+  type ListQuery,
+  type NodeTouch,
+  type Objects,
+  type Store,
+  type StoredToken,
+} from "./store.ts";
+
+/** Options of {@link openSqliteStore}. */
+export interface SqliteOptions {
+  /** Run forward migrations on open. Default: true. */
+  migrate?: boolean;
+}
+
+/**
+ * Opens (creating if needed) the embedded SQLite store at `path` and brings
+ * its schema up to date.
+ *
+ * WAL with `synchronous=NORMAL` means a commit does not fsync; the WAL is
+ * synced at checkpoints. A crash of the machine can lose the last moments of
+ * writes but never corrupts the database, which is the trade Consul and etcd
+ * users accept for registry data that agents re-send anyway.
+ */
+export function openSqliteStore(path: string, options: SqliteOptions = {}): SqliteStore {
+  const db = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.exec("PRAGMA foreign_keys = ON");
+    const store = new SqliteStore(db);
+    if (options.migrate ?? true) store.migrate();
+    return store;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+type Row = Record<string, SQLInputValue>;
+
+/** The embedded SQLite implementation of {@link Store}. */
+export class SqliteStore implements Store {
+  readonly backend = "sqlite";
+  readonly #db: DatabaseSync;
+  readonly #statements = new Map<string, StatementSync>();
+  #closed = false;
+
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  #stmt(sql: string): StatementSync {
+    if (this.#closed) throw new UnavailableError("The store is closed");
+    let stmt = this.#statements.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#statements.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  /** Applies every migration newer than the database, each in its own transaction. */
+  migrate(): void {
+    this.#db.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    );
+    const current = this.#schemaVersion();
+    const latest = SQLITE_MIGRATIONS.at(-1)?.version ?? 0;
+    if (current > latest) {
+      throw new UnavailableError(
+        `Database schema version ${current} is newer than this ironmesh knows (${latest}): run a newer ironmesh or restore a backup taken by this version`,
+      );
+    }
+    for (const migration of SQLITE_MIGRATIONS) {
+      if (migration.version <= current) continue;
+      this.#transaction(() => {
+        this.#db.exec(migration.sql);
+        this.#db.prepare(
+          "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+        ).run(migration.version, migration.description, new Date().toISOString());
+      });
+    }
+  }
+
+  #schemaVersion(): number {
+    const row = this.#db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as
+      | { v: number | null }
+      | undefined;
+    return row?.v ?? 0;
+  }
+
+  #transaction<T>(fn: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.#db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  #revision(): number {
+    const row = this.#stmt("SELECT value FROM meta WHERE key = 'revision'").get() as
+      | { value: string }
+      | undefined;
+    return Number(row?.value ?? 0);
+  }
+
+  revision(): Promise<number> {
+    return Promise.resolve(this.#revision());
+  }
+
+  get<K extends Kind>(kind: K, key: string): Promise<Objects[K] | null> {
+    const row = this.#stmt(
+      "SELECT data, revision, heartbeat FROM objects WHERE kind = ? AND key = ?",
+    ).get(kind, key) as Row | undefined;
+    return Promise.resolve(row ? decode<K>(row) : null);
+  }
+
+  list<K extends Kind>(kind: K, query: ListQuery<Objects[K]>): Promise<Objects[K][]> {
+    const clauses = ["kind = ?"];
+    const params: SQLInputValue[] = [kind];
+    for (const column of ["namespace", "service", "node", "health"] as const) {
+      const value = query[column];
+      if (value !== undefined) {
+        clauses.push(`${column} = ?`);
+        params.push(value);
+      }
+    }
+    if (query.after !== undefined) {
+      clauses.push("key > ?");
+      params.push(query.after);
+    }
+    const sql = `SELECT data, revision, heartbeat FROM objects WHERE ${
+      clauses.join(" AND ")
+    } ORDER BY key`;
+    const items: Objects[K][] = [];
+    if (query.limit <= 0) return Promise.resolve(items);
+    for (const row of this.#stmt(sql).iterate(...params)) {
+      const value = decode<K>(row as Row);
+      if (query.where && !query.where(value)) continue;
+      items.push(value);
+      if (items.length >= query.limit) break;
+    }
+    return Promise.resolve(items);
+  }
+
+  counts(): Promise<Record<Kind, number>> {
+    const counts = Object.fromEntries(KINDS.map((k) => [k, 0])) as Record<Kind, number>;
+    const rows = this.#stmt("SELECT kind, COUNT(*) AS n FROM objects GROUP BY kind").all() as {
+      kind: Kind;
+      n: number;
+    }[];
+    for (const row of rows) counts[row.kind] = row.n;
+    return Promise.resolve(counts);
+  }
+
+  commit(batch: Batch): Promise<number> {
+    if (batch.writes.length === 0 && !batch.expect?.length) return this.revision();
+    return Promise.try(() =>
+      this.#transaction(() => {
+        for (const expected of batch.expect ?? []) {
+          const row = this.#stmt("SELECT revision FROM objects WHERE kind = ? AND key = ?")
+            .get(expected.kind, expected.key) as { revision: number } | undefined;
+          const actual = row?.revision ?? null;
+          if (actual !== expected.revision) {
+            throw new PreconditionFailedError(
+              expected.revision === null
+                ? `The ${expected.kind} "${expected.key}" already exists`
+                : actual === null
+                ? `The ${expected.kind} "${expected.key}" no longer exists`
+                : `The ${expected.kind} "${expected.key}" changed: it is at revision ${actual}, not ${expected.revision}`,
+              actual,
+            );
+          }
+        }
+        if (batch.writes.length === 0) return this.#revision();
+        const revision = this.#revision() + 1;
+        const put = this.#stmt(
+          "INSERT OR REPLACE INTO objects (kind, key, namespace, service, node, health, revision, heartbeat, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        );
+        const del = this.#stmt("DELETE FROM objects WHERE kind = ? AND key = ?");
+        for (const write of batch.writes) {
+          if (write.op === "delete") {
+            del.run(write.kind, write.key);
+            continue;
+          }
+          const { revision: _ignored, ...data } = write.value;
+          const cols = indexColumns(write.kind, write.value);
+          put.run(
+            write.kind,
+            keyOf(write.kind, write.value),
+            cols.namespace,
+            cols.service,
+            cols.node,
+            cols.health,
+            revision,
+            cols.heartbeat,
+            JSON.stringify(data),
+          );
+        }
+        this.#stmt("UPDATE meta SET value = ? WHERE key = 'revision'").run(String(revision));
+        return revision;
+      })
+    );
+  }
+
+  touchNodes(entries: readonly NodeTouch[]): Promise<void> {
+    if (entries.length === 0) return Promise.resolve();
+    const stmt = this.#stmt(
+      "UPDATE objects SET heartbeat = ? WHERE kind = 'node' AND key = ? AND (heartbeat IS NULL OR heartbeat < ?)",
+    );
+    this.#transaction(() => {
+      for (const e of entries) stmt.run(e.lastHeartbeat, e.name, e.lastHeartbeat);
+    });
+    return Promise.resolve();
+  }
+
+  createToken(token: ApiToken, secretHash: string): Promise<void> {
+    return Promise.try(() => {
+      this.#stmt("INSERT INTO tokens (id, secret_hash, created_at, data) VALUES (?, ?, ?, ?)").run(
+        token.id,
+        secretHash,
+        token.createdAt,
+        JSON.stringify(token),
+      );
+    });
+  }
+
+  getToken(id: string): Promise<StoredToken | null> {
+    const row = this.#stmt("SELECT secret_hash, data FROM tokens WHERE id = ?").get(id) as
+      | { secret_hash: string; data: string }
+      | undefined;
+    return Promise.resolve(
+      row ? { token: JSON.parse(row.data) as ApiToken, secretHash: row.secret_hash } : null,
+    );
+  }
+
+  listTokens(): Promise<ApiToken[]> {
+    const rows = this.#stmt("SELECT data FROM tokens ORDER BY created_at DESC, id").all() as {
+      data: string;
+    }[];
+    return Promise.resolve(rows.map((r) => JSON.parse(r.data) as ApiToken));
+  }
+
+  revokeToken(id: string, at: string): Promise<ApiToken | null> {
+    return Promise.try(() =>
+      this.#transaction(() => {
+        const row = this.#stmt("SELECT data FROM tokens WHERE id = ?").get(id) as
+          | { data: string }
+          | undefined;
+        if (!row) return null;
+        const token = JSON.parse(row.data) as ApiToken;
+        if (token.revokedAt) return token;
+        const revoked = { ...token, revokedAt: at };
+        this.#stmt("UPDATE tokens SET data = ? WHERE id = ?").run(JSON.stringify(revoked), id);
+        return revoked;
+      })
+    );
+  }
+
+  getMeta(key: string): Promise<string | null> {
+    const row = this.#stmt("SELECT value FROM meta WHERE key = ?").get(key) as
+      | { value: string }
+      | undefined;
+    return Promise.resolve(row?.value ?? null);
+  }
+
+  setMeta(key: string, value: string): Promise<void> {
+    this.#stmt("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)").run(key, value);
+    return Promise.resolve();
+  }
+
+  schemaVersion(): Promise<number> {
+    return Promise.resolve(this.#schemaVersion());
+  }
+
+  ping(): Promise<void> {
+    this.#stmt("SELECT 1").get();
+    return Promise.resolve();
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    this.#statements.clear();
+    this.#db.exec("PRAGMA optimize");
+    this.#db.close();
+    return Promise.resolve();
+  }
+}
+
+interface IndexColumns {
+  namespace: string | null;
+  service: string | null;
+  node: string | null;
+  health: string | null;
+  heartbeat: string | null;
+}
+
+function indexColumns(kind: Kind, value: Service | MeshNode | Instance): IndexColumns {
+  const none = { namespace: null, service: null, node: null, health: null, heartbeat: null };
+  switch (kind) {
+    case "service": {
+      const s = value as Service;
+      return { ...none, namespace: s.namespace, service: s.name };
+    }
+    case "node": {
+      const n = value as MeshNode;
+      return { ...none, node: n.name, heartbeat: n.lastHeartbeat };
+    }
+    case "instance": {
+      const i = value as Instance;
+      return {
+        ...none,
+        namespace: i.namespace,
+        service: i.service,
+        node: i.node,
+        health: i.health,
+      };
+    }
+  }
+}
+
+function decode<K extends Kind>(row: Row): Objects[K] {
+  const value = JSON.parse(row.data as string) as Record<string, unknown>;
+  value.revision = Number(row.revision);
+  if (typeof row.heartbeat === "string") value.lastHeartbeat = row.heartbeat;
+  return value as unknown as Objects[K];
+}
