@@ -13,3 +13,16 @@ export function reportError(error: unknown): number {
   console.error("Unexpected error:", error);
   return 2;
 }
+
+const encoder = new TextEncoder();
+
+/**
+ * Writes one log line to stderr, whole: a pipe may take fewer bytes than
+ * offered, and a half line would break every reader of the JSON stream.
+ */
+export function stderrLine(line: string): void {
+  const bytes = encoder.encode(line + "\n");
+  for (let written = 0; written < bytes.length;) {
+    written += Deno.stderr.writeSync(bytes.subarray(written));
+  }
+}

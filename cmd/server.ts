@@ -19,6 +19,7 @@ import { Registry } from "../registry/registry.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
 import { startGrpcServer } from "../xds/grpc_server.ts";
+import { stderrLine } from "./output.ts";
 
 /** A server started by {@link startServer}. */
 export interface RunningServer {
@@ -253,7 +254,7 @@ export function serverCommand(): Command {
         console.log(stringify(describeServerConfig(config)).trimEnd());
         return;
       }
-      const log = jsonLogger((line) => console.error(line), { level: config.logLevel });
+      const log = jsonLogger(stderrLine, { level: config.logLevel });
       const server = await startServer(config, log);
       log.info("Ironmesh server started", {
         version: VERSION,

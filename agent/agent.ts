@@ -1,0 +1,218 @@
+/**
+ * The agent's life: check, register, heartbeat, and leave cleanly. Checks run
+ * on their own intervals; a status change wakes the heartbeat loop at once.
+ * The loop treats each kind of server answer differently: a lost node or
+ * instance is registered again at once, an outage is retried with backoff,
+ * and a refused token is reported loudly but retried slowly in case an
+ * operator fixes it.
+ */
+import type { AgentConfig } from "../core/agent_config.ts";
+import { formatDuration } from "../core/duration.ts";
+import { backoffDelay, jitter, retryCapMs } from "./backoff.ts";
+import { createCheckRunner } from "./checks.ts";
+import { ensureDataDir, readHostInfo, writeAgentState } from "./host.ts";
+import type { Logger } from "../core/log.ts";
+import { CheckMonitor } from "./monitor.ts";
+import {
+  type CheckReport,
+  heartbeatBody,
+  type HostInfo,
+  registrationBody,
+  resolveNode,
+} from "./registration.ts";
+import { type ApiResult, ServerApi } from "./server_api.ts";
+import { sleep, Wakeup } from "./wait.ts";
+
+/** Options of {@link runAgent}. */
+export interface AgentOptions {
+  /** Base URL of the server's REST API. */
+  server: string;
+  /** The parsed agent configuration. */
+  config: AgentConfig;
+  /** Directory for `agent.json`; created with mode 0700. */
+  dataDir: string;
+  /** Agent-role API token. Default: none (the server must allow anonymous agents). */
+  token?: string | undefined;
+  /** Leave the node registered on shutdown, e.g. for a quick restart. Default: false. */
+  keepInstancesOnExit?: boolean;
+  /** Where log lines go. */
+  logger: Logger;
+  /** Host name and addresses. Default: read from the system. */
+  host?: HostInfo;
+  /** Random source of jitter and backoff. Default: `Math.random`. */
+  random?: () => number;
+  /** Time after which a call to the server gives up, in milliseconds. Default: 10 000. */
+  requestTimeoutMs?: number;
+  /** Time allowed for the deregistration on shutdown, in milliseconds. Default: 2 000. */
+  deregisterTimeoutMs?: number;
+}
+
+/** Spread of the heartbeat interval, so agents started together drift apart. */
+const HEARTBEAT_JITTER = 0.1;
+/** Backoff cap when the token is refused: it will not fix itself within an interval. */
+const AUTH_RETRY_CAP_MS = 30_000;
+
+/**
+ * Runs the agent until `signal` aborts: checks every service once, registers
+ * the node, heartbeats, and on abort stops the checks and (unless told to
+ * keep them) deregisters the node. Resolves once everything has stopped;
+ * rejects only when the agent cannot start (bad node name, data directory).
+ */
+export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<void> {
+  const log = options.logger;
+  const random = options.random ?? Math.random;
+  const { config } = options;
+  const node = resolveNode(config.node, options.host ?? readHostInfo());
+  await ensureDataDir(options.dataDir);
+  const api = new ServerApi(options.server, {
+    token: options.token,
+    timeoutMs: options.requestTimeoutMs ?? 10_000,
+  });
+  const intervalMs = config.heartbeat.intervalMs;
+  log.info("Agent starting", {
+    node: node.name,
+    address: node.address,
+    server: api.server,
+    services: config.services.length,
+    heartbeatInterval: formatDuration(intervalMs),
+  });
+
+  const runners = [];
+  const monitors: CheckMonitor[] = [];
+  for (const service of config.services) {
+    if (!service.check) continue;
+    const runner = createCheckRunner(service.check);
+    runners.push(runner);
+    monitors.push(new CheckMonitor(service.id, service.check, (s) => runner.run(s)));
+  }
+  const reports = () => {
+    const map = new Map<string, CheckReport>();
+    for (const monitor of monitors) map.set(monitor.id, monitor.report);
+    return map;
+  };
+
+  const wakeup = new Wakeup();
+  // Set once a registration was sent, answered or not: it may have reached
+  // the server, so shutdown must try to undo it.
+  let registrationSent = false;
+  let stateWritten = false;
+  try {
+    // Registering with real results, not a guess, keeps a broken instance
+    // out of traffic from its first second.
+    await Promise.all(monitors.map((m) => m.probe(signal)));
+    for (const m of monitors) {
+      log.info("Check initial status", { instance: m.id, ...m.report });
+    }
+    const loops = monitors.map((m) =>
+      m.loop(signal, (previous) => {
+        log.info("Check status changed", { instance: m.id, previous, ...m.report });
+        wakeup.notify();
+      })
+    );
+
+    let registered = false;
+    let failures = 0;
+    while (!signal.aborted) {
+      if (!registered) registrationSent = true;
+      const result: ApiResult<unknown> = registered
+        ? await api.heartbeat(node.name, heartbeatBody(config, reports()), { signal })
+        : await api.register(node.name, registrationBody(node, config, reports()), { signal });
+      if (signal.aborted) break;
+      if (result.kind === "ok") {
+        if (!registered) {
+          registered = true;
+          log.info("Node registered", { node: node.name, instances: config.services.length });
+          if (!stateWritten) {
+            stateWritten = await recordState(options, node.name, api.server, log);
+          }
+        } else if (failures > 0) {
+          log.info("Heartbeat recovered", { node: node.name, failures });
+        }
+        failures = 0;
+        await wakeup.wait(jitter(intervalMs, HEARTBEAT_JITTER, random), signal);
+        continue;
+      }
+      if (registered && result.kind === "rejected" && [404, 409].includes(result.status)) {
+        log.warn("Server lost this node or an instance; registering again", {
+          node: node.name,
+          status: result.status,
+          detail: result.problem.detail,
+        });
+        registered = false;
+        continue;
+      }
+      const auth = result.kind === "rejected" && [401, 403].includes(result.status);
+      const delay = backoffDelay(
+        failures,
+        { baseMs: 200, capMs: auth ? AUTH_RETRY_CAP_MS : retryCapMs(intervalMs) },
+        random,
+      );
+      failures++;
+      logFailure(log, registered ? "Heartbeat" : "Registration", result, {
+        node: node.name,
+        attempt: failures,
+        retryIn: formatDuration(delay),
+      });
+      await sleep(delay, signal);
+    }
+    await Promise.all(loops);
+  } finally {
+    for (const runner of runners) runner.close();
+  }
+
+  if (registrationSent && !options.keepInstancesOnExit) {
+    const result = await api.deregister(node.name, {
+      timeoutMs: options.deregisterTimeoutMs ?? 2_000,
+    });
+    if (result.kind === "ok" || (result.kind === "rejected" && result.status === 404)) {
+      log.info("Node deregistered", { node: node.name });
+    } else {
+      logFailure(log, "Deregistration", result, { node: node.name });
+    }
+  }
+  log.info("Agent stopped", { node: node.name });
+}
+
+async function recordState(
+  options: AgentOptions,
+  node: string,
+  server: string,
+  log: Logger,
+): Promise<boolean> {
+  try {
+    await writeAgentState(options.dataDir, { node, server, pid: Deno.pid });
+    return true;
+  } catch (error) {
+    // The node is registered and serving; a missing state file only hurts
+    // local tooling, so say so rather than take the node down.
+    log.error("Cannot write agent.json", { dir: options.dataDir, error });
+    return false;
+  }
+}
+
+function logFailure(
+  log: Logger,
+  what: string,
+  result: Exclude<ApiResult<unknown>, { kind: "ok" }>,
+  fields: Record<string, unknown>,
+): void {
+  if (result.kind === "unreachable") {
+    log.warn(`${what} failed: server unreachable`, { ...fields, error: result.error });
+    return;
+  }
+  const { status, title, detail, problems } = result.problem;
+  const more = {
+    ...fields,
+    status,
+    title,
+    detail,
+    ...(problems.length > 0 ? { problems } : {}),
+  };
+  if (status === 401 || status === 403) {
+    log.error(`${what} refused: check the agent's API token`, more);
+  } else if (status >= 500) {
+    log.warn(`${what} failed: server error`, more);
+  } else {
+    log.error(`${what} rejected`, more);
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * What the agent tells the server, built purely from the configuration, the
+ * host's facts and the latest check results: the node's name and address,
+ * the registration (the node's whole state) and the heartbeat.
+ */
+import type { z } from "zod";
+import type { AgentConfig, ServiceConfig } from "../core/agent_config.ts";
+import { formatDuration } from "../core/duration.ts";
+import { InvalidError } from "../core/errors.ts";
+import type { Labels } from "../core/labels.ts";
+import type { CheckStatus, heartbeatSchema, nodeRegistrationSchema } from "../core/model.ts";
+import { isSubdomainName } from "../core/names.ts";
+import { VERSION } from "../core/version.ts";
+
+/** The body of `PUT /v1/nodes/{name}/registration` as sent on the wire. */
+export type RegistrationBody = z.input<typeof nodeRegistrationSchema>;
+/** The body of `POST /v1/nodes/{name}/heartbeat` as sent on the wire. */
+export type HeartbeatBody = z.input<typeof heartbeatSchema>;
+
+/** Facts about the host that name and address the node when the configuration does not. */
+export interface HostInfo {
+  /** The host name as the OS reports it. */
+  hostname: string;
+  /** Addresses of the host's network interfaces, in the OS's order. */
+  interfaces: readonly { family: string; address: string }[];
+}
+
+/** The node as it registers: configured values, or defaults taken from the host. */
+export interface ResolvedNode {
+  name: string;
+  hostname: string;
+  address: string;
+  labels: Labels;
+}
+
+/** The latest result of one instance's check, as reported to the server. */
+export interface CheckReport {
+  status: CheckStatus;
+  output: string;
+}
+
+/**
+ * The address other nodes reach this one at: the first IPv4 address that is
+ * neither loopback nor link-local (those are not reachable from elsewhere),
+ * else `127.0.0.1` so a single-host setup still works.
+ */
+export function defaultAddress(interfaces: HostInfo["interfaces"]): string {
+  const found = interfaces.find((i) =>
+    i.family === "IPv4" && !i.address.startsWith("127.") && !i.address.startsWith("169.254.")
+  );
+  return found?.address ?? "127.0.0.1";
+}
+
+/** Fills the node's name and address from the host where the configuration leaves them out. */
+export function resolveNode(node: AgentConfig["node"], host: HostInfo): ResolvedNode {
+  const name = node.name ?? host.hostname.toLowerCase();
+  if (!isSubdomainName(name)) {
+    throw new InvalidError(
+      `Cannot use host name "${host.hostname}" as node name: it is not a DNS-1123 subdomain; set node.name in the agent configuration`,
+      [{ pointer: "/node/name", message: "Must be a DNS-1123 subdomain" }],
+    );
+  }
+  return {
+    name,
+    hostname: host.hostname,
+    address: node.address ?? defaultAddress(host.interfaces),
+    labels: node.labels,
+  };
+}
+
+const NO_CHECK: CheckReport = { status: "none", output: "" };
+
+/**
+ * The node's whole state for the server. An instance without a check reports
+ * `none`; one whose check has not run yet cannot occur, because the agent runs
+ * every check once before registering.
+ */
+export function registrationBody(
+  node: ResolvedNode,
+  config: AgentConfig,
+  reports: ReadonlyMap<string, CheckReport>,
+): RegistrationBody {
+  return {
+    hostname: node.hostname,
+    addresses: [node.address],
+    labels: node.labels,
+    agentVersion: VERSION,
+    heartbeatInterval: formatDuration(config.heartbeat.intervalMs),
+    instances: config.services.map((service: ServiceConfig) => {
+      const report = reports.get(service.id) ?? NO_CHECK;
+      return {
+        id: service.id,
+        namespace: service.namespace,
+        service: service.name,
+        address: service.address ?? node.address,
+        port: service.port,
+        protocol: service.protocol,
+        labels: service.labels,
+        check: report.status,
+        output: report.output,
+      };
+    }),
+  };
+}
+
+/**
+ * The heartbeat: every instance's current status, those without a check as
+ * `none`, so the server can answer 409 for any instance it has lost and the
+ * agent then registers again.
+ */
+export function heartbeatBody(
+  config: AgentConfig,
+  reports: ReadonlyMap<string, CheckReport>,
+): HeartbeatBody {
+  return {
+    checks: config.services.map((service) => {
+      const report = reports.get(service.id) ?? NO_CHECK;
+      return { id: service.id, status: report.status, output: report.output };
+    }),
+  };
+}

@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { ServerApi } from "./server_api.ts";
+import type { RegistrationBody } from "./registration.ts";
+import { startServerDouble } from "./_server_double.ts";
+
+const BODY: RegistrationBody = {
+  hostname: "vm-1",
+  addresses: ["127.0.0.1"],
+  agentVersion: "0.1.0",
+  heartbeatInterval: "5s",
+  instances: [],
+};
+
+Deno.test("ServerApi.register() PUTs JSON with the bearer token", async () => {
+  const double = startServerDouble(() => Response.json({ node: { name: "vm-1" }, instances: [] }));
+  try {
+    const api = new ServerApi(double.url, { token: "s3cret" });
+    const result = await api.register("vm-1", BODY);
+    assert.deepEqual(result, {
+      kind: "ok",
+      status: 200,
+      body: { node: { name: "vm-1" }, instances: [] },
+    });
+    assert.deepEqual(double.requests, [{
+      method: "PUT",
+      path: "/v1/nodes/vm-1/registration",
+      auth: "Bearer s3cret",
+      contentType: "application/json",
+      body: BODY,
+    }]);
+  } finally {
+    await double.close();
+  }
+});
+
+Deno.test("ServerApi keeps a path prefix of the server URL and sends no token when unset", async () => {
+  const double = startServerDouble(() => new Response(null, { status: 204 }));
+  try {
+    const api = new ServerApi(`${double.url}/mesh/`);
+    assert.deepEqual(await api.deregister("vm-1"), { kind: "ok", status: 204, body: null });
+    assert.deepEqual(await api.heartbeat("vm-1", { checks: [] }), {
+      kind: "ok",
+      status: 204,
+      body: null,
+    });
+    assert.deepEqual(
+      double.requests.map((r) => [r.method, r.path, r.auth]),
+      [["DELETE", "/mesh/v1/nodes/vm-1", null], ["POST", "/mesh/v1/nodes/vm-1/heartbeat", null]],
+    );
+  } finally {
+    await double.close();
+  }
+});
+
+Deno.test("ServerApi decodes a problem document", async () => {
+  const double = startServerDouble(() =>
+    new Response(
+      JSON.stringify({
+        type: "about:blank",
+        title: "Bad Request",
+        status: 400,
+        detail: "Invalid registration",
+        problems: [{ pointer: "/instances/0/port", message: "Must be between 1 and 65535" }, 7],
+      }),
+      { status: 400, headers: { "content-type": "application/problem+json" } },
+    )
+  );
+  try {
+    const result = await new ServerApi(double.url).register("vm-1", BODY);
+    assert.deepEqual(result, {
+      kind: "rejected",
+      status: 400,
+      problem: {
+        type: "about:blank",
+        title: "Bad Request",
+        status: 400,
+        detail: "Invalid registration",
+        problems: [{ pointer: "/instances/0/port", message: "Must be between 1 and 65535" }],
+      },
+    });
+  } finally {
+    await double.close();
+  }
+});
+
+Deno.test("ServerApi reads a non-problem error body as its detail", async () => {
+  const double = startServerDouble(() => new Response("upstream down", { status: 502 }));
+  try {
+    const result = await new ServerApi(double.url).heartbeat("vm-1", { checks: [] });
+    assert.deepEqual(result, {
+      kind: "rejected",
+      status: 502,
+      problem: {
+        type: "about:blank",
+        title: "Bad Gateway",
+        status: 502,
+        detail: "upstream down",
+        problems: [],
+      },
+    });
+  } finally {
+    await double.close();
+  }
+});
+
+Deno.test("ServerApi reports an unreachable server and a timeout", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const closedPort = listener.addr.port;
+  listener.close();
+  const refused = await new ServerApi(`http://127.0.0.1:${closedPort}`).heartbeat("vm-1", {});
+  assert.equal(refused.kind, "unreachable");
+
+  const double = startServerDouble(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return new Response(null, { status: 204 });
+  });
+  try {
+    const api = new ServerApi(double.url, { timeoutMs: 100 });
+    assert.deepEqual(await api.heartbeat("vm-1", {}), {
+      kind: "unreachable",
+      error: "No answer within 100ms",
+    });
+  } finally {
+    await double.close();
+  }
+});

@@ -1,0 +1,217 @@
+/**
+ * The agent's configuration file (YAML or JSON): the node, its heartbeat, the
+ * services it registers with their health checks, and the upstreams its local
+ * Envoy will expose. Every field is described here; unknown fields are refused
+ * so a typo never silently turns into a default.
+ */
+import { z } from "zod";
+import { durationSchema } from "./duration.ts";
+import { labelsSchema } from "./labels.ts";
+import { ipAddress, labelName, portNumber, PROTOCOLS, subdomainName } from "./model.ts";
+import { parseConfigText } from "./validate.ts";
+
+/** Default heartbeat and check interval, in milliseconds. */
+export const DEFAULT_INTERVAL_MS = 5_000;
+/** Default check timeout, in milliseconds (lowered to the interval when that is shorter). */
+export const DEFAULT_CHECK_TIMEOUT_MS = 1_000;
+
+/** The kinds of health check, in the order the error messages list them. */
+export const CHECK_KINDS = ["http", "tcp", "grpc", "exec"] as const;
+
+/** What a health check probes; exactly one kind per check. */
+export type CheckTarget =
+  | { kind: "http"; url: string }
+  | { kind: "tcp"; hostname: string; port: number }
+  | { kind: "grpc"; hostname: string; port: number; service: string }
+  | { kind: "exec"; command: [string, ...string[]] };
+
+/** A parsed health check: what to probe, how often, and how many outcomes change its status. */
+export interface CheckConfig {
+  target: CheckTarget;
+  intervalMs: number;
+  timeoutMs: number;
+  healthyThreshold: number;
+  unhealthyThreshold: number;
+}
+
+const HOST_PORT = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/;
+
+/** `host:port` or `[ipv6]:port`, parsed; host names are fine here because the agent dials them itself. */
+const hostPort = z.string().transform((text, ctx) => {
+  const match = HOST_PORT.exec(text);
+  const port = Number(match?.[3]);
+  if (!match || port < 1 || port > 65535) {
+    ctx.addIssue({
+      code: "custom",
+      message:
+        `Invalid address "${text}": use host:port or [ipv6]:port with a port from 1 to 65535`,
+    });
+    return z.NEVER;
+  }
+  return { hostname: match[1] ?? match[2]!, port };
+});
+
+const thresholdSchema = z.number().int("Must be an integer").min(1, "Must be between 1 and 100")
+  .max(100, "Must be between 1 and 100");
+
+const checkSchema = z.strictObject({
+  http: z.url({ protocol: /^https?$/, error: "Must be an http:// or https:// URL" }).optional()
+    .describe("URL probed with GET; a 2xx or 3xx answer passes (redirects are not followed)"),
+  tcp: hostPort.optional().describe("host:port to connect to; an accepted connection passes"),
+  grpc: hostPort.optional().describe(
+    "host:port of a gRPC server probed with grpc.health.v1.Health/Check; SERVING passes",
+  ),
+  grpcService: z.string().max(256).optional().describe(
+    'Service name sent in the gRPC health request; default "" (the whole server)',
+  ),
+  exec: z.array(z.string().min(1, "Must not be empty")).min(1, "Must name a program").optional()
+    .describe("Program and arguments run without a shell; exit status 0 passes"),
+  interval: durationSchema({ min: 100, max: 600_000 }).default(DEFAULT_INTERVAL_MS).describe(
+    "Time between two runs of the check, e.g. 5s; default 5s, between 100ms and 10m",
+  ),
+  timeout: durationSchema({ min: 1, max: 600_000 }).optional().describe(
+    "Time after which a run fails; default 1s (or the interval when shorter), at most the interval",
+  ),
+  healthyThreshold: thresholdSchema.default(1).describe(
+    "Consecutive passes that turn a failing check passing; default 1",
+  ),
+  unhealthyThreshold: thresholdSchema.default(3).describe(
+    "Consecutive failures that turn a passing check failing; default 3",
+  ),
+}).superRefine((check, ctx) => {
+  const kinds = CHECK_KINDS.filter((kind) => check[kind] !== undefined);
+  if (kinds.length === 0) {
+    ctx.addIssue({
+      code: "custom",
+      message: "Missing check kind: set one of http, tcp, grpc or exec",
+    });
+  }
+  for (const extra of kinds.slice(1)) {
+    ctx.addIssue({
+      code: "custom",
+      path: [extra],
+      message: `Use exactly one of http, tcp, grpc or exec: found "${kinds[0]}" and "${extra}"`,
+    });
+  }
+  if (check.grpcService !== undefined && check.grpc === undefined) {
+    ctx.addIssue({ code: "custom", path: ["grpcService"], message: 'Only valid with "grpc"' });
+  }
+  if (check.timeout !== undefined && check.timeout > check.interval) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["timeout"],
+      message: "Must not be longer than the interval, or runs would overlap",
+    });
+  }
+}).transform((check): CheckConfig => ({
+  target: checkTarget(check),
+  intervalMs: check.interval,
+  timeoutMs: check.timeout ?? Math.min(DEFAULT_CHECK_TIMEOUT_MS, check.interval),
+  healthyThreshold: check.healthyThreshold,
+  unhealthyThreshold: check.unhealthyThreshold,
+}));
+
+function checkTarget(check: {
+  http?: string | undefined;
+  tcp?: { hostname: string; port: number } | undefined;
+  grpc?: { hostname: string; port: number } | undefined;
+  grpcService?: string | undefined;
+  exec?: string[] | undefined;
+}): CheckTarget {
+  if (check.http !== undefined) return { kind: "http", url: check.http };
+  if (check.tcp !== undefined) return { kind: "tcp", ...check.tcp };
+  if (check.grpc !== undefined) {
+    return { kind: "grpc", ...check.grpc, service: check.grpcService ?? "" };
+  }
+  const [program, ...args] = check.exec!;
+  return { kind: "exec", command: [program!, ...args] };
+}
+
+const serviceSchema = z.strictObject({
+  name: labelName.describe("Service name (DNS-1123 label) the instance registers under"),
+  id: labelName.optional().describe(
+    "Instance id, unique on this node (DNS-1123 label); default: the service name",
+  ),
+  namespace: labelName.default("default").describe("Namespace of the service; default default"),
+  address: ipAddress.optional().describe(
+    "IP literal the instance listens on; default node.address",
+  ),
+  port: portNumber.describe("Port the instance listens on"),
+  protocol: z.enum(PROTOCOLS).default("http").describe(
+    "Application protocol: http, http2, grpc or tcp; default http",
+  ),
+  labels: labelsSchema.default({}).describe("Labels of the instance, e.g. version: v1"),
+  check: checkSchema.optional().describe(
+    "Health check; without one the instance is always healthy",
+  ),
+}).transform(({ id, ...service }) => ({ ...service, id: id ?? service.name }));
+
+const UPSTREAM = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+const upstreamSchema = z.strictObject({
+  service: z.string().regex(UPSTREAM, 'Must be "name.namespace", both DNS-1123 labels').describe(
+    'Service the local Envoy exposes, as "name.namespace"',
+  ),
+  localPort: portNumber.describe("Loopback port the application connects to for that service"),
+});
+
+/** The schema of the agent configuration file; parse it with {@link parseAgentConfig}. */
+export const agentConfigSchema = z.strictObject({
+  node: z.strictObject({
+    name: subdomainName.optional().describe(
+      "Node name (DNS-1123 subdomain); default: the host name, lower-cased",
+    ),
+    address: ipAddress.optional().describe(
+      "IP literal other nodes reach this one at; default: the first non-loopback IPv4 address, else 127.0.0.1",
+    ),
+    labels: labelsSchema.default({}).describe("Labels of the node, e.g. region and zone"),
+  }).prefault({}).describe("The host this agent runs on"),
+  heartbeat: z.strictObject({
+    interval: durationSchema({ min: 100, max: 600_000 }).default(DEFAULT_INTERVAL_MS).describe(
+      "Time between heartbeats; the server marks the node stale after 3; default 5s, between 100ms and 10m",
+    ),
+  }).prefault({}).transform((h) => ({ intervalMs: h.interval })).describe(
+    "How often the agent tells the server it is alive",
+  ),
+  services: z.array(serviceSchema).max(256).default([]).superRefine((services, ctx) => {
+    const seen = new Set<string>();
+    services.forEach((service, i) => {
+      if (seen.has(service.id)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [i, service.id === service.name ? "name" : "id"],
+          message: `Duplicate instance id "${service.id}": give each service entry a unique id`,
+        });
+      }
+      seen.add(service.id);
+    });
+  }).describe("Service instances this node registers"),
+  upstreams: z.array(upstreamSchema).max(256).default([]).superRefine((upstreams, ctx) => {
+    const seen = new Set<number>();
+    upstreams.forEach((upstream, i) => {
+      if (seen.has(upstream.localPort)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [i, "localPort"],
+          message: `Duplicate local port ${upstream.localPort}: each upstream needs its own`,
+        });
+      }
+      seen.add(upstream.localPort);
+    });
+  }).describe("Services the local Envoy exposes to applications on loopback ports"),
+});
+
+/** A parsed agent configuration, defaults applied; node name and address may still be unset. */
+export type AgentConfig = z.output<typeof agentConfigSchema>;
+/** One service entry of an {@link AgentConfig}, its `id` defaulted to its name. */
+export type ServiceConfig = AgentConfig["services"][number];
+/** One upstream entry of an {@link AgentConfig}. */
+export type UpstreamConfig = AgentConfig["upstreams"][number];
+
+/**
+ * Parses the text of an agent configuration file. Throws a `ConfigFileError`
+ * naming the file, line and field of every problem.
+ */
+export function parseAgentConfig(text: string, file: string): AgentConfig {
+  return parseConfigText(text, file, agentConfigSchema);
+}
