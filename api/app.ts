@@ -2,7 +2,7 @@ import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { authorize, type Principal, type TokenService } from "../auth/tokens.ts";
-import { UnauthorizedError } from "../core/errors.ts";
+import { InvalidError, UnauthorizedError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import {
   drainPatchSchema,
@@ -293,6 +293,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   v1.post("/tokens", async (c) => {
     authorize(c.get("principal"), "admin");
     const body = await readBody(c, tokenCreateSchema, "token");
+    if (body.kind === "join") throw new InvalidError("Join tokens are not available yet");
     const created = await tokens.create(body);
     log.info("Token created", { id: created.id, role: created.role, node: created.node });
     return c.json(created, 201);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Clock } from "../core/clock.ts";
 import { ForbiddenError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
-import type { ApiToken, Role, TokenCreate } from "../core/model.ts";
+import type { ApiToken, ApiTokenCreate, Role, Token } from "../core/model.ts";
 import type { Store } from "../store/store.ts";
 
 /** Who is calling: the verified token's id, role and (for agents) node binding. */
@@ -40,7 +40,7 @@ export class TokenService {
   }
 
   /** Creates a token and returns it with its secret. */
-  async create(request: TokenCreate): Promise<CreatedToken> {
+  async create(request: ApiTokenCreate): Promise<CreatedToken> {
     const id = randomBytes(8).toString("hex");
     const secret = randomBytes(32).toString("base64url");
     const now = this.#clock.now();
@@ -58,20 +58,20 @@ export class TokenService {
     return { ...record, token: `${PREFIX}.${id}.${secret}` };
   }
 
-  /** All tokens, without secrets. */
-  list(): Promise<ApiToken[]> {
+  /** All tokens (API and join), without secrets. */
+  list(): Promise<Token[]> {
     return this.#store.listTokens();
   }
 
   /** One token, without its secret. */
-  async get(id: string): Promise<ApiToken> {
+  async get(id: string): Promise<Token> {
     const stored = await this.#store.getToken(id);
     if (!stored) throw new NotFoundError(`Token "${id}" does not exist`);
     return stored.token;
   }
 
-  /** Revokes a token; it stops working at once. */
-  async revoke(id: string): Promise<ApiToken> {
+  /** Revokes a token (API or join); it stops working at once. */
+  async revoke(id: string): Promise<Token> {
     const token = await this.#store.revokeToken(id, new Date(this.#clock.now()).toISOString());
     if (!token) throw new NotFoundError(`Token "${id}" does not exist`);
     for (const [key, entry] of this.#cache) {
@@ -97,6 +97,7 @@ export class TokenService {
       throw new UnauthorizedError("Unknown or invalid token");
     }
     const { token } = stored;
+    if (token.kind !== "api") throw new UnauthorizedError("Unknown or invalid token");
     if (token.revokedAt) throw new UnauthorizedError(`Token "${id}" has been revoked`);
     const expires = token.expiresAt ? Date.parse(token.expiresAt) : Infinity;
     if (expires <= now) throw new UnauthorizedError(`Token "${id}" has expired`);

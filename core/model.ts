@@ -154,16 +154,47 @@ export type Heartbeat = z.infer<typeof heartbeatSchema>;
 /** The body of `PATCH /v1/nodes/{name}` and `PATCH /v1/instances/{id}`. */
 export const drainPatchSchema = z.strictObject({ draining: z.boolean() });
 
-/** The body of `POST /v1/tokens`. */
-export const tokenCreateSchema = z.strictObject({
-  kind: z.literal("api").default("api"),
+const apiTokenCreateSchema = z.strictObject({
+  kind: z.literal("api"),
   role: z.enum(ROLES),
   node: subdomainName.optional(),
   description: z.string().max(256).default(""),
   ttl: durationSchema({ min: 1_000, max: 10 * 365 * 86_400_000 }).optional(),
 });
+
+/** Longest a join token may live: it is a bearer credential for a whole identity. */
+export const MAX_JOIN_TOKEN_TTL_MS = 30 * 86_400_000;
+
+const joinTokenCreateSchema = z.strictObject({
+  kind: z.literal("join"),
+  namespace: labelName.default("default"),
+  serviceAccount: labelName,
+  node: subdomainName.optional(),
+  uses: z.number().int("Must be an integer").min(1, "Must be between 1 and 10000").max(
+    10_000,
+    "Must be between 1 and 10000",
+  ).default(1),
+  description: z.string().max(256).default(""),
+  ttl: durationSchema({ min: 1_000, max: MAX_JOIN_TOKEN_TTL_MS }).default(3_600_000),
+});
+
+/**
+ * The body of `POST /v1/tokens`: an API token (`kind: "api"`, the default)
+ * for automation, or a join token (`kind: "join"`) that enrols hosts.
+ */
+export const tokenCreateSchema = z.preprocess(
+  (value) =>
+    value !== null && typeof value === "object" && !Array.isArray(value) && !("kind" in value)
+      ? { ...value, kind: "api" }
+      : value,
+  z.discriminatedUnion("kind", [apiTokenCreateSchema, joinTokenCreateSchema]),
+);
 /** Parsed {@link tokenCreateSchema}. */
 export type TokenCreate = z.infer<typeof tokenCreateSchema>;
+/** A parsed API-token request. */
+export type ApiTokenCreate = z.infer<typeof apiTokenCreateSchema>;
+/** A parsed join-token request. */
+export type JoinTokenCreate = z.infer<typeof joinTokenCreateSchema>;
 
 /** An API token as stored and listed; the secret itself is shown once, at creation. */
 export interface ApiToken {
@@ -176,6 +207,52 @@ export interface ApiToken {
   createdAt: string;
   expiresAt: string | null;
   revokedAt: string | null;
+}
+
+/**
+ * A join token as stored and listed: who a host may become when it enrols
+ * with it, and how often it may be used. The signed token itself is shown once.
+ */
+export interface JoinToken {
+  id: string;
+  kind: "join";
+  namespace: string;
+  serviceAccount: string;
+  /** The only node name it may enrol, when set. */
+  node: string | null;
+  uses: number;
+  used: number;
+  description: string;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt: string | null;
+}
+
+/** Any token the server issues. */
+export type Token = ApiToken | JoinToken;
+
+/** How a certificate came to be issued. */
+export type IssuanceKind = "enrol" | "renew";
+
+/** The record of one issued workload certificate; the deny list is built from these. */
+export interface CertificateRecord {
+  /** Serial number, lower-case hex. */
+  serial: string;
+  node: string;
+  /** SPIFFE ID in the URI SAN. */
+  identity: string;
+  /** The join token the node enrolled with; renewals inherit it, so revoking it reaches them. */
+  tokenId: string | null;
+  /** SHA-256 fingerprint (hex) of the root the certificate chains to. */
+  root: string;
+  kind: IssuanceKind;
+  notBefore: string;
+  notAfter: string;
+  issuedAt: string;
+  /** Set when a later certificate for the same node replaced this one. */
+  supersededAt: string | null;
+  revokedAt: string | null;
+  revokeReason: string | null;
 }
 
 export { labelName, subdomainName };

@@ -3,8 +3,15 @@
  * PostgreSQL store must pass the same tests before it may replace SQLite).
  */
 import assert from "node:assert/strict";
-import { PreconditionFailedError } from "../core/errors.ts";
-import type { ApiToken, Instance, MeshNode, Service } from "../core/model.ts";
+import { ConflictError, PreconditionFailedError } from "../core/errors.ts";
+import type {
+  ApiToken,
+  CertificateRecord,
+  Instance,
+  JoinToken,
+  MeshNode,
+  Service,
+} from "../core/model.ts";
 import type { Store } from "./store.ts";
 
 /** Opens an empty store; `cleanup` releases whatever the factory made. */
@@ -65,6 +72,47 @@ export function sampleService(name: string, extra: Partial<Service> = {}): Servi
     managedBy: "registry",
     createdAt: T0,
     revision: 0,
+    ...extra,
+  };
+}
+
+/** A join token fixture. */
+export function sampleJoinToken(id: string, extra: Partial<JoinToken> = {}): JoinToken {
+  return {
+    id,
+    kind: "join",
+    namespace: "default",
+    serviceAccount: "web",
+    node: null,
+    uses: 1,
+    used: 0,
+    description: "",
+    createdAt: T0,
+    expiresAt: "2026-01-01T01:00:00.000Z",
+    revokedAt: null,
+    ...extra,
+  };
+}
+
+/** A certificate record fixture. */
+export function sampleCertificate(
+  serial: string,
+  node: string,
+  extra: Partial<CertificateRecord> = {},
+): CertificateRecord {
+  return {
+    serial,
+    node,
+    identity: "spiffe://ironmesh.local/ns/default/sa/web",
+    tokenId: "join1",
+    root: "aa",
+    kind: "enrol",
+    notBefore: T0,
+    notAfter: "2026-01-02T00:00:00.000Z",
+    issuedAt: T0,
+    supersededAt: null,
+    revokedAt: null,
+    revokeReason: null,
     ...extra,
   };
 }
@@ -215,5 +263,86 @@ export function storeContract(backend: string, open: StoreFactory): void {
       assert.equal(await store.getMeta("k"), "v2");
       assert.ok((await store.schemaVersion()) >= 1);
       await store.ping();
+    }));
+
+  Deno.test(`${backend} store: a join token is used atomically with the certificate it yields`, () =>
+    withStore(async (store) => {
+      await store.createToken(sampleJoinToken("join1", { uses: 2 }), "");
+      const at = "2026-01-01T00:10:00.000Z";
+      await store.recordIssuance(sampleCertificate("01", "vm-1"), { tokenId: "join1", at });
+      await store.recordIssuance(sampleCertificate("02", "vm-2"), { tokenId: "join1", at });
+      await assert.rejects(
+        store.recordIssuance(sampleCertificate("03", "vm-3"), { tokenId: "join1", at }),
+        (e: unknown) => e instanceof ConflictError && /used up/.test(e.message),
+      );
+      assert.equal(await store.getCertificate("03"), null, "a refused use records nothing");
+      assert.equal((await store.getToken("join1"))?.token.kind, "join");
+      const token = (await store.getToken("join1"))!.token as JoinToken;
+      assert.equal(token.used, 2);
+      await store.createToken(sampleJoinToken("join2"), "");
+      await assert.rejects(
+        store.recordIssuance(sampleCertificate("04", "vm-4"), {
+          tokenId: "join2",
+          at: "2026-01-01T02:00:00.000Z",
+        }),
+        /expired/,
+      );
+      await store.revokeToken("join2", at);
+      await assert.rejects(
+        store.recordIssuance(sampleCertificate("05", "vm-5"), { tokenId: "join2", at }),
+        /revoked/,
+      );
+      await assert.rejects(
+        store.recordIssuance(sampleCertificate("06", "vm-6"), { tokenId: "nope", at }),
+        /does not exist/,
+      );
+      assert.deepEqual((await store.listCertificates({})).map((c) => c.serial), ["01", "02"]);
+    }));
+
+  Deno.test(`${backend} store: renewals supersede, revocation reaches a node or a token lineage`, () =>
+    withStore(async (store) => {
+      await store.recordIssuance(sampleCertificate("01", "vm-1"));
+      await store.recordIssuance(
+        sampleCertificate("02", "vm-1", {
+          kind: "renew",
+          issuedAt: "2026-01-01T12:00:00.000Z",
+          root: "bb",
+        }),
+      );
+      await store.recordIssuance(sampleCertificate("03", "vm-2", { tokenId: "join2" }));
+      assert.equal((await store.getCertificate("01"))?.supersededAt, "2026-01-01T12:00:00.000Z");
+      const current = await store.listCertificates({ current: true, liveAt: T0 });
+      assert.deepEqual(current.map((c) => c.serial), ["02", "03"]);
+      assert.deepEqual(
+        (await store.listCertificates({ root: "aa", current: true })).map((c) => c.serial),
+        ["03"],
+      );
+      const revoked = await store.revokeCertificates(
+        { tokenId: "join1" },
+        "2026-01-01T13:00:00.000Z",
+        "token revoked",
+      );
+      assert.deepEqual(revoked.map((c) => c.serial).sort(), ["01", "02"]);
+      assert.equal((await store.getCertificate("02"))?.revokeReason, "token revoked");
+      assert.deepEqual(
+        (await store.listCertificates({ revoked: true })).map((c) => c.serial).sort(),
+        ["01", "02"],
+      );
+      assert.deepEqual(
+        await store.revokeCertificates({ node: "vm-1" }, "2026-01-01T14:00:00.000Z", "again"),
+        [],
+      );
+      const expired = await store.revokeCertificates(
+        { node: "vm-2" },
+        "2026-01-03T00:00:00.000Z",
+        "late",
+      );
+      assert.deepEqual(expired, [], "expired certificates need no deny-list entry");
+      assert.deepEqual(
+        (await store.revokeCertificates({ node: "vm-2" }, T0, "decommissioned")).map((c) =>
+          c.serial
+        ),
+        ["03"],
+      );
     }));
 }

@@ -40,4 +40,23 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 2,
+    description: "issued workload certificates (deny list, rotation progress)",
+    sql: `
+      CREATE TABLE certificates (
+        serial TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        token_id TEXT,
+        root TEXT NOT NULL,
+        not_after TEXT NOT NULL,
+        superseded_at TEXT,
+        revoked_at TEXT,
+        data TEXT NOT NULL
+      ) WITHOUT ROWID;
+      CREATE INDEX certificates_by_node ON certificates (node, not_after);
+      CREATE INDEX certificates_by_token ON certificates (token_id);
+      CREATE INDEX certificates_by_root ON certificates (root, not_after);
+    `,
+  },
 ];

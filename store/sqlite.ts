@@ -1,9 +1,10 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import { PreconditionFailedError, UnavailableError } from "../core/errors.ts";
-import type { ApiToken, Instance, MeshNode, Service } from "../core/model.ts";
+import { ConflictError, PreconditionFailedError, UnavailableError } from "../core/errors.ts";
+import type { CertificateRecord, Instance, MeshNode, Service, Token } from "../core/model.ts";
 import { SQLITE_MIGRATIONS } from "./migrations.ts";
 import {
   type Batch,
+  type CertificateQuery,
   keyOf,
   type Kind,
   KINDS,
@@ -227,7 +228,7 @@ export class SqliteStore implements Store {
     return Promise.resolve();
   }
 
-  createToken(token: ApiToken, secretHash: string): Promise<void> {
+  createToken(token: Token, secretHash: string): Promise<void> {
     return Promise.try(() => {
       this.#stmt("INSERT INTO tokens (id, secret_hash, created_at, data) VALUES (?, ?, ?, ?)").run(
         token.id,
@@ -243,28 +244,142 @@ export class SqliteStore implements Store {
       | { secret_hash: string; data: string }
       | undefined;
     return Promise.resolve(
-      row ? { token: JSON.parse(row.data) as ApiToken, secretHash: row.secret_hash } : null,
+      row ? { token: JSON.parse(row.data) as Token, secretHash: row.secret_hash } : null,
     );
   }
 
-  listTokens(): Promise<ApiToken[]> {
+  listTokens(): Promise<Token[]> {
     const rows = this.#stmt("SELECT data FROM tokens ORDER BY created_at DESC, id").all() as {
       data: string;
     }[];
-    return Promise.resolve(rows.map((r) => JSON.parse(r.data) as ApiToken));
+    return Promise.resolve(rows.map((r) => JSON.parse(r.data) as Token));
   }
 
-  revokeToken(id: string, at: string): Promise<ApiToken | null> {
+  revokeToken(id: string, at: string): Promise<Token | null> {
     return Promise.try(() =>
       this.#transaction(() => {
         const row = this.#stmt("SELECT data FROM tokens WHERE id = ?").get(id) as
           | { data: string }
           | undefined;
         if (!row) return null;
-        const token = JSON.parse(row.data) as ApiToken;
+        const token = JSON.parse(row.data) as Token;
         if (token.revokedAt) return token;
         const revoked = { ...token, revokedAt: at };
         this.#stmt("UPDATE tokens SET data = ? WHERE id = ?").run(JSON.stringify(revoked), id);
+        return revoked;
+      })
+    );
+  }
+
+  recordIssuance(
+    certificate: CertificateRecord,
+    consume?: { tokenId: string; at: string },
+  ): Promise<void> {
+    return Promise.try(() =>
+      this.#transaction(() => {
+        if (consume) this.#consumeToken(consume.tokenId, consume.at);
+        const superseded = this.#stmt(
+          "SELECT serial, data FROM certificates WHERE node = ? AND superseded_at IS NULL AND serial != ?",
+        ).all(certificate.node, certificate.serial) as { serial: string; data: string }[];
+        for (const row of superseded) {
+          const old = { ...JSON.parse(row.data), supersededAt: certificate.issuedAt };
+          this.#putCertificate(old);
+        }
+        this.#putCertificate(certificate);
+      })
+    );
+  }
+
+  /** Uses a join token once, inside the caller's transaction. */
+  #consumeToken(id: string, at: string): void {
+    const row = this.#stmt("SELECT data FROM tokens WHERE id = ?").get(id) as
+      | { data: string }
+      | undefined;
+    const token = row ? JSON.parse(row.data) as Token : undefined;
+    if (!token || token.kind !== "join") {
+      throw new ConflictError(`Join token "${id}" does not exist`);
+    }
+    if (token.revokedAt) throw new ConflictError(`Join token "${id}" has been revoked`);
+    if (token.expiresAt <= at) throw new ConflictError(`Join token "${id}" has expired`);
+    if (token.used >= token.uses) {
+      throw new ConflictError(
+        `Join token "${id}" has been used up (${token.uses} of ${token.uses} uses)`,
+      );
+    }
+    this.#stmt("UPDATE tokens SET data = ? WHERE id = ?").run(
+      JSON.stringify({ ...token, used: token.used + 1 }),
+      id,
+    );
+  }
+
+  #putCertificate(c: CertificateRecord): void {
+    this.#stmt(
+      "INSERT OR REPLACE INTO certificates (serial, node, token_id, root, not_after, superseded_at, revoked_at, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      c.serial,
+      c.node,
+      c.tokenId,
+      c.root,
+      c.notAfter,
+      c.supersededAt,
+      c.revokedAt,
+      JSON.stringify(c),
+    );
+  }
+
+  getCertificate(serial: string): Promise<CertificateRecord | null> {
+    const row = this.#stmt("SELECT data FROM certificates WHERE serial = ?").get(serial) as
+      | { data: string }
+      | undefined;
+    return Promise.resolve(row ? JSON.parse(row.data) as CertificateRecord : null);
+  }
+
+  listCertificates(query: CertificateQuery): Promise<CertificateRecord[]> {
+    const clauses: string[] = ["1 = 1"];
+    const params: SQLInputValue[] = [];
+    if (query.node !== undefined) {
+      clauses.push("node = ?");
+      params.push(query.node);
+    }
+    if (query.tokenId !== undefined) {
+      clauses.push("token_id = ?");
+      params.push(query.tokenId);
+    }
+    if (query.root !== undefined) {
+      clauses.push("root = ?");
+      params.push(query.root);
+    }
+    if (query.liveAt !== undefined) {
+      clauses.push("not_after > ?");
+      params.push(query.liveAt);
+    }
+    if (query.current) clauses.push("superseded_at IS NULL AND revoked_at IS NULL");
+    if (query.revoked) clauses.push("revoked_at IS NOT NULL");
+    const rows = this.#stmt(
+      `SELECT data FROM certificates WHERE ${clauses.join(" AND ")} ORDER BY not_after, serial`,
+    ).all(...params) as { data: string }[];
+    return Promise.resolve(rows.map((r) => JSON.parse(r.data) as CertificateRecord));
+  }
+
+  revokeCertificates(
+    target: { node: string } | { tokenId: string },
+    at: string,
+    reason: string,
+  ): Promise<CertificateRecord[]> {
+    return Promise.try(() =>
+      this.#transaction(() => {
+        const [column, value] = "node" in target
+          ? ["node", target.node]
+          : ["token_id", target.tokenId];
+        const rows = this.#stmt(
+          `SELECT data FROM certificates WHERE ${column} = ? AND revoked_at IS NULL AND not_after > ?`,
+        ).all(value, at) as { data: string }[];
+        const revoked = rows.map((r) => ({
+          ...JSON.parse(r.data) as CertificateRecord,
+          revokedAt: at,
+          revokeReason: reason,
+        }));
+        for (const c of revoked) this.#putCertificate(c);
         return revoked;
       })
     );

@@ -1,4 +1,11 @@
-import type { ApiToken, Health, Instance, MeshNode, Service } from "../core/model.ts";
+import type {
+  CertificateRecord,
+  Health,
+  Instance,
+  MeshNode,
+  Service,
+  Token,
+} from "../core/model.ts";
 
 /**
  * The storage contract. Every backend (the embedded SQLite default, PostgreSQL
@@ -30,14 +37,39 @@ export interface Store {
   /** Records heartbeat times in bulk. Not a registry change: no revision, no watcher woken. */
   touchNodes(entries: readonly NodeTouch[]): Promise<void>;
 
-  /** Stores a new API token with the hash of its secret. */
-  createToken(token: ApiToken, secretHash: string): Promise<void>;
+  /** Stores a new token; API tokens with the hash of their secret, join tokens with `""`. */
+  createToken(token: Token, secretHash: string): Promise<void>;
   /** A token with its secret hash, or `null`. */
   getToken(id: string): Promise<StoredToken | null>;
   /** All tokens, newest first. */
-  listTokens(): Promise<ApiToken[]>;
+  listTokens(): Promise<Token[]>;
   /** Marks a token revoked; returns it, or `null` when there is no such token. */
-  revokeToken(id: string, at: string): Promise<ApiToken | null>;
+  revokeToken(id: string, at: string): Promise<Token | null>;
+
+  /**
+   * Records an issued certificate, atomically with the use of the join token
+   * it was issued for (when `consume` is given) and with marking the node's
+   * earlier certificates superseded. Throws `ConflictError` when the token
+   * cannot be used (unknown, revoked, expired or used up); then nothing is
+   * recorded, so a replayed token never yields a recorded certificate.
+   */
+  recordIssuance(
+    certificate: CertificateRecord,
+    consume?: { tokenId: string; at: string },
+  ): Promise<void>;
+  /** One certificate record, or `null`. */
+  getCertificate(serial: string): Promise<CertificateRecord | null>;
+  /** Certificate records matching every given filter, oldest first. */
+  listCertificates(query: CertificateQuery): Promise<CertificateRecord[]>;
+  /**
+   * Revokes every unexpired, unrevoked certificate of a node or of a join
+   * token's lineage; returns the records revoked now.
+   */
+  revokeCertificates(
+    target: { node: string } | { tokenId: string },
+    at: string,
+    reason: string,
+  ): Promise<CertificateRecord[]>;
 
   /** A small server-wide setting (e.g. the admin token id), or `null`. */
   getMeta(key: string): Promise<string | null>;
@@ -104,8 +136,22 @@ export interface NodeTouch {
 
 /** A token as the store holds it. */
 export interface StoredToken {
-  token: ApiToken;
+  token: Token;
   secretHash: string;
+}
+
+/** Filters of {@link Store.listCertificates}; all optional, combined with AND. */
+export interface CertificateQuery {
+  node?: string;
+  tokenId?: string;
+  /** Root fingerprint the certificate chains to. */
+  root?: string;
+  /** Only certificates still valid at this time (not expired). */
+  liveAt?: string;
+  /** Only certificates neither revoked nor superseded. */
+  current?: boolean;
+  /** Only revoked certificates. */
+  revoked?: boolean;
 }
 
 /** The key of a registry object: `namespace/name` for services, the name or id otherwise. */
