@@ -1,13 +1,18 @@
 import { type Context, Hono } from "hono";
+import { TLSSocket } from "node:tls";
 import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { authorize, type Principal, type TokenService } from "../auth/tokens.ts";
-import { InvalidError, UnauthorizedError } from "../core/errors.ts";
+import { formatDuration } from "../core/duration.ts";
+import { ForbiddenError, UnauthorizedError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
+import type { CertificatePrincipal, IdentityService } from "../ca/identity.ts";
 import {
   drainPatchSchema,
+  enrolRequestSchema,
   heartbeatSchema,
   nodeRegistrationSchema,
+  renewRequestSchema,
   servicePutSchema,
   tokenCreateSchema,
 } from "../core/model.ts";
@@ -29,6 +34,9 @@ import {
 
 /** What the HTTP API needs from the rest of the server. */
 export interface AppDeps {
+  identity: IdentityService;
+  /** Addresses agents enrol with, written into join tokens. */
+  advertise: () => string[];
   registry: Registry;
   tokens: TokenService;
   store: Store;
@@ -41,7 +49,10 @@ export interface AppDeps {
 /** Largest accepted request body. A registration of 256 instances is well under it. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-type Env = { Variables: { principal: Principal } };
+/** A caller: a token's principal, plus the mesh certificate it proved over mTLS, if any. */
+export type Caller = Principal & { certificate?: CertificatePrincipal };
+
+type Env = { Variables: { principal: Caller } };
 
 /**
  * The REST API. Handlers are thin: parse and validate, authorise, call the
@@ -49,7 +60,39 @@ type Env = { Variables: { principal: Principal } };
  * `application/problem+json`.
  */
 export function createApp(deps: AppDeps): Hono<Env> {
-  const { registry, tokens, metrics, log } = deps;
+  const { registry, tokens, metrics, log, identity } = deps;
+  const peers = new WeakMap<object, CertificatePrincipal | Error>();
+
+  /**
+   * The certificate the TLS peer presented, checked once per connection
+   * (chain, shape) and on every request (deny list, expiry), so a revocation
+   * takes effect on the very next request. `null` when there is none.
+   */
+  function certificateOf(c: Context<Env>): CertificatePrincipal | null {
+    const socket = tlsSocketOf(c.env);
+    if (!socket) return null;
+    let known = peers.get(socket);
+    if (known === undefined) {
+      const peer = socket.getPeerCertificate(true);
+      if (!peer || Object.keys(peer).length === 0) return null;
+      try {
+        known = identity.authenticate(socket.authorized, socket.authorizationError, peer);
+      } catch (error) {
+        known = error as Error;
+      }
+      peers.set(socket, known);
+    }
+    if (known instanceof Error) throw known;
+    if (identity.isRevoked(known.serial)) {
+      throw new UnauthorizedError(`Client certificate ${known.serial} has been revoked`);
+    }
+    if (Date.parse(known.notAfter) <= Date.now()) {
+      throw new UnauthorizedError(
+        "Client certificate has expired: an expired certificate cannot renew itself; re-enrol the host with a new join token",
+      );
+    }
+    return known;
+  }
   const app = new Hono<Env>();
 
   app.use(async function measure(c, next) {
@@ -99,14 +142,55 @@ export function createApp(deps: AppDeps): Hono<Env> {
   });
   app.get("/v1/version", (c) => c.json({ version: VERSION }));
 
-  const v1 = new Hono<Env>();
-  v1.use(bodyLimit({
+  const limitBody = bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: () => {
       throw new HttpProblem(413, "Payload too large", `The body exceeds ${MAX_BODY_BYTES} bytes`);
     },
-  }));
+  });
+
+  // Public CA routes: registered before the authenticated /v1 app so its middleware never runs for them.
+  app.get("/v1/ca/roots", (c) => {
+    const bundle = identity.bundle();
+    const cert = certificateOfQuietly(c);
+    if (cert) identity.bundleFetched(cert.node, bundle.fingerprint);
+    if (c.req.query("format") === "pem") {
+      return c.body(bundle.pem, 200, { "content-type": "application/x-pem-file" });
+    }
+    return c.json({
+      trustDomain: identity.trustDomain,
+      roots: bundle.roots,
+      bundlePem: bundle.pem,
+      bundleFingerprint: bundle.fingerprint,
+    });
+  });
+  app.post("/v1/ca/enrol", limitBody, async (c) => {
+    const body = await readBody(c, enrolRequestSchema, "enrolment");
+    return c.json(await identity.enrol(body));
+  });
+
+  function certificateOfQuietly(c: Context<Env>): CertificatePrincipal | null {
+    try {
+      return certificateOf(c);
+    } catch {
+      return null;
+    }
+  }
+
+  const v1 = new Hono<Env>();
+  v1.use(limitBody);
   v1.use(async function authenticate(c, next) {
+    const certificate = certificateOf(c);
+    if (certificate) {
+      c.set("principal", {
+        tokenId: `x509:${certificate.node}`,
+        role: "agent",
+        node: certificate.node,
+        certificate,
+      });
+      await next();
+      return;
+    }
     const header = c.req.header("authorization");
     if (!header) {
       throw new UnauthorizedError(
@@ -128,7 +212,9 @@ export function createApp(deps: AppDeps): Hono<Env> {
     run: () => Promise<{ items: T[]; next: string | null; revision: number }>,
   ) {
     if (request.index !== undefined) {
-      await registry.feed.wait(request.index, request.waitMs, c.req.raw.signal);
+      // No abort signal: Deno's request.signal also fires on success and warns on every use;
+      // an abandoned wait simply ends at its (bounded) timeout.
+      await registry.feed.wait(request.index, request.waitMs);
     }
     const page = await run();
     c.header("x-ironmesh-index", String(page.revision));
@@ -197,7 +283,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
   v1.delete("/nodes/:name", async (c) => {
     const principal = c.get("principal");
     authorize(principal, "agent");
-    await registry.deregister(pathName(c, "name", "subdomain"), principal, readPreconditions(c));
+    const name = pathName(c, "name", "subdomain");
+    await registry.deregister(name, principal, readPreconditions(c));
+    // An operator removing a node decommissions it; an agent leaving keeps its identity for its return.
+    if (principal.role !== "agent") await identity.decommission(name);
     return c.body(null, 204);
   });
   v1.put("/nodes/:name/registration", async (c) => {
@@ -218,9 +307,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       const result = await registry.heartbeat(name, body, principal);
       metrics.heartbeats.inc({ result: result.changed ? "changed" : "unchanged" });
       return c.json({
-        ttl: `${result.ttlMs}ms`,
+        ttl: formatDuration(result.ttlMs),
         ttlMs: result.ttlMs,
         revision: registry.feed.revision,
+        ...(principal.certificate ? { ca: identity.hints(principal.certificate) } : {}),
       });
     } catch (error) {
       metrics.heartbeats.inc({ result: "rejected" });
@@ -293,7 +383,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
   v1.post("/tokens", async (c) => {
     authorize(c.get("principal"), "admin");
     const body = await readBody(c, tokenCreateSchema, "token");
-    if (body.kind === "join") throw new InvalidError("Join tokens are not available yet");
+    if (body.kind === "join") {
+      const created = await identity.createJoinToken(body, deps.advertise());
+      log.info("Join token created", {
+        id: created.id,
+        namespace: created.namespace,
+        serviceAccount: created.serviceAccount,
+        node: created.node,
+        uses: created.uses,
+      });
+      return c.json(created, 201);
+    }
     const created = await tokens.create(body);
     log.info("Token created", { id: created.id, role: created.role, node: created.node });
     return c.json(created, 201);
@@ -305,10 +405,37 @@ export function createApp(deps: AppDeps): Hono<Env> {
   v1.delete("/tokens/:id", async (c) => {
     authorize(c.get("principal"), "admin");
     const token = await tokens.revoke(c.req.param("id"));
-    log.info("Token revoked", { id: token.id });
+    if (token.kind === "join") await identity.revokeToken(token.id);
+    log.info("Token revoked", { id: token.id, kind: token.kind });
     return c.body(null, 204);
+  });
+
+  v1.post("/ca/renew", async (c) => {
+    const certificate = c.get("principal").certificate;
+    if (!certificate) {
+      throw new ForbiddenError(
+        "Renewal is proven by the current certificate: call over mTLS with it, not with a token",
+      );
+    }
+    const body = await readBody(c, renewRequestSchema, "renewal");
+    return c.json(await identity.renew(certificate, body.csr));
+  });
+  v1.get("/ca/status", async (c) => {
+    authorize(c.get("principal"), "read");
+    return c.json(await identity.rotationStatus());
+  });
+  v1.post("/ca/rotation", async (c) => {
+    authorize(c.get("principal"), "admin");
+    await identity.startRotation();
+    return c.json(await identity.rotationStatus(), 202);
   });
 
   app.route("/v1", v1);
   return app;
+}
+
+/** The TLS socket under a request served by `node:https`, or `null` (plain HTTP, tests). */
+function tlsSocketOf(env: unknown): TLSSocket | null {
+  const socket = (env as { incoming?: { socket?: unknown } } | undefined)?.incoming?.socket;
+  return socket instanceof TLSSocket ? socket : null;
 }

@@ -4,6 +4,9 @@ import { FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { Registry } from "../registry/registry.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
+import { CertificateAuthority } from "../ca/authority.ts";
+import { IdentityService } from "../ca/identity.ts";
+import { JoinTokens } from "../ca/join_tokens.ts";
 import { createApp, MAX_BODY_BYTES } from "./app.ts";
 import { Metrics } from "./metrics.ts";
 
@@ -36,7 +39,28 @@ async function withApp(fn: (h: Harness) => Promise<void>): Promise<void> {
     watchers: () => registry.feed.watchers,
     liveNodes: () => registry.liveNodes,
   });
-  const app = createApp({ registry, tokens, store, metrics, log: silentLogger });
+  const authority = await CertificateAuthority.open({
+    dir: `${dir}/ca`,
+    trustDomain: "test.local",
+    clock,
+  });
+  const joinTokens = await JoinTokens.open(store, clock, `${dir}/token-signing.key`);
+  const identity = new IdentityService(store, authority, joinTokens, {
+    clock,
+    log: silentLogger,
+    leafTtlMs: 3_600_000,
+    liveNodes: () => Promise.resolve(registry.aliveNodes()),
+  });
+  await identity.start();
+  const app = createApp({
+    registry,
+    tokens,
+    store,
+    metrics,
+    log: silentLogger,
+    identity,
+    advertise: () => ["https://127.0.0.1:1"],
+  });
   const harness: Harness = {
     registry,
     request(method, path, options = {}) {
@@ -65,6 +89,7 @@ async function withApp(fn: (h: Harness) => Promise<void>): Promise<void> {
     await fn(harness);
   } finally {
     await registry.stop();
+    authority.close();
     await store.close();
     await Deno.remove(dir, { recursive: true });
   }

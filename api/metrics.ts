@@ -6,6 +6,9 @@ export class Metrics {
   readonly httpRequests: client.Counter<"route" | "method" | "status">;
   readonly httpDuration: client.Histogram<"route" | "method">;
   readonly heartbeats: client.Counter<"result">;
+  readonly certificatesIssued: client.Counter<"kind">;
+  readonly certificatesRefused: client.Counter<"kind" | "reason">;
+  readonly joinTokens: client.Counter<"result">;
 
   /**
    * @param sources callbacks read at scrape time, so the hot paths pay
@@ -16,6 +19,10 @@ export class Metrics {
     revision: () => number;
     watchers: () => number;
     liveNodes: () => number;
+    /** Earliest expiry (ms since epoch) of each node's current certificate. */
+    leafExpiry?: () => Promise<Map<string, number>>;
+    /** Expiry (ms since epoch) of each CA generation's root and intermediate. */
+    caExpiry?: () => { generation: number; stage: string; root: number; intermediate: number }[];
   }) {
     const registers = [this.registry];
     this.httpRequests = new client.Counter({
@@ -36,6 +43,48 @@ export class Metrics {
       help: "Heartbeats received, by result: unchanged, changed (a health change), rejected",
       labelNames: ["result"],
       registers,
+    });
+    this.certificatesIssued = new client.Counter({
+      name: "ironmesh_certificates_issued_total",
+      help: "Workload certificates issued, by kind: enrol (join token) or renew",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.certificatesRefused = new client.Counter({
+      name: "ironmesh_certificates_refused_total",
+      help: "Certificate requests refused, by kind and reason",
+      labelNames: ["kind", "reason"],
+      registers,
+    });
+    this.joinTokens = new client.Counter({
+      name: "ironmesh_join_tokens_total",
+      help: "Join token presentations, by result: used or refused",
+      labelNames: ["result"],
+      registers,
+    });
+    new client.Gauge({
+      name: "ironmesh_certificate_expiry_timestamp_seconds",
+      help: "Expiry of each node's current workload certificate (Unix seconds)",
+      labelNames: ["node"],
+      registers,
+      async collect() {
+        this.reset();
+        for (const [node, ms] of await sources.leafExpiry?.() ?? []) this.set({ node }, ms / 1000);
+      },
+    });
+    new client.Gauge({
+      name: "ironmesh_ca_expiry_timestamp_seconds",
+      help: "Expiry of each CA generation's root and intermediate (Unix seconds)",
+      labelNames: ["generation", "stage", "cert"],
+      registers,
+      collect() {
+        this.reset();
+        for (const g of sources.caExpiry?.() ?? []) {
+          const labels = { generation: String(g.generation), stage: g.stage };
+          this.set({ ...labels, cert: "root" }, g.root / 1000);
+          this.set({ ...labels, cert: "intermediate" }, g.intermediate / 1000);
+        }
+      },
     });
     new client.Gauge({
       name: "ironmesh_registry_objects",

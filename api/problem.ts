@@ -1,6 +1,6 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { type ErrorKind, type FieldProblem, MeshError } from "../core/errors.ts";
+import { type ErrorKind, type FieldProblem, MeshError, RateLimitedError } from "../core/errors.ts";
 
 /** The one table from domain error kinds to HTTP status codes and titles. */
 export const HTTP_STATUS: Record<ErrorKind, { status: ContentfulStatusCode; title: string }> = {
@@ -12,6 +12,7 @@ export const HTTP_STATUS: Record<ErrorKind, { status: ContentfulStatusCode; titl
   Unauthorized: { status: 401, title: "Unauthorized" },
   Forbidden: { status: 403, title: "Forbidden" },
   TooLarge: { status: 413, title: "Payload too large" },
+  RateLimited: { status: 429, title: "Too many requests" },
   Unavailable: { status: 503, title: "Service unavailable" },
 };
 
@@ -38,6 +39,8 @@ export interface Problem {
   detail: string;
   instance: string;
   problems?: FieldProblem[];
+  /** Seconds to wait before retrying (sent as `Retry-After`, not in the body). */
+  retryAfter?: number;
 }
 
 function slug(title: string): string {
@@ -56,6 +59,9 @@ export function toProblem(error: unknown, path: string): Problem {
       detail: error.message,
       instance: path,
       ...(problems.length ? { problems } : {}),
+      ...(error instanceof RateLimitedError
+        ? { retryAfter: Math.max(1, Math.ceil(error.retryAfterMs / 1000)) }
+        : {}),
     };
   }
   if (error instanceof HttpProblem) {
@@ -81,5 +87,7 @@ export function toProblem(error: unknown, path: string): Problem {
 export function problemResponse(c: Context, problem: Problem): Response {
   const headers: Record<string, string> = { "content-type": "application/problem+json" };
   if (problem.status === 401) headers["www-authenticate"] = 'Bearer realm="ironmesh"';
-  return c.body(JSON.stringify(problem), problem.status as ContentfulStatusCode, headers);
+  const { retryAfter, ...body } = problem;
+  if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
+  return c.body(JSON.stringify(body), problem.status as ContentfulStatusCode, headers);
 }

@@ -40,7 +40,8 @@ export async function readBody<S extends z.ZodType>(
 const MAX_WAIT_MS = 10 * 60_000;
 const DEFAULT_WAIT_MS = 5 * 60_000;
 
-const listQuerySchema = z.strictObject({
+// Not strict: unknown parameters are reported once, by readListQuery, naming the list's filters.
+const listQuerySchema = z.object({
   limit: z.coerce.number().int("Must be an integer").min(1, "Must be between 1 and 1000").max(
     1000,
     "Must be between 1 and 1000",

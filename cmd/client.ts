@@ -21,7 +21,7 @@ type Format = typeof FORMATS[number];
 
 /** The client verbs, for `cmd/main.ts` to add to the root command. */
 export function clientCommands(): Command[] {
-  return [getCommand(), tokenCommand(), versionCommand()];
+  return [getCommand(), tokenCommand(), caCommand(), versionCommand()];
 }
 
 /** A verb with the settings the root command has; `addCommand` does not copy them. */
@@ -380,11 +380,14 @@ interface TokenCreateOptions extends ConnectionOptions {
   node?: string;
   ttl?: string;
   description?: string;
+  namespace?: string;
+  serviceAccount?: string;
+  uses?: string;
 }
 
 function tokenCommand(): Command {
   return verb("token")
-    .description("Create, list and revoke API tokens")
+    .description("Create, list and revoke API tokens and join tokens")
     .addCommand(tokenCreateCommand())
     .addCommand(tokenListCommand())
     .addCommand(tokenRevokeCommand());
@@ -404,12 +407,31 @@ function tokenCreateCommand(): Command {
         .env("IRONMESH_TOKEN_ROLE"),
     )
     .addOption(
-      new Option("--node <name>", "For agent tokens: the only node the token may register")
-        .env("IRONMESH_TOKEN_NODE"),
+      new Option(
+        "--node <name>",
+        "The only node the token may register (agent API tokens) or enrol (join tokens)",
+      ).env("IRONMESH_TOKEN_NODE"),
     )
     .addOption(
-      new Option("--ttl <duration>", 'Lifetime, e.g. "24h" (default: no expiry)')
-        .env("IRONMESH_TOKEN_TTL"),
+      new Option(
+        "--ttl <duration>",
+        'Lifetime, e.g. "24h" (default: no expiry for API tokens, 1h for join tokens)',
+      ).env("IRONMESH_TOKEN_TTL"),
+    )
+    .addOption(
+      new Option("--namespace <ns>", 'Join tokens: namespace of the identity (default: "default")')
+        .env("IRONMESH_TOKEN_NAMESPACE"),
+    )
+    .addOption(
+      new Option(
+        "--service-account <sa>",
+        "Join tokens: service account of the identity (required)",
+      )
+        .env("IRONMESH_TOKEN_SERVICE_ACCOUNT"),
+    )
+    .addOption(
+      new Option("--uses <n>", "Join tokens: how many hosts may enrol with it (default: 1)")
+        .env("IRONMESH_TOKEN_USES"),
     )
     .addOption(
       new Option("--description <text>", "What the token is for").env("IRONMESH_TOKEN_DESCRIPTION"),
@@ -417,26 +439,42 @@ function tokenCreateCommand(): Command {
   addConnectionOptions(command, { serverDefault: true });
   return command.action(async () => {
     const options = command.opts<TokenCreateOptions>();
-    if (options.kind === "join") throw new InvalidError("Join tokens are not available yet");
-    if (options.role === undefined) {
-      throw new InvalidError(
-        `Option "--role" is required for API tokens: one of ${
-          ROLES.map((r) => `"${r}"`).join(", ")
-        }`,
-      );
-    }
     if (options.ttl !== undefined && parseDuration(options.ttl) === undefined) {
       throw new InvalidError(
         `Invalid TTL "${options.ttl}": expected a duration such as "24h" or "90m"`,
       );
     }
-    const body = {
-      kind: "api",
-      role: options.role,
+    const common = {
       ...(options.node === undefined ? {} : { node: options.node }),
       ...(options.description === undefined ? {} : { description: options.description }),
       ...(options.ttl === undefined ? {} : { ttl: options.ttl }),
     };
+    let body: Record<string, unknown>;
+    if (options.kind === "join") {
+      if (options.serviceAccount === undefined) {
+        throw new InvalidError('Option "--service-account" is required for join tokens');
+      }
+      const uses = options.uses === undefined ? 1 : Number(options.uses);
+      if (!Number.isInteger(uses) || uses < 1) {
+        throw new InvalidError(`Invalid --uses "${options.uses}": expected a whole number from 1`);
+      }
+      body = {
+        kind: "join",
+        serviceAccount: options.serviceAccount,
+        uses,
+        ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
+        ...common,
+      };
+    } else {
+      if (options.role === undefined) {
+        throw new InvalidError(
+          `Option "--role" is required for API tokens: one of ${
+            ROLES.map((r) => `"${r}"`).join(", ")
+          }`,
+        );
+      }
+      body = { kind: "api", role: options.role, ...common };
+    }
     const created = await withClient(
       command,
       (client) => client.request<{ token?: unknown }>("POST", "/v1/tokens", { body }),
@@ -497,4 +535,78 @@ function versionCommand(): Command {
     }
     console.log(`server ${answer.version}`);
   });
+}
+
+// --- ca ----------------------------------------------------------------------
+
+function caCommand(): Command {
+  return verb("ca")
+    .description("The mesh certificate authority: status and root rotation")
+    .addCommand(caStatusCommand())
+    .addCommand(caRotateCommand());
+}
+
+function caStatusCommand(): Command {
+  const command = verb("status")
+    .description(
+      "Show the rotation stage, the roots' fingerprints and how many leaves chain to each root",
+    )
+    .addOption(
+      new Option("-o, --output <format>", "Output format").choices(FORMATS).default("table")
+        .env("IRONMESH_OUTPUT"),
+    );
+  addConnectionOptions(command, { serverDefault: true });
+  return command.action(async () => {
+    const { output } = command.opts<{ output: Format }>();
+    const status = await withClient(
+      command,
+      (client) => client.request<CaStatus>("GET", "/v1/ca/status"),
+    );
+    print(output, status, caStatusText(status));
+  });
+}
+
+function caRotateCommand(): Command {
+  const command = verb("rotate")
+    .description(
+      "Start a staged root rotation: publish a new root, switch signing once every live node trusts it, retire the old root once every live leaf is reissued",
+    );
+  addConnectionOptions(command, { serverDefault: true });
+  return command.action(async () => {
+    const status = await withClient(
+      command,
+      (client) => client.request<CaStatus>("POST", "/v1/ca/rotation"),
+    );
+    console.log(caStatusText(status));
+  });
+}
+
+interface CaStatus {
+  stage: string;
+  signingRoot: string;
+  generations: { id: number; stage: string; rootFingerprint: string; rootNotAfter: string }[];
+  leaves: number;
+  leavesByRoot: Record<string, number>;
+  leavesOnOtherRoots: number;
+  nodesAwaitingBundle: string[];
+}
+
+function caStatusText(status: CaStatus): string {
+  const rows = status.generations.filter((g) => g.stage !== "retired").map((g) => [
+    String(g.id),
+    g.stage,
+    g.rootFingerprint,
+    g.rootNotAfter,
+    String(status.leavesByRoot[g.rootFingerprint] ?? 0),
+  ]);
+  const lines = [
+    `Stage:                 ${status.stage}`,
+    `Live leaves:           ${status.leaves} (${status.leavesOnOtherRoots} not yet on the signing root)`,
+    `Nodes awaiting bundle: ${
+      status.nodesAwaitingBundle.length ? status.nodesAwaitingBundle.join(", ") : "none"
+    }`,
+    "",
+    formatTable(["GEN", "STAGE", "ROOT SHA-256", "ROOT EXPIRES", "LEAVES"], rows),
+  ];
+  return lines.join("\n");
 }

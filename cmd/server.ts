@@ -19,11 +19,17 @@ import { Registry } from "../registry/registry.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
 import { startGrpcServer } from "../xds/grpc_server.ts";
+import { listenTls, type TlsMaterial } from "../api/tls_listener.ts";
+import { CertificateAuthority } from "../ca/authority.ts";
+import { IdentityService } from "../ca/identity.ts";
+import { JoinTokens } from "../ca/join_tokens.ts";
+import { isIP } from "node:net";
 import { stderrLine } from "./output.ts";
 
 /** A server started by {@link startServer}. */
 export interface RunningServer {
   http: HostPort;
+  https: HostPort;
   grpc: HostPort;
   adminTokenFile: string;
   /** Graceful stop: refuse new work, finish in-flight requests, flush, close the store. */
@@ -31,15 +37,19 @@ export interface RunningServer {
 }
 
 const ADMIN_TOKEN_META = "admin_token_id";
+/** How often a root rotation checks whether it can take its next step. */
+const ROTATION_TICK_MS = 1_000;
+/** How often the CA checks whether its intermediate is due for renewal. */
+const MAINTENANCE_MS = 12 * 3_600_000;
 
 /** Starts every part of the server on `config` and returns once all ports are bound. */
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const store = openStore(config);
   // What has started so far, stopped in reverse if a later step fails.
-  const started: (() => Promise<void>)[] = [() => store.close()];
+  const started: (() => Promise<void> | void)[] = [() => store.close()];
   const unwind = async () => {
-    for (const stop of started.reverse()) await stop().catch(() => {});
+    for (const stop of started.reverse()) await Promise.try(stop).catch(() => {});
   };
   try {
     const clock = systemClock;
@@ -49,16 +59,109 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     const registry = new Registry(store, { clock, log, reapAfterMs: config.reapAfter });
     await registry.start();
     started.push(() => registry.stop());
+
+    const authority = await openAuthority(config, clock);
+    started.push(() => authority.close());
+    const joinTokens = await JoinTokens.open(store, clock, `${config.dataDir}/token-signing.key`);
+    const identity = new IdentityService(store, authority, joinTokens, {
+      clock,
+      log,
+      leafTtlMs: config.leafTtl,
+      renewRatePerSecond: config.renewRate,
+      renewBurst: 2 * config.renewRate,
+      liveNodes: () => Promise.resolve(registry.aliveNodes()),
+    });
+    await identity.start();
+
     let stopping = false;
     const metrics = new Metrics({
       objects: () => store.counts(),
       revision: () => registry.feed.revision,
       watchers: () => registry.feed.watchers,
       liveNodes: () => registry.liveNodes,
+      leafExpiry: async () => {
+        const expiry = new Map<string, number>();
+        const current = await store.listCertificates({
+          current: true,
+          liveAt: new Date().toISOString(),
+        });
+        for (const c of current) {
+          const ms = Date.parse(c.notAfter);
+          expiry.set(c.node, Math.min(ms, expiry.get(c.node) ?? Infinity));
+        }
+        return expiry;
+      },
+      caExpiry: () =>
+        authority.status().map((g) => ({
+          generation: g.id,
+          stage: g.stage,
+          root: Date.parse(g.rootNotAfter),
+          intermediate: Date.parse(g.intermediateNotAfter),
+        })),
     });
-    const app = createApp({ registry, tokens, store, metrics, log, stopping: () => stopping });
+    let advertise: string[] = config.advertise;
+    const app = createApp({
+      registry,
+      tokens,
+      store,
+      metrics,
+      log,
+      identity,
+      advertise: () => advertise,
+      stopping: () => stopping,
+    });
     const http = listenHttp(parseHostPort(config.httpAddr) as HostPort, app.fetch);
     started.push(() => http.server.shutdown());
+
+    const httpsAddr = parseHostPort(config.httpsAddr) as HostPort;
+    const serverCert = () => issueServingCertificate(authority, config, httpsAddr);
+    const tls = await listenTls(httpsAddr, await serverCert(), app.fetch).catch((error) => {
+      throw new UnavailableError(
+        `Cannot listen on --https-addr ${config.httpsAddr}: ${error.message}`,
+      );
+    });
+    started.push(() => tls.stop());
+    if (advertise.length === 0) {
+      advertise = [`https://${formatHostPort(advertisedHost(tls.address))}`];
+    }
+
+    // The serving certificate follows the CA (rotation, intermediate renewal) and its own lifetime.
+    let reloading = Promise.resolve();
+    const reloadTls = (why: string) => {
+      reloading = reloading.then(async () => {
+        tls.reload(await serverCert());
+        log.info("TLS material reloaded", { reason: why, bundle: authority.bundle().fingerprint });
+      }).catch((error) => log.error("Cannot reload TLS material", { error }));
+    };
+    identity.events = {
+      issued: (kind) => metrics.certificatesIssued.inc({ kind }),
+      refused: (kind, reason) => metrics.certificatesRefused.inc({ kind, reason }),
+      tokenUsed: () => metrics.joinTokens.inc({ result: "used" }),
+      tokenRefused: () => metrics.joinTokens.inc({ result: "refused" }),
+      revoked: (nodes) => {
+        for (const node of nodes) tls.closeNode(node);
+      },
+      trustChanged: () => reloadTls("trust changed"),
+    };
+    const timers = [
+      setInterval(
+        () => reloadTls("serving certificate renewal"),
+        Math.max(1_000, config.leafTtl / 2),
+      ),
+      setInterval(() => {
+        identity.advanceRotation().catch((error) =>
+          log.error("Root rotation step failed", { error })
+        );
+      }, ROTATION_TICK_MS),
+      setInterval(() => {
+        authority.maintain().then((report) => {
+          if (report.renewed) reloadTls("intermediate renewed");
+          if (report.warning) log.warn(report.warning);
+        }).catch((error) => log.error("CA maintenance failed", { error }));
+      }, MAINTENANCE_MS),
+    ];
+    started.push(() => timers.forEach(clearInterval));
+
     const grpc = await startGrpcServer(parseHostPort(config.grpcAddr) as HostPort, () => !stopping)
       .catch((error) => {
         throw new UnavailableError(
@@ -68,6 +171,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     started.push(() => grpc.stop());
     const info = {
       http: formatHostPort(http.address),
+      https: formatHostPort(tls.address),
       grpc: formatHostPort(grpc.address),
       pid: Deno.pid,
       version: VERSION,
@@ -75,22 +179,77 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     await Deno.writeTextFile(`${config.dataDir}/server.json`, JSON.stringify(info, null, 2) + "\n");
     return {
       http: http.address,
+      https: tls.address,
       grpc: grpc.address,
       adminTokenFile,
       async stop() {
         stopping = true;
+        timers.forEach(clearInterval);
         // Wake blocking queries and event streams first, or shutdown would wait for them.
         registry.feed.close();
-        await http.server.shutdown();
+        await Promise.all([http.server.shutdown(), tls.stop()]);
         await grpc.stop();
         await registry.stop();
+        authority.close();
         await store.close();
+        await Deno.remove(`${config.dataDir}/server.json`).catch(() => {});
       },
     };
   } catch (error) {
     await unwind();
     throw error;
   }
+}
+
+async function openAuthority(config: ServerConfig, clock: typeof systemClock) {
+  let passphrase = Deno.env.get("IRONMESH_CA_KEY_PASSPHRASE");
+  if (config.caKeyPassphraseFile) {
+    passphrase = (await Deno.readTextFile(config.caKeyPassphraseFile).catch((error) => {
+      throw new InvalidError(
+        `Cannot read --ca-key-passphrase-file "${config.caKeyPassphraseFile}": ${error.message}`,
+      );
+    })).trim();
+  }
+  return await CertificateAuthority.open({
+    dir: `${config.dataDir}/ca`,
+    trustDomain: config.trustDomain,
+    clock,
+    maxLeafTtlMs: config.maxLeafTtl,
+    ...(passphrase ? { passphrase } : {}),
+    ...(config.caCert && config.caKey && config.caChain
+      ? { import: { certFile: config.caCert, keyFile: config.caKey, chainFile: config.caChain } }
+      : {}),
+  });
+}
+
+/**
+ * A serving certificate for the TLS port: loopback names, the host name, the
+ * bound address when it is a specific one, and the operator's `--tls-san`.
+ */
+async function issueServingCertificate(
+  authority: CertificateAuthority,
+  config: ServerConfig,
+  bind: HostPort,
+): Promise<TlsMaterial> {
+  const names = ["localhost", Deno.hostname().toLowerCase(), "127.0.0.1", "::1", ...config.tlsSan];
+  if (!WILDCARD.has(bind.host)) names.push(bind.host);
+  const ips = [...new Set(names.filter((n) => isIP(n) !== 0))];
+  const dns = [...new Set(names.filter((n) => isIP(n) === 0))];
+  const issued = await authority.issueServerCertificate({
+    dnsNames: dns,
+    ipAddresses: ips,
+    ttlMs: config.leafTtl,
+  });
+  return { key: issued.keyPem, cert: issued.chainPem, ca: authority.bundle().pem };
+}
+
+const WILDCARD = new Set(["0.0.0.0", "::", "[::]"]);
+
+/** The address to put in join tokens: the bound one, or the host name for a wildcard bind. */
+function advertisedHost(bound: HostPort): HostPort {
+  return WILDCARD.has(bound.host)
+    ? { host: Deno.hostname().toLowerCase(), port: bound.port }
+    : bound;
 }
 
 function listenHttp(
@@ -126,17 +285,21 @@ function openStore(config: ServerConfig): Store {
 }
 
 /**
- * Makes sure an admin token exists and is in `file` (mode 0600). A later
- * start reuses it; if the file was deleted, a new token replaces the old one,
- * which is revoked, since nobody can read its secret any more.
+ * Makes sure a working admin token is in `file` (mode 0600). A later start
+ * reuses it; if the file was deleted or the token revoked, a new one
+ * replaces it (the old one is revoked, since nobody can use it any more), so
+ * an operator can never lock themselves out of a server they can log into.
  */
 async function ensureAdminToken(store: Store, tokens: TokenService, file: string, log: Logger) {
   const existingId = await store.getMeta(ADMIN_TOKEN_META);
   const onDisk = await Deno.readTextFile(file).then((t) => t.trim(), () => null);
-  if (existingId && onDisk?.startsWith(`imt.${existingId}.`)) return;
+  if (existingId && onDisk) {
+    const usable = await tokens.verify(onDisk).then(() => true, () => false);
+    if (usable) return;
+  }
   if (existingId) {
     await tokens.revoke(existingId).catch(() => {});
-    log.warn("Admin token file missing or changed: issued a new admin token", { file });
+    log.warn("Admin token file missing, changed or revoked: issued a new admin token", { file });
   }
   const created = await tokens.create({
     kind: "api",
@@ -193,60 +356,97 @@ export async function resolveServerConfig(flags: ServerFlags): Promise<ServerCon
   }
 }
 
+/** Every server flag: flag, environment variable, help. Defaults live in the config schema. */
+const SERVER_OPTIONS: [string, string, string][] = [
+  ["--config <file>", "IRONMESH_CONFIG", "YAML file with any of the settings below"],
+  ["--data-dir <dir>", "IRONMESH_DATA_DIR", "data directory (default: ./ironmesh-data)"],
+  [
+    "--http-addr <host:port>",
+    "IRONMESH_HTTP_ADDR",
+    "plain-HTTP REST API address, loopback only unless allowed; port 0 picks a free port (default: 127.0.0.1:15080)",
+  ],
+  [
+    "--https-addr <host:port>",
+    "IRONMESH_HTTPS_ADDR",
+    "TLS address for agents (mTLS) and remote automation; port 0 picks a free port (default: 0.0.0.0:15443)",
+  ],
+  [
+    "--grpc-addr <host:port>",
+    "IRONMESH_GRPC_ADDR",
+    "gRPC address; port 0 picks a free port (default: 127.0.0.1:15012)",
+  ],
+  [
+    "--allow-remote-plaintext",
+    "IRONMESH_ALLOW_REMOTE_PLAINTEXT",
+    "allow --http-addr on a non-loopback address (tokens then cross the network in clear)",
+  ],
+  [
+    "--tls-san <names>",
+    "IRONMESH_TLS_SAN",
+    "extra DNS names and IPs for the server certificate, comma-separated",
+  ],
+  [
+    "--advertise <urls>",
+    "IRONMESH_ADVERTISE",
+    "URLs agents enrol with, written into join tokens, comma-separated (default: the TLS address)",
+  ],
+  [
+    "--trust-domain <name>",
+    "IRONMESH_TRUST_DOMAIN",
+    "SPIFFE trust domain (default: ironmesh.local)",
+  ],
+  [
+    "--leaf-ttl <duration>",
+    "IRONMESH_LEAF_TTL",
+    "lifetime of workload certificates (default: 24h)",
+  ],
+  [
+    "--max-leaf-ttl <duration>",
+    "IRONMESH_MAX_LEAF_TTL",
+    "upper bound of --leaf-ttl (default: 168h)",
+  ],
+  [
+    "--renew-rate <per-second>",
+    "IRONMESH_RENEW_RATE",
+    "certificate renewals granted per second, in bursts of twice that (default: 50)",
+  ],
+  [
+    "--ca-cert <file>",
+    "IRONMESH_CA_CERT",
+    "your signing CA certificate (PEM) instead of a generated CA; with --ca-key and --ca-chain",
+  ],
+  ["--ca-key <file>", "IRONMESH_CA_KEY", "private key (PEM) of --ca-cert"],
+  [
+    "--ca-chain <file>",
+    "IRONMESH_CA_CHAIN",
+    "chain from --ca-cert up to and including your root (PEM)",
+  ],
+  [
+    "--ca-key-passphrase-file <file>",
+    "IRONMESH_CA_KEY_PASSPHRASE_FILE",
+    "passphrase that encrypts CA keys at rest (or set IRONMESH_CA_KEY_PASSPHRASE)",
+  ],
+  [
+    "--store <url>",
+    "IRONMESH_STORE",
+    "storage URL, sqlite:PATH (default: sqlite:DATA_DIR/ironmesh.db)",
+  ],
+  [
+    "--reap-after <duration>",
+    "IRONMESH_REAP_AFTER",
+    "remove nodes silent this long (default: 72h)",
+  ],
+  ["--log-level <level>", "IRONMESH_LOG_LEVEL", "debug, info, warn or error (default: info)"],
+];
+
 /** `ironmesh server`. */
 export function serverCommand(): Command {
-  const opt = (flags: string, env: string, description: string) =>
-    new Option(flags, description).env(env);
-  return new Command("server")
-    .description("Run the Ironmesh control plane (registry, REST API, gRPC)")
-    .addOption(
-      opt("--config <file>", "IRONMESH_CONFIG", "YAML file with any of the settings below"),
-    )
-    .addOption(
-      opt("--data-dir <dir>", "IRONMESH_DATA_DIR", "data directory (default: ./ironmesh-data)"),
-    )
-    .addOption(
-      opt(
-        "--http-addr <host:port>",
-        "IRONMESH_HTTP_ADDR",
-        "REST API address; port 0 picks a free port (default: 127.0.0.1:15080)",
-      ),
-    )
-    .addOption(
-      opt(
-        "--grpc-addr <host:port>",
-        "IRONMESH_GRPC_ADDR",
-        "gRPC address; port 0 picks a free port (default: 127.0.0.1:15012)",
-      ),
-    )
-    .addOption(
-      opt(
-        "--trust-domain <name>",
-        "IRONMESH_TRUST_DOMAIN",
-        "SPIFFE trust domain (default: ironmesh.local)",
-      ),
-    )
-    .addOption(
-      opt(
-        "--store <url>",
-        "IRONMESH_STORE",
-        "storage URL, sqlite:PATH (default: sqlite:DATA_DIR/ironmesh.db)",
-      ),
-    )
-    .addOption(
-      opt(
-        "--reap-after <duration>",
-        "IRONMESH_REAP_AFTER",
-        "remove nodes silent this long (default: 72h)",
-      ),
-    )
-    .addOption(
-      opt(
-        "--log-level <level>",
-        "IRONMESH_LOG_LEVEL",
-        "debug, info, warn or error (default: info)",
-      ),
-    )
+  const command = new Command("server")
+    .description("Run the Ironmesh control plane (registry, REST API, CA, gRPC)");
+  for (const [flags, env, help] of SERVER_OPTIONS) {
+    command.addOption(new Option(flags, help).env(env));
+  }
+  return command
     .addOption(new Option("--print-config", "print the effective configuration as YAML and exit"))
     .action(async (flags: ServerFlags) => {
       const config = await resolveServerConfig(flags);
@@ -259,11 +459,13 @@ export function serverCommand(): Command {
       log.info("Ironmesh server started", {
         version: VERSION,
         http: formatHostPort(server.http),
+        https: formatHostPort(server.https),
         grpc: formatHostPort(server.grpc),
         dataDir: config.dataDir,
       });
       console.log(`Ironmesh ${VERSION} server ready`);
       console.log(`  REST API:    http://${formatHostPort(server.http)}`);
+      console.log(`  TLS (mTLS):  https://${formatHostPort(server.https)}`);
       console.log(`  gRPC:        ${formatHostPort(server.grpc)}`);
       console.log(`  Admin token: ${server.adminTokenFile}`);
       await waitForSignal();

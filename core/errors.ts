@@ -29,6 +29,7 @@ export type ErrorKind =
   | "Unauthorized"
   | "Forbidden"
   | "TooLarge"
+  | "RateLimited"
   | "Unavailable";
 
 /** The named object does not exist. */
@@ -80,4 +81,12 @@ export class TooLargeError extends MeshError {
 /** The server cannot do this now (shutting down, store unreachable); retrying later may work. */
 export class UnavailableError extends MeshError {
   readonly kind = "Unavailable";
+}
+
+/** Too many requests of this kind right now; `retryAfterMs` says when to come back. */
+export class RateLimitedError extends MeshError {
+  readonly kind = "RateLimited";
+  constructor(message: string, readonly retryAfterMs: number) {
+    super(message);
+  }
 }

@@ -160,6 +160,9 @@ const apiTokenCreateSchema = z.strictObject({
   node: subdomainName.optional(),
   description: z.string().max(256).default(""),
   ttl: durationSchema({ min: 1_000, max: 10 * 365 * 86_400_000 }).optional(),
+}).refine((t) => t.node === undefined || t.role === "agent", {
+  path: ["node"],
+  message: "Only agent tokens are bound to a node",
 });
 
 /** Longest a join token may live: it is a bearer credential for a whole identity. */
@@ -256,3 +259,15 @@ export interface CertificateRecord {
 }
 
 export { labelName, subdomainName };
+
+/** The body of `POST /v1/ca/enrol`: a join token, a PKCS#10 CSR (PEM) and the node name. */
+export const enrolRequestSchema = z.strictObject({
+  token: z.string().min(1).max(8192),
+  csr: z.string().min(1).max(16_384),
+  node: subdomainName,
+});
+
+/** The body of `POST /v1/ca/renew`: a new CSR, proven by the current certificate (mTLS). */
+export const renewRequestSchema = z.strictObject({
+  csr: z.string().min(1).max(16_384),
+});

@@ -1,8 +1,13 @@
 import { z } from "zod";
-import { parseHostPort } from "./address.ts";
+import { isLoopback, parseHostPort } from "./address.ts";
 import { durationSchema, formatDuration } from "./duration.ts";
 import { LEVELS } from "./log.ts";
 import { subdomainName } from "./names.ts";
+
+const list = z.union([
+  z.array(z.string().min(1)),
+  z.string().transform((text) => text.split(",").map((s) => s.trim()).filter(Boolean)),
+]);
 
 const address = z.string().superRefine((text, ctx) => {
   const parsed = parseHostPort(text);
@@ -21,6 +26,32 @@ export const serverConfigSchema = z.strictObject({
   httpAddr: address.default("127.0.0.1:15080"),
   /** gRPC address (health now; xDS and the agent channel later). Default `127.0.0.1:15012`. */
   grpcAddr: address.default("127.0.0.1:15012"),
+  /** TLS address for agents (mTLS) and remote automation; port 0 picks a free port. Default `0.0.0.0:15443`. */
+  httpsAddr: address.default("0.0.0.0:15443"),
+  /** Serve plain HTTP on a non-loopback `httpAddr`; off by default, since tokens would cross the network in clear. */
+  allowRemotePlaintext: z.union([
+    z.boolean(),
+    z.enum(["true", "false"]).transform((v) => v === "true"),
+  ])
+    .default(false),
+  /** Extra DNS names and IPs for the server certificate (comma-separated); localhost, 127.0.0.1, ::1 and the host name are always in. */
+  tlsSan: list.default([]),
+  /** URLs agents enrol with, written into join tokens (comma-separated). Default: the TLS address as bound. */
+  advertise: list.default([]),
+  /** Lifetime of workload certificates. Default `24h`. */
+  leafTtl: durationSchema({ min: 1_000, max: 30 * 86_400_000 }).default(86_400_000),
+  /** Longest lifetime a workload certificate may be given. Default `168h` (7 days). */
+  maxLeafTtl: durationSchema({ min: 1_000, max: 365 * 86_400_000 }).default(7 * 86_400_000),
+  /** Certificate renewals granted per second across the fleet (bursts of twice that). Default 50. */
+  renewRate: z.coerce.number().positive().max(100_000).default(50),
+  /** Your own signing CA certificate (PEM), instead of the generated one; with `caKey` and `caChain`. */
+  caCert: z.string().min(1).optional(),
+  /** The private key (PEM) of `caCert`. */
+  caKey: z.string().min(1).optional(),
+  /** The chain from `caCert` up to and including your root (PEM). */
+  caChain: z.string().min(1).optional(),
+  /** File holding the passphrase that encrypts CA keys at rest (or set IRONMESH_CA_KEY_PASSPHRASE). */
+  caKeyPassphraseFile: z.string().min(1).optional(),
   /** SPIFFE trust domain of the mesh. Default `ironmesh.local`. */
   trustDomain: subdomainName.default("ironmesh.local"),
   /** Storage URL: `sqlite:PATH` (default `sqlite:DATA_DIR/ironmesh.db`). */
@@ -29,6 +60,33 @@ export const serverConfigSchema = z.strictObject({
   reapAfter: durationSchema({ min: 1_000 }).default(72 * 3_600_000),
   /** Log level: debug, info, warn or error. Default `info`. */
   logLevel: z.enum(LEVELS).default("info"),
+}).superRefine((config, ctx) => {
+  if (config.leafTtl > config.maxLeafTtl) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["leafTtl"],
+      message: `Must not exceed maxLeafTtl (${formatDuration(config.maxLeafTtl)})`,
+    });
+  }
+  const ca = [config.caCert, config.caKey, config.caChain];
+  if (ca.some((v) => v !== undefined) && ca.some((v) => v === undefined)) {
+    ctx.addIssue({
+      code: "custom",
+      path: [
+        config.caCert === undefined ? "caCert" : config.caKey === undefined ? "caKey" : "caChain",
+      ],
+      message: "Give --ca-cert, --ca-key and --ca-chain together",
+    });
+  }
+  const http = parseHostPort(config.httpAddr);
+  if (typeof http !== "string" && !isLoopback(http.host) && !config.allowRemotePlaintext) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["httpAddr"],
+      message:
+        `Plain HTTP on "${config.httpAddr}" would carry tokens in clear: bind it to loopback, use the TLS port, or set --allow-remote-plaintext`,
+    });
+  }
 });
 
 /** Parsed {@link serverConfigSchema}. */
@@ -39,6 +97,17 @@ export const SERVER_FLAGS: Record<keyof ServerConfig, string> = {
   dataDir: "--data-dir",
   httpAddr: "--http-addr",
   grpcAddr: "--grpc-addr",
+  httpsAddr: "--https-addr",
+  allowRemotePlaintext: "--allow-remote-plaintext",
+  tlsSan: "--tls-san",
+  advertise: "--advertise",
+  leafTtl: "--leaf-ttl",
+  maxLeafTtl: "--max-leaf-ttl",
+  renewRate: "--renew-rate",
+  caCert: "--ca-cert",
+  caKey: "--ca-key",
+  caChain: "--ca-chain",
+  caKeyPassphraseFile: "--ca-key-passphrase-file",
   trustDomain: "--trust-domain",
   store: "--store",
   reapAfter: "--reap-after",
@@ -47,5 +116,10 @@ export const SERVER_FLAGS: Record<keyof ServerConfig, string> = {
 
 /** The effective configuration as a plain object for `--print-config` (durations as text). */
 export function describeServerConfig(config: ServerConfig): Record<string, unknown> {
-  return { ...config, reapAfter: formatDuration(config.reapAfter) };
+  return {
+    ...config,
+    reapAfter: formatDuration(config.reapAfter),
+    leafTtl: formatDuration(config.leafTtl),
+    maxLeafTtl: formatDuration(config.maxLeafTtl),
+  };
 }

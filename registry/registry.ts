@@ -291,6 +291,11 @@ export class Registry {
     }));
   }
 
+  /** Names of the nodes heartbeating within their TTL now. */
+  aliveNodes(): string[] {
+    return [...this.#live].filter(([, live]) => live.status === "alive").map(([name]) => name);
+  }
+
   /** Number of nodes the heartbeat path tracks. */
   get liveNodes(): number {
     return this.#live.size;
@@ -384,7 +389,7 @@ export class Registry {
   #checkOwner(actor: Actor, name: string, owner: string | undefined): void {
     if (actor.role !== "agent") return;
     if (actor.node !== null && actor.node !== name) {
-      throw new ForbiddenError(`This agent token is bound to node "${actor.node}", not "${name}"`);
+      throw new ForbiddenError(`This agent is bound to node "${actor.node}", not "${name}"`);
     }
     if (owner !== undefined && owner !== actor.tokenId) {
       throw new ForbiddenError(`Node "${name}" is registered by another agent token`);
@@ -592,8 +597,6 @@ export class Registry {
     } catch (error) {
       return Promise.reject(error);
     }
-    live.lastBeatMs = this.#clock.now();
-    live.dirty = true;
     let changed = live.status !== "alive";
     for (const check of beat.checks) {
       const known = live.checks.get(check.id);
@@ -606,6 +609,9 @@ export class Registry {
       }
       if (known !== check.status) changed = true;
     }
+    // Only a heartbeat the server accepts keeps the node alive.
+    live.lastBeatMs = this.#clock.now();
+    live.dirty = true;
     if (!changed) return Promise.resolve({ ttlMs: live.ttlMs, changed: false });
     return this.#serial(`node:${name}`, () => this.#applyBeat(name, beat)).then(() => ({
       ttlMs: live.ttlMs,

@@ -1,0 +1,90 @@
+import { getRequestListener } from "@hono/node-server";
+import { createServer, type Server } from "node:https";
+import type { TLSSocket } from "node:tls";
+import type { HostPort } from "../core/address.ts";
+
+/** The PEM material the TLS port serves with. */
+export interface TlsMaterial {
+  /** Server private key. */
+  key: string;
+  /** Server certificate chain (leaf then intermediate). */
+  cert: string;
+  /** Roots that client certificates must chain to (the trust bundle). */
+  ca: string;
+}
+
+/** The running TLS port. */
+export interface TlsListener {
+  address: HostPort;
+  /** Serves new handshakes with new material; open connections keep theirs. */
+  reload(material: TlsMaterial): void;
+  /** Closes every connection whose client certificate names `node` (revocation). */
+  closeNode(node: string): number;
+  /** Stops accepting, waits for in-flight requests, then closes idle connections. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves `fetch` over HTTPS with optional client certificates. `Deno.serve`
+ * cannot ask for client certificates, so this port runs on `node:https`:
+ * it requests a certificate but does not require one (`rejectUnauthorized:
+ * false`), so automation with bearer tokens and agents with mesh
+ * certificates share one port; the app decides per request from
+ * `socket.authorized`.
+ */
+export function listenTls(
+  address: HostPort,
+  material: TlsMaterial,
+  fetch: (request: Request, env: unknown) => Response | Promise<Response>,
+): Promise<TlsListener> {
+  const server: Server = createServer({
+    ...material,
+    requestCert: true,
+    rejectUnauthorized: false,
+    minVersion: "TLSv1.2",
+  }, getRequestListener(fetch));
+  const byNode = new Map<string, Set<TLSSocket>>();
+  server.on("secureConnection", (socket: TLSSocket) => {
+    const cn = socket.getPeerCertificate()?.subject?.CN;
+    const node = Array.isArray(cn) ? cn[0] : cn;
+    if (!node) return;
+    let sockets = byNode.get(node);
+    if (!sockets) byNode.set(node, sockets = new Set());
+    sockets.add(socket);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      if (sockets.size === 0 && byNode.get(node) === sockets) byNode.delete(node);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(address.port, address.host, () => {
+      server.off("error", reject);
+      const bound = server.address();
+      const port = typeof bound === "object" && bound ? bound.port : address.port;
+      resolve({
+        address: { host: address.host, port },
+        reload(next) {
+          server.setSecureContext({ ...next });
+        },
+        closeNode(node) {
+          const sockets = byNode.get(node);
+          if (!sockets) return 0;
+          for (const s of sockets) s.destroy();
+          return sockets.size;
+        },
+        stop() {
+          return new Promise<void>((done) => {
+            // Requests still running after the grace period are cut, so shutdown always ends.
+            const force = setTimeout(() => server.closeAllConnections(), 5_000);
+            server.close(() => {
+              clearTimeout(force);
+              done();
+            });
+            server.closeIdleConnections();
+          });
+        },
+      });
+    });
+  });
+}
