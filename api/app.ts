@@ -42,6 +42,8 @@ export interface AppDeps {
   store: Store;
   metrics: Metrics;
   log: Logger;
+  /** Takes an online backup (the archive of `store/backup.ts`). */
+  backup: () => Promise<Uint8Array>;
   /** True once shutdown began: `/readyz` turns 503 so load balancers drain us. */
   stopping?: () => boolean;
 }
@@ -408,6 +410,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (token.kind === "join") await identity.revokeToken(token.id);
     log.info("Token revoked", { id: token.id, kind: token.kind });
     return c.body(null, 204);
+  });
+
+  v1.get("/backup", async (c) => {
+    authorize(c.get("principal"), "admin");
+    const archive = await deps.backup();
+    log.info("Backup taken", { bytes: archive.length, revision: registry.feed.revision });
+    return c.body(archive as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": "application/gzip",
+      "content-disposition": 'attachment; filename="ironmesh-backup.json.gz"',
+    });
   });
 
   v1.post("/ca/renew", async (c) => {

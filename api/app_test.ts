@@ -7,6 +7,7 @@ import { openSqliteStore } from "../store/sqlite.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
 import { IdentityService } from "../ca/identity.ts";
 import { JoinTokens } from "../ca/join_tokens.ts";
+import { createBackup } from "../store/backup.ts";
 import { createApp, MAX_BODY_BYTES } from "./app.ts";
 import { Metrics } from "./metrics.ts";
 
@@ -60,6 +61,7 @@ async function withApp(fn: (h: Harness) => Promise<void>): Promise<void> {
     log: silentLogger,
     identity,
     advertise: () => ["https://127.0.0.1:1"],
+    backup: () => createBackup(store, dir),
   });
   const harness: Harness = {
     registry,

@@ -42,7 +42,9 @@ export function listenTls(
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: "TLSv1.2",
-  }, getRequestListener(fetch));
+    // Keep the global Response: the plain-HTTP port (Deno.serve) serves the same app and accepts
+    // only the runtime's own Response objects.
+  }, getRequestListener(fetch, { overrideGlobalObjects: false }));
   const byNode = new Map<string, Set<TLSSocket>>();
   server.on("secureConnection", (socket: TLSSocket) => {
     const cn = socket.getPeerCertificate()?.subject?.CN;

@@ -143,6 +143,20 @@ export class ApiClient {
     }
   }
 
+  /** GETs `path` and returns the raw body bytes (e.g. a backup archive); errors as {@link request}. */
+  async download(path: string): Promise<Uint8Array> {
+    const headers = new Headers({ accept: "*/*" });
+    if (this.#token !== undefined) headers.set("authorization", `Bearer ${this.#token}`);
+    let response: Response;
+    try {
+      response = await this.#fetch(this.#url(path, undefined), { headers });
+    } catch (error) {
+      throw new UnavailableError(`Cannot reach server "${this.server}": ${networkReason(error)}`);
+    }
+    if (!response.ok) throw errorFor(this.server, response, await response.text());
+    return new Uint8Array(await response.arrayBuffer());
+  }
+
   /**
    * Fetches every page of the list endpoint `path` by following its `next`
    * cursors, and returns all items in order. `query` holds the filters and is

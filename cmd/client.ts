@@ -12,6 +12,7 @@ import { InvalidError, NotFoundError, UnauthorizedError } from "../core/errors.t
 import type { ApiToken, Instance, MeshNode, Service } from "../core/model.ts";
 import { ROLES } from "../core/model.ts";
 import { VERSION } from "../core/version.ts";
+import { readBackup, restoreBackup } from "../store/backup.ts";
 
 /** Where the client verbs look for the server when neither `--server` nor `IRONMESH_SERVER` is set. */
 export const DEFAULT_SERVER = "http://127.0.0.1:15080";
@@ -21,7 +22,14 @@ type Format = typeof FORMATS[number];
 
 /** The client verbs, for `cmd/main.ts` to add to the root command. */
 export function clientCommands(): Command[] {
-  return [getCommand(), tokenCommand(), caCommand(), versionCommand()];
+  return [
+    getCommand(),
+    tokenCommand(),
+    caCommand(),
+    backupCommand(),
+    restoreCommand(),
+    versionCommand(),
+  ];
 }
 
 /** A verb with the settings the root command has; `addCommand` does not copy them. */
@@ -609,4 +617,54 @@ function caStatusText(status: CaStatus): string {
     formatTable(["GEN", "STAGE", "ROOT SHA-256", "ROOT EXPIRES", "LEAVES"], rows),
   ];
   return lines.join("\n");
+}
+
+// --- backup and restore --------------------------------------------------------
+
+function backupCommand(): Command {
+  const command = verb("backup")
+    .description(
+      "Take a consistent online backup (database and CA material) from a running server",
+    )
+    .requiredOption("--out <file>", "Where to write the archive (mode 0600; never overwritten)");
+  addConnectionOptions(command, { serverDefault: true });
+  return command.action(async () => {
+    const { out } = command.opts<{ out: string }>();
+    const archive = await withClient(command, (client) => client.download("/v1/backup"));
+    // Decode before writing, so a truncated or foreign answer never becomes a "backup".
+    const checked = await readBackup(archive, out);
+    try {
+      await Deno.writeFile(out, archive, { mode: 0o600, createNew: true });
+    } catch (error) {
+      throw new InvalidError(`Cannot write backup "${out}": ${(error as Error).message}`);
+    }
+    console.log(
+      `Backup written to ${out}: revision ${checked.revision}, ${checked.files.length} files, ${archive.length} bytes`,
+    );
+  });
+}
+
+function restoreCommand(): Command {
+  const command = verb("restore")
+    .description(
+      "Restore a backup into an empty data directory (the server must not be running on it)",
+    )
+    .argument("<file>", "Archive written by ironmesh backup")
+    .addOption(
+      new Option("--data-dir <dir>", "Empty data directory to restore into").env(
+        "IRONMESH_DATA_DIR",
+      )
+        .makeOptionMandatory(),
+    );
+  return command.action(async (file: string) => {
+    const { dataDir } = command.opts<{ dataDir: string }>();
+    const bytes = await Deno.readFile(file).catch((error) => {
+      throw new InvalidError(`Cannot read backup "${file}": ${error.message}`);
+    });
+    const archive = await readBackup(bytes, file);
+    await restoreBackup(archive, dataDir);
+    console.log(
+      `Restored ${file} (revision ${archive.revision}, taken ${archive.createdAt}) into ${dataDir}`,
+    );
+  });
 }

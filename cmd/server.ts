@@ -16,6 +16,7 @@ import {
 import { parseConfigText, parseWith } from "../core/validate.ts";
 import { VERSION } from "../core/version.ts";
 import { Registry } from "../registry/registry.ts";
+import { createBackup } from "../store/backup.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
 import { startGrpcServer } from "../xds/grpc_server.ts";
@@ -108,6 +109,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       log,
       identity,
       advertise: () => advertise,
+      backup: () => createBackup(store, config.dataDir),
       stopping: () => stopping,
     });
     const http = listenHttp(parseHostPort(config.httpAddr) as HostPort, app.fetch);

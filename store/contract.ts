@@ -117,8 +117,15 @@ export function sampleCertificate(
   };
 }
 
-/** Registers the contract tests for one backend. */
-export function storeContract(backend: string, open: StoreFactory): void {
+/**
+ * Registers the contract tests for one backend; `openSnapshot` opens what
+ * `Store.snapshot()` wrote, as that backend restores it.
+ */
+export function storeContract(
+  backend: string,
+  open: StoreFactory,
+  openSnapshot: (path: string) => Store,
+): void {
   async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
     const { store, cleanup } = await open();
     try {
@@ -344,5 +351,33 @@ export function storeContract(backend: string, open: StoreFactory): void {
         ),
         ["03"],
       );
+    }));
+
+  Deno.test(`${backend} store: snapshot() copies everything committed, while writes go on`, () =>
+    withStore(async (store) => {
+      const dir = await Deno.makeTempDir();
+      try {
+        await store.commit({ writes: [{ op: "put", kind: "node", value: sampleNode("vm-1") }] });
+        await store.createToken(sampleJoinToken("join1"), "");
+        const writing = store.commit({
+          writes: [{ op: "put", kind: "node", value: sampleNode("vm-2") }],
+        });
+        await store.snapshot(`${dir}/copy.db`);
+        await writing;
+        const copy = openSnapshot(`${dir}/copy.db`);
+        try {
+          assert.equal((await copy.get("node", "vm-1"))?.name, "vm-1");
+          assert.equal((await copy.getToken("join1"))?.token.id, "join1");
+          assert.equal(await copy.schemaVersion(), await store.schemaVersion());
+        } finally {
+          await copy.close();
+        }
+        await assert.rejects(
+          store.snapshot(`${dir}/copy.db`),
+          "an existing file is never overwritten",
+        );
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
     }));
 }

@@ -401,6 +401,13 @@ export class SqliteStore implements Store {
     return Promise.resolve(this.#schemaVersion());
   }
 
+  snapshot(path: string): Promise<void> {
+    // VACUUM INTO reads one transaction's view of the database; WAL writers carry on meanwhile.
+    return Promise.try(() => {
+      this.#db.prepare("VACUUM INTO ?").run(path);
+    });
+  }
+
   ping(): Promise<void> {
     this.#stmt("SELECT 1").get();
     return Promise.resolve();

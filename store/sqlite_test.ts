@@ -10,7 +10,7 @@ storeContract("sqlite", async () => {
     store: openSqliteStore(`${dir}/ironmesh.db`),
     cleanup: () => Deno.remove(dir, { recursive: true }),
   };
-});
+}, (path) => openSqliteStore(path));
 
 Deno.test("openSqliteStore() keeps data across reopen", async () => {
   const dir = await Deno.makeTempDir();

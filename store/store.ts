@@ -77,6 +77,12 @@ export interface Store {
   setMeta(key: string, value: string): Promise<void>;
   /** The schema version this database is at. */
   schemaVersion(): Promise<number>;
+  /**
+   * Writes a consistent copy of the whole database to `path` (which must not
+   * exist) while reads and writes go on: what was committed before the call
+   * began is in it.
+   */
+  snapshot(path: string): Promise<void>;
   /** Cheap liveness probe of the backend, for `/readyz`. */
   ping(): Promise<void>;
   /** Flushes and closes; the store is unusable afterwards. */
