@@ -42,9 +42,7 @@ export function listenTls(
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: "TLSv1.2",
-    // Keep the global Response: the plain-HTTP port (Deno.serve) serves the same app and accepts
-    // only the runtime's own Response objects.
-  }, getRequestListener(fetch, { overrideGlobalObjects: false }));
+  }, getRequestListener(asNativeRequest(fetch), { overrideGlobalObjects: false }));
   const byNode = new Map<string, Set<TLSSocket>>();
   server.on("secureConnection", (socket: TLSSocket) => {
     const cn = socket.getPeerCertificate()?.subject?.CN;
@@ -89,4 +87,27 @@ export function listenTls(
       });
     });
   });
+}
+
+/**
+ * Keeps the app on the runtime's own Request and Response classes. The
+ * adapter's default swaps the global classes for lighter ones, which the
+ * plain-HTTP port (`Deno.serve`, same app) refuses; without the swap the
+ * adapter hands over its own request objects, which Hono's body limit cannot
+ * clone. So the listener rebuilds a real Request around the same body stream.
+ */
+function asNativeRequest(
+  fetch: (request: Request, env: unknown) => Response | Promise<Response>,
+): (request: Request, env: unknown) => Response | Promise<Response> {
+  return (request, env) => {
+    const hasBody = request.method !== "GET" && request.method !== "HEAD";
+    return fetch(
+      new Request(request.url, {
+        method: request.method,
+        headers: request.headers,
+        ...(hasBody ? { body: request.body, duplex: "half" } : {}),
+      } as RequestInit),
+      env,
+    );
+  };
 }
