@@ -19,7 +19,9 @@ import {
 import { VERSION } from "../core/version.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { Store } from "../store/store.ts";
+import { docsPage } from "./docs_page.ts";
 import type { Metrics } from "./metrics.ts";
+import { openApiDocument } from "./openapi.ts";
 import { HttpProblem, problemResponse, toProblem } from "./problem.ts";
 import {
   encodeCursor,
@@ -103,8 +105,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const route = c.req.routePath ?? "unmatched";
     const method = c.req.method;
     metrics.httpRequests.inc({ route, method, status: String(c.res.status) });
-    metrics.httpDuration.observe({ route, method }, (performance.now() - start) / 1000);
-    log.debug("HTTP request", { method, path: c.req.path, status: c.res.status });
+    const ms = performance.now() - start;
+    metrics.httpDuration.observe({ route, method }, ms / 1000);
+    // The request log: writes and refusals at info, reads and heartbeats (the bulk) at debug.
+    // Only method, path, status and timing: never a header or a body, which may hold secrets.
+    const status = c.res.status;
+    const quiet = status < 400 && (method === "GET" || route === "/v1/nodes/:name/heartbeat");
+    const level = status >= 500 ? "error" : quiet ? "debug" : "info";
+    log[level]("HTTP request", { method, path: c.req.path, status, ms: Math.round(ms * 10) / 10 });
   });
 
   app.onError((error, c) => {
@@ -143,6 +151,8 @@ export function createApp(deps: AppDeps): Hono<Env> {
     });
   });
   app.get("/v1/version", (c) => c.json({ version: VERSION }));
+  app.get("/openapi.json", (c) => c.json(openApiDocument()));
+  app.get("/docs", (c) => c.html(docsPage(openApiDocument())));
 
   const limitBody = bodyLimit({
     maxSize: MAX_BODY_BYTES,

@@ -1,4 +1,5 @@
 import { MeshError } from "../core/errors.ts";
+import type { LogFormat } from "../core/log.ts";
 
 /**
  * Prints an error the way every verb does: the message on stderr, no stack
@@ -25,4 +26,10 @@ export function stderrLine(line: string): void {
   for (let written = 0; written < bytes.length;) {
     written += Deno.stderr.writeSync(bytes.subarray(written));
   }
+}
+
+/** `auto` means text for a person at a terminal, JSON lines for journald and log shippers. */
+export function resolveLogFormat(format: LogFormat | "auto"): LogFormat {
+  if (format !== "auto") return format;
+  return Deno.stderr.isTerminal() ? "text" : "json";
 }

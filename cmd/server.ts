@@ -25,7 +25,7 @@ import { CertificateAuthority } from "../ca/authority.ts";
 import { IdentityService } from "../ca/identity.ts";
 import { JoinTokens } from "../ca/join_tokens.ts";
 import { isIP } from "node:net";
-import { stderrLine } from "./output.ts";
+import { resolveLogFormat, stderrLine } from "./output.ts";
 
 /** A server started by {@link startServer}. */
 export interface RunningServer {
@@ -439,6 +439,11 @@ const SERVER_OPTIONS: [string, string, string][] = [
     "remove nodes silent this long (default: 72h)",
   ],
   ["--log-level <level>", "IRONMESH_LOG_LEVEL", "debug, info, warn or error (default: info)"],
+  [
+    "--log-format <format>",
+    "IRONMESH_LOG_FORMAT",
+    "json, text, or auto: text on a terminal, JSON otherwise (default: auto)",
+  ],
 ];
 
 /** `ironmesh server`. */
@@ -456,7 +461,10 @@ export function serverCommand(): Command {
         console.log(stringify(describeServerConfig(config)).trimEnd());
         return;
       }
-      const log = jsonLogger(stderrLine, { level: config.logLevel });
+      const log = jsonLogger(stderrLine, {
+        level: config.logLevel,
+        format: resolveLogFormat(config.logFormat),
+      });
       const server = await startServer(config, log);
       log.info("Ironmesh server started", {
         version: VERSION,

@@ -22,12 +22,17 @@ export interface Logger {
   error(msg: string, fields?: Fields): void;
 }
 
+/** How lines look: JSON objects for machines, or `ts LEVEL msg key=value` for people. */
+export type LogFormat = "json" | "text";
+
 /** Options of {@link jsonLogger}. */
 export interface JsonLoggerOptions {
   /** Lines below this level are dropped. Default: `info`. */
   level?: Level;
   /** Source of the `ts` field. Default: the system clock. */
   clock?: Clock;
+  /** Line format. Default: `json`. */
+  format?: LogFormat;
 }
 
 function plain(value: unknown): unknown {
@@ -47,9 +52,17 @@ export function jsonLogger(write: (line: string) => void, options: JsonLoggerOpt
     for (const [key, value] of Object.entries(fields)) {
       if (!(key in line) && value !== undefined) line[key] = plain(value);
     }
-    write(JSON.stringify(line));
+    write(options.format === "text" ? textLine(line) : JSON.stringify(line));
   };
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
+}
+
+function textLine({ ts, level, msg, ...fields }: Fields): string {
+  const rest = Object.entries(fields).map(([k, v]) => {
+    const text = typeof v === "string" ? v : JSON.stringify(v);
+    return `${k}=${/[\s"=]/.test(text) ? JSON.stringify(text) : text}`;
+  });
+  return [ts, String(level).toUpperCase().padEnd(5), msg, ...rest].join(" ");
 }
 
 /** A logger that drops everything; for tests. */

@@ -20,3 +20,12 @@ Deno.test("jsonLogger() drops lines below its level", () => {
   log.error("d");
   assert.deepEqual(lines.map((l) => JSON.parse(l).msg), ["c", "d"]);
 });
+
+Deno.test("jsonLogger() writes readable text lines in the text format", () => {
+  const lines: string[] = [];
+  const log = jsonLogger((l) => lines.push(l), { clock: new FakeClock(0), format: "text" });
+  log.warn("Node missed its heartbeats", { node: "vm-1", ttlMs: 15000, detail: "two words" });
+  assert.deepEqual(lines, [
+    '1970-01-01T00:00:00.000Z WARN  Node missed its heartbeats node=vm-1 ttlMs=15000 detail="two words"',
+  ]);
+});

@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { durationSchema } from "./duration.ts";
-import { type Labels, labelsSchema } from "./labels.ts";
+import { labelsSchema } from "./labels.ts";
 import { labelName, subdomainName } from "./names.ts";
 
 /** Application protocols a service port may speak; they decide how Envoy proxies it. */
@@ -10,111 +10,150 @@ export const PROTOCOLS = ["http", "http2", "grpc", "tcp"] as const;
 export type Protocol = typeof PROTOCOLS[number];
 
 /** Health of an instance as traffic sees it: only `healthy` instances receive traffic. */
-export type Health = "healthy" | "unhealthy" | "draining";
+export const healthSchema = z.enum(["healthy", "unhealthy", "draining"]).describe(
+  "Health of an instance as traffic sees it: only `healthy` instances receive traffic",
+);
+/** Health of an instance as traffic sees it: only `healthy` instances receive traffic. */
+export type Health = z.infer<typeof healthSchema>;
 /** Latest result of an instance's health check; `none` means it has no check. */
-export type CheckStatus = "passing" | "failing" | "none";
+export const checkStatusSchema = z.enum(["passing", "failing", "none"]).describe(
+  "Latest result of an instance's health check; `none` means it has no check",
+);
+/** Latest result of an instance's health check; `none` means it has no check. */
+export type CheckStatus = z.infer<typeof checkStatusSchema>;
 /** Whether a node's agent is heartbeating within its TTL. */
-export type NodeStatus = "alive" | "stale";
+export const nodeStatusSchema = z.enum(["alive", "stale"]).describe(
+  "Whether a node's agent is heartbeating within its TTL",
+);
+/** Whether a node's agent is heartbeating within its TTL. */
+export type NodeStatus = z.infer<typeof nodeStatusSchema>;
 /** Roles of API callers, from most to least powerful; `agent` acts only on its own node. */
 export const ROLES = ["admin", "operator", "viewer", "agent"] as const;
 /** One of {@link ROLES}. */
 export type Role = typeof ROLES[number];
 
+/** An IP literal (v4 or v6); xDS endpoints need literals, never host names. */
+export const ipAddress = z.string().refine((s) => isIP(s) !== 0, {
+  message: "Must be an IPv4 or IPv6 address literal",
+}).describe("An IPv4 or IPv6 address literal");
+
+/** A TCP port number. */
+export const portNumber = z.number().int("Must be an integer").min(1, "Must be between 1 and 65535")
+  .max(65535, "Must be between 1 and 65535");
+
+/** An ISO 8601 timestamp (UTC) as the server writes it. */
+const timestamp = z.iso.datetime();
+
+/** Labels as the server returns them (the request side validates them with {@link labelsSchema}). */
+const labelsOut = z.record(z.string(), z.string()).describe("Labels: string keys to string values");
+
+/** Revision of the object's last change; its `ETag` is this number in quotes. */
+const revision = z.number().int().min(0).describe(
+  "Revision of the object's last change; its `ETag` is this number in quotes",
+);
+
 /** One port of a service. */
-export interface ServicePort {
-  port: number;
-  protocol: Protocol;
-}
+export const servicePortSchema = z.object({
+  port: portNumber,
+  protocol: z.enum(PROTOCOLS),
+}).describe("One port of a service");
+/** One port of a service. */
+export type ServicePort = z.infer<typeof servicePortSchema>;
 
 /** A service: a name in a namespace that instances register under. */
-export interface Service {
-  namespace: string;
-  name: string;
-  ports: ServicePort[];
-  labels: Labels;
+export const serviceSchema = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  ports: z.array(servicePortSchema),
+  labels: labelsOut,
   /** `registry` when agents created it (it goes away with its last instance); `api` when an operator wrote it. */
-  managedBy: "registry" | "api";
-  createdAt: string;
-  revision: number;
-}
+  managedBy: z.enum(["registry", "api"]).describe(
+    "`registry` when agents created it (it goes away with its last instance); `api` when an operator wrote it",
+  ),
+  createdAt: timestamp,
+  revision,
+}).describe("A service: a name in a namespace that instances register under");
+/** A service: a name in a namespace that instances register under. */
+export type Service = z.infer<typeof serviceSchema>;
 
 /** A host running an agent. */
-export interface MeshNode {
-  name: string;
-  hostname: string;
-  addresses: string[];
-  labels: Labels;
-  agentVersion: string;
-  heartbeatIntervalMs: number;
+export const meshNodeSchema = z.object({
+  name: z.string(),
+  hostname: z.string(),
+  addresses: z.array(z.string()),
+  labels: labelsOut,
+  agentVersion: z.string(),
+  heartbeatIntervalMs: z.number().int(),
   /** Time without a heartbeat after which the node turns `stale` (3 intervals). */
-  ttlMs: number;
-  status: NodeStatus;
-  draining: boolean;
+  ttlMs: z.number().int().describe(
+    "Time without a heartbeat after which the node turns `stale` (3 intervals)",
+  ),
+  status: nodeStatusSchema,
+  draining: z.boolean(),
   /** Id of the API token that registered the node; only that token's agent may act on it. */
-  owner: string;
-  registeredAt: string;
-  lastHeartbeat: string;
-  revision: number;
-}
+  owner: z.string().describe(
+    "Id of the API token that registered the node; only that token's agent may act on it",
+  ),
+  registeredAt: timestamp,
+  lastHeartbeat: timestamp,
+  revision,
+}).describe("A host running an agent");
+/** A host running an agent. */
+export type MeshNode = z.infer<typeof meshNodeSchema>;
 
 /** The latest health-check result the agent reported for an instance. */
-export interface CheckState {
-  status: CheckStatus;
-  output: string;
-  updatedAt: string;
-}
+export const checkStateSchema = z.object({
+  status: checkStatusSchema,
+  output: z.string(),
+  updatedAt: timestamp,
+}).describe("The latest health-check result the agent reported for an instance");
+/** The latest health-check result the agent reported for an instance. */
+export type CheckState = z.infer<typeof checkStateSchema>;
 
 /** One endpoint of a service on a node. Its id is `<local-id>@<node>`. */
-export interface Instance {
-  id: string;
-  node: string;
-  namespace: string;
-  service: string;
-  address: string;
-  port: number;
-  protocol: Protocol;
-  labels: Labels;
-  check: CheckState;
-  draining: boolean;
-  health: Health;
-  revision: number;
-}
+export const instanceSchema = z.object({
+  id: z.string(),
+  node: z.string(),
+  namespace: z.string(),
+  service: z.string(),
+  address: z.string(),
+  port: portNumber,
+  protocol: z.enum(PROTOCOLS),
+  labels: labelsOut,
+  check: checkStateSchema,
+  draining: z.boolean(),
+  health: healthSchema,
+  revision,
+}).describe("One endpoint of a service on a node. Its id is `<local-id>@<node>`");
+/** One endpoint of a service on a node. Its id is `<local-id>@<node>`. */
+export type Instance = z.infer<typeof instanceSchema>;
 
 /** Joins an instance's local id (unique on its node) and its node into the global id. */
 export function instanceId(localId: string, node: string): string {
   return `${localId}@${node}`;
 }
 
-/** An IP literal (v4 or v6); xDS endpoints need literals, never host names. */
-export const ipAddress = z.string().refine((s) => isIP(s) !== 0, {
-  message: "Must be an IPv4 or IPv6 address literal",
-});
-
-/** A TCP port number. */
-export const portNumber = z.number().int("Must be an integer").min(1, "Must be between 1 and 65535")
-  .max(65535, "Must be between 1 and 65535");
-
 /** The body of `PUT /v1/services/{namespace}/{name}`. */
 export const servicePutSchema = z.strictObject({
   ports: z.array(z.strictObject({ port: portNumber, protocol: z.enum(PROTOCOLS) })).max(64)
-    .default([]),
+    .default([]).describe("Ports registered instances use are kept even when left out"),
   labels: labelsSchema.default({}),
-});
+}).describe("The body of `PUT /v1/services/{namespace}/{name}`");
 /** Parsed {@link servicePutSchema}. */
 export type ServicePut = z.infer<typeof servicePutSchema>;
 
 /** One instance as an agent registers it. */
 export const instanceRegistrationSchema = z.strictObject({
-  id: labelName,
+  id: labelName.describe("Unique on the node; the instance id is `<id>@<node>`"),
   namespace: labelName.default("default"),
   service: labelName,
-  address: ipAddress.optional(),
+  address: ipAddress.optional().describe("An IP literal; default: the node's first address"),
   port: portNumber,
   protocol: z.enum(PROTOCOLS).default("http"),
   labels: labelsSchema.default({}),
-  check: z.enum(["passing", "failing", "none"]).default("none"),
-  output: z.string().max(4096).default(""),
-});
+  check: checkStatusSchema.default("none"),
+  output: z.string().max(4096).default("").describe("The check's latest output"),
+}).describe("One instance as an agent registers it");
 
 /** The body of `PUT /v1/nodes/{name}/registration`: the node's whole state, idempotent. */
 export const nodeRegistrationSchema = z.strictObject({
@@ -122,7 +161,9 @@ export const nodeRegistrationSchema = z.strictObject({
   addresses: z.array(ipAddress).min(1, "At least one address is required").max(16),
   labels: labelsSchema.default({}),
   agentVersion: z.string().min(1).max(64),
-  heartbeatInterval: durationSchema({ min: 100, max: 600_000 }),
+  heartbeatInterval: durationSchema({ min: 100, max: 600_000 }).describe(
+    "How often the agent heartbeats, as a duration such as `5s` (100ms to 10m); the TTL is 3 intervals",
+  ),
   instances: z.array(instanceRegistrationSchema).max(256).superRefine((list, ctx) => {
     const seen = new Set<string>();
     list.forEach((inst, i) => {
@@ -135,31 +176,35 @@ export const nodeRegistrationSchema = z.strictObject({
       }
       seen.add(inst.id);
     });
-  }),
-});
+  }).describe("Every instance on the node; the ones left out are removed"),
+}).describe("The body of `PUT /v1/nodes/{name}/registration`: the node's whole state");
 /** Parsed {@link nodeRegistrationSchema}. */
 export type NodeRegistration = z.infer<typeof nodeRegistrationSchema>;
 
 /** The body of `POST /v1/nodes/{name}/heartbeat`: every check's latest status. */
 export const heartbeatSchema = z.strictObject({
   checks: z.array(z.strictObject({
-    id: labelName,
-    status: z.enum(["passing", "failing", "none"]),
+    id: labelName.describe("The instance's id on the node, as registered"),
+    status: checkStatusSchema,
     output: z.string().max(4096).default(""),
   })).max(256).default([]),
-});
+}).describe("The body of `POST /v1/nodes/{name}/heartbeat`: every check's latest status");
 /** Parsed {@link heartbeatSchema}. */
 export type Heartbeat = z.infer<typeof heartbeatSchema>;
 
 /** The body of `PATCH /v1/nodes/{name}` and `PATCH /v1/instances/{id}`. */
-export const drainPatchSchema = z.strictObject({ draining: z.boolean() });
+export const drainPatchSchema = z.strictObject({
+  draining: z.boolean().describe("`true` takes it out of traffic; `false` puts it back"),
+}).describe("The body of `PATCH /v1/nodes/{name}` and `PATCH /v1/instances/{id}`");
 
 const apiTokenCreateSchema = z.strictObject({
   kind: z.literal("api"),
   role: z.enum(ROLES),
-  node: subdomainName.optional(),
+  node: subdomainName.optional().describe("Binds an `agent` token to this node only"),
   description: z.string().max(256).default(""),
-  ttl: durationSchema({ min: 1_000, max: 10 * 365 * 86_400_000 }).optional(),
+  ttl: durationSchema({ min: 1_000, max: 10 * 365 * 86_400_000 }).optional().describe(
+    "Lifetime as a duration such as `720h` (1s to 87600h); without it the token never expires",
+  ),
 }).refine((t) => t.node === undefined || t.role === "agent", {
   path: ["node"],
   message: "Only agent tokens are bound to a node",
@@ -170,15 +215,19 @@ export const MAX_JOIN_TOKEN_TTL_MS = 30 * 86_400_000;
 
 const joinTokenCreateSchema = z.strictObject({
   kind: z.literal("join"),
-  namespace: labelName.default("default"),
-  serviceAccount: labelName,
-  node: subdomainName.optional(),
+  namespace: labelName.default("default").describe("Namespace of the identity it grants"),
+  serviceAccount: labelName.describe(
+    "Service account of the identity: `spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount>`",
+  ),
+  node: subdomainName.optional().describe("The only node name it may enrol"),
   uses: z.number().int("Must be an integer").min(1, "Must be between 1 and 10000").max(
     10_000,
     "Must be between 1 and 10000",
-  ).default(1),
+  ).default(1).describe("How many enrolments it allows"),
   description: z.string().max(256).default(""),
-  ttl: durationSchema({ min: 1_000, max: MAX_JOIN_TOKEN_TTL_MS }).default(3_600_000),
+  ttl: durationSchema({ min: 1_000, max: MAX_JOIN_TOKEN_TTL_MS }).default(3_600_000).describe(
+    "Lifetime as a duration such as `24h` (1s to 720h); default `1h`",
+  ),
 });
 
 /**
@@ -200,74 +249,95 @@ export type ApiTokenCreate = z.infer<typeof apiTokenCreateSchema>;
 export type JoinTokenCreate = z.infer<typeof joinTokenCreateSchema>;
 
 /** An API token as stored and listed; the secret itself is shown once, at creation. */
-export interface ApiToken {
-  id: string;
-  kind: "api";
-  role: Role;
+export const apiTokenSchema = z.object({
+  id: z.string(),
+  kind: z.literal("api"),
+  role: z.enum(ROLES),
   /** For `agent` tokens: the only node this token may register, when set. */
-  node: string | null;
-  description: string;
-  createdAt: string;
-  expiresAt: string | null;
-  revokedAt: string | null;
-}
+  node: z.string().nullable().describe(
+    "For `agent` tokens: the only node this token may register, when set",
+  ),
+  description: z.string(),
+  createdAt: timestamp,
+  expiresAt: timestamp.nullable(),
+  revokedAt: timestamp.nullable(),
+}).describe("An API token as stored and listed; the secret itself is shown once, at creation");
+/** An API token as stored and listed; the secret itself is shown once, at creation. */
+export type ApiToken = z.infer<typeof apiTokenSchema>;
 
 /**
  * A join token as stored and listed: who a host may become when it enrols
  * with it, and how often it may be used. The signed token itself is shown once.
  */
-export interface JoinToken {
-  id: string;
-  kind: "join";
-  namespace: string;
-  serviceAccount: string;
+export const joinTokenSchema = z.object({
+  id: z.string(),
+  kind: z.literal("join"),
+  namespace: z.string(),
+  serviceAccount: z.string(),
   /** The only node name it may enrol, when set. */
-  node: string | null;
-  uses: number;
-  used: number;
-  description: string;
-  createdAt: string;
-  expiresAt: string;
-  revokedAt: string | null;
-}
+  node: z.string().nullable().describe("The only node name it may enrol, when set"),
+  uses: z.number().int(),
+  used: z.number().int(),
+  description: z.string(),
+  createdAt: timestamp,
+  expiresAt: timestamp,
+  revokedAt: timestamp.nullable(),
+}).describe(
+  "A join token as stored and listed: who a host may become when it enrols with it, and how often it may be used. The signed token itself is shown once",
+);
+/**
+ * A join token as stored and listed: who a host may become when it enrols
+ * with it, and how often it may be used. The signed token itself is shown once.
+ */
+export type JoinToken = z.infer<typeof joinTokenSchema>;
 
 /** Any token the server issues. */
 export type Token = ApiToken | JoinToken;
 
 /** How a certificate came to be issued. */
-export type IssuanceKind = "enrol" | "renew";
+export const issuanceKindSchema = z.enum(["enrol", "renew"]).describe(
+  "How a certificate came to be issued",
+);
+/** How a certificate came to be issued. */
+export type IssuanceKind = z.infer<typeof issuanceKindSchema>;
 
 /** The record of one issued workload certificate; the deny list is built from these. */
-export interface CertificateRecord {
+export const certificateRecordSchema = z.object({
   /** Serial number, lower-case hex. */
-  serial: string;
-  node: string;
+  serial: z.string().describe("Serial number, lower-case hex"),
+  node: z.string(),
   /** SPIFFE ID in the URI SAN. */
-  identity: string;
+  identity: z.string().describe("SPIFFE ID in the URI SAN"),
   /** The join token the node enrolled with; renewals inherit it, so revoking it reaches them. */
-  tokenId: string | null;
+  tokenId: z.string().nullable().describe(
+    "The join token the node enrolled with; renewals inherit it, so revoking it reaches them",
+  ),
   /** SHA-256 fingerprint (hex) of the root the certificate chains to. */
-  root: string;
-  kind: IssuanceKind;
-  notBefore: string;
-  notAfter: string;
-  issuedAt: string;
+  root: z.string().describe("SHA-256 fingerprint (hex) of the root the certificate chains to"),
+  kind: issuanceKindSchema,
+  notBefore: timestamp,
+  notAfter: timestamp,
+  issuedAt: timestamp,
   /** Set when a later certificate for the same node replaced this one. */
-  supersededAt: string | null;
-  revokedAt: string | null;
-  revokeReason: string | null;
-}
+  supersededAt: timestamp.nullable().describe(
+    "Set when a later certificate for the same node replaced this one",
+  ),
+  revokedAt: timestamp.nullable(),
+  revokeReason: z.string().nullable(),
+}).describe("The record of one issued workload certificate; the deny list is built from these");
+/** The record of one issued workload certificate; the deny list is built from these. */
+export type CertificateRecord = z.infer<typeof certificateRecordSchema>;
 
 export { labelName, subdomainName };
 
 /** The body of `POST /v1/ca/enrol`: a join token, a PKCS#10 CSR (PEM) and the node name. */
 export const enrolRequestSchema = z.strictObject({
-  token: z.string().min(1).max(8192),
-  csr: z.string().min(1).max(16_384),
-  node: subdomainName,
-});
+  token: z.string().min(1).max(8192).describe("The join token"),
+  csr: z.string().min(1).max(16_384).describe("A PKCS#10 certificate signing request, PEM"),
+  node: subdomainName.describe("The node name to enrol as"),
+}).describe("The body of `POST /v1/ca/enrol`");
 
 /** The body of `POST /v1/ca/renew`: a new CSR, proven by the current certificate (mTLS). */
 export const renewRequestSchema = z.strictObject({
-  csr: z.string().min(1).max(16_384),
-});
+  csr: z.string().min(1).max(16_384).describe("A PKCS#10 certificate signing request, PEM"),
+}).describe("The body of `POST /v1/ca/renew`");

@@ -60,6 +60,8 @@ export const serverConfigSchema = z.strictObject({
   reapAfter: durationSchema({ min: 1_000 }).default(72 * 3_600_000),
   /** Log level: debug, info, warn or error. Default `info`. */
   logLevel: z.enum(LEVELS).default("info"),
+  /** Log line format: `json`, `text`, or `auto` (text on a terminal, JSON otherwise). Default `auto`. */
+  logFormat: z.enum(["auto", "json", "text"]).default("auto"),
 }).superRefine((config, ctx) => {
   if (config.leafTtl > config.maxLeafTtl) {
     ctx.addIssue({
@@ -112,6 +114,7 @@ export const SERVER_FLAGS: Record<keyof ServerConfig, string> = {
   store: "--store",
   reapAfter: "--reap-after",
   logLevel: "--log-level",
+  logFormat: "--log-format",
 };
 
 /** The effective configuration as a plain object for `--print-config` (durations as text). */
