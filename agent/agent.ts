@@ -1,16 +1,21 @@
 /**
- * The agent's life: check, register, heartbeat, and leave cleanly. Checks run
- * on their own intervals; a status change wakes the heartbeat loop at once.
- * The loop treats each kind of server answer differently: a lost node or
- * instance is registered again at once, an outage is retried with backoff,
- * and a refused token is reported loudly but retried slowly in case an
- * operator fixes it.
+ * The agent's life: get an identity (resume the saved one, or enrol with a
+ * join token), then check, register, heartbeat over mTLS, keep the
+ * certificate renewed, and leave cleanly. Checks run on their own intervals;
+ * a status change wakes the heartbeat loop at once. The loop treats each
+ * kind of server answer differently: a lost node or instance is registered
+ * again at once, an outage is retried with backoff, and a refused
+ * certificate is reported loudly but retried slowly in case an operator
+ * fixes it.
  */
 import type { AgentConfig } from "../core/agent_config.ts";
+import { type Clock, systemClock } from "../core/clock.ts";
 import { formatDuration } from "../core/duration.ts";
 import { backoffDelay, jitter, retryCapMs } from "./backoff.ts";
 import { createCheckRunner } from "./checks.ts";
+import { establishIdentity } from "./enrol.ts";
 import { ensureDataDir, readHostInfo, writeAgentState } from "./host.ts";
+import type { Identity } from "./identity.ts";
 import type { Logger } from "../core/log.ts";
 import { CheckMonitor } from "./monitor.ts";
 import {
@@ -18,29 +23,37 @@ import {
   heartbeatBody,
   type HostInfo,
   registrationBody,
+  type ResolvedNode,
   resolveNode,
 } from "./registration.ts";
+import { CertificateRotation, type HeartbeatCa, tlsMaterial } from "./rotation.ts";
 import { type ApiResult, ServerApi } from "./server_api.ts";
+import { ClientPool } from "./tls_clients.ts";
 import { sleep, Wakeup } from "./wait.ts";
 
 /** Options of {@link runAgent}. */
 export interface AgentOptions {
-  /** Base URL of the server's REST API. */
-  server: string;
+  /**
+   * Base URL (https) of the server's REST API. Default: the saved identity's
+   * server, or at enrolment the join token's addresses.
+   */
+  server?: string | undefined;
   /** The parsed agent configuration. */
   config: AgentConfig;
-  /** Directory for `agent.json`; created with mode 0700. */
+  /** Directory for `agent.json` and `identity/`; created with mode 0700. */
   dataDir: string;
-  /** Agent-role API token. Default: none (the server must allow anonymous agents). */
-  token?: string | undefined;
+  /** Join token; needed only when the data directory holds no usable identity. */
+  joinToken?: string | undefined;
   /** Leave the node registered on shutdown, e.g. for a quick restart. Default: false. */
   keepInstancesOnExit?: boolean;
   /** Where log lines go. */
   logger: Logger;
   /** Host name and addresses. Default: read from the system. */
   host?: HostInfo;
-  /** Random source of jitter and backoff. Default: `Math.random`. */
+  /** Random source of jitter, backoff and the renewal time. Default: `Math.random`. */
   random?: () => number;
+  /** Decides expiry and renewal times. Default: the system clock. */
+  clock?: Clock;
   /** Time after which a call to the server gives up, in milliseconds. Default: 10 000. */
   requestTimeoutMs?: number;
   /** Time allowed for the deregistration on shutdown, in milliseconds. Default: 2 000. */
@@ -49,30 +62,83 @@ export interface AgentOptions {
 
 /** Spread of the heartbeat interval, so agents started together drift apart. */
 const HEARTBEAT_JITTER = 0.1;
-/** Backoff cap when the token is refused: it will not fix itself within an interval. */
+/** Backoff cap when the certificate is refused: it will not fix itself within an interval. */
 const AUTH_RETRY_CAP_MS = 30_000;
 
 /**
- * Runs the agent until `signal` aborts: checks every service once, registers
- * the node, heartbeats, and on abort stops the checks and (unless told to
- * keep them) deregisters the node. Resolves once everything has stopped;
- * rejects only when the agent cannot start (bad node name, data directory).
+ * Runs the agent until `signal` aborts: gets its identity, checks every
+ * service once, registers the node, heartbeats and renews its certificate,
+ * and on abort stops the checks and (unless told to keep them) deregisters
+ * the node. Resolves once everything has stopped; rejects only when the
+ * agent cannot start (bad node name, data directory, no usable identity and
+ * no usable join token, enrolment refused).
  */
 export async function runAgent(options: AgentOptions, signal: AbortSignal): Promise<void> {
   const log = options.logger;
   const random = options.random ?? Math.random;
+  const clock = options.clock ?? systemClock;
+  const timeoutMs = options.requestTimeoutMs ?? 10_000;
   const { config } = options;
   const node = resolveNode(config.node, options.host ?? readHostInfo());
   await ensureDataDir(options.dataDir);
-  const api = new ServerApi(options.server, {
-    token: options.token,
+  const identity = await establishIdentity({
+    dataDir: options.dataDir,
+    node: node.name,
+    server: options.server,
+    joinToken: options.joinToken,
+    log,
+    clock,
+    random,
+    timeoutMs,
+  }, signal);
+  if (identity === undefined) {
+    log.info("Agent stopped before enrolment finished", { node: node.name });
+    return;
+  }
+  // Every call after enrolment goes through this pool: mTLS with the current
+  // certificate, trusting the current bundle; rotation swaps its material.
+  const pool = new ClientPool(tlsMaterial(identity));
+  try {
+    await runEnrolled(options, node, identity, pool, signal);
+  } finally {
+    pool.close();
+  }
+}
+
+async function runEnrolled(
+  options: AgentOptions,
+  node: ResolvedNode,
+  identity: Identity,
+  pool: ClientPool,
+  signal: AbortSignal,
+): Promise<void> {
+  const log = options.logger;
+  const random = options.random ?? Math.random;
+  const clock = options.clock ?? systemClock;
+  const { config } = options;
+  const api = new ServerApi(identity.server, {
+    clients: pool,
     timeoutMs: options.requestTimeoutMs ?? 10_000,
+  });
+  let stateWritten = false;
+  const rotation = new CertificateRotation({
+    dataDir: options.dataDir,
+    api,
+    pool,
+    identity,
+    log,
+    clock,
+    random,
+    onChange: async (current) => {
+      if (stateWritten) await writeAgentState(options.dataDir, agentState(node.name, current));
+    },
   });
   const intervalMs = config.heartbeat.intervalMs;
   log.info("Agent starting", {
     node: node.name,
     address: node.address,
     server: api.server,
+    identity: identity.identity,
     services: config.services.length,
     heartbeatInterval: formatDuration(intervalMs),
   });
@@ -95,7 +161,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   // Set once a registration was sent, answered or not: it may have reached
   // the server, so shutdown must try to undo it.
   let registrationSent = false;
-  let stateWritten = false;
+  const rotating = rotation.run(signal);
   try {
     // Registering with real results, not a guess, keeps a broken instance
     // out of traffic from its first second.
@@ -114,6 +180,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
     let failures = 0;
     while (!signal.aborted) {
       if (!registered) registrationSent = true;
+      const sentAt = clock.now();
       const result: ApiResult<unknown> = registered
         ? await api.heartbeat(node.name, heartbeatBody(config, reports()), { signal })
         : await api.register(node.name, registrationBody(node, config, reports()), { signal });
@@ -123,10 +190,11 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
           registered = true;
           log.info("Node registered", { node: node.name, instances: config.services.length });
           if (!stateWritten) {
-            stateWritten = await recordState(options, node.name, api.server, log);
+            stateWritten = await recordState(options, node.name, rotation.identity, log);
           }
-        } else if (failures > 0) {
-          log.info("Heartbeat recovered", { node: node.name, failures });
+        } else {
+          rotation.noteHeartbeat(heartbeatCa(result.body), sentAt);
+          if (failures > 0) log.info("Heartbeat recovered", { node: node.name, failures });
         }
         failures = 0;
         await wakeup.wait(jitter(intervalMs, HEARTBEAT_JITTER, random), signal);
@@ -158,6 +226,7 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
     await Promise.all(loops);
   } finally {
     for (const runner of runners) runner.close();
+    await rotating;
   }
 
   if (registrationSent && !options.keepInstancesOnExit) {
@@ -173,14 +242,34 @@ export async function runAgent(options: AgentOptions, signal: AbortSignal): Prom
   log.info("Agent stopped", { node: node.name });
 }
 
+/** The `ca` part of a heartbeat answer, if any. */
+function heartbeatCa(body: unknown): HeartbeatCa | undefined {
+  if (typeof body !== "object" || body === null) return undefined;
+  const ca = (body as Record<string, unknown>).ca;
+  return typeof ca === "object" && ca !== null ? ca as HeartbeatCa : undefined;
+}
+
+function agentState(node: string, identity: Identity) {
+  return {
+    node,
+    server: identity.server,
+    pid: Deno.pid,
+    certificate: {
+      notAfter: new Date(identity.leaf.notAfter).toISOString(),
+      identity: identity.identity,
+      serial: identity.leaf.serial,
+    },
+  };
+}
+
 async function recordState(
   options: AgentOptions,
   node: string,
-  server: string,
+  identity: Identity,
   log: Logger,
 ): Promise<boolean> {
   try {
-    await writeAgentState(options.dataDir, { node, server, pid: Deno.pid });
+    await writeAgentState(options.dataDir, agentState(node, identity));
     return true;
   } catch (error) {
     // The node is registered and serving; a missing state file only hurts
@@ -209,7 +298,7 @@ function logFailure(
     ...(problems.length > 0 ? { problems } : {}),
   };
   if (status === 401 || status === 403) {
-    log.error(`${what} refused: check the agent's API token`, more);
+    log.error(`${what} refused: the server did not accept this node's certificate`, more);
   } else if (status >= 500) {
     log.warn(`${what} failed: server error`, more);
   } else {

@@ -1,58 +1,16 @@
 import assert from "node:assert/strict";
-import { parseAgentConfig } from "../core/agent_config.ts";
 import { heartbeatSchema, nodeRegistrationSchema } from "../core/model.ts";
-import { problem, type RecordedRequest, startServerDouble } from "./_server_double.ts";
-import { runAgent } from "./agent.ts";
-import { jsonLogger } from "../core/log.ts";
+import { nodeRequests, removeDataDir, startAgent, type TestAgent, waitFor } from "./_test_agent.ts";
+import {
+  type SeenRequest,
+  startTlsServerDouble,
+  type TlsAnswer,
+  tlsProblem,
+  type TlsServerDouble,
+} from "./_tls_server_double.ts";
 
-const HOST = { hostname: "test-host", interfaces: [] };
-const TOKEN = "agent-token-s3cret";
-
-/** Polls `predicate` every 10ms; fails the test if it is still false after `timeoutMs`. */
-async function waitFor(predicate: () => boolean, what: string, timeoutMs = 2_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() > deadline) assert.fail(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-function kinds(requests: RecordedRequest[]): string[] {
+function kinds(requests: SeenRequest[]): string[] {
   return requests.map((r) => r.method);
-}
-
-/** Runs the agent against `url` until the returned `stop()` is called. */
-async function startAgent(
-  url: string,
-  yaml: string,
-  extra: { keepInstancesOnExit?: boolean } = {},
-) {
-  const dataDir = await Deno.makeTempDir();
-  const lines: string[] = [];
-  const controller = new AbortController();
-  const running = runAgent({
-    server: url,
-    token: TOKEN,
-    config: parseAgentConfig(yaml, "agent.yaml"),
-    dataDir: `${dataDir}/data`,
-    host: HOST,
-    random: () => 0.5,
-    logger: jsonLogger((line) => lines.push(line)),
-    ...extra,
-  }, controller.signal);
-  return {
-    dataDir: `${dataDir}/data`,
-    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
-    rawLogs: lines,
-    async stop() {
-      controller.abort();
-      try {
-        await running;
-      } finally {
-        await Deno.remove(dataDir, { recursive: true });
-      }
-    },
-  };
 }
 
 const ONE_SERVICE = `
@@ -67,22 +25,80 @@ services:
     protocol: tcp
 `;
 
-Deno.test("runAgent() registers, heartbeats, writes agent.json and deregisters", async () => {
-  const double = startServerDouble();
-  const agent = await startAgent(double.url, ONE_SERVICE);
+/**
+ * An answer hook that sees only the node endpoints, numbered from 0, so the
+ * enrolment's CA calls do not shift the indexes.
+ */
+function onNodeCalls(answer: (request: SeenRequest, index: number) => Response | undefined) {
+  let count = 0;
+  const hook: TlsAnswer = (request) =>
+    request.path.startsWith("/v1/nodes/") ? answer(request, count++) : undefined;
+  return hook;
+}
+
+/** Starts a double and an enrolling agent; `finish()` stops both and cleans up. */
+async function setUp(
+  yaml: string,
+  options: { answer?: TlsAnswer; keepInstancesOnExit?: boolean } = {},
+): Promise<{ double: TlsServerDouble; agent: TestAgent; finish(): Promise<void> }> {
+  const double = await startTlsServerDouble(options.answer ? { answer: options.answer } : {});
+  const agent = startAgent(yaml, {
+    joinToken: double.joinToken({ node: "vm-1" }),
+    ...(options.keepInstancesOnExit === undefined
+      ? {}
+      : { keepInstancesOnExit: options.keepInstancesOnExit }),
+  });
+  return {
+    double,
+    agent,
+    async finish() {
+      try {
+        await agent.stop();
+      } finally {
+        await double.close();
+        await removeDataDir(agent.dataDir);
+      }
+    },
+  };
+}
+
+Deno.test("runAgent() registers, heartbeats over mTLS, writes agent.json and deregisters", async () => {
+  const { double, agent, finish } = await setUp(ONE_SERVICE);
+  let serial: string | undefined;
   try {
-    await waitFor(() => double.requests.length >= 3, "two heartbeats");
+    await waitFor(() => nodeRequests(double).length >= 3, "two heartbeats");
     const state = JSON.parse(await Deno.readTextFile(`${agent.dataDir}/agent.json`));
-    assert.deepEqual(state, { node: "vm-1", server: double.url, pid: Deno.pid });
+    serial = double.issued[0];
+    assert.deepEqual(state, {
+      node: "vm-1",
+      server: double.url,
+      pid: Deno.pid,
+      certificate: {
+        notAfter: state.certificate.notAfter,
+        identity: "spiffe://ironmesh.test/ns/default/sa/web",
+        serial,
+      },
+    });
+    assert.ok(Date.parse(state.certificate.notAfter) > Date.now());
     assert.equal((await Deno.stat(agent.dataDir)).mode! & 0o777, 0o700);
   } finally {
-    await agent.stop();
-    await double.close();
+    await finish();
   }
-  const [registration, heartbeat] = double.requests;
+  const requests = nodeRequests(double);
+  const [registration, heartbeat] = requests;
   assert.equal(registration?.method, "PUT");
   assert.equal(registration.path, "/v1/nodes/vm-1/registration");
-  assert.equal(registration.auth, `Bearer ${TOKEN}`);
+  for (const request of double.requests) {
+    assert.equal(request.auth, null, "no Authorization header, ever");
+  }
+  for (const request of requests) {
+    assert.equal(request.authorized, true);
+    assert.deepEqual(request.peer, {
+      cn: "vm-1",
+      san: "URI:spiffe://ironmesh.test/ns/default/sa/web",
+      serial,
+    });
+  }
   const body = nodeRegistrationSchema.parse(registration.body);
   assert.deepEqual(body.instances.map((i) => [i.id, i.check, i.address]), [
     ["web", "passing", "127.0.0.1"],
@@ -94,42 +110,42 @@ Deno.test("runAgent() registers, heartbeats, writes agent.json and deregisters",
     { id: "web", status: "passing", output: "exit status 0" },
     { id: "db", status: "none", output: "" },
   ]);
-  const last = double.requests.at(-1);
-  assert.deepEqual([last?.method, last?.path], ["DELETE", "/v1/nodes/vm-1"]);
-  assert.ok(!agent.rawLogs.some((l) => l.includes(TOKEN)), "the token never reaches the log");
+  const last = requests.at(-1);
+  assert.deepEqual([last?.method, last?.path, last?.status], ["DELETE", "/v1/nodes/vm-1", 204]);
 });
 
 Deno.test("runAgent() registers again when a heartbeat answers 404 or 409", async () => {
   for (const status of [404, 409]) {
-    const double = startServerDouble((_, index) =>
-      index === 1 ? problem(status, 'Node "vm-1" is not registered') : undefined
-    );
-    const agent = await startAgent(double.url, ONE_SERVICE, { keepInstancesOnExit: true });
+    const { double, agent, finish } = await setUp(ONE_SERVICE, {
+      keepInstancesOnExit: true,
+      answer: onNodeCalls((_, index) =>
+        index === 1 ? tlsProblem(status, 'Node "vm-1" is not registered') : undefined
+      ),
+    });
     try {
-      await waitFor(() => double.requests.length >= 4, "a second registration and heartbeat");
+      await waitFor(() => nodeRequests(double).length >= 4, "a second registration and heartbeat");
     } finally {
-      await agent.stop();
-      await double.close();
+      await finish();
     }
-    assert.deepEqual(kinds(double.requests).slice(0, 4), ["PUT", "POST", "PUT", "POST"]);
-    assert.ok(!kinds(double.requests).includes("DELETE"), "instances are kept on exit");
+    assert.deepEqual(kinds(nodeRequests(double)).slice(0, 4), ["PUT", "POST", "PUT", "POST"]);
+    assert.ok(!kinds(nodeRequests(double)).includes("DELETE"), "instances are kept on exit");
     const warning = agent.logs().find((l) => l.level === "warn");
     assert.equal(warning?.status, status);
   }
 });
 
 Deno.test("runAgent() backs off on 5xx and recovers without registering again", async () => {
-  const double = startServerDouble((request, index) =>
-    request.method === "POST" && index <= 3 ? problem(503, "Store unavailable") : undefined
-  );
-  const agent = await startAgent(double.url, ONE_SERVICE);
+  const { double, agent, finish } = await setUp(ONE_SERVICE, {
+    answer: onNodeCalls((request, index) =>
+      request.method === "POST" && index <= 3 ? tlsProblem(503, "Store unavailable") : undefined
+    ),
+  });
   try {
-    await waitFor(() => double.requests.length >= 6, "heartbeats after the outage");
+    await waitFor(() => nodeRequests(double).length >= 6, "heartbeats after the outage");
   } finally {
-    await agent.stop();
+    await finish();
   }
-  await double.close();
-  assert.deepEqual(kinds(double.requests).slice(0, 6), [
+  assert.deepEqual(kinds(nodeRequests(double)).slice(0, 6), [
     "PUT",
     "POST",
     "POST",
@@ -144,22 +160,29 @@ Deno.test("runAgent() backs off on 5xx and recovers without registering again", 
   assert.ok(logs.some((l) => l.msg === "Heartbeat recovered"));
 });
 
-Deno.test("runAgent() reports a refused token and retries without spinning", async () => {
-  const double = startServerDouble(() => problem(401, "Invalid API token"));
-  const agent = await startAgent(double.url, ONE_SERVICE);
+Deno.test("runAgent() reports a refused certificate and retries without spinning", async () => {
+  let start = 0;
+  const { double, agent, finish } = await setUp(ONE_SERVICE, {
+    answer: onNodeCalls(() => {
+      start ||= performance.now();
+      return tlsProblem(401, "Certificate revoked");
+    }),
+  });
   try {
+    await waitFor(() => start > 0, "the first registration");
     await new Promise((resolve) => setTimeout(resolve, 700));
   } finally {
-    await agent.stop();
+    await finish();
   }
-  await double.close();
-  const puts = double.requests.filter((r) => r.method === "PUT").length;
+  const puts = nodeRequests(double).filter((r) => r.method === "PUT").length;
   // With random 0.5 the waits are 100, 200 and 400 ms: four attempts in 700 ms.
   assert.ok(puts >= 2 && puts <= 5, `${puts} registration attempts`);
   const error = agent.logs().find((l) => l.level === "error");
-  assert.equal(error?.msg, "Registration refused: check the agent's API token");
-  assert.equal(error?.detail, "Invalid API token");
-  assert.ok(!agent.rawLogs.some((l) => l.includes(TOKEN)));
+  assert.equal(
+    error?.msg,
+    "Registration refused: the server did not accept this node's certificate",
+  );
+  assert.equal(error?.detail, "Certificate revoked");
 });
 
 Deno.test("runAgent() heartbeats at once when a check changes status", async () => {
@@ -168,30 +191,26 @@ Deno.test("runAgent() heartbeats at once when a check changes status", async () 
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     () => new Response(null, { status: healthy ? 200 : 500 }),
   );
-  const double = startServerDouble();
-  const agent = await startAgent(
-    double.url,
-    `
+  const { double, agent, finish } = await setUp(`
 node: {name: vm-1, address: 127.0.0.1}
 heartbeat: {interval: 10m}
 services:
   - name: web
     port: ${app.addr.port}
     check: {http: "http://127.0.0.1:${app.addr.port}/healthz", interval: 100ms, unhealthyThreshold: 2}
-`,
-  );
+`);
   try {
-    await waitFor(() => double.requests.length === 1, "the registration");
+    await waitFor(() => nodeRequests(double).length === 1, "the registration");
     healthy = false;
-    await waitFor(() => double.requests.length === 2, "a heartbeat long before the interval");
+    await waitFor(() => nodeRequests(double).length === 2, "a heartbeat long before the interval");
   } finally {
-    await agent.stop();
+    await finish();
     await app.shutdown();
-    await double.close();
   }
-  const registration = nodeRegistrationSchema.parse(double.requests[0]?.body);
+  const [first, second] = nodeRequests(double);
+  const registration = nodeRegistrationSchema.parse(first?.body);
   assert.equal(registration.instances[0]?.check, "passing");
-  const heartbeat = heartbeatSchema.parse(double.requests[1]?.body);
+  const heartbeat = heartbeatSchema.parse(second?.body);
   assert.equal(heartbeat.checks[0]?.status, "failing");
   assert.match(heartbeat.checks[0]!.output, /500 Internal Server Error/);
   const change = agent.logs().find((l) => l.msg === "Check status changed");
@@ -199,21 +218,16 @@ services:
 });
 
 Deno.test("runAgent() registers a failing check as failing from the start", async () => {
-  const double = startServerDouble();
-  const agent = await startAgent(
-    double.url,
-    `
+  const { double, finish } = await setUp(`
 node: {name: vm-1, address: 127.0.0.1}
 services: [{name: web, port: 80, check: {exec: ["false"]}}]
-`,
-  );
+`);
   try {
-    await waitFor(() => double.requests.length >= 1, "the registration");
+    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
   } finally {
-    await agent.stop();
-    await double.close();
+    await finish();
   }
-  const registration = nodeRegistrationSchema.parse(double.requests[0]?.body);
+  const registration = nodeRegistrationSchema.parse(nodeRequests(double)[0]?.body);
   assert.deepEqual(
     [registration.instances[0]?.check, registration.instances[0]?.output],
     ["failing", "exit status 1"],

@@ -1,7 +1,8 @@
 /**
- * The agent's local file and host I/O: reading its configuration, learning
- * the host's name and addresses, and writing `agent.json` in its data
- * directory for scripts and tests that need to find it.
+ * The agent's local file and host I/O: reading its configuration and join
+ * token file, learning the host's name and addresses, and writing
+ * `agent.json` in its data directory for scripts and tests that need to find
+ * it. The identity files live in `identity.ts`.
  */
 import { type AgentConfig, parseAgentConfig } from "../core/agent_config.ts";
 import { InvalidError } from "../core/errors.ts";
@@ -20,17 +21,22 @@ export async function loadAgentConfig(file: string | undefined): Promise<AgentCo
   return parseAgentConfig(text, file);
 }
 
-/** Reads an API token from a file, without the surrounding whitespace an editor leaves. */
-export async function readTokenFile(file: string): Promise<string> {
+/**
+ * Reads a join token from a file, without the surrounding whitespace an
+ * editor leaves. A missing file is no token: once enrolled, the agent needs
+ * none, and operators are told they may delete the one-time token.
+ */
+export async function readTokenFile(file: string): Promise<string | undefined> {
   let text: string;
   try {
     text = await Deno.readTextFile(file);
   } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
     const why = error instanceof Error ? error.message : String(error);
-    throw new InvalidError(`Cannot read token file "${file}": ${why}`);
+    throw new InvalidError(`Cannot read join token file "${file}": ${why}`);
   }
   const token = text.trim();
-  if (token === "") throw new InvalidError(`Token file "${file}" is empty`);
+  if (token === "") throw new InvalidError(`Join token file "${file}" is empty`);
   return token;
 }
 
@@ -61,6 +67,15 @@ export interface AgentState {
   node: string;
   server: string;
   pid: number;
+  /** The certificate in use; rewritten on every renewal. */
+  certificate: {
+    /** End of validity, ISO 8601. */
+    notAfter: string;
+    /** The SPIFFE ID. */
+    identity: string;
+    /** Serial number, hex. */
+    serial: string;
+  };
 }
 
 /** Writes `agent.json` atomically, so a reader never sees half a file. */

@@ -1,13 +1,16 @@
 /**
- * The agent's calls to the server's REST API, and nothing else: one request
- * each to register, heartbeat and deregister a node. Every call resolves to a
- * result the agent's loop can switch on; none throws, because each failure
- * has its own retry policy there.
+ * The agent's calls to the server's REST API, and nothing else: register,
+ * heartbeat and deregister a node; enrol, renew and read the CA's roots.
+ * Every call resolves to a result the agent's loops can switch on; none
+ * throws, because each failure has its own retry policy there. TLS clients
+ * come from a {@link ClientSource} per request, so a renewed certificate or a
+ * new trust bundle applies from the next call on.
  */
 import type { FieldProblem } from "../core/errors.ts";
 import { formatDuration } from "../core/duration.ts";
 import { VERSION } from "../core/version.ts";
 import type { HeartbeatBody, RegistrationBody } from "./registration.ts";
+import type { ClientSource } from "./tls_clients.ts";
 
 /** An RFC 9457 problem document, as the server sends errors. */
 export interface Problem {
@@ -22,8 +25,11 @@ export interface Problem {
 export type ApiResult<T> =
   /** A 2xx answer with its decoded body (`null` when empty). */
   | { kind: "ok"; status: number; body: T }
-  /** A non-2xx answer; the problem is decoded, or made up from the status when the body is not one. */
-  | { kind: "rejected"; status: number; problem: Problem }
+  /**
+   * A non-2xx answer; the problem is decoded, or made up from the status when
+   * the body is not one. `retryAfterMs` is the `Retry-After` header, when sent.
+   */
+  | { kind: "rejected"; status: number; problem: Problem; retryAfterMs?: number }
   /** No answer: refused connection, DNS failure, timeout. */
   | { kind: "unreachable"; error: string };
 
@@ -33,10 +39,28 @@ export interface RegistrationReply {
   instances: unknown[];
 }
 
+/** The body of `POST /v1/ca/enrol`. */
+export interface EnrolBody {
+  /** The join token, as given to the agent. */
+  token: string;
+  /** PEM PKCS#10 request for `CN=<node>` and the SPIFFE ID as URI SAN. */
+  csr: string;
+  node: string;
+}
+
+/** The body of `POST /v1/ca/renew`. */
+export interface RenewBody {
+  csr: string;
+}
+
 /** Options of {@link ServerApi}. */
 export interface ServerApiOptions {
-  /** Agent-role API token sent as `Authorization: Bearer`. Default: none. */
-  token?: string | undefined;
+  /**
+   * Gives the TLS client of each request (trusted roots, client certificate).
+   * Default: none, the runtime's default client (system roots, no client
+   * certificate); for plain-HTTP tests.
+   */
+  clients?: ClientSource;
   /** Time after which a call gives up, in milliseconds. Default: 10 000. */
   timeoutMs?: number;
 }
@@ -49,19 +73,34 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
-/** Client of the node endpoints of the server's REST API. */
+/** Client of the node and CA endpoints of the server's REST API. */
 export class ServerApi {
   readonly server: string;
   #base: URL;
-  #token: string | undefined;
+  #clients: ClientSource | undefined;
   #timeoutMs: number;
 
-  /** `server` is the base URL, e.g. `http://10.0.0.1:8080`; a path prefix is kept. */
+  /** `server` is the base URL, e.g. `https://10.0.0.1:8443`; a path prefix is kept. */
   constructor(server: string, options: ServerApiOptions = {}) {
     this.server = server;
     this.#base = new URL(server.endsWith("/") ? server : server + "/");
-    this.#token = options.token;
+    this.#clients = options.clients;
     this.#timeoutMs = options.timeoutMs ?? 10_000;
+  }
+
+  /** `GET /v1/ca/roots`: the trust bundle; public. */
+  roots(options: CallOptions = {}): Promise<ApiResult<unknown>> {
+    return this.#call("GET", "v1/ca/roots", undefined, options);
+  }
+
+  /** `POST /v1/ca/enrol`: trades a join token and a CSR for a certificate; no client certificate. */
+  enrol(body: EnrolBody, options: CallOptions = {}): Promise<ApiResult<unknown>> {
+    return this.#call("POST", "v1/ca/enrol", body, options);
+  }
+
+  /** `POST /v1/ca/renew`: a new certificate for the one presented over mTLS. */
+  renew(body: RenewBody, options: CallOptions = {}): Promise<ApiResult<unknown>> {
+    return this.#call("POST", "v1/ca/renew", body, options);
   }
 
   /** `PUT /v1/nodes/{node}/registration`: the node's whole state. */
@@ -103,31 +142,67 @@ export class ServerApi {
       "accept": "application/json, application/problem+json",
       "user-agent": `ironmesh-agent/${VERSION}`,
     };
-    if (this.#token !== undefined) headers["authorization"] = `Bearer ${this.#token}`;
     if (body !== undefined) headers["content-type"] = "application/json";
+    let lease;
+    try {
+      lease = this.#clients?.acquire();
+    } catch (error) {
+      clearTimeout(timer);
+      return { kind: "unreachable", error: describeError(error) };
+    }
     try {
       const response = await fetch(new URL(path, this.#base), {
         method,
         headers,
         signal,
+        ...(lease ? { client: lease.client } : {}),
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
       const text = await response.text();
       if (response.ok) return { kind: "ok", status: response.status, body: parseJson(text) as T };
+      const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), Date.now());
       return {
         kind: "rejected",
         status: response.status,
         problem: parseProblem(response.status, response.statusText, text),
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
       };
     } catch (error) {
       if (timeout.signal.aborted) {
         return { kind: "unreachable", error: `No answer within ${formatDuration(timeoutMs)}` };
       }
-      return { kind: "unreachable", error: error instanceof Error ? error.message : String(error) };
+      return { kind: "unreachable", error: describeError(error) };
     } finally {
       clearTimeout(timer);
+      // Only after the body was read: the client must not close under a live response.
+      lease?.release();
     }
   }
+}
+
+/**
+ * The message of a failed fetch with its cause: Deno says only "fetch failed"
+ * and puts the reason (e.g. "invalid peer certificate: UnknownIssuer") in
+ * `cause`, which is what an operator needs to see.
+ */
+function describeError(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return cause !== undefined && cause !== error.message
+    ? `${error.message}: ${cause}`
+    : error.message;
+}
+
+/**
+ * Reads a `Retry-After` header: delay-seconds or an HTTP date, in
+ * milliseconds from `now`; `undefined` when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
 
 function parseJson(text: string): unknown {

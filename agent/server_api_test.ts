@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
-import { ServerApi } from "./server_api.ts";
+import { parseRetryAfter, ServerApi } from "./server_api.ts";
 import type { RegistrationBody } from "./registration.ts";
-import { startServerDouble } from "./_server_double.ts";
+import { problem, startServerDouble } from "./_server_double.ts";
+import { createTestCa, startTlsServerDouble } from "./_tls_server_double.ts";
+import { ClientPool } from "./tls_clients.ts";
 
 const BODY: RegistrationBody = {
   hostname: "vm-1",
@@ -11,10 +13,10 @@ const BODY: RegistrationBody = {
   instances: [],
 };
 
-Deno.test("ServerApi.register() PUTs JSON with the bearer token", async () => {
+Deno.test("ServerApi.register() PUTs JSON without an Authorization header", async () => {
   const double = startServerDouble(() => Response.json({ node: { name: "vm-1" }, instances: [] }));
   try {
-    const api = new ServerApi(double.url, { token: "s3cret" });
+    const api = new ServerApi(double.url);
     const result = await api.register("vm-1", BODY);
     assert.deepEqual(result, {
       kind: "ok",
@@ -24,7 +26,7 @@ Deno.test("ServerApi.register() PUTs JSON with the bearer token", async () => {
     assert.deepEqual(double.requests, [{
       method: "PUT",
       path: "/v1/nodes/vm-1/registration",
-      auth: "Bearer s3cret",
+      auth: null,
       contentType: "application/json",
       body: BODY,
     }]);
@@ -33,7 +35,7 @@ Deno.test("ServerApi.register() PUTs JSON with the bearer token", async () => {
   }
 });
 
-Deno.test("ServerApi keeps a path prefix of the server URL and sends no token when unset", async () => {
+Deno.test("ServerApi keeps a path prefix of the server URL", async () => {
   const double = startServerDouble(() => new Response(null, { status: 204 }));
   try {
     const api = new ServerApi(`${double.url}/mesh/`);
@@ -121,6 +123,48 @@ Deno.test("ServerApi reports an unreachable server and a timeout", async () => {
       error: "No answer within 100ms",
     });
   } finally {
+    await double.close();
+  }
+});
+
+Deno.test("ServerApi reports Retry-After of a rejected call", async () => {
+  const double = startServerDouble(() => {
+    const response = problem(429, "Slow down");
+    response.headers.set("retry-after", "7");
+    return response;
+  });
+  try {
+    const result = await new ServerApi(double.url).renew({ csr: "x" });
+    assert.equal(result.kind, "rejected");
+    assert.equal(result.kind === "rejected" && result.retryAfterMs, 7_000);
+    assert.deepEqual(double.requests.map((r) => [r.method, r.path]), [["POST", "/v1/ca/renew"]]);
+  } finally {
+    await double.close();
+  }
+});
+
+Deno.test("parseRetryAfter() reads seconds and HTTP dates", () => {
+  const now = Date.UTC(2026, 0, 1);
+  assert.equal(parseRetryAfter(null, now), undefined);
+  assert.equal(parseRetryAfter(" 3 ", now), 3_000);
+  assert.equal(parseRetryAfter("Thu, 01 Jan 2026 00:00:10 GMT", now), 10_000);
+  assert.equal(parseRetryAfter("Wed, 31 Dec 2025 00:00:00 GMT", now), 0);
+  assert.equal(parseRetryAfter("soon", now), undefined);
+});
+
+Deno.test("ServerApi verifies the server with the pool's roots and says why it failed", async () => {
+  const double = await startTlsServerDouble();
+  const trusted = new ClientPool({ caPem: double.ca.rootPem });
+  const stranger = new ClientPool({ caPem: (await createTestCa("Stranger")).rootPem });
+  try {
+    const ok = await new ServerApi(double.url, { clients: trusted }).roots();
+    assert.equal(ok.kind, "ok");
+    const refused = await new ServerApi(double.url, { clients: stranger }).roots();
+    assert.equal(refused.kind, "unreachable");
+    assert.match(refused.kind === "unreachable" ? refused.error : "", /UnknownIssuer/);
+  } finally {
+    trusted.close();
+    stranger.close();
     await double.close();
   }
 });

@@ -1,6 +1,7 @@
 /**
- * `ironmesh agent`: runs on every VM or bare-metal host, registers the host's
- * services with the server, runs their health checks and heartbeats until
+ * `ironmesh agent`: runs on every VM or bare-metal host, enrols once with a
+ * join token, then registers the host's services with the server over mTLS,
+ * runs their health checks, heartbeats and renews its certificate until
  * SIGTERM or SIGINT.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
@@ -11,9 +12,9 @@ import { stderrLine } from "./output.ts";
 import { loadAgentConfig, readTokenFile } from "../agent/host.ts";
 
 interface AgentFlags {
-  server: string;
-  token?: string;
-  tokenFile?: string;
+  server?: string;
+  joinToken?: string;
+  joinTokenFile?: string;
   config?: string;
   dataDir: string;
   keepInstancesOnExit?: boolean;
@@ -27,12 +28,36 @@ function serverUrl(value: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new InvalidArgumentError(`Invalid URL "${value}": use e.g. http://10.0.0.1:8080`);
+    throw new InvalidArgumentError(`Invalid URL "${value}": use e.g. https://10.0.0.1:8443`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") {
-    throw new InvalidArgumentError(`Invalid URL "${value}": the scheme must be http or https`);
+  if (url.protocol !== "https:") {
+    throw new InvalidArgumentError(
+      `Invalid URL "${value}": the scheme must be https, the agent talks to the server only over TLS`,
+    );
   }
   return value;
+}
+
+/**
+ * The join token: `--join-token` or the contents of `--join-token-file`.
+ * When both are set, one on the command line beats one from the
+ * environment, so a one-off override works under a unit file that sets the
+ * other; two from the same place are an error.
+ */
+async function resolveJoinToken(flags: AgentFlags, command: Command): Promise<string | undefined> {
+  const direct = flags.joinToken === "" ? undefined : flags.joinToken;
+  const file = flags.joinTokenFile === "" ? undefined : flags.joinTokenFile;
+  if (direct !== undefined && file !== undefined) {
+    const directSource = command.getOptionValueSource("joinToken");
+    const fileSource = command.getOptionValueSource("joinTokenFile");
+    if (directSource === fileSource) {
+      throw new InvalidError(
+        `Options "--join-token" and "--join-token-file" cannot be used together`,
+      );
+    }
+    return fileSource === "cli" ? await readTokenFile(file) : direct;
+  }
+  return file === undefined ? direct : await readTokenFile(file);
 }
 
 /**
@@ -50,27 +75,34 @@ function keepFromEnv(): boolean {
 /** Builds the `agent` verb. */
 export function agentCommand(): Command {
   return new Command("agent")
-    .description("Register this host's services with the server, run their checks and heartbeat")
-    .addOption(
-      new Option("--server <url>", "Base URL of the server's REST API, e.g. http://10.0.0.1:8080")
-        .env("IRONMESH_SERVER").argParser(serverUrl).makeOptionMandatory(),
+    .description(
+      "Enrol this host, register its services with the server, run their checks and heartbeat",
     )
     .addOption(
       new Option(
-        "--token <token>",
-        "Agent-role API token (visible to other users in the process list; prefer --token-file)",
-      ).env("IRONMESH_TOKEN").conflicts("tokenFile"),
+        "--server <url>",
+        "Base URL of the server's REST API, e.g. https://10.0.0.1:8443 (default: the one saved at enrolment; when enrolling, the join token's addresses)",
+      ).env("IRONMESH_SERVER").argParser(serverUrl),
     )
     .addOption(
-      new Option("--token-file <file>", "File holding the agent-role API token")
-        .env("IRONMESH_TOKEN_FILE"),
+      new Option(
+        "--join-token <token>",
+        "One-time join token from 'ironmesh token create --kind join'; needed only until the host has enrolled (visible in the process list; prefer --join-token-file)",
+      ).env("IRONMESH_JOIN_TOKEN"),
+    )
+    .addOption(
+      new Option("--join-token-file <file>", "File holding the join token")
+        .env("IRONMESH_JOIN_TOKEN_FILE"),
     )
     .addOption(
       new Option("--config <file>", "Agent configuration, YAML or JSON (default: no services)")
         .env("IRONMESH_CONFIG"),
     )
     .addOption(
-      new Option("--data-dir <dir>", "Directory for agent.json (created with mode 0700)")
+      new Option(
+        "--data-dir <dir>",
+        "Directory for agent.json and the identity (key, certificate; created with mode 0700)",
+      )
         .env("IRONMESH_DATA_DIR").default("./ironmesh-agent-data"),
     )
     .addOption(
@@ -86,11 +118,21 @@ export function agentCommand(): Command {
     .addHelpText(
       "after",
       `
+On first start the agent enrols: it generates its private key on the host,
+checks that the server presents the root CA pinned by the join token, and
+trades the token and a certificate request for a short-lived certificate.
+Afterwards every call to the server uses mTLS with that certificate, which the
+agent renews between 50% and 80% of its lifetime; a restart resumes with it
+and needs no token. Files in DATA_DIR/identity/: key.pem (0600), cert.pem,
+bundle.pem, identity.json. An expired certificate cannot renew itself: start
+the agent again with a new --join-token.
+
 The configuration file lists the node (name, address, labels), the heartbeat
 interval and the services with their health checks (http, tcp, grpc or exec);
 unknown fields are refused. After the first successful registration the agent
-writes DATA_DIR/agent.json ({"node", "server", "pid"}). Logs are JSON lines on
-stderr.`,
+writes DATA_DIR/agent.json ({"node", "server", "pid", "certificate":
+{"notAfter", "identity", "serial"}}), rewritten on renewal. Logs are JSON lines
+on stderr.`,
     )
     .showHelpAfterError("(run ironmesh agent --help for usage)")
     .exitOverride()
@@ -99,9 +141,7 @@ stderr.`,
         ? keepFromEnv()
         : flags.keepInstancesOnExit === true;
       const config = await loadAgentConfig(flags.config);
-      const token = flags.tokenFile !== undefined
-        ? await readTokenFile(flags.tokenFile)
-        : flags.token;
+      const joinToken = await resolveJoinToken(flags, command);
       const controller = new AbortController();
       const stop = () => controller.abort();
       const signals: Deno.Signal[] = Deno.build.os === "windows"
@@ -111,7 +151,7 @@ stderr.`,
       try {
         await runAgent({
           server: flags.server,
-          token,
+          joinToken,
           config,
           dataDir: flags.dataDir,
           keepInstancesOnExit: keep,

@@ -96,9 +96,7 @@ Deno.test("e2e CLI: the agent refuses a bad config file naming file, line and fi
     const res = await runCli([
       "agent",
       "--server",
-      "http://127.0.0.1:1",
-      "--token",
-      "x",
+      "https://127.0.0.1:1",
       "--config",
       file,
       "--data-dir",

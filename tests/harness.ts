@@ -132,7 +132,10 @@ export class ServerProc {
   private constructor(
     readonly proc: Proc,
     readonly dataDir: string,
+    /** The plain-HTTP loopback API, for automation in tests. */
     readonly url: string,
+    /** The TLS port agents enrol with and talk mTLS to. */
+    readonly tlsUrl: string,
     readonly adminToken: string,
   ) {}
 
@@ -150,12 +153,14 @@ export class ServerProc {
       "127.0.0.1:0",
       "--grpc-addr",
       "127.0.0.1:0",
+      "--https-addr",
+      "127.0.0.1:0",
       ...extraArgs,
     ]);
     await proc.waitForLine(/server ready/);
     const info = JSON.parse(await Deno.readTextFile(`${dataDir}/server.json`));
     const token = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();
-    return new ServerProc(proc, dataDir, `http://${info.http}`, token);
+    return new ServerProc(proc, dataDir, `http://${info.http}`, `https://${info.https}`, token);
   }
 
   /** Calls the REST API with the admin token (or `token`). */
@@ -195,6 +200,17 @@ export class ServerProc {
     return res.body.token;
   }
 
+  /** Creates a join token and returns it. */
+  async joinToken(extra: Record<string, unknown> = {}): Promise<string> {
+    const res = await this.api("POST", "/v1/tokens", {
+      body: { kind: "join", serviceAccount: "web", ...extra },
+    });
+    if (res.status !== 201) {
+      throw new Error(`Join token creation failed: ${JSON.stringify(res.body)}`);
+    }
+    return res.body.token;
+  }
+
   /** The instance with `id`, or `null`. */
   async instance(id: string): Promise<{ health: string; [k: string]: unknown } | null> {
     const res = await this.api("GET", `/v1/instances/${id}`);
@@ -202,15 +218,23 @@ export class ServerProc {
   }
 }
 
+/** Options of {@link startAgent}. */
+export interface AgentStart {
+  /** Join token for the first start; omit to resume with the identity in `dataDir`. */
+  joinToken?: string;
+  /** Reuse this data directory (a restart); default: a new one. */
+  dataDir?: string;
+  extraArgs?: string[];
+}
+
 /** Starts `ironmesh agent` with a config file written from `config` (YAML text). */
 export async function startAgent(
   name: string,
   server: ServerProc,
-  token: string,
   config: string,
-  extraArgs: string[] = [],
+  options: AgentStart = {},
 ): Promise<{ proc: Proc; dataDir: string }> {
-  const dataDir = await tempDir(`agent-${name}`);
+  const dataDir = options.dataDir ?? await tempDir(`agent-${name}`);
   await Deno.writeTextFile(`${dataDir}/agent.yaml`, config);
   const proc = new Proc(`agent ${name}`, [
     "run",
@@ -218,13 +242,14 @@ export async function startAgent(
     MAIN,
     "agent",
     "--server",
-    server.url,
+    server.tlsUrl,
     "--config",
     `${dataDir}/agent.yaml`,
     "--data-dir",
     dataDir,
-    ...extraArgs,
-  ], { IRONMESH_TOKEN: token });
+    ...(options.joinToken ? ["--join-token", options.joinToken] : []),
+    ...(options.extraArgs ?? []),
+  ]);
   return { proc, dataDir };
 }
 

@@ -3,6 +3,7 @@
  * a real app behind an HTTP health check, all on loopback.
  */
 import assert from "node:assert/strict";
+import { DatabaseSync } from "node:sqlite";
 import { ServerProc, startAgent, startApp, tempDir, waitFor } from "./harness.ts";
 
 function agentConfig(node: string, appPort: number, extra = ""): string {
@@ -32,8 +33,8 @@ Deno.test("e2e: an agent registers its app healthy, follows its check, and leave
   const dir = await tempDir("server");
   const server = await ServerProc.start(dir);
   const app = await startApp();
-  const token = await server.token("agent", { node: "vm-1" });
-  const agent = await startAgent("vm-1", server, token, agentConfig("vm-1", app.port));
+  const joinToken = await server.joinToken({ node: "vm-1" });
+  const agent = await startAgent("vm-1", server, agentConfig("vm-1", app.port), { joinToken });
   try {
     await waitFor("instance healthy", async () => await health(server, "hello@vm-1") === "healthy");
     const listed = await server.api("GET", "/v1/instances?service=hello&namespace=default");
@@ -83,12 +84,9 @@ Deno.test("e2e: a SIGKILLed agent's instances turn unhealthy after the TTL", asy
   const dir = await tempDir("server");
   const server = await ServerProc.start(dir);
   const app = await startApp();
-  const agent = await startAgent(
-    "vm-k",
-    server,
-    await server.token("agent"),
-    agentConfig("vm-k", app.port),
-  );
+  const agent = await startAgent("vm-k", server, agentConfig("vm-k", app.port), {
+    joinToken: await server.joinToken(),
+  });
   try {
     await waitFor("instance healthy", async () => await health(server, "hello@vm-k") === "healthy");
     const killedAt = Date.now();
@@ -118,29 +116,37 @@ Deno.test("e2e: a server killed and restarted keeps its data and agents carry on
   const dir = await tempDir("server");
   let server = await ServerProc.start(dir);
   const app = await startApp();
-  const token = await server.token("agent");
+  const joinToken = await server.joinToken();
   const viewer = await server.token("viewer");
   await server.api("PUT", "/v1/services/default/catalog", {
     body: { ports: [{ port: 80, protocol: "http" }], labels: { team: "a" } },
   });
-  const agent = await startAgent("vm-r", server, token, agentConfig("vm-r", app.port), [
-    "--keep-instances-on-exit",
-  ]);
+  const agent = await startAgent("vm-r", server, agentConfig("vm-r", app.port), {
+    joinToken,
+    extraArgs: ["--keep-instances-on-exit"],
+  });
   try {
     await waitFor("instance healthy", async () => await health(server, "hello@vm-r") === "healthy");
     const before = await server.api("GET", "/v1/instances");
     const oldUrl = server.url;
+    const oldTlsUrl = server.tlsUrl;
     await server.proc.stop("SIGKILL");
 
-    // Same data dir, same port, so the agent finds it again; retry while the port is released.
-    const port = new URL(oldUrl).port;
-    server = await waitFor("server restarted on the same port", async () => {
-      try {
-        return await ServerProc.start(dir, ["--http-addr", `127.0.0.1:${port}`]);
-      } catch {
-        return undefined;
-      }
-    }, 10_000);
+    // Same data dir, same ports, so the agent finds it again; retry while the ports are released.
+    const restart = (dataDir: string) =>
+      waitFor("server restarted on the same ports", async () => {
+        try {
+          return await ServerProc.start(dataDir, [
+            "--http-addr",
+            `127.0.0.1:${new URL(oldUrl).port}`,
+            "--https-addr",
+            `127.0.0.1:${new URL(oldTlsUrl).port}`,
+          ]);
+        } catch {
+          return undefined;
+        }
+      }, 10_000);
+    server = await restart(dir);
     assert.equal(server.url, oldUrl);
     assert.equal(
       (await server.api("GET", "/v1/nodes", { token: viewer })).status,
@@ -160,8 +166,14 @@ Deno.test("e2e: a server killed and restarted keeps its data and agents carry on
     assert.equal((await server.api("GET", "/v1/nodes/vm-r")).body.status, "alive");
     assert.equal(await health(server, "hello@vm-r"), "healthy");
 
-    // Data loss: an operator deletes the node; the agent re-registers it on its next heartbeat.
-    assert.equal((await server.api("DELETE", "/v1/nodes/vm-r")).status, 204);
+    // Data loss: the registry comes back without this node (say, from an older backup); the
+    // agent's next heartbeat gets 404 and it registers again, with the identity it already has.
+    await server.proc.stop("SIGTERM");
+    const db = new DatabaseSync(`${dir}/ironmesh.db`);
+    db.exec("DELETE FROM objects WHERE kind = 'node' OR kind = 'instance'");
+    db.close();
+    server = await restart(dir);
+    assert.equal((await server.api("GET", "/v1/nodes/vm-r")).status, 404);
     await waitFor(
       "node re-registered",
       async () => await health(server, "hello@vm-r") === "healthy",

@@ -1,0 +1,94 @@
+/**
+ * Helpers shared by the agent's tests: run `runAgent()` in-process against
+ * a server double with a temporary data directory, and wait for conditions.
+ * Tests only.
+ */
+import assert from "node:assert/strict";
+import { parseAgentConfig } from "../core/agent_config.ts";
+import type { Clock } from "../core/clock.ts";
+import { jsonLogger } from "../core/log.ts";
+import { runAgent } from "./agent.ts";
+import type { SeenRequest, TlsServerDouble } from "./_tls_server_double.ts";
+
+/** The host every test agent runs on. */
+export const HOST = { hostname: "test-host", interfaces: [] };
+
+/** Polls `predicate` every 10ms; fails the test if it is still false after `timeoutMs`. */
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 3_000,
+): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (performance.now() > deadline) assert.fail(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** The requests to the node endpoints (`/v1/nodes/…`), without the CA calls. */
+export function nodeRequests(double: TlsServerDouble): SeenRequest[] {
+  return double.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
+}
+
+/** Options of {@link startAgent}. */
+export interface TestAgentOptions {
+  joinToken?: string;
+  server?: string;
+  /** Reuse a data directory (a restart); default: a new temporary one. */
+  dataDir?: string;
+  keepInstancesOnExit?: boolean;
+  random?: () => number;
+  clock?: Clock;
+}
+
+/** A running test agent; `stop()` aborts it and waits for it to finish. */
+export interface TestAgent {
+  dataDir: string;
+  done: Promise<void>;
+  logs(): Record<string, unknown>[];
+  rawLogs: string[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the agent with configuration `yaml` until `stop()`. Its data
+ * directory is removed by {@link removeDataDir}, not by `stop()`, so a test
+ * can restart an agent on the same directory.
+ */
+export function startAgent(yaml: string, options: TestAgentOptions = {}): TestAgent {
+  const dataDir = options.dataDir ?? `${Deno.makeTempDirSync()}/data`;
+  const lines: string[] = [];
+  const controller = new AbortController();
+  const done = runAgent({
+    server: options.server,
+    joinToken: options.joinToken,
+    config: parseAgentConfig(yaml, "agent.yaml"),
+    dataDir,
+    host: HOST,
+    random: options.random ?? (() => 0.5),
+    logger: jsonLogger((line) => lines.push(line)),
+    ...(options.keepInstancesOnExit === undefined
+      ? {}
+      : { keepInstancesOnExit: options.keepInstancesOnExit }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  }, controller.signal);
+  // Tests await `done` themselves; this only keeps an early rejection from
+  // counting as unhandled before they do.
+  done.catch(() => {});
+  return {
+    dataDir,
+    done,
+    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+    rawLogs: lines,
+    async stop() {
+      controller.abort();
+      await done;
+    },
+  };
+}
+
+/** Removes the temporary directory that holds an agent's data directory. */
+export async function removeDataDir(dataDir: string): Promise<void> {
+  await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true });
+}

@@ -1,0 +1,303 @@
+import assert from "node:assert/strict";
+import { InvalidError } from "../core/errors.ts";
+import { nodeRequests, removeDataDir, startAgent, type TestAgent, waitFor } from "./_test_agent.ts";
+import { csrUris, startTlsServerDouble, tlsProblem } from "./_tls_server_double.ts";
+import { keyMatchesCertificate, parseCertificates } from "./pki.ts";
+import { x509 } from "./x509.ts";
+
+const VM1 = `
+node: {name: vm-1, address: 127.0.0.1}
+heartbeat: {interval: 100ms}
+`;
+
+const ROOT = new URL("..", import.meta.url).pathname;
+
+async function mode(path: string): Promise<number> {
+  return (await Deno.stat(path)).mode! & 0o777;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
+
+/** Awaits an agent that must fail to start within 3 s; returns its error. */
+async function failure(agent: TestAgent): Promise<InvalidError> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve("still running after 3s"), 3_000);
+  });
+  const error = await Promise.race([
+    agent.done.then(() => "a clean stop", (e: unknown) => e),
+    timeout,
+  ]);
+  clearTimeout(timer);
+  if (typeof error === "string") await agent.stop();
+  assert.ok(error instanceof InvalidError, `Expected an InvalidError, got ${error}`);
+  return error;
+}
+
+Deno.test("runAgent() enrols with a join token, keeps its key on the host and saves its identity", async () => {
+  const double = await startTlsServerDouble();
+  const token = double.joinToken({ node: "vm-1", ns: "shop", sa: "api" });
+  const agent = startAgent(VM1, { joinToken: token });
+  try {
+    await waitFor(() => nodeRequests(double).length >= 2, "a registration and a heartbeat");
+  } finally {
+    await agent.stop();
+    await double.close();
+  }
+  try {
+    const [roots, enrolment] = double.requests;
+    assert.deepEqual([roots?.method, roots?.path], ["GET", "/v1/ca/roots"]);
+    assert.deepEqual([enrolment?.method, enrolment?.path], ["POST", "/v1/ca/enrol"]);
+    const body = enrolment!.body as Record<string, string>;
+    assert.deepEqual(Object.keys(body).sort(), ["csr", "node", "token"]);
+    assert.equal(body.token, token);
+    assert.equal(body.node, "vm-1");
+    const csr = new x509.Pkcs10CertificateRequest(body.csr!);
+    assert.equal(await csr.verify(), true);
+    assert.equal(csr.subject, "CN=vm-1");
+    assert.deepEqual(csrUris(csr), ["spiffe://ironmesh.test/ns/shop/sa/api"]);
+    for (const request of double.requests) {
+      assert.ok(!request.text.includes("PRIVATE KEY"), `${request.path} carries no private key`);
+    }
+
+    const dir = `${agent.dataDir}/identity`;
+    assert.equal(await mode(dir), 0o700);
+    assert.equal(await mode(`${dir}/key.pem`), 0o600);
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort(), [
+      "bundle.pem",
+      "cert.pem",
+      "identity.json",
+      "key.pem",
+    ]);
+    const keyPem = await Deno.readTextFile(`${dir}/key.pem`);
+    assert.match(keyPem, /^-----BEGIN PRIVATE KEY-----\n/);
+    const chain = parseCertificates(await Deno.readTextFile(`${dir}/cert.pem`), "cert.pem");
+    assert.equal(chain.length, 2, "leaf then intermediate");
+    assert.equal(chain[0]!.serialNumber, double.issued[0]);
+    assert.equal(chain[1]!.subject, "CN=Test Intermediate");
+    assert.equal(await keyMatchesCertificate(keyPem, chain[0]!), true);
+    assert.equal(await Deno.readTextFile(`${dir}/bundle.pem`), double.ca.rootPem);
+    assert.deepEqual(JSON.parse(await Deno.readTextFile(`${dir}/identity.json`)), {
+      node: "vm-1",
+      identity: "spiffe://ironmesh.test/ns/shop/sa/api",
+      server: double.url,
+      notAfter: chain[0]!.notAfter.toISOString(),
+      bundleFingerprint: double.bundleFingerprint,
+    });
+    assert.ok(!agent.rawLogs.some((l) => l.includes(token)), "the token never reaches the log");
+    assert.ok(agent.logs().some((l) => l.msg === "Enrolled" && l.serial === double.issued[0]));
+  } finally {
+    await removeDataDir(agent.dataDir);
+  }
+});
+
+Deno.test("runAgent() refuses to enrol when no root matches the pin, and writes nothing", async () => {
+  const double = await startTlsServerDouble();
+  const pin = "sha256:" + "0".repeat(64);
+  const agent = startAgent(VM1, { joinToken: double.joinToken({ pin }) });
+  try {
+    const error = await failure(agent);
+    assert.equal(
+      error.message,
+      `Server "${double.url}" presented no root matching the join token's pin "${pin}": refusing to enrol (possible man-in-the-middle)`,
+    );
+    assert.deepEqual(double.requests.map((r) => r.path), ["/v1/ca/roots"]);
+    assert.equal(await exists(`${agent.dataDir}/identity`), false);
+  } finally {
+    await double.close();
+    await removeDataDir(agent.dataDir);
+  }
+});
+
+Deno.test("runAgent() refuses a join token for another node before calling the server", async () => {
+  const double = await startTlsServerDouble();
+  const agent = startAgent(VM1, { joinToken: double.joinToken({ node: "vm-2" }) });
+  try {
+    const error = await failure(agent);
+    assert.match(
+      error.message,
+      /^Join token is for node "vm-2" but this agent's node name is "vm-1": set node\.name .* create a token for "vm-1" \(ironmesh token create --kind join --namespace default --service-account web --node vm-1\)$/,
+    );
+    assert.deepEqual(double.requests, []);
+  } finally {
+    await double.close();
+    await removeDataDir(agent.dataDir);
+  }
+});
+
+Deno.test("runAgent() explains a spent join token", async () => {
+  const double = await startTlsServerDouble();
+  const token = double.joinToken();
+  const first = startAgent(VM1, { joinToken: token });
+  let second: TestAgent | undefined;
+  try {
+    await waitFor(() => double.issued.length === 1, "the first enrolment");
+    second = startAgent(VM1, { joinToken: token });
+    const error = await failure(second);
+    assert.match(
+      error.message,
+      /refused the join token \(409 Conflict: Join token already used\): a join token works once and only until it expires; create a new one with ironmesh token create --kind join/,
+    );
+  } finally {
+    await first.stop();
+    await double.close();
+    await removeDataDir(first.dataDir);
+    if (second) await removeDataDir(second.dataDir);
+  }
+});
+
+Deno.test("runAgent() retries enrolment while the server is unavailable", async () => {
+  let refusals = 0;
+  const double = await startTlsServerDouble({
+    answer: (request) =>
+      request.path === "/v1/ca/roots" && refusals++ < 2 ? tlsProblem(503, "Starting") : undefined,
+  });
+  const agent = startAgent(VM1, { joinToken: double.joinToken() });
+  try {
+    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
+  } finally {
+    await agent.stop();
+    await double.close();
+    await removeDataDir(agent.dataDir);
+  }
+  const retries = agent.logs().filter((l) => l.msg === "Enrolment failed; retrying");
+  assert.equal(retries.length, 2);
+  assert.equal(retries[0]?.error, "503 Error: Starting");
+});
+
+Deno.test("runAgent() resumes with the saved identity after a restart, without a token", async () => {
+  const double = await startTlsServerDouble();
+  const first = startAgent(VM1, { joinToken: double.joinToken(), keepInstancesOnExit: true });
+  const dataDir = first.dataDir;
+  try {
+    await waitFor(() => nodeRequests(double).length >= 2, "the first run's heartbeat");
+    await first.stop();
+    const seen = double.requests.length;
+
+    const second = startAgent(VM1, { dataDir });
+    await waitFor(() => nodeRequests(double).length >= 5, "the second run's heartbeat");
+    await second.stop();
+    const again = double.requests.slice(seen);
+    assert.ok(!again.some((r) => r.path.startsWith("/v1/ca/")), "no second enrolment");
+    assert.ok(again.every((r) => r.authorized && r.peer.serial === double.issued[0]));
+    assert.ok(second.logs().some((l) => l.msg === "Resuming with the saved identity"));
+
+    // A token given anyway is not spent.
+    const spare = double.joinToken();
+    const third = startAgent(VM1, { dataDir, joinToken: spare });
+    await waitFor(() => third.logs().some((l) => l.msg === "Node registered"), "a registration");
+    await third.stop();
+    assert.ok(
+      third.logs().some((l) => l.msg === "Join token ignored: this host already has an identity"),
+    );
+    assert.equal(double.issued.length, 1);
+  } finally {
+    await double.close();
+    await removeDataDir(dataDir);
+  }
+});
+
+/** Replaces the saved certificate with one for the same key that expired a minute ago. */
+async function expireCertificate(
+  dataDir: string,
+  ca: Awaited<ReturnType<typeof startTlsServerDouble>>["ca"],
+): Promise<string> {
+  const dir = `${dataDir}/identity`;
+  const der = x509.PemConverter.decodeFirst(await Deno.readTextFile(`${dir}/key.pem`));
+  const algorithm = { name: "ECDSA", namedCurve: "P-256" };
+  const privateKey = await crypto.subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
+  const { d: _d, key_ops: _ops, ...jwk } = await crypto.subtle.exportKey("jwk", privateKey);
+  const publicKey = await crypto.subtle.importKey("jwk", jwk, algorithm, true, ["verify"]);
+  const notAfter = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+  await Deno.writeTextFile(
+    `${dir}/cert.pem`,
+    await ca.issue({
+      publicKey,
+      commonName: "vm-1",
+      uris: ["spiffe://ironmesh.test/ns/default/sa/web"],
+      notBefore: new Date(notAfter.getTime() - 3_600_000),
+      notAfter,
+      usage: "client",
+    }),
+  );
+  return notAfter.toISOString();
+}
+
+Deno.test("ironmesh agent exits non-zero with the fix when its certificate expired and no token is given", async () => {
+  const double = await startTlsServerDouble();
+  const first = startAgent(VM1, { joinToken: double.joinToken(), keepInstancesOnExit: true });
+  try {
+    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
+    await first.stop();
+    const notAfter = await expireCertificate(first.dataDir, double.ca);
+    await Deno.writeTextFile(`${first.dataDir}/agent.yaml`, VM1);
+    const seen = double.requests.length;
+    const env = Object.fromEntries(
+      Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("IRONMESH_")),
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `${ROOT}cmd/main.ts`,
+        "agent",
+        "--config",
+        `${first.dataDir}/agent.yaml`,
+        "--data-dir",
+        first.dataDir,
+      ],
+      cwd: ROOT,
+      clearEnv: true,
+      env: { ...env, NO_COLOR: "1" },
+      stdin: "null",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 1, stderr);
+    assert.equal(
+      stderr.trim().split("\n").at(-1),
+      `Error: Certificate for node "vm-1" expired at ${notAfter}: an expired certificate cannot renew itself. Create a join token (ironmesh token create --kind join --namespace default --service-account web --node vm-1) and restart the agent with --join-token`,
+    );
+    assert.equal(double.requests.length, seen, "no call to the server");
+  } finally {
+    await double.close();
+    await removeDataDir(first.dataDir);
+  }
+});
+
+Deno.test("runAgent() enrols again when its certificate expired and a join token is given", async () => {
+  const double = await startTlsServerDouble();
+  const first = startAgent(VM1, { joinToken: double.joinToken(), keepInstancesOnExit: true });
+  try {
+    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
+    await first.stop();
+    await expireCertificate(first.dataDir, double.ca);
+    const second = startAgent(VM1, { dataDir: first.dataDir, joinToken: double.joinToken() });
+    await waitFor(() => nodeRequests(double).length >= 3, "a registration with the new identity");
+    await second.stop();
+    assert.equal(double.issued.length, 2);
+    assert.equal(nodeRequests(double).at(-2)?.peer.serial, double.issued[1]);
+    assert.ok(
+      second.logs().some((l) =>
+        l.msg === "Certificate expired; enrolling again with the join token"
+      ),
+    );
+  } finally {
+    await double.close();
+    await removeDataDir(first.dataDir);
+  }
+});
+
+Deno.test("runAgent() without identity or join token says how to get one", async () => {
+  const agent = startAgent(VM1, {});
+  try {
+    const error = await failure(agent);
+    assert.equal(
+      error.message,
+      `No identity in "${agent.dataDir}/identity" and no join token: create one (ironmesh token create --kind join --namespace NS --service-account SA --node vm-1) and start the agent with --join-token or --join-token-file`,
+    );
+  } finally {
+    await removeDataDir(agent.dataDir);
+  }
+});
