@@ -293,6 +293,8 @@ export class IdentityService {
 
   #answer(leaf: IssuedLeaf): IssuedIdentity {
     const bundle = this.#authority.bundle();
+    // The answer carries the bundle, so the node now holds it (a rotation waits for this).
+    this.bundleFetched(leaf.node, bundle.fingerprint);
     return {
       node: leaf.node,
       identity: leaf.identity,
@@ -428,7 +430,9 @@ export class IdentityService {
       leaves: current.length,
       leavesByRoot: byRoot,
       leavesOnOtherRoots: current.filter((c) => c.root !== signing).length,
-      nodesAwaitingBundle: await this.#nodesAwaitingBundle(bundle.fingerprint, current),
+      nodesAwaitingBundle: this.rotationStage() === "published"
+        ? await this.#nodesAwaitingBundle(bundle.fingerprint, current)
+        : [],
     };
   }
 
