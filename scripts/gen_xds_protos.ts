@@ -263,7 +263,10 @@ function objectJson(obj: protobuf.ReflectionObject, keep: Set<string>): Json | u
   }
   if (obj instanceof protobuf.Enum) {
     if (!keep.has(obj.fullName.slice(1))) return undefined;
-    return { values: sorted(Object.entries(obj.values)) };
+    // Declaration (number) order, never by name: protobufjs takes the first value as the
+    // field's default and leaves a field holding its default off the wire.
+    const values = Object.entries(obj.values).sort(([a, x], [b, y]) => x - y || (a < b ? -1 : 1));
+    return { values: Object.fromEntries(values) };
   }
   if (obj instanceof protobuf.Service) {
     if (!keep.has(obj.fullName.slice(1))) return undefined;

@@ -1,0 +1,62 @@
+/**
+ * The names of generated resources. They follow Istio's scheme so that
+ * operators who read `config_dump` or Envoy stats elsewhere recognise them:
+ *
+ * | resource | name |
+ * | --- | --- |
+ * | sidecar inbound listener | `inbound\|<inboundPort>` |
+ * | sidecar inbound cluster (STATIC, 127.0.0.1) | `inbound\|<appPort>` |
+ * | sidecar outbound listener (127.0.0.1) | `outbound\|<localPort>` |
+ * | outbound cluster and its EDS resource | `outbound\|<port>\|<subset>\|<name>.<namespace>` (subset `""` for now) |
+ * | outbound route configuration | `<name>.<namespace>:<port>` |
+ * | proxyless listener | `<name>.<namespace>`, and `<name>` in the client's own namespace |
+ * | secrets | `default` (workload certificate, served by the agent), `ROOTCA` |
+ *
+ * Names are scoped to one proxy: `outbound|9001` is a different listener on
+ * every host, and a sidecar's `outbound|…` cluster (mTLS to the peer's
+ * sidecar) differs from a proxyless client's (plaintext to the app port).
+ * Cache resources per proxy, never by name alone.
+ */
+
+/** The secret holding the workload certificate and key; the host's agent serves it, never the server. */
+export const WORKLOAD_CERT_SECRET = "default";
+/** The secret holding the mesh's trust bundle as a validation context. */
+export const ROOT_CA_SECRET = "ROOTCA";
+
+/** The host part of a service's names: `<name>.<namespace>`. */
+export function serviceHost(name: string, namespace: string): string {
+  return `${name}.${namespace}`;
+}
+
+/** `inbound|<inboundPort>`: the mTLS listener peers connect to. */
+export function inboundListenerName(inboundPort: number): string {
+  return `inbound|${inboundPort}`;
+}
+
+/** `inbound|<appPort>`: the static cluster that reaches the local app. */
+export function inboundClusterName(appPort: number): string {
+  return `inbound|${appPort}`;
+}
+
+/** `outbound|<localPort>`: the loopback listener the local app dials for one upstream. */
+export function outboundListenerName(localPort: number): string {
+  return `outbound|${localPort}`;
+}
+
+/**
+ * `outbound|<port>|<subset>|<name>.<namespace>`: a service port's cluster,
+ * also the `service_name` of its EDS resource.
+ */
+export function outboundClusterName(
+  name: string,
+  namespace: string,
+  port: number,
+  subset = "",
+): string {
+  return `outbound|${port}|${subset}|${serviceHost(name, namespace)}`;
+}
+
+/** `<name>.<namespace>:<port>`: the route configuration of a service port. */
+export function routeConfigName(name: string, namespace: string, port: number): string {
+  return `${serviceHost(name, namespace)}:${port}`;
+}

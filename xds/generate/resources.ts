@@ -1,0 +1,249 @@
+/**
+ * Builders of whole Envoy resources, one per kind of resource we emit. They
+ * take already-resolved inputs (names, ports, identities) and decide nothing
+ * about the mesh; the generators decide what to build.
+ *
+ * Bodies are in the strict codec's canonical form (scalar defaults and empty
+ * lists left out), so that a golden file shows exactly what goes on the wire
+ * and decoding what we send gives back the very same object.
+ */
+import { compareStrings } from "./canonical.ts";
+import {
+  adsConfigSource,
+  anyOf,
+  downstreamMtls,
+  duration,
+  http2ProtocolOptions,
+  httpConnectionManager,
+  httpConnectionManagerFilter,
+  socketAddress,
+  tcpProxyFilter,
+  TYPE,
+} from "./envoy.ts";
+import type { InboundEntry, JsonObject, Locality, Protocol } from "./model.ts";
+import {
+  inboundClusterName,
+  inboundListenerName,
+  outboundListenerName,
+  ROOT_CA_SECRET,
+} from "./names.ts";
+
+/** True when Envoy proxies `protocol` as HTTP (with an HttpConnectionManager) rather than TCP. */
+export function isHttp(protocol: Protocol): boolean {
+  return protocol !== "tcp";
+}
+
+/** True when the upstream must be spoken to in HTTP/2. */
+export function usesHttp2(protocol: Protocol): boolean {
+  return protocol === "grpc" || protocol === "http2";
+}
+
+/** Options of {@link routeConfiguration}. */
+export interface RouteOptions {
+  /** Path prefix of the single route. Default: `"/"`. */
+  prefix?: string;
+  /**
+   * Route timeout in milliseconds; `0` disables it. Default: unset (Envoy's
+   * 15 s, which would cut gRPC streams and long polls short).
+   */
+  timeoutMs?: number;
+}
+
+/** A route configuration with one virtual host whose single route sends everything to `cluster`. */
+export function routeConfiguration(
+  name: string,
+  domains: readonly string[],
+  cluster: string,
+  options: RouteOptions = {},
+): JsonObject {
+  const action: JsonObject = options.timeoutMs === undefined
+    ? { cluster }
+    : { cluster, timeout: duration(options.timeoutMs) };
+  return {
+    name,
+    virtual_hosts: [{
+      name,
+      domains: [...domains],
+      routes: [{ match: { prefix: options.prefix ?? "/" }, route: action }],
+    }],
+  };
+}
+
+/**
+ * `inbound|<inboundPort>` on `hostAddress`: mesh mTLS, then HTTP routing or
+ * TCP proxying to the local app's cluster `inbound|<appPort>`.
+ */
+export function inboundListener(
+  entry: InboundEntry,
+  hostAddress: string,
+  trustDomain: string,
+): JsonObject {
+  const name = inboundListenerName(entry.inboundPort);
+  const statPrefix = `inbound_${entry.inboundPort}`;
+  const cluster = inboundClusterName(entry.appPort);
+  const filter = isHttp(entry.protocol)
+    ? httpConnectionManagerFilter(statPrefix, {
+      inline: routeConfiguration(name, ["*"], cluster, { timeoutMs: 0 }),
+    })
+    : tcpProxyFilter(statPrefix, cluster);
+  return {
+    name,
+    address: socketAddress(hostAddress, entry.inboundPort),
+    traffic_direction: "INBOUND",
+    filter_chains: [{ filters: [filter], transport_socket: downstreamMtls(trustDomain) }],
+  };
+}
+
+/** `inbound|<appPort>`: a STATIC cluster to the app on `127.0.0.1:<appPort>`. */
+export function inboundCluster(
+  appPort: number,
+  protocol: Protocol,
+  connectTimeoutMs: number,
+): JsonObject {
+  const name = inboundClusterName(appPort);
+  return {
+    name,
+    type: "STATIC",
+    connect_timeout: duration(connectTimeoutMs),
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{
+        lb_endpoints: [{ endpoint: { address: socketAddress("127.0.0.1", appPort) } }],
+      }],
+    },
+    ...(usesHttp2(protocol) ? { typed_extension_protocol_options: http2ProtocolOptions() } : {}),
+  };
+}
+
+/** Where an outbound listener sends traffic. */
+export interface OutboundTarget {
+  protocol: Protocol;
+  /** The cluster, for TCP. */
+  cluster: string;
+  /** The route configuration (RDS), for HTTP. */
+  routeConfig: string;
+}
+
+/** `outbound|<localPort>` on `127.0.0.1`: HTTP through RDS, or TCP to the cluster. */
+export function outboundListener(localPort: number, target: OutboundTarget): JsonObject {
+  const statPrefix = `outbound_${localPort}`;
+  const filter = isHttp(target.protocol)
+    ? httpConnectionManagerFilter(statPrefix, { rds: target.routeConfig })
+    : tcpProxyFilter(statPrefix, target.cluster);
+  return {
+    name: outboundListenerName(localPort),
+    address: socketAddress("127.0.0.1", localPort),
+    traffic_direction: "OUTBOUND",
+    filter_chains: [{ filters: [filter] }],
+  };
+}
+
+/**
+ * A listener for a proxyless gRPC client: no socket, just an
+ * HttpConnectionManager that names its route configuration (RDS over ADS)
+ * and ends with the router filter, as grpc-js-xds requires.
+ */
+export function apiListener(name: string, routeConfig: string): JsonObject {
+  return {
+    name,
+    api_listener: {
+      api_listener: anyOf(
+        TYPE.httpConnectionManager,
+        httpConnectionManager(name, { rds: routeConfig }),
+      ),
+    },
+  };
+}
+
+/** Options of {@link edsCluster}. */
+export interface EdsClusterOptions {
+  connectTimeoutMs: number;
+  /** A `transport_socket` (e.g. upstream mTLS); none means plaintext. */
+  transportSocket?: JsonObject;
+  /** Speak HTTP/2 to the hosts. Default: false. */
+  http2?: boolean;
+}
+
+/**
+ * A cluster whose hosts come from the EDS resource of the same name over ADS
+ * (grpc-js-xds needs `eds_config.ads`). `lb_policy` stays at its default,
+ * `ROUND_ROBIN`, the one policy besides ring hash that grpc-js-xds accepts;
+ * writing it out would only be dropped on the wire.
+ */
+export function edsCluster(name: string, options: EdsClusterOptions): JsonObject {
+  return {
+    name,
+    type: "EDS",
+    eds_cluster_config: { service_name: name, eds_config: adsConfigSource() },
+    connect_timeout: duration(options.connectTimeoutMs),
+    ...(options.transportSocket ? { transport_socket: options.transportSocket } : {}),
+    ...(options.http2 ? { typed_extension_protocol_options: http2ProtocolOptions() } : {}),
+  };
+}
+
+/** One host of a {@link clusterLoadAssignment}. */
+export interface LbHost {
+  address: string;
+  port: number;
+  locality: Locality;
+}
+
+function localityKey(l: Locality): string {
+  return JSON.stringify([l.region, l.zone]);
+}
+
+/**
+ * The endpoints of cluster `clusterName`, grouped by locality. Every
+ * locality carries a `locality` message and a weight equal to its number of
+ * hosts: grpc-js-xds silently drops a locality without either. A repeated
+ * address and port is kept once, because grpc-js-xds rejects the whole
+ * resource over a duplicate. Callers pass only hosts that should get
+ * traffic; no hosts gives no `endpoints` at all (an empty list, in protobuf
+ * terms), which still answers the EDS request.
+ */
+export function clusterLoadAssignment(clusterName: string, hosts: readonly LbHost[]): JsonObject {
+  const sorted = [...hosts].sort((a, b) =>
+    compareStrings(a.locality.region, b.locality.region) ||
+    compareStrings(a.locality.zone, b.locality.zone) ||
+    compareStrings(a.address, b.address) ||
+    a.port - b.port
+  );
+  const groups = new Map<string, { locality: Locality; hosts: LbHost[] }>();
+  const seen = new Set<string>();
+  for (const h of sorted) {
+    const hostKey = JSON.stringify([h.address, h.port]);
+    if (seen.has(hostKey)) continue;
+    seen.add(hostKey);
+    const key = localityKey(h.locality);
+    const group = groups.get(key);
+    if (group) group.hosts.push(h);
+    else groups.set(key, { locality: h.locality, hosts: [h] });
+  }
+  if (groups.size === 0) return { cluster_name: clusterName };
+  return {
+    cluster_name: clusterName,
+    endpoints: [...groups.values()].map((g) => ({
+      locality: {
+        ...(g.locality.region ? { region: g.locality.region } : {}),
+        ...(g.locality.zone ? { zone: g.locality.zone } : {}),
+      },
+      lb_endpoints: g.hosts.map((h) => ({
+        endpoint: { address: socketAddress(h.address, h.port) },
+        health_status: "HEALTHY",
+      })),
+      load_balancing_weight: g.hosts.length,
+    })),
+  };
+}
+
+/**
+ * `ROOTCA`: the trust bundle as a validation context. The workload
+ * certificate `default` is not built here: the agent on the host serves it
+ * from its local key, which never leaves the host.
+ */
+export function rootCaSecret(trustBundlePem: string): JsonObject {
+  return {
+    name: ROOT_CA_SECRET,
+    validation_context: { trusted_ca: { inline_string: trustBundlePem } },
+  };
+}
