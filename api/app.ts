@@ -4,9 +4,10 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { authorize, type Principal, type TokenService } from "../auth/tokens.ts";
 import { formatDuration } from "../core/duration.ts";
-import { ForbiddenError, UnauthorizedError } from "../core/errors.ts";
+import { ForbiddenError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { CertificatePrincipal, IdentityService } from "../ca/identity.ts";
+import type { ProxyStatus } from "../core/proxy_status.ts";
 import {
   drainPatchSchema,
   enrolRequestSchema,
@@ -44,6 +45,10 @@ export interface AppDeps {
   store: Store;
   metrics: Metrics;
   log: Logger;
+  /** Every connected xDS proxy with its per-type sync state. */
+  proxies: () => ProxyStatus[];
+  /** What was last sent to a proxy, or `null` when it is not connected. */
+  configDump: (id: string) => Record<string, unknown[]> | null;
   /** Takes an online backup (the archive of `store/backup.ts`). */
   backup: () => Promise<Uint8Array>;
   /** True once shutdown began: `/readyz` turns 503 so load balancers drain us. */
@@ -420,6 +425,19 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (token.kind === "join") await identity.revokeToken(token.id);
     log.info("Token revoked", { id: token.id, kind: token.kind });
     return c.body(null, 204);
+  });
+
+  v1.get("/proxies", (c) => {
+    authorize(c.get("principal"), "read");
+    const items = deps.proxies().sort((a, b) => a.id.localeCompare(b.id));
+    return c.json({ items, next: null });
+  });
+  v1.get("/proxies/:id/config_dump", (c) => {
+    authorize(c.get("principal"), "read");
+    const id = c.req.param("id");
+    const dump = deps.configDump(id);
+    if (!dump) throw new NotFoundError(`Proxy "${id}" is not connected`);
+    return c.json({ id, resources: dump });
   });
 
   v1.get("/backup", async (c) => {

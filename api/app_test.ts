@@ -62,6 +62,8 @@ async function withApp(fn: (h: Harness) => Promise<void>): Promise<void> {
     identity,
     advertise: () => ["https://127.0.0.1:1"],
     backup: () => createBackup(store, dir),
+    proxies: () => [],
+    configDump: () => null,
   });
   const harness: Harness = {
     registry,

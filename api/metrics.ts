@@ -9,6 +9,10 @@ export class Metrics {
   readonly certificatesIssued: client.Counter<"kind">;
   readonly certificatesRefused: client.Counter<"kind" | "reason">;
   readonly joinTokens: client.Counter<"result">;
+  readonly proxies: client.Gauge<"kind">;
+  readonly pushes: client.Histogram<"reason">;
+  readonly nacks: client.Counter<"type">;
+  readonly convergence: client.Histogram<"type">;
 
   /**
    * @param sources callbacks read at scrape time, so the hot paths pay
@@ -60,6 +64,32 @@ export class Metrics {
       name: "ironmesh_join_tokens_total",
       help: "Join token presentations, by result: used or refused",
       labelNames: ["result"],
+      registers,
+    });
+    this.proxies = new client.Gauge({
+      name: "ironmesh_xds_proxies",
+      help: "Connected xDS streams by proxy kind (sidecar, proxyless)",
+      labelNames: ["kind"],
+      registers,
+    });
+    this.pushes = new client.Histogram({
+      name: "ironmesh_xds_push_duration_seconds",
+      help: "Time of one push to every connected proxy, by reason (registry, trust, startup)",
+      labelNames: ["reason"],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.nacks = new client.Counter({
+      name: "ironmesh_xds_nacks_total",
+      help: "Configurations proxies rejected, by resource type",
+      labelNames: ["type"],
+      registers,
+    });
+    this.convergence = new client.Histogram({
+      name: "ironmesh_xds_ack_seconds",
+      help: "Time from sending a configuration to the proxy's ACK, by resource type",
+      labelNames: ["type"],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
     new client.Gauge({

@@ -6,6 +6,7 @@
  * route is described; `openapi_test.ts` checks it against the routes
  * `createApp` registers, both ways, so neither can grow without the other.
  */
+import { proxyStatusSchema } from "../core/proxy_status.ts";
 import { z } from "zod";
 import { authorize, type Permission } from "../auth/tokens.ts";
 import {
@@ -56,6 +57,7 @@ export const TAGS = [
     description: "The mesh certificate authority: trust bundle, enrolment, renewal, root rotation",
   },
   { name: "Operations", description: "Backups of the server's state" },
+  { name: "xDS", description: "Connected proxies: sync state and what they were sent" },
   { name: "Documentation", description: "This document, as JSON and as a web page" },
 ] as const;
 
@@ -226,6 +228,14 @@ export const COMPONENTS = {
     IssuedIdentity: issuedIdentitySchema,
     GenerationStatus: generationStatusSchema,
     RotationStatus: rotationStatusSchema,
+    ProxyStatus: proxyStatusSchema,
+    ProxyList: listOf(proxyStatusSchema, "connected proxies"),
+    ConfigDump: z.object({
+      id: z.string(),
+      resources: z.record(z.string(), z.array(z.record(z.string(), z.unknown()))).describe(
+        "What was last sent, by type URL, in Envoy's JSON form",
+      ),
+    }).describe("What was last sent to one proxy"),
   },
   requests: {
     ServicePut: servicePutSchema,
@@ -272,6 +282,7 @@ const PATH = {
   node: pathParam("name", subdomainName, "Node name: a DNS-1123 subdomain"),
   instance: pathParam("id", z.string(), "Instance id `<local-id>@<node>`, e.g. `web@vm-1`"),
   token: { ...pathParam("id", z.string(), "Token id"), unchecked: true },
+  proxy: { ...pathParam("id", z.string(), "Proxy stream id from /v1/proxies"), unchecked: true },
 };
 
 /** The query parameters of the lists (`readListQuery` in `request.ts`). */
@@ -888,6 +899,32 @@ export const ROUTES: readonly Route[] = [
     params: [PATH.token],
     replies: [{ status: 204, description: "Revoked" }],
     errors: { 404: "The token does not exist" },
+  },
+  {
+    method: "get",
+    path: "/v1/proxies",
+    operationId: "listProxies",
+    tag: "xDS",
+    summary: "Connected proxies and their sync state (like istioctl proxy-status)",
+    access: "read",
+    replies: [{
+      status: 200,
+      description: "Every connected proxy",
+      body: COMPONENTS.responses.ProxyList,
+    }],
+  },
+  {
+    method: "get",
+    path: "/v1/proxies/{id}/config_dump",
+    operationId: "getConfigDump",
+    tag: "xDS",
+    summary: "What was last sent to one proxy",
+    access: "read",
+    params: [PATH.proxy],
+    replies: [
+      { status: 200, description: "The resources, by type", body: COMPONENTS.responses.ConfigDump },
+    ],
+    errors: { 404: "No such connected proxy" },
   },
   {
     method: "get",

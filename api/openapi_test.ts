@@ -63,6 +63,8 @@ async function withApp(
     identity,
     advertise: () => ["https://127.0.0.1:1"],
     backup: () => Promise.resolve(new Uint8Array()),
+    proxies: () => [],
+    configDump: () => null,
   });
   const tokenFor = async (role: Role) =>
     (await tokens.create({ kind: "api", role, description: "" })).token;

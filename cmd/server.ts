@@ -5,7 +5,7 @@ import { createApp } from "../api/app.ts";
 import { Metrics } from "../api/metrics.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../core/address.ts";
 import { systemClock } from "../core/clock.ts";
-import { InvalidError, UnavailableError } from "../core/errors.ts";
+import { InvalidError, UnauthorizedError, UnavailableError } from "../core/errors.ts";
 import { jsonLogger, type Logger } from "../core/log.ts";
 import {
   describeServerConfig,
@@ -19,7 +19,10 @@ import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
-import { startGrpcServer } from "../xds/grpc_server.ts";
+import { AdsServer, type NodeInfo, type ProxyPeer } from "../xds/ads_server.ts";
+import { type GrpcListener, MeshCertificates, startGrpcServer } from "../xds/grpc_server.ts";
+import { PushPipeline } from "../xds/push.ts";
+import { spiffeId } from "../core/spiffe_id.ts";
 import { listenTls, type TlsMaterial } from "../api/tls_listener.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
 import { IdentityService } from "../ca/identity.ts";
@@ -101,6 +104,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         })),
     });
     let advertise: string[] = config.advertise;
+    let adsServers: AdsServer[] = [];
     const app = createApp({
       registry,
       tokens,
@@ -110,6 +114,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       identity,
       advertise: () => advertise,
       backup: () => createBackup(store, config.dataDir),
+      proxies: () => adsServers.flatMap((a) => a.status()),
+      configDump: (id) => adsServers.map((a) => a.configDump(id)).find((d) => d !== null) ?? null,
       stopping: () => stopping,
     });
     const http = listenHttp(parseHostPort(config.httpAddr) as HostPort, app.fetch);
@@ -131,7 +137,9 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     let reloading = Promise.resolve();
     const reloadTls = (why: string) => {
       reloading = reloading.then(async () => {
-        tls.reload(await serverCert());
+        const material = await serverCert();
+        tls.reload(material);
+        grpcCerts.update(material);
         log.info("TLS material reloaded", { reason: why, bundle: authority.bundle().fingerprint });
       }).catch((error) => log.error("Cannot reload TLS material", { error }));
     };
@@ -141,9 +149,15 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       tokenUsed: () => metrics.joinTokens.inc({ result: "used" }),
       tokenRefused: () => metrics.joinTokens.inc({ result: "refused" }),
       revoked: (nodes) => {
-        for (const node of nodes) tls.closeNode(node);
+        for (const node of nodes) {
+          tls.closeNode(node);
+          ads.closeNode(node);
+        }
       },
-      trustChanged: () => reloadTls("trust changed"),
+      trustChanged: () => {
+        reloadTls("trust changed");
+        push.changed("trust");
+      },
     };
     const timers = [
       setInterval(
@@ -164,17 +178,73 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     ];
     started.push(() => timers.forEach(clearInterval));
 
-    const grpc = await startGrpcServer(parseHostPort(config.grpcAddr) as HostPort, () => !stopping)
-      .catch((error) => {
-        throw new UnavailableError(
-          `Cannot listen on --grpc-addr ${config.grpcAddr}: ${error.message}`,
-        );
-      });
+    // xDS: the push pipeline turns registry and trust changes into snapshots; the ADS server
+    // streams them on the gRPC port (mTLS) and, for local tools and tests, a loopback plaintext port.
+    const push = new PushPipeline({
+      store,
+      log,
+      trust: () => ({ trustDomain: authority.trustDomain, bundlePem: authority.bundle().pem }),
+      debounceMs: config.pushDebounce,
+      maxDelayMs: config.pushMaxDelay,
+      pushed: (reason, ms) => metrics.pushes.observe({ reason }, ms / 1000),
+    });
+    const adsEvents = {
+      connected: (kind: string, delta: 1 | -1) => metrics.proxies.inc({ kind }, delta),
+      nack: (typeUrl: string) => metrics.nacks.inc({ type: typeLabel(typeUrl) }),
+      acked: (typeUrl: string, sentAt: number) =>
+        metrics.convergence.observe({ type: typeLabel(typeUrl) }, (Date.now() - sentAt) / 1000),
+    };
+    const ads = new AdsServer({
+      log,
+      snapshotFor: (peer) => push.snapshotFor(peer),
+      identify: (call, node) => {
+        const cert = call.getAuthContext().sslPeerCertificate;
+        if (!cert) throw new UnauthorizedError("xDS needs the proxy's mesh certificate (mTLS)");
+        const principal = identity.authenticate(true, null, cert);
+        return { node: principal.node, identity: principal.identity, kind: proxyKind(node) };
+      },
+      events: adsEvents,
+    });
+    const plainAds = config.xdsPlaintextAddr
+      ? new AdsServer({
+        name: "local",
+        log,
+        snapshotFor: (peer) => push.snapshotFor(peer),
+        identify: (_call, node) => claimedPeer(node, authority.trustDomain),
+        events: adsEvents,
+      })
+      : null;
+    adsServers = plainAds ? [ads, plainAds] : [ads];
+    await push.start(adsServers);
+    const unsubscribe = registry.feed.subscribe(() => push.changed("registry"));
+    started.push(() => {
+      unsubscribe();
+      push.stop();
+    });
+    const grpcCerts = new MeshCertificates(await serverCert());
+    const grpc = await startGrpcServer(parseHostPort(config.grpcAddr) as HostPort, {
+      isServing: () => !stopping,
+      ads,
+      tls: grpcCerts,
+    }).catch((error) => {
+      throw new UnavailableError(
+        `Cannot listen on --grpc-addr ${config.grpcAddr}: ${error.message}`,
+      );
+    });
     started.push(() => grpc.stop());
+    let plainXds: GrpcListener | null = null;
+    if (plainAds && config.xdsPlaintextAddr) {
+      plainXds = await startGrpcServer(parseHostPort(config.xdsPlaintextAddr) as HostPort, {
+        isServing: () => !stopping,
+        ads: plainAds,
+      });
+      started.push(() => plainXds!.stop());
+    }
     const info = {
       http: formatHostPort(http.address),
       https: formatHostPort(tls.address),
       grpc: formatHostPort(grpc.address),
+      ...(plainXds ? { xdsPlaintext: formatHostPort(plainXds.address) } : {}),
       pid: Deno.pid,
       version: VERSION,
     };
@@ -190,7 +260,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         // Wake blocking queries and event streams first, or shutdown would wait for them.
         registry.feed.close();
         await Promise.all([http.server.shutdown(), tls.stop()]);
-        await grpc.stop();
+        push.stop();
+        await Promise.all([grpc.stop(), plainXds?.stop()]);
         await registry.stop();
         authority.close();
         await store.close();
@@ -246,6 +317,33 @@ async function issueServingCertificate(
 }
 
 const WILDCARD = new Set(["0.0.0.0", "::", "[::]"]);
+
+/** Envoy says so in its user agent; anything else speaking ADS here is a proxyless gRPC client. */
+function proxyKind(node: NodeInfo): ProxyPeer["kind"] {
+  const declared = node.metadata?.["IRONMESH_PROXY"];
+  if (declared === "sidecar" || declared === "proxyless") return declared;
+  return node.user_agent_name === "envoy" ? "sidecar" : "proxyless";
+}
+
+/**
+ * Who a proxy on the loopback plaintext listener says it is (node metadata
+ * `IRONMESH_NODE` / `IRONMESH_NAMESPACE`, else its node id): trusted only
+ * because that listener binds to loopback, for local tools and tests.
+ */
+function claimedPeer(node: NodeInfo, trustDomain: string): ProxyPeer {
+  const name = String(node.metadata?.["IRONMESH_NODE"] ?? node.id ?? "local");
+  const namespace = String(node.metadata?.["IRONMESH_NAMESPACE"] ?? "default");
+  return {
+    node: name,
+    identity: spiffeId(trustDomain, namespace, "default"),
+    kind: proxyKind(node),
+  };
+}
+
+/** The short xDS type name for metric labels (`Listener`, `Cluster`, …), a bounded set. */
+function typeLabel(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf(".") + 1);
+}
 
 /** The address to put in join tokens: the bound one, or the host name for a wildcard bind. */
 function advertisedHost(bound: HostPort): HostPort {
@@ -437,6 +535,21 @@ const SERVER_OPTIONS: [string, string, string][] = [
     "--reap-after <duration>",
     "IRONMESH_REAP_AFTER",
     "remove nodes silent this long (default: 72h)",
+  ],
+  [
+    "--xds-plaintext-addr <host:port>",
+    "IRONMESH_XDS_PLAINTEXT_ADDR",
+    "plaintext xDS listener for local tools and tests, loopback only (default: none)",
+  ],
+  [
+    "--push-debounce <duration>",
+    "IRONMESH_PUSH_DEBOUNCE",
+    "push after the registry has been quiet this long (default: 100ms)",
+  ],
+  [
+    "--push-max-delay <duration>",
+    "IRONMESH_PUSH_MAX_DELAY",
+    "but never later than this after the first change (default: 1s)",
   ],
   ["--log-level <level>", "IRONMESH_LOG_LEVEL", "debug, info, warn or error (default: info)"],
   [

@@ -58,6 +58,12 @@ export const serverConfigSchema = z.strictObject({
   store: z.string().min(1).optional(),
   /** A node silent this long is removed with its instances. Default `72h`. */
   reapAfter: durationSchema({ min: 1_000 }).default(72 * 3_600_000),
+  /** Plaintext xDS listener for local tests and tools; loopback addresses only. Default: none. */
+  xdsPlaintextAddr: address.optional(),
+  /** Push after the registry has been quiet this long. Default `100ms`. */
+  pushDebounce: durationSchema({ min: 0, max: 60_000 }).default(100),
+  /** But never later than this after the first change. Default `1s`. */
+  pushMaxDelay: durationSchema({ min: 1, max: 600_000 }).default(1_000),
   /** Log level: debug, info, warn or error. Default `info`. */
   logLevel: z.enum(LEVELS).default("info"),
   /** Log line format: `json`, `text`, or `auto` (text on a terminal, JSON otherwise). Default `auto`. */
@@ -78,6 +84,14 @@ export const serverConfigSchema = z.strictObject({
         config.caCert === undefined ? "caCert" : config.caKey === undefined ? "caKey" : "caChain",
       ],
       message: "Give --ca-cert, --ca-key and --ca-chain together",
+    });
+  }
+  const plainXds = config.xdsPlaintextAddr ? parseHostPort(config.xdsPlaintextAddr) : undefined;
+  if (plainXds && typeof plainXds !== "string" && !isLoopback(plainXds.host)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["xdsPlaintextAddr"],
+      message: "The plaintext xDS listener trusts what proxies claim: it binds to loopback only",
     });
   }
   const http = parseHostPort(config.httpAddr);
@@ -115,6 +129,9 @@ export const SERVER_FLAGS: Record<keyof ServerConfig, string> = {
   reapAfter: "--reap-after",
   logLevel: "--log-level",
   logFormat: "--log-format",
+  xdsPlaintextAddr: "--xds-plaintext-addr",
+  pushDebounce: "--push-debounce",
+  pushMaxDelay: "--push-max-delay",
 };
 
 /** The effective configuration as a plain object for `--print-config` (durations as text). */
@@ -124,5 +141,7 @@ export function describeServerConfig(config: ServerConfig): Record<string, unkno
     reapAfter: formatDuration(config.reapAfter),
     leafTtl: formatDuration(config.leafTtl),
     maxLeafTtl: formatDuration(config.maxLeafTtl),
+    pushDebounce: formatDuration(config.pushDebounce),
+    pushMaxDelay: formatDuration(config.pushMaxDelay),
   };
 }

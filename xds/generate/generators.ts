@@ -106,7 +106,12 @@ export function clusterTargets(service: MeshService, port: MeshServicePort): Clu
   return [{ name: outboundClusterName(service.name, service.namespace, port.port), selector: {} }];
 }
 
-/** The endpoints of `cluster` that may get traffic: healthy, serving `port`, selected. */
+/**
+ * The endpoints of `cluster` that may get traffic: healthy, selected, and
+ * speaking the port's protocol. Membership goes by protocol, not port
+ * number: on VMs one service's instances may listen on different ports (two
+ * on one host must), and each endpoint carries its own port.
+ */
 function liveEndpoints(
   push: PushContext,
   target: ServiceTarget,
@@ -116,7 +121,7 @@ function liveEndpoints(
     serviceKey(target.service.name, target.service.namespace),
   );
   return (all ?? []).filter((e) =>
-    e.healthy && e.port === target.port.port && matchesSelector(e.labels, cluster.selector)
+    e.healthy && e.protocol === target.port.protocol && matchesSelector(e.labels, cluster.selector)
   );
 }
 
