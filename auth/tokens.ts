@@ -19,8 +19,10 @@ export interface CreatedToken extends ApiToken {
 
 const PREFIX = "imt";
 const TOKEN_SHAPE = /^imt\.([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/;
-/** How long a verified token is trusted from memory before the store is asked again. */
+/** A verified token in use is trusted from memory for this long after its last use… */
 const CACHE_MS = 10_000;
+/** …but the store is asked again at least this often, so a revocation elsewhere is seen. */
+const CACHE_MAX_MS = 60_000;
 
 /**
  * API tokens: opaque bearer secrets (`imt.<id>.<secret>`), stored only as a
@@ -32,7 +34,10 @@ const CACHE_MS = 10_000;
 export class TokenService {
   readonly #store: Store;
   readonly #clock: Clock;
-  readonly #cache = new Map<string, { principal: Principal; expires: number; until: number }>();
+  readonly #cache = new Map<
+    string,
+    { principal: Principal; expires: number; until: number; verifiedAt: number }
+  >();
 
   constructor(store: Store, clock: Clock) {
     this.#store = store;
@@ -88,7 +93,11 @@ export class TokenService {
   async verify(bearer: string): Promise<Principal> {
     const now = this.#clock.now();
     const cached = this.#cache.get(bearer);
-    if (cached && cached.until > now && cached.expires > now) return cached.principal;
+    if (cached && cached.until > now && cached.expires > now) {
+      // Sliding while in use, so a busy agent's token is not re-read every 10 s.
+      cached.until = Math.min(now + CACHE_MS, cached.verifiedAt + CACHE_MAX_MS);
+      return cached.principal;
+    }
     const match = TOKEN_SHAPE.exec(bearer);
     if (!match) throw new UnauthorizedError("Malformed token: expected imt.<id>.<secret>");
     const [, id, secret] = match as unknown as [string, string, string];
@@ -102,7 +111,7 @@ export class TokenService {
     const expires = token.expiresAt ? Date.parse(token.expiresAt) : Infinity;
     if (expires <= now) throw new UnauthorizedError(`Token "${id}" has expired`);
     const principal: Principal = { tokenId: token.id, role: token.role, node: token.node };
-    this.#cache.set(bearer, { principal, expires, until: now + CACHE_MS });
+    this.#cache.set(bearer, { principal, expires, until: now + CACHE_MS, verifiedAt: now });
     return principal;
   }
 }
