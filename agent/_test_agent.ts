@@ -13,11 +13,15 @@ import type { SeenRequest, TlsServerDouble } from "./_tls_server_double.ts";
 /** The host every test agent runs on. */
 export const HOST = { hostname: "test-host", interfaces: [] };
 
-/** Polls `predicate` every 10ms; fails the test if it is still false after `timeoutMs`. */
+/**
+ * Polls `predicate` every 10ms; fails the test if it is still false after
+ * `timeoutMs`. The default is generous because CI shares two cores with
+ * parallel test files: it bounds a hang, it is not a speed assertion.
+ */
 export async function waitFor(
   predicate: () => boolean | Promise<boolean>,
   what: string,
-  timeoutMs = 3_000,
+  timeoutMs = 10_000,
 ): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await predicate())) {
