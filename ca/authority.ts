@@ -37,7 +37,6 @@ import {
   retireGeneration,
   type Stage,
 } from "./rotation.ts";
-import { SigningPool } from "./sign_pool.ts";
 import { x509 } from "./x509.ts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -67,12 +66,6 @@ export interface AuthorityOptions {
   maxLeafTtlMs?: number;
   /** Renew the intermediate when less than this is left. Default: 30 days. */
   renewBeforeMs?: number;
-  /**
-   * Web Workers that run the signing pipeline in parallel (CSR verification
-   * and signing are CPU-bound). Default: 0, everything runs on the caller's
-   * thread. Needs the `ca/` sources on disk next to this module.
-   */
-  signingWorkers?: number;
 }
 
 /** One root in the trust bundle. */
@@ -197,7 +190,6 @@ export class CertificateAuthority {
   #signer!: Signer;
   #bundle!: Bundle;
   #queue: Promise<unknown> = Promise.resolve();
-  #pool: SigningPool | undefined;
   #closed = false;
 
   private constructor(options: AuthorityOptions, keys: KeyBackend, state: State) {
@@ -251,10 +243,6 @@ export class CertificateAuthority {
     }
     ca.#refresh();
     await ca.#renewIfDue();
-    if ((options.signingWorkers ?? 0) > 0) {
-      ca.#pool = new SigningPool(options.signingWorkers!);
-      ca.#pool.setSigner(ca.#signer);
-    }
     return ca;
   }
 
@@ -299,7 +287,6 @@ export class CertificateAuthority {
   issue(request: LeafRequest): Promise<IssuedLeaf> {
     if (this.#closed) return Promise.reject(new UnavailableError("The CA is closed"));
     const limits = { now: this.#clock.now(), maxTtlMs: this.#maxLeafTtlMs };
-    if (this.#pool) return this.#pool.issue(request, limits);
     return issueLeaf(this.#signer, request, limits);
   }
 
@@ -352,11 +339,14 @@ export class CertificateAuthority {
     return this.#exclusive(() => this.#renewIfDue());
   }
 
-  /** Stops the signing workers, if any; issuing afterwards fails with `UnavailableError`. */
+  /**
+   * Closes the CA; issuing afterwards fails with `UnavailableError`.
+   * (Deno's WebCrypto already signs and verifies on a thread pool, so
+   * issuance uses both cores without workers; a worker pool was measured and
+   * cost 15% more CPU per certificate, see docs/benchmarks.md.)
+   */
   close(): void {
     this.#closed = true;
-    this.#pool?.close();
-    this.#pool = undefined;
   }
 
   // ------------------------------------------------------------ internals
@@ -574,7 +564,6 @@ export class CertificateAuthority {
       .update(roots.map((r) => r.fingerprint).sort().join(","))
       .digest("hex");
     this.#bundle = deepFreeze({ roots, pem: roots.map((r) => r.pem).join(""), fingerprint });
-    this.#pool?.setSigner(this.#signer);
   }
 
   async #renewIfDue(): Promise<MaintenanceReport> {

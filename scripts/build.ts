@@ -452,9 +452,6 @@ export async function compileTargets(options: CompileOptions): Promise<Compiled[
       "-A",
       "--target",
       target.triple,
-      // The signing pool starts workers from a URL computed at run time.
-      "--include",
-      "ca/sign_worker.ts",
       ...excludes.flatMap((path) => ["--exclude", path]),
       "--output",
       output,

@@ -42,11 +42,6 @@ function bundle(): Promise<string> {
  */
 const KNOWN: { source: RegExp; message: RegExp; why: string }[] = [
   {
-    source: /^ca\/sign_pool\.ts$/,
-    message: /Web Worker|import\.meta\.url/,
-    why: "signing workers are off by default (signingWorkers: 0); the worker module is not bundled",
-  },
-  {
     source: /^npm:@grpc\/grpc-js\/build\/src\/(channelz|orca)\.js$/,
     message: /__dirname/,
     why: "grpc-js loads channelz/ORCA .proto files only for the admin service and ORCA, unused",

@@ -7,7 +7,7 @@
  * Steps, in one run:
  *   1. In this process: raw WebCrypto ECDSA P-256 sign (1 and 16 in flight)
  *      and verify, then `CertificateAuthority.issue` (1 and 16 in flight, and
- *      with `signingWorkers`), on a CA in a temp dir.
+ *      ), on a CA in a temp dir.
  *   2. The server (`cmd/main.ts server`) as its own process; one join token
  *      per run allowing every enrolment of that run.
  *   3. A separate load process (`ca_load.ts`) per run makes every key pair
@@ -136,15 +136,6 @@ async function measureInProcess(options: CaBenchOptions): Promise<InProcess> {
       clock: systemClock,
     });
     cas.push(ca);
-    const pooled = options.workers > 0
-      ? await CertificateAuthority.open({
-        dir: `${dir}/ca-workers`,
-        trustDomain: "bench.local",
-        clock: systemClock,
-        signingWorkers: options.workers,
-      })
-      : null;
-    if (pooled) cas.push(pooled);
     const p256Verify = await verifier("ECDSA");
     const edVerify = await verifier("Ed25519");
     /** [key, label, in flight, calls counted in the CPU window, run] */
@@ -192,15 +183,6 @@ async function measureInProcess(options: CaBenchOptions): Promise<InProcess> {
         () => measureIssuance(ca, { count, concurrency: 16 }),
       ],
     ];
-    if (pooled) {
-      plan.push([
-        "issueW",
-        `\`CertificateAuthority.issue\`, \`signingWorkers: ${options.workers}\``,
-        "16",
-        count + 100,
-        () => measureIssuance(pooled, { count, concurrency: 16 }),
-      ]);
-    }
     for (let round = 0; round < rounds; round++) {
       for (const [key, label, inFlight, calls, run] of plan) {
         const cpu0 = processCpuSeconds("self") ?? NaN;

@@ -16,8 +16,6 @@ export interface CaBenchOptions {
   sweep: number[];
   /** Hosts per sweep run. */
   sweepCount: number;
-  /** `signingWorkers` for an extra in-process issuance run (0 skips it). */
-  workers: number;
   /** Certificates per in-process measurement. */
   inProcessCount: number;
   /** Rounds of the in-process measurements (the median is reported). */
@@ -36,7 +34,6 @@ export const CA_USAGE = `Usage: deno run -A scripts/bench/ca.ts [--quick] [optio
   --concurrency N      requests in flight (default 32)
   --sweep A,B,...      extra plain-HTTP runs at these concurrencies (default none)
   --sweep-count N      hosts per sweep run (default 2000)
-  --workers N          also measure in-process issuance with signingWorkers=N (default 2; 0 skips)
   --cpu-prof DIR       run the server with --cpu-prof, profile written to DIR
 `;
 
@@ -60,7 +57,6 @@ export function parseCaBenchArgs(args: string[]): CaBenchOptions {
       concurrency: { type: "string" },
       sweep: { type: "string" },
       "sweep-count": { type: "string" },
-      workers: { type: "string" },
       "cpu-prof": { type: "string" },
     },
     strict: true,
@@ -79,7 +75,6 @@ export function parseCaBenchArgs(args: string[]): CaBenchOptions {
     concurrency: positiveInt("concurrency", values.concurrency, 32),
     sweep,
     sweepCount: positiveInt("sweep-count", values["sweep-count"], quick ? 300 : 2_000),
-    workers: positiveInt("workers", values.workers, 2, 0),
     inProcessCount: quick ? 1_000 : 4_000,
     rounds: quick ? 1 : 3,
     warmup: quick ? 50 : 200,

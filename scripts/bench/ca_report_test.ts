@@ -23,8 +23,8 @@ Deno.test("parseCaBenchArgs: defaults, --quick, and explicit values", () => {
   assertEquals([full.count, full.tlsCount, full.concurrency, full.rounds], [10_000, 1_000, 32, 3]);
   const quick = parseCaBenchArgs(["--quick"]);
   assertEquals([quick.count, quick.tlsCount, quick.rounds], [500, 100, 1]);
-  const custom = parseCaBenchArgs(["--count", "2000", "--sweep", "8, 64", "--workers", "0"]);
-  assertEquals([custom.count, custom.sweep, custom.workers], [2000, [8, 64], 0]);
+  const custom = parseCaBenchArgs(["--count", "2000", "--sweep", "8, 64"]);
+  assertEquals([custom.count, custom.sweep], [2000, [8, 64]]);
 });
 
 Deno.test("parseCaBenchArgs: refuses what one join token cannot cover, and bad numbers", () => {
