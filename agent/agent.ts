@@ -6,15 +6,19 @@
  * kind of server answer differently: a lost node or instance is registered
  * again at once, an outage is retried with backoff, and a refused
  * certificate is reported loudly but retried slowly in case an operator
- * fixes it.
+ * fixes it. Beside that loop, when asked, the agent serves the local xDS
+ * endpoint (`xds_relay.ts`), writes the Envoy bootstrap and supervises Envoy
+ * (`envoy.ts`); a renewal hands the relay its new certificate.
  */
 import type { AgentConfig } from "../core/agent_config.ts";
+import { formatHostPort, type HostPort } from "../core/address.ts";
 import { type Clock, systemClock } from "../core/clock.ts";
 import { formatDuration } from "../core/duration.ts";
 import { backoffDelay, jitter, retryCapMs } from "./backoff.ts";
 import { createCheckRunner } from "./checks.ts";
 import { establishIdentity } from "./enrol.ts";
-import { ensureDataDir, readHostInfo, writeAgentState } from "./host.ts";
+import { envoyBootstrap, superviseEnvoy, writeBootstrap } from "./envoy.ts";
+import { type AgentState, ensureDataDir, readHostInfo, writeAgentState } from "./host.ts";
 import type { Identity } from "./identity.ts";
 import type { Logger } from "../core/log.ts";
 import { CheckMonitor } from "./monitor.ts";
@@ -30,6 +34,7 @@ import { CertificateRotation, type HeartbeatCa, tlsMaterial } from "./rotation.t
 import { type ApiResult, ServerApi } from "./server_api.ts";
 import { ClientPool } from "./tls_clients.ts";
 import { sleep, Wakeup } from "./wait.ts";
+import { defaultXdsServer, startXdsRelay, type XdsRelay } from "./xds_relay.ts";
 
 /** Options of {@link runAgent}. */
 export interface AgentOptions {
@@ -58,6 +63,15 @@ export interface AgentOptions {
   requestTimeoutMs?: number;
   /** Time allowed for the deregistration on shutdown, in milliseconds. Default: 2 000. */
   deregisterTimeoutMs?: number;
+  /**
+   * The local xDS endpoint for proxyless gRPC apps and Envoy: a loopback
+   * address to listen on (port 0 picks one) and the server's gRPC address
+   * to relay to (default: the server URL's host, port 15012). Absent: no
+   * local endpoint and no Envoy bootstrap.
+   */
+  localXds?: { listen: HostPort; upstream?: string | undefined } | undefined;
+  /** Start and supervise this Envoy executable with the bootstrap; needs `localXds`. */
+  envoyBinary?: string | undefined;
 }
 
 /** Spread of the heartbeat interval, so agents started together drift apart. */
@@ -120,8 +134,19 @@ async function runEnrolled(
     clients: pool,
     timeoutMs: options.requestTimeoutMs ?? 10_000,
   });
+  // `agent.json` is written once there is something to find (the local xDS
+  // endpoint listens, or the node registered), then on every change. Writes
+  // go one at a time: they share a temporary file.
   let stateWritten = false;
-  const rotation = new CertificateRotation({
+  let xds: string | undefined;
+  let writing = Promise.resolve();
+  const writeState = (): Promise<void> =>
+    writing = writing.then(async () => {
+      const ok = await recordState(options, node.name, rotation.identity, log, xds);
+      stateWritten ||= ok;
+    });
+  let relay: XdsRelay | undefined;
+  const rotation: CertificateRotation = new CertificateRotation({
     dataDir: options.dataDir,
     api,
     pool,
@@ -129,8 +154,14 @@ async function runEnrolled(
     log,
     clock,
     random,
-    onChange: async (current) => {
-      if (stateWritten) await writeAgentState(options.dataDir, agentState(node.name, current));
+    onChange: async () => {
+      // New xDS streams use the new certificate and bundle; running ones finish on the old.
+      try {
+        relay?.update(tlsMaterial(rotation.identity));
+      } catch (error) {
+        log.error("Local xDS endpoint cannot use the new certificate; keeping the old", { error });
+      }
+      if (stateWritten) await writeState();
     },
   });
   const intervalMs = config.heartbeat.intervalMs;
@@ -143,6 +174,112 @@ async function runEnrolled(
     heartbeatInterval: formatDuration(intervalMs),
   });
 
+  const local = options.localXds
+    ? runLocalXds(options, options.localXds, node, () => rotation.identity, {
+      started: async (r) => {
+        relay = r;
+        xds = formatHostPort(r.address);
+        await writeState();
+      },
+    }, signal)
+    : Promise.resolve();
+  if (!options.localXds && options.envoyBinary !== undefined) {
+    log.warn("Envoy not started: it needs the local xDS endpoint", {
+      binary: options.envoyBinary,
+    });
+  }
+  try {
+    await runServices(options, node, api, rotation, signal, async () => {
+      if (!stateWritten) await writeState();
+    });
+  } finally {
+    await local;
+    await writing;
+  }
+}
+
+/**
+ * The local xDS endpoint, the Envoy bootstrap and Envoy, until `signal`
+ * aborts. An address in use (an old agent still stopping, another program)
+ * does not stop the agent: its node keeps registering and heartbeating while
+ * this loop retries the bind with backoff and logs each failure.
+ */
+async function runLocalXds(
+  options: AgentOptions,
+  localXds: NonNullable<AgentOptions["localXds"]>,
+  node: ResolvedNode,
+  identity: () => Identity,
+  hooks: { started: (relay: XdsRelay) => Promise<void> },
+  signal: AbortSignal,
+): Promise<void> {
+  const log = options.logger;
+  const random = options.random ?? Math.random;
+  const upstream = localXds.upstream ?? defaultXdsServer(identity().server);
+  let relay: XdsRelay | undefined;
+  for (let attempt = 0; !signal.aborted && relay === undefined; attempt++) {
+    try {
+      relay = await startXdsRelay({
+        listen: localXds.listen,
+        upstream,
+        material: tlsMaterial(identity()),
+        log,
+      });
+    } catch (error) {
+      const delay = backoffDelay(attempt, { baseMs: 1_000, capMs: 30_000 }, random);
+      log.error("Cannot start the local xDS endpoint; retrying", {
+        address: formatHostPort(localXds.listen),
+        error,
+        retryIn: formatDuration(delay),
+      });
+      await sleep(delay, signal);
+    }
+  }
+  if (relay === undefined) return;
+  if (signal.aborted) {
+    await relay.close();
+    return;
+  }
+  let envoy: Promise<void> | undefined;
+  try {
+    // Material may have changed while the bind was retried.
+    relay.update(tlsMaterial(identity()));
+    await hooks.started(relay);
+    const path = await writeBootstrap(
+      options.dataDir,
+      envoyBootstrap({ node: node.name, labels: node.labels, xds: relay.address }),
+    );
+    log.info("Envoy bootstrap written", { path, xds: formatHostPort(relay.address) });
+    if (options.envoyBinary !== undefined) {
+      envoy = superviseEnvoy({ binary: options.envoyBinary, bootstrap: path, log, random }, signal);
+    }
+  } catch (error) {
+    log.error("Cannot write the Envoy bootstrap", { dir: options.dataDir, error });
+  }
+  await new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    else signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  await envoy;
+  await relay.close();
+}
+
+/**
+ * Checks, registration, heartbeats and renewal until `signal` aborts, then
+ * deregistration.
+ */
+async function runServices(
+  options: AgentOptions,
+  node: ResolvedNode,
+  api: ServerApi,
+  rotation: CertificateRotation,
+  signal: AbortSignal,
+  onRegistered: () => Promise<void>,
+): Promise<void> {
+  const log = options.logger;
+  const random = options.random ?? Math.random;
+  const clock = options.clock ?? systemClock;
+  const { config } = options;
+  const intervalMs = config.heartbeat.intervalMs;
   const runners = [];
   const monitors: CheckMonitor[] = [];
   for (const service of config.services) {
@@ -189,9 +326,7 @@ async function runEnrolled(
         if (!registered) {
           registered = true;
           log.info("Node registered", { node: node.name, instances: config.services.length });
-          if (!stateWritten) {
-            stateWritten = await recordState(options, node.name, rotation.identity, log);
-          }
+          await onRegistered();
         } else {
           rotation.noteHeartbeat(heartbeatCa(result.body), sentAt);
           if (failures > 0) log.info("Heartbeat recovered", { node: node.name, failures });
@@ -249,7 +384,12 @@ function heartbeatCa(body: unknown): HeartbeatCa | undefined {
   return typeof ca === "object" && ca !== null ? ca as HeartbeatCa : undefined;
 }
 
-function agentState(node: string, identity: Identity) {
+/** `agent.json`: {@link AgentState} and, once the local xDS endpoint listens, its address. */
+function agentState(
+  node: string,
+  identity: Identity,
+  xds: string | undefined,
+): AgentState & { xds?: string } {
   return {
     node,
     server: identity.server,
@@ -259,6 +399,7 @@ function agentState(node: string, identity: Identity) {
       identity: identity.identity,
       serial: identity.leaf.serial,
     },
+    ...(xds === undefined ? {} : { xds }),
   };
 }
 
@@ -267,9 +408,10 @@ async function recordState(
   node: string,
   identity: Identity,
   log: Logger,
+  xds: string | undefined,
 ): Promise<boolean> {
   try {
-    await writeAgentState(options.dataDir, agentState(node, identity));
+    await writeAgentState(options.dataDir, agentState(node, identity, xds));
     return true;
   } catch (error) {
     // The node is registered and serving; a missing state file only hurts

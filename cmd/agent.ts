@@ -10,6 +10,8 @@ import { runAgent } from "../agent/agent.ts";
 import { jsonLogger, type Level, LEVELS } from "../core/log.ts";
 import { stderrLine } from "./output.ts";
 import { loadAgentConfig, readTokenFile } from "../agent/host.ts";
+import { DEFAULT_LOCAL_XDS_ADDR, parseLocalXdsAddr } from "../agent/xds_relay.ts";
+import type { HostPort } from "../core/address.ts";
 
 interface AgentFlags {
   server?: string;
@@ -19,6 +21,9 @@ interface AgentFlags {
   dataDir: string;
   keepInstancesOnExit?: boolean;
   logLevel: Level;
+  localXdsAddr: HostPort;
+  xdsServer?: string;
+  envoyBinary?: string;
 }
 
 const KEEP_ENV = "IRONMESH_KEEP_INSTANCES_ON_EXIT";
@@ -33,6 +38,23 @@ function serverUrl(value: string): string {
   if (url.protocol !== "https:") {
     throw new InvalidArgumentError(
       `Invalid URL "${value}": the scheme must be https, the agent talks to the server only over TLS`,
+    );
+  }
+  return value;
+}
+
+function localXdsAddr(value: string): HostPort {
+  try {
+    return parseLocalXdsAddr(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+function xdsServerAddr(value: string): string {
+  if (!/^(?:\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/.test(value)) {
+    throw new InvalidArgumentError(
+      `Invalid address "${value}": expected HOST:PORT or [IPV6]:PORT, e.g. 10.0.0.1:15012`,
     );
   }
   return value;
@@ -112,6 +134,27 @@ export function agentCommand(): Command {
       ).env(KEEP_ENV),
     )
     .addOption(
+      new Option(
+        "--local-xds-addr <host:port>",
+        "Loopback address of the local plaintext xDS endpoint for proxyless gRPC apps and Envoy; port 0 picks a free port; non-loopback addresses are refused",
+      ).env("IRONMESH_LOCAL_XDS_ADDR").default(
+        parseLocalXdsAddr(DEFAULT_LOCAL_XDS_ADDR),
+        DEFAULT_LOCAL_XDS_ADDR,
+      ).argParser(localXdsAddr),
+    )
+    .addOption(
+      new Option(
+        "--xds-server <host:port>",
+        "The server's gRPC (xDS) address the local endpoint relays to over mTLS (default: the host of --server, or of the server saved at enrolment, with port 15012)",
+      ).env("IRONMESH_XDS_SERVER").argParser(xdsServerAddr),
+    )
+    .addOption(
+      new Option(
+        "--envoy-binary <path>",
+        "Start and supervise this Envoy with DATA_DIR/envoy/bootstrap.json (restarted with backoff; stopped on SIGTERM)",
+      ).env("IRONMESH_ENVOY_BINARY"),
+    )
+    .addOption(
       new Option("--log-level <level>", "Log level").env("IRONMESH_LOG_LEVEL").choices(LEVELS)
         .default("info"),
     )
@@ -129,10 +172,23 @@ the agent again with a new --join-token.
 
 The configuration file lists the node (name, address, labels), the heartbeat
 interval and the services with their health checks (http, tcp, grpc or exec);
-unknown fields are refused. After the first successful registration the agent
-writes DATA_DIR/agent.json ({"node", "server", "pid", "certificate":
-{"notAfter", "identity", "serial"}}), rewritten on renewal. Logs are JSON lines
-on stderr.`,
+unknown fields are refused.
+
+Local xDS endpoint: proxyless gRPC apps (grpc-js-xds and others that can only
+reach xDS in plaintext) and the host's Envoy use --local-xds-addr (default
+127.0.0.1:15010, loopback only). The agent relays each stream, bytes
+unchanged, to the server's gRPC port (--xds-server) over mTLS with its own
+certificate, so the server sees this node's identity; after a renewal new
+streams use the new certificate. If the server is unreachable a stream fails
+with UNAVAILABLE and the client retries, keeping its last configuration.
+The agent writes DATA_DIR/envoy/bootstrap.json for Envoy: ADS through the
+local endpoint, node id and cluster = the node name, locality from the
+region and zone labels, admin on 127.0.0.1:15000.
+
+Once the local endpoint listens (and after each renewal) the agent writes
+DATA_DIR/agent.json ({"node", "server", "pid", "certificate": {"notAfter",
+"identity", "serial"}, "xds": "127.0.0.1:PORT"}). Logs are JSON lines on
+stderr.`,
     )
     .showHelpAfterError("(run ironmesh agent --help for usage)")
     .exitOverride()
@@ -155,6 +211,8 @@ on stderr.`,
           config,
           dataDir: flags.dataDir,
           keepInstancesOnExit: keep,
+          localXds: { listen: flags.localXdsAddr, upstream: flags.xdsServer },
+          envoyBinary: flags.envoyBinary === "" ? undefined : flags.envoyBinary,
           logger: jsonLogger(stderrLine, { level: flags.logLevel }),
         }, controller.signal);
       } finally {

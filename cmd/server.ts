@@ -261,6 +261,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         registry.feed.close();
         await Promise.all([http.server.shutdown(), tls.stop()]);
         push.stop();
+        // Proxies hold their streams open; end them so the gRPC ports can close.
+        for (const server of adsServers) server.closeAll();
         await Promise.all([grpc.stop(), plainXds?.stop()]);
         await registry.stop();
         authority.close();

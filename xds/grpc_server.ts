@@ -57,7 +57,9 @@ export class MeshCertificates implements grpc.experimental.CertificateProvider {
 
   addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
     this.#caListeners.add(listener);
-    listener(this.#ca);
+    // grpc-js registers its listener before the code that applies the value: deliver the
+    // first value a tick later, or the port would start without certificates.
+    queueMicrotask(() => this.#caListeners.has(listener) && listener(this.#ca));
   }
   removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
     this.#caListeners.delete(listener);
@@ -66,7 +68,7 @@ export class MeshCertificates implements grpc.experimental.CertificateProvider {
     listener: grpc.experimental.IdentityCertificateUpdateListener,
   ): void {
     this.#identityListeners.add(listener);
-    listener(this.#identity);
+    queueMicrotask(() => this.#identityListeners.has(listener) && listener(this.#identity));
   }
   removeIdentityCertificateListener(
     listener: grpc.experimental.IdentityCertificateUpdateListener,

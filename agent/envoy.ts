@@ -1,0 +1,209 @@
+/**
+ * The host's Envoy sidecar: the bootstrap the agent writes for it, and (when
+ * `--envoy-binary` names one) the supervision of the Envoy process.
+ *
+ * The bootstrap sends Envoy to the agent's local xDS endpoint over plaintext
+ * on loopback; the agent relays that stream to the server over mTLS with its
+ * own certificate (`xds_relay.ts`), so Envoy needs no certificate files to
+ * reach the control plane. Everything else (listeners, clusters, routes,
+ * endpoints, the mesh certificates) comes over ADS.
+ */
+import type { HostPort } from "../core/address.ts";
+import { formatDuration } from "../core/duration.ts";
+import type { Labels } from "../core/labels.ts";
+import type { Logger } from "../core/log.ts";
+import { backoffDelay } from "./backoff.ts";
+import { sleep } from "./wait.ts";
+
+/** Envoy's admin interface: loopback only, the port Istio's sidecars use. */
+export const ENVOY_ADMIN = { host: "127.0.0.1", port: 15000 } as const;
+/** Name of the static cluster that leads to the agent's local xDS endpoint. */
+export const XDS_CLUSTER = "xds";
+
+/** What the bootstrap depends on. */
+export interface BootstrapParams {
+  /** The node name; Envoy's node id and cluster. */
+  node: string;
+  /** The node's labels; `region` and `zone` become Envoy's locality. */
+  labels: Labels;
+  /** The agent's local xDS endpoint (the bound address). */
+  xds: HostPort;
+}
+
+/**
+ * The Envoy bootstrap (`envoy.config.bootstrap.v3.Bootstrap`, proto JSON
+ * with snake_case names): node identity and locality, ADS for listeners and
+ * clusters (the rest follows through ADS), a static `xds` cluster to the
+ * local xDS endpoint over HTTP/2 without TLS, and the admin interface on
+ * 127.0.0.1:15000. Pure: the same input gives the same document.
+ */
+export function envoyBootstrap(params: BootstrapParams): Record<string, unknown> {
+  const locality: Record<string, string> = {};
+  if (params.labels.region) locality.region = params.labels.region;
+  if (params.labels.zone) locality.zone = params.labels.zone;
+  const socketAddress = (a: { host: string; port: number }) => ({
+    socket_address: { address: a.host === "localhost" ? "127.0.0.1" : a.host, port_value: a.port },
+  });
+  return {
+    node: {
+      id: params.node,
+      cluster: params.node,
+      metadata: { IRONMESH_PROXY: "sidecar" },
+      locality,
+    },
+    dynamic_resources: {
+      ads_config: {
+        api_type: "GRPC",
+        transport_api_version: "V3",
+        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+        set_node_on_first_message_only: true,
+      },
+      lds_config: { ads: {}, resource_api_version: "V3" },
+      cds_config: { ads: {}, resource_api_version: "V3" },
+    },
+    static_resources: {
+      clusters: [{
+        name: XDS_CLUSTER,
+        type: "STATIC",
+        connect_timeout: "1s",
+        load_assignment: {
+          cluster_name: XDS_CLUSTER,
+          endpoints: [{
+            lb_endpoints: [{ endpoint: { address: socketAddress(params.xds) } }],
+          }],
+        },
+        typed_extension_protocol_options: {
+          "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            explicit_http_config: { http2_protocol_options: {} },
+          },
+        },
+      }],
+    },
+    admin: { address: socketAddress(ENVOY_ADMIN) },
+  };
+}
+
+/** Where the bootstrap lives: `DATA_DIR/envoy/bootstrap.json`. */
+export function bootstrapPath(dataDir: string): string {
+  return `${dataDir}/envoy/bootstrap.json`;
+}
+
+/** Writes the bootstrap atomically (a reader never sees half a file); returns its path. */
+export async function writeBootstrap(
+  dataDir: string,
+  bootstrap: Record<string, unknown>,
+): Promise<string> {
+  await Deno.mkdir(`${dataDir}/envoy`, { recursive: true, mode: 0o700 });
+  const path = bootstrapPath(dataDir);
+  await Deno.writeTextFile(`${path}.tmp`, JSON.stringify(bootstrap, null, 2) + "\n", {
+    mode: 0o644,
+  });
+  await Deno.rename(`${path}.tmp`, path);
+  return path;
+}
+
+/** Options of {@link superviseEnvoy}. */
+export interface EnvoySupervision {
+  /** The Envoy executable. */
+  binary: string;
+  /** The bootstrap file, passed as `-c`. */
+  bootstrap: string;
+  log: Logger;
+  random?: () => number;
+  /** After this long up, a crash counts as the first again (backoff resets). Default: 10 s. */
+  stableMs?: number;
+  /** Time Envoy gets to exit after SIGTERM before SIGKILL. Default: 5 s. */
+  graceMs?: number;
+  /** Backoff between restarts. Default: 500 ms doubling up to 30 s, full jitter, at least 100 ms. */
+  backoff?: { baseMs: number; capMs: number };
+}
+
+/**
+ * Runs Envoy until `signal` aborts: starts `binary -c bootstrap`, forwards
+ * each line it prints to the agent's log, restarts it with backoff whenever
+ * it exits or cannot start, and on abort sends SIGTERM (SIGKILL after the
+ * grace time). Never rejects.
+ */
+export async function superviseEnvoy(
+  options: EnvoySupervision,
+  signal: AbortSignal,
+): Promise<void> {
+  const { log } = options;
+  const random = options.random ?? Math.random;
+  const stableMs = options.stableMs ?? 10_000;
+  const backoff = options.backoff ?? { baseMs: 500, capMs: 30_000 };
+  let attempt = 0;
+  let starts = 0;
+  while (!signal.aborted) {
+    const startedAt = performance.now();
+    let outcome: string;
+    try {
+      outcome = await runOnce(options, signal, ++starts);
+    } catch (error) {
+      outcome = `cannot start: ${error instanceof Error ? error.message : String(error)}`;
+    }
+    if (signal.aborted) break;
+    if (performance.now() - startedAt >= stableMs) attempt = 0;
+    const delay = Math.max(100, backoffDelay(attempt++, backoff, random));
+    log.warn("Envoy exited; restarting", {
+      binary: options.binary,
+      outcome,
+      restarts: attempt,
+      retryIn: formatDuration(delay),
+    });
+    await sleep(delay, signal);
+  }
+}
+
+async function runOnce(options: EnvoySupervision, signal: AbortSignal, n: number): Promise<string> {
+  const { log } = options;
+  const child = new Deno.Command(options.binary, {
+    args: ["-c", options.bootstrap],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  log.info("Envoy started", { binary: options.binary, pid: child.pid, start: n });
+  const forward = async (stream: ReadableStream<Uint8Array>, name: string) => {
+    let rest = "";
+    const emit = (line: string) => {
+      if (line.trim() !== "") log.info("envoy", { pid: child.pid, stream: name, line });
+    };
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      parts.forEach(emit);
+    }
+    emit(rest);
+  };
+  const output = Promise.all([forward(child.stdout, "stdout"), forward(child.stderr, "stderr")]);
+  let killTimer: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => {
+    log.info("Stopping Envoy", { pid: child.pid });
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      return; // Already gone.
+    }
+    killTimer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // Exited within the grace time after all.
+      }
+    }, options.graceMs ?? 5_000);
+  };
+  if (signal.aborted) stop();
+  else signal.addEventListener("abort", stop, { once: true });
+  try {
+    const status = await child.status;
+    await output;
+    const how = status.signal ? `killed by ${status.signal}` : `exit status ${status.code}`;
+    if (signal.aborted) log.info("Envoy stopped", { pid: child.pid, outcome: how });
+    return how;
+  } finally {
+    signal.removeEventListener("abort", stop);
+    clearTimeout(killTimer);
+  }
+}
