@@ -319,7 +319,11 @@ async function runServices(
       if (!registered) registrationSent = true;
       const sentAt = clock.now();
       const result: ApiResult<unknown> = registered
-        ? await api.heartbeat(node.name, heartbeatBody(config, reports()), { signal })
+        ? await api.heartbeat(
+          node.name,
+          heartbeatBody(config, reports(), rotation.identity.bundleFingerprint),
+          { signal },
+        )
         : await api.register(node.name, registrationBody(node, config, reports()), { signal });
       if (signal.aborted) break;
       if (result.kind === "ok") {

@@ -111,11 +111,14 @@ export function registrationBody(
 export function heartbeatBody(
   config: AgentConfig,
   reports: ReadonlyMap<string, CheckReport>,
+  bundleFingerprint?: string,
 ): HeartbeatBody {
   return {
     checks: config.services.map((service) => {
       const report = reports.get(service.id) ?? NO_CHECK;
       return { id: service.id, status: report.status, output: report.output };
     }),
+    // Which trust bundle this host holds: a root rotation waits for every live node to hold the new one.
+    ...(bundleFingerprint ? { bundleFingerprint } : {}),
   };
 }

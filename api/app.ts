@@ -301,9 +301,22 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const principal = c.get("principal");
     authorize(principal, "agent");
     const name = pathName(c, "name", "subdomain");
-    await registry.deregister(name, principal, readPreconditions(c));
-    // An operator removing a node decommissions it; an agent leaving keeps its identity for its return.
-    if (principal.role !== "agent") await identity.decommission(name);
+    if (principal.role === "agent") {
+      // An agent leaving keeps its identity for its return.
+      await registry.deregister(name, principal, readPreconditions(c));
+      return c.body(null, 204);
+    }
+    // An operator removing a node decommissions it: its certificates are revoked even when the
+    // node already left the registry (deregistered or reaped), so its identity cannot come back.
+    let registered = true;
+    try {
+      await registry.deregister(name, principal, readPreconditions(c));
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+      registered = false;
+    }
+    const revoked = await identity.decommission(name);
+    if (!registered && revoked.length === 0) throw new NotFoundError(`Node "${name}" is not known`);
     return c.body(null, 204);
   });
   v1.put("/nodes/:name/registration", async (c) => {
@@ -322,6 +335,10 @@ export function createApp(deps: AppDeps): Hono<Env> {
       const name = pathName(c, "name", "subdomain");
       const body = await readBody(c, heartbeatSchema, "heartbeat");
       const result = await registry.heartbeat(name, body, principal);
+      // Reported on every heartbeat, so a restarted server knows at once who holds which bundle.
+      if (principal.certificate && body.bundleFingerprint) {
+        identity.bundleFetched(principal.certificate.node, body.bundleFingerprint);
+      }
       metrics.heartbeats.inc({ result: result.changed ? "changed" : "unchanged" });
       return c.json({
         ttl: formatDuration(result.ttlMs),

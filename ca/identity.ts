@@ -3,6 +3,7 @@ import {
   ConflictError,
   ForbiddenError,
   InvalidError,
+  MeshError,
   RateLimitedError,
   UnauthorizedError,
 } from "../core/errors.ts";
@@ -87,6 +88,11 @@ export interface IdentityEvents {
   revoked?: (nodes: string[]) => void;
   /** The bundle or the signing CA changed: reload TLS trust and the server certificate. */
   trustChanged?: () => void;
+}
+
+/** A bounded metric label for a refusal: the error kind (`Invalid`, `Forbidden`, …). */
+function reasonOf(error: unknown): string {
+  return error instanceof MeshError ? error.kind : "Internal";
 }
 
 /** Normalizes a certificate serial for comparison: lower-case hex without leading zeros. */
@@ -211,7 +217,7 @@ export class IdentityService {
       });
       return this.#answer(leaf);
     } catch (error) {
-      this.events.refused?.("enrol", (error as Error).name);
+      this.events.refused?.("enrol", reasonOf(error));
       throw error;
     }
   }
@@ -269,7 +275,7 @@ export class IdentityService {
       });
       return this.#answer(leaf);
     } catch (error) {
-      this.events.refused?.("renew", (error as Error).name);
+      this.events.refused?.("renew", reasonOf(error));
       throw error;
     }
   }

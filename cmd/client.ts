@@ -9,7 +9,8 @@ import { stringify } from "yaml";
 import { ApiClient, ServerError } from "../client/api_client.ts";
 import { parseDuration } from "../core/duration.ts";
 import { InvalidError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
-import type { ApiToken, Instance, MeshNode, Service } from "../core/model.ts";
+import type { ApiToken, Instance, MeshNode, Service, Token } from "../core/model.ts";
+import type { ProxyStatus } from "../core/proxy_status.ts";
 import { ROLES } from "../core/model.ts";
 import { VERSION } from "../core/version.ts";
 import { readBackup, restoreBackup } from "../store/backup.ts";
@@ -148,7 +149,8 @@ type AnyKindSpec =
   | KindSpec<Service>
   | KindSpec<Instance>
   | KindSpec<MeshNode>
-  | KindSpec<ApiToken>
+  | KindSpec<Token>
+  | KindSpec<ProxyStatus>
   | KindSpec<NamespaceSummary>;
 
 interface NamespaceSummary {
@@ -191,9 +193,35 @@ const KINDS = {
     filters: [],
     itemPath: (id) => `/v1/tokens/${encodeURIComponent(id)}`,
     key: (t) => t.id,
-    columns: ["ID", "ROLE", "NODE", "EXPIRES", "REVOKED", "DESCRIPTION"],
-    row: (t) => [t.id, t.role, t.node, t.expiresAt ?? "never", t.revokedAt, t.description],
-  } satisfies KindSpec<ApiToken>,
+    columns: ["ID", "KIND", "GRANTS", "NODE", "USES", "EXPIRES", "REVOKED", "DESCRIPTION"],
+    row: (t) => [
+      t.id,
+      t.kind,
+      t.kind === "join"
+        ? `ns/${t.namespace}/sa/${t.serviceAccount}`
+        : (t as Partial<ApiToken>).role,
+      t.node,
+      t.kind === "join" ? `${t.used}/${t.uses}` : null,
+      t.expiresAt ?? "never",
+      t.revokedAt,
+      t.description,
+    ],
+  } satisfies KindSpec<Token>,
+  proxies: {
+    path: "/v1/proxies",
+    filters: [],
+    key: (p) => p.id,
+    columns: ["ID", "NODE", "KIND", "IDENTITY", "SYNCED", "NACK", "CONNECTED"],
+    row: (p) => [
+      p.id,
+      p.node,
+      p.kind,
+      p.identity,
+      `${(p.types ?? []).filter((t) => t.inSync).length}/${(p.types ?? []).length}`,
+      (p.types ?? []).find((t) => t.lastNack)?.lastNack?.message ?? null,
+      p.connectedAt,
+    ],
+  } satisfies KindSpec<ProxyStatus>,
   namespaces: {
     path: "/v1/namespaces",
     filters: [],
@@ -208,6 +236,7 @@ type KindName = keyof typeof KINDS;
 const KIND_ALIASES: Record<string, KindName> = {
   service: "services",
   svc: "services",
+  proxy: "proxies",
   instance: "instances",
   node: "nodes",
   token: "tokens",
@@ -249,7 +278,7 @@ type GetOptions = ConnectionOptions & { output: Format } & { [F in Filter]?: str
 function getCommand(): Command {
   const command = verb("get")
     .description("List the objects of a kind, or show one by name")
-    .argument("<kind>", "services, instances, nodes, tokens or namespaces")
+    .argument("<kind>", "services, instances, nodes, proxies, tokens or namespaces")
     .argument(
       "[name]",
       "services: NAMESPACE/NAME or NAME (in --namespace); instances: ID (e.g. web@vm-1); " +

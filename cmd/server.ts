@@ -72,7 +72,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       log,
       leafTtlMs: config.leafTtl,
       renewRatePerSecond: config.renewRate,
-      renewBurst: 2 * config.renewRate,
+      // At least one token, or a rate below 0.5/s could never grant a renewal.
+      renewBurst: Math.max(1, 2 * config.renewRate),
       liveNodes: () => Promise.resolve(registry.aliveNodes()),
     });
     await identity.start();
@@ -446,7 +447,9 @@ export async function resolveServerConfig(flags: ServerFlags): Promise<ServerCon
     if (error instanceof InvalidError) {
       const lines = error.problems.map((p) => {
         const key = p.pointer.slice(1) as keyof ServerConfig;
-        const where = key in overrides ? SERVER_FLAGS[key] : `${flags.config}: ${p.pointer}`;
+        const where = key in overrides || !flags.config
+          ? SERVER_FLAGS[key] ?? p.pointer
+          : `${flags.config}: ${p.pointer}`;
         return `${where}: ${p.message}`;
       });
       throw new InvalidError(
@@ -475,7 +478,7 @@ const SERVER_OPTIONS: [string, string, string][] = [
   [
     "--grpc-addr <host:port>",
     "IRONMESH_GRPC_ADDR",
-    "gRPC address; port 0 picks a free port (default: 127.0.0.1:15012)",
+    "gRPC address for xDS (mTLS, client certificates required); port 0 picks a free port (default: 0.0.0.0:15012)",
   ],
   [
     "--allow-remote-plaintext",
@@ -570,7 +573,11 @@ export function serverCommand(): Command {
   }
   return command
     .addOption(new Option("--print-config", "print the effective configuration as YAML and exit"))
-    .action(async (flags: ServerFlags) => {
+    .action(async (flags: ServerFlags, command: Command) => {
+      // Commander turns a boolean flag on for any value of its variable, "false" included.
+      if (command.getOptionValueSource("allowRemotePlaintext") === "env") {
+        flags.allowRemotePlaintext = Deno.env.get("IRONMESH_ALLOW_REMOTE_PLAINTEXT") ?? "false";
+      }
       const config = await resolveServerConfig(flags);
       if (flags.printConfig) {
         console.log(stringify(describeServerConfig(config)).trimEnd());

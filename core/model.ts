@@ -188,6 +188,9 @@ export const heartbeatSchema = z.strictObject({
     status: checkStatusSchema,
     output: z.string().max(4096).default(""),
   })).max(256).default([]),
+  bundleFingerprint: z.string().max(128).optional().describe(
+    "Fingerprint of the trust bundle the agent holds; a root rotation waits until every live node holds the new one",
+  ),
 }).describe("The body of `POST /v1/nodes/{name}/heartbeat`: every check's latest status");
 /** Parsed {@link heartbeatSchema}. */
 export type Heartbeat = z.infer<typeof heartbeatSchema>;

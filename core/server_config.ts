@@ -24,8 +24,8 @@ export const serverConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default("./ironmesh-data"),
   /** REST API address; port 0 picks a free port. Default `127.0.0.1:15080`. */
   httpAddr: address.default("127.0.0.1:15080"),
-  /** gRPC address (health now; xDS and the agent channel later). Default `127.0.0.1:15012`. */
-  grpcAddr: address.default("127.0.0.1:15012"),
+  /** gRPC address: xDS and gRPC health over mTLS (client certificates required). Default `0.0.0.0:15012`. */
+  grpcAddr: address.default("0.0.0.0:15012"),
   /** TLS address for agents (mTLS) and remote automation; port 0 picks a free port. Default `0.0.0.0:15443`. */
   httpsAddr: address.default("0.0.0.0:15443"),
   /** Serve plain HTTP on a non-loopback `httpAddr`; off by default, since tokens would cross the network in clear. */
