@@ -366,7 +366,11 @@ Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, rene
     assert.equal(state!.node, "vm-1");
     assert.equal(typeof state!.certificate, "object", "the other keys stay");
     // deno-lint-ignore no-explicit-any -- a JSON document
-    const bootstrap = await readJson(`${dataDir}/envoy/bootstrap.json`) as any;
+    let bootstrap: any;
+    await waitFor(async () => {
+      bootstrap = await readJson(`${dataDir}/envoy/bootstrap.json`);
+      return bootstrap !== undefined;
+    }, "the Envoy bootstrap");
     assert.deepEqual(bootstrap.node.locality, { region: "r1", zone: "z1" });
     assert.equal(
       bootstrap.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]

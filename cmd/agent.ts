@@ -14,16 +14,16 @@ import { DEFAULT_LOCAL_XDS_ADDR, parseLocalXdsAddr } from "../agent/xds_relay.ts
 import type { HostPort } from "../core/address.ts";
 
 interface AgentFlags {
-  server?: string;
-  joinToken?: string;
-  joinTokenFile?: string;
-  config?: string;
+  server?: string | undefined;
+  joinToken?: string | undefined;
+  joinTokenFile?: string | undefined;
+  config?: string | undefined;
   dataDir: string;
-  keepInstancesOnExit?: boolean;
+  keepInstancesOnExit?: boolean | undefined;
   logLevel: Level;
   localXdsAddr: HostPort;
-  xdsServer?: string;
-  envoyBinary?: string;
+  xdsServer?: string | undefined;
+  envoyBinary?: string | undefined;
 }
 
 const KEEP_ENV = "IRONMESH_KEEP_INSTANCES_ON_EXIT";
@@ -193,11 +193,40 @@ stderr.`,
     .showHelpAfterError("(run ironmesh agent --help for usage)")
     .exitOverride()
     .action(async (flags: AgentFlags, command: Command) => {
+      const config = await loadAgentConfig(flags.config);
+      // Precedence: flag, then IRONMESH_* variable, then the configuration file, then the default.
+      const given = (key: keyof AgentFlags) => {
+        const source = command.getOptionValueSource(key);
+        return source === "cli" || source === "env";
+      };
+      const fromFile = <T>(key: keyof AgentFlags, value: T | undefined, fallback: T): T =>
+        given(key) || value === undefined ? fallback : value;
       const keep = command.getOptionValueSource("keepInstancesOnExit") === "env"
         ? keepFromEnv()
-        : flags.keepInstancesOnExit === true;
-      const config = await loadAgentConfig(flags.config);
-      const joinToken = await resolveJoinToken(flags, command);
+        : given("keepInstancesOnExit")
+        ? flags.keepInstancesOnExit === true
+        : config.keepInstancesOnExit ?? false;
+      let listen = flags.localXdsAddr;
+      if (!given("localXdsAddr") && config.localXdsAddr !== undefined) {
+        try {
+          listen = parseLocalXdsAddr(config.localXdsAddr);
+        } catch (error) {
+          throw new InvalidError(
+            `Invalid ${flags.config}: /localXdsAddr: ${(error as Error).message}`,
+          );
+        }
+      }
+      const settings: AgentFlags = {
+        ...flags,
+        server: fromFile("server", config.server, flags.server),
+        joinTokenFile: fromFile("joinTokenFile", config.joinTokenFile, flags.joinTokenFile),
+        dataDir: fromFile("dataDir", config.dataDir, flags.dataDir),
+        logLevel: fromFile("logLevel", config.logLevel, flags.logLevel),
+        xdsServer: fromFile("xdsServer", config.xdsServer, flags.xdsServer),
+        envoyBinary: fromFile("envoyBinary", config.envoyBinary, flags.envoyBinary),
+        localXdsAddr: listen,
+      };
+      const joinToken = await resolveJoinToken(settings, command);
       const controller = new AbortController();
       const stop = () => controller.abort();
       const signals: Deno.Signal[] = Deno.build.os === "windows"
@@ -206,14 +235,14 @@ stderr.`,
       for (const name of signals) Deno.addSignalListener(name, stop);
       try {
         await runAgent({
-          server: flags.server,
+          server: settings.server,
           joinToken,
           config,
-          dataDir: flags.dataDir,
+          dataDir: settings.dataDir,
           keepInstancesOnExit: keep,
-          localXds: { listen: flags.localXdsAddr, upstream: flags.xdsServer },
-          envoyBinary: flags.envoyBinary === "" ? undefined : flags.envoyBinary,
-          logger: jsonLogger(stderrLine, { level: flags.logLevel }),
+          localXds: { listen: settings.localXdsAddr, upstream: settings.xdsServer },
+          envoyBinary: settings.envoyBinary === "" ? undefined : settings.envoyBinary,
+          logger: jsonLogger(stderrLine, { level: settings.logLevel }),
         }, controller.signal);
       } finally {
         for (const name of signals) Deno.removeSignalListener(name, stop);

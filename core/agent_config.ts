@@ -5,6 +5,7 @@
  * so a typo never silently turns into a default.
  */
 import { z } from "zod";
+import { LEVELS } from "./log.ts";
 import { durationSchema } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
 import { ipAddress, labelName, portNumber, PROTOCOLS, subdomainName } from "./model.ts";
@@ -157,6 +158,28 @@ const upstreamSchema = z.strictObject({
 
 /** The schema of the agent configuration file; parse it with {@link parseAgentConfig}. */
 export const agentConfigSchema = z.strictObject({
+  server: z.url({ protocol: /^https$/, error: "Must be an https:// URL" }).optional().describe(
+    "Server URL, as --server; a flag or IRONMESH_SERVER wins",
+  ),
+  joinTokenFile: z.string().min(1).optional().describe(
+    "File holding the join token, as --join-token-file; a flag or variable wins",
+  ),
+  dataDir: z.string().min(1).optional().describe(
+    "Data directory, as --data-dir; default ./ironmesh-agent-data",
+  ),
+  logLevel: z.enum(LEVELS).optional().describe("Log level, as --log-level; default info"),
+  keepInstancesOnExit: z.boolean().optional().describe(
+    "Leave the node registered on SIGTERM, as --keep-instances-on-exit; default false",
+  ),
+  localXdsAddr: z.string().min(1).optional().describe(
+    "Loopback address of the local xDS endpoint, as --local-xds-addr; default 127.0.0.1:15010",
+  ),
+  xdsServer: z.string().min(1).optional().describe(
+    "The server's gRPC (xDS) address, as --xds-server; default: the server's host, port 15012",
+  ),
+  envoyBinary: z.string().min(1).optional().describe(
+    "Envoy executable to start and supervise, as --envoy-binary",
+  ),
   node: z.strictObject({
     name: subdomainName.optional().describe(
       "Node name (DNS-1123 subdomain); default: the host name, lower-cased",

@@ -128,3 +128,25 @@ Deno.test("e2e CLI: server writes admin.token 0600 once and reuses it", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("e2e CLI: the agent reads its settings from the file, and a flag wins over the file", async () => {
+  const dir = await tempDir("agent");
+  try {
+    const file = `${dir}/agent.yaml`;
+    await Deno.writeTextFile(
+      file,
+      `server: https://127.0.0.1:1\ndataDir: ${dir}/from-file\nlogLevel: debug\nnode: {name: vm-1}\n`,
+    );
+    const fromFile = await runCli(["agent", "--config", file]);
+    assert.equal(fromFile.code, 1);
+    assert.match(fromFile.stderr, new RegExp(`No identity in "${dir}/from-file/identity"`));
+    const flagWins = await runCli(["agent", "--config", file, "--data-dir", `${dir}/from-flag`]);
+    assert.match(flagWins.stderr, new RegExp(`No identity in "${dir}/from-flag/identity"`));
+    await Deno.writeTextFile(file, "server: http://127.0.0.1:1\n");
+    const bad = await runCli(["agent", "--config", file]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, new RegExp(`${file}:1:\\d+: /server: Must be an https:// URL`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -168,16 +168,17 @@ Deno.test("e2e: a server killed and restarted keeps its data and agents carry on
 
     // Data loss: the registry comes back without this node (say, from an older backup); the
     // agent's next heartbeat gets 404 and it registers again, with the identity it already has.
+    const registeredAt = (await server.api("GET", "/v1/nodes/vm-r")).body.registeredAt;
     await server.proc.stop("SIGTERM");
     const db = new DatabaseSync(`${dir}/ironmesh.db`);
     db.exec("DELETE FROM objects WHERE kind = 'node' OR kind = 'instance'");
     db.close();
     server = await restart(dir);
-    assert.equal((await server.api("GET", "/v1/nodes/vm-r")).status, 404);
-    await waitFor(
-      "node re-registered",
-      async () => await health(server, "hello@vm-r") === "healthy",
-    );
+    await waitFor("node registered anew", async () => {
+      const node = await server.api("GET", "/v1/nodes/vm-r");
+      return node.status === 200 && node.body.registeredAt > registeredAt;
+    });
+    assert.equal(await health(server, "hello@vm-r"), "healthy");
 
     assert.equal((await agent.proc.stop("SIGTERM")).code, 0);
     assert.equal(
