@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
-import { TokenService } from "../auth/tokens.ts";
-import { FakeClock } from "../core/clock.ts";
-import { silentLogger } from "../core/log.ts";
-import { Registry } from "../registry/registry.ts";
-import { openSqliteStore } from "../store/sqlite.ts";
-import { CertificateAuthority } from "../ca/authority.ts";
-import { IdentityService } from "../ca/identity.ts";
-import { JoinTokens } from "../ca/join_tokens.ts";
-import { createBackup } from "../store/backup.ts";
-import { createApp, MAX_BODY_BYTES } from "./app.ts";
-import { Metrics } from "./metrics.ts";
+import type { Registry } from "../registry/registry.ts";
+import { withTestApp } from "./_testing.ts";
+import { MAX_BODY_BYTES } from "./app.ts";
 
 interface Harness {
   request(
@@ -21,82 +13,28 @@ interface Harness {
   registry: Registry;
 }
 
-async function withApp(fn: (h: Harness) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const store = openSqliteStore(`${dir}/ironmesh.db`);
-  const clock = new FakeClock();
-  const registry = new Registry(store, {
-    clock,
-    log: silentLogger,
-    sweepIntervalMs: 3_600_000,
-    flushIntervalMs: 3_600_000,
-  });
-  await registry.start();
-  const tokens = new TokenService(store, clock);
-  const admin = (await tokens.create({ kind: "api", role: "admin", description: "" })).token;
-  const metrics = new Metrics({
-    objects: () => store.counts(),
-    revision: () => registry.feed.revision,
-    watchers: () => registry.feed.watchers,
-    liveNodes: () => registry.liveNodes,
-  });
-  const authority = await CertificateAuthority.open({
-    dir: `${dir}/ca`,
-    trustDomain: "test.local",
-    clock,
-  });
-  const joinTokens = await JoinTokens.open(store, clock, `${dir}/token-signing.key`);
-  const identity = new IdentityService(store, authority, joinTokens, {
-    clock,
-    log: silentLogger,
-    leafTtlMs: 3_600_000,
-    liveNodes: () => Promise.resolve(registry.aliveNodes()),
-  });
-  await identity.start();
-  const app = createApp({
-    registry,
-    tokens,
-    store,
-    metrics,
-    log: silentLogger,
-    identity,
-    advertise: () => ["https://127.0.0.1:1"],
-    backup: () => createBackup(store, dir),
-    proxies: () => [],
-    configDump: () => null,
-  });
-  const harness: Harness = {
-    registry,
-    request(method, path, options = {}) {
-      const headers: Record<string, string> = { ...options.headers };
-      const token = options.token === undefined ? admin : options.token;
-      if (token !== null) headers.authorization = `Bearer ${token}`;
-      let body: string | undefined;
-      if (options.body !== undefined) {
-        body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
-        headers["content-type"] ??= "application/json";
-      }
-      return Promise.resolve(
-        app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) }),
-      );
-    },
-    async tokenFor(role, node) {
-      return (await tokens.create({
-        kind: "api",
-        role,
-        description: "",
-        ...(node ? { node } : {}),
-      })).token;
-    },
-  };
-  try {
+function withApp(fn: (h: Harness) => Promise<void>): Promise<void> {
+  return withTestApp(async ({ app, registry, tokenFor }) => {
+    const admin = await tokenFor("admin");
+    const harness: Harness = {
+      registry,
+      request(method, path, options = {}) {
+        const headers: Record<string, string> = { ...options.headers };
+        const token = options.token === undefined ? admin : options.token;
+        if (token !== null) headers.authorization = `Bearer ${token}`;
+        let body: string | undefined;
+        if (options.body !== undefined) {
+          body = typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+          headers["content-type"] ??= "application/json";
+        }
+        return Promise.resolve(
+          app.request(path, { method, headers, ...(body !== undefined ? { body } : {}) }),
+        );
+      },
+      tokenFor,
+    };
     await fn(harness);
-  } finally {
-    await registry.stop();
-    authority.close();
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 }
 
 const registration = {

@@ -1,81 +1,23 @@
 import assert from "node:assert/strict";
 import type { z } from "zod";
-import { TokenService } from "../auth/tokens.ts";
 import type { CreatedToken } from "../auth/tokens.ts";
 import type { BundleRoot, GenerationStatus } from "../ca/authority.ts";
-import { CertificateAuthority } from "../ca/authority.ts";
-import type { IssuedIdentity } from "../ca/identity.ts";
-import { IdentityService } from "../ca/identity.ts";
+import type { IdentityService, IssuedIdentity } from "../ca/identity.ts";
 import type { CreatedJoinToken } from "../ca/join_tokens.ts";
-import { JoinTokens } from "../ca/join_tokens.ts";
-import { FakeClock } from "../core/clock.ts";
 import type { FieldProblem } from "../core/errors.ts";
-import { silentLogger } from "../core/log.ts";
 import { type Role, ROLES, type Token } from "../core/model.ts";
 import type { Page, Registry as RegistryType } from "../registry/registry.ts";
-import { Registry } from "../registry/registry.ts";
-import { openSqliteStore } from "../store/sqlite.ts";
-import { createApp } from "./app.ts";
-import { Metrics } from "./metrics.ts";
+import type { createApp } from "./app.ts";
+import { withTestApp } from "./_testing.ts";
 import { COMPONENTS, type JsonSchema, openApiDocument, rolesFor, ROUTES } from "./openapi.ts";
 import type { Problem } from "./problem.ts";
 
 type App = ReturnType<typeof createApp>;
 
-async function withApp(
+function withApp(
   fn: (app: App, tokenFor: (role: Role) => Promise<string>) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const store = openSqliteStore(`${dir}/ironmesh.db`);
-  const clock = new FakeClock();
-  const registry = new Registry(store, {
-    clock,
-    log: silentLogger,
-    sweepIntervalMs: 3_600_000,
-    flushIntervalMs: 3_600_000,
-  });
-  await registry.start();
-  const tokens = new TokenService(store, clock);
-  const authority = await CertificateAuthority.open({
-    dir: `${dir}/ca`,
-    trustDomain: "test.local",
-    clock,
-  });
-  const joinTokens = await JoinTokens.open(store, clock, `${dir}/token-signing.key`);
-  const identity = new IdentityService(store, authority, joinTokens, {
-    clock,
-    log: silentLogger,
-    leafTtlMs: 3_600_000,
-    liveNodes: () => Promise.resolve(registry.aliveNodes()),
-  });
-  await identity.start();
-  const app = createApp({
-    registry,
-    tokens,
-    store,
-    metrics: new Metrics({
-      objects: () => store.counts(),
-      revision: () => registry.feed.revision,
-      watchers: () => registry.feed.watchers,
-      liveNodes: () => registry.liveNodes,
-    }),
-    log: silentLogger,
-    identity,
-    advertise: () => ["https://127.0.0.1:1"],
-    backup: () => Promise.resolve(new Uint8Array()),
-    proxies: () => [],
-    configDump: () => null,
-  });
-  const tokenFor = async (role: Role) =>
-    (await tokens.create({ kind: "api", role, description: "" })).token;
-  try {
-    await fn(app, tokenFor);
-  } finally {
-    await registry.stop();
-    authority.close();
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
-  }
+  return withTestApp(({ app, tokenFor }) => fn(app, tokenFor));
 }
 
 /** `GET /v1/services/:namespace/:name` as the document writes it: `get /v1/services/{namespace}/{name}`. */

@@ -1,0 +1,82 @@
+/**
+ * The app with every real part behind it (SQLite in a temp dir, registry,
+ * tokens, CA, identity) for tests that call it with `app.request()`, the way
+ * Hono apps are tested: no network.
+ */
+import { TokenService } from "../auth/tokens.ts";
+import { CertificateAuthority } from "../ca/authority.ts";
+import { IdentityService } from "../ca/identity.ts";
+import { JoinTokens } from "../ca/join_tokens.ts";
+import { FakeClock } from "../core/clock.ts";
+import { silentLogger } from "../core/log.ts";
+import type { Role } from "../core/model.ts";
+import { Registry } from "../registry/registry.ts";
+import { createBackup } from "../store/backup.ts";
+import { openSqliteStore } from "../store/sqlite.ts";
+import { createApp } from "./app.ts";
+import { Metrics } from "./metrics.ts";
+
+/** What a test gets. */
+export interface TestApp {
+  app: ReturnType<typeof createApp>;
+  registry: Registry;
+  /** A new API token of `role` (bound to `node` for agents, when given). */
+  tokenFor(role: Role, node?: string): Promise<string>;
+}
+
+/** Runs `fn` with a fresh app, then stops and removes everything. */
+export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  const store = openSqliteStore(`${dir}/ironmesh.db`);
+  const clock = new FakeClock();
+  // Long timer periods: the tests never wait for sweeps or flushes.
+  const registry = new Registry(store, {
+    clock,
+    log: silentLogger,
+    sweepIntervalMs: 3_600_000,
+    flushIntervalMs: 3_600_000,
+  });
+  await registry.start();
+  const tokens = new TokenService(store, clock);
+  const authority = await CertificateAuthority.open({
+    dir: `${dir}/ca`,
+    trustDomain: "test.local",
+    clock,
+  });
+  const joinTokens = await JoinTokens.open(store, clock, `${dir}/token-signing.key`);
+  const identity = new IdentityService(store, authority, joinTokens, {
+    clock,
+    log: silentLogger,
+    leafTtlMs: 3_600_000,
+    liveNodes: () => Promise.resolve(registry.aliveNodes()),
+  });
+  await identity.start();
+  const app = createApp({
+    registry,
+    tokens,
+    store,
+    metrics: new Metrics({
+      objects: () => store.counts(),
+      revision: () => registry.feed.revision,
+      watchers: () => registry.feed.watchers,
+      liveNodes: () => registry.liveNodes,
+    }),
+    log: silentLogger,
+    identity,
+    advertise: () => ["https://127.0.0.1:1"],
+    backup: () => createBackup(store, dir),
+    proxies: () => [],
+    configDump: () => null,
+  });
+  const tokenFor = async (role: Role, node?: string) =>
+    (await tokens.create({ kind: "api", role, description: "", ...(node ? { node } : {}) }))
+      .token;
+  try {
+    await fn({ app, registry, tokenFor });
+  } finally {
+    await registry.stop();
+    authority.close();
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
