@@ -8,6 +8,7 @@
 const BENCHES = {
   heartbeat: new URL("./main.ts", import.meta.url).pathname,
   ca: new URL("./ca.ts", import.meta.url).pathname,
+  xds: new URL("./xds.ts", import.meta.url).pathname,
 } as const;
 
 async function run(file: string, args: string[]): Promise<number> {
