@@ -1,21 +1,36 @@
 /**
- * The ADS stream server: state-of-the-world `StreamAggregatedResources` over
- * one gRPC bidirectional stream per proxy. It knows nothing of the registry:
- * it asks `snapshotFor` for a proxy's resources and is told by the push
- * pipeline when to look again (go-control-plane's split between the cache
- * and the stream server).
+ * The ADS stream server: state-of-the-world `StreamAggregatedResources` and
+ * incremental `DeltaAggregatedResources`, one gRPC bidirectional stream per
+ * proxy. It knows nothing of the registry: it asks `snapshotFor` for a
+ * proxy's resources and is told by the push pipeline when to look again
+ * (go-control-plane's split between the cache and the stream server). Both
+ * variants share the snapshots, the encoding cache, the push path, `status()`
+ * and `configDump()`.
  *
- * Per stream and type it keeps what Envoy's protocol needs: the names the
- * proxy subscribed to, the version and nonce last sent, the version last
- * ACKed and the last NACK. A NACKed version is never sent again, so a config
- * a proxy rejects cannot turn into a push loop; the proxy keeps its last good
- * config until a new version exists.
+ * State of the world: per stream and type it keeps the names the proxy
+ * subscribed to, the version and nonce last sent, the version last ACKed and
+ * the last NACK. A NACKed version is never sent again, so a config a proxy
+ * rejects cannot turn into a push loop; the proxy keeps its last good config
+ * until a new version exists.
+ *
+ * Delta: per stream and type it keeps the subscription (names and/or
+ * wildcard), the version of each resource the proxy has (from
+ * `initial_resource_versions` and ACKed responses), the responses awaiting an
+ * answer, and the resource versions the proxy rejected. A response carries
+ * only resources whose version differs from what the proxy has (or will have
+ * once it accepts what is in flight), and `removed_resources` for tracked
+ * names that left the snapshot. A rejected resource version (or removal) is
+ * not sent again; the proxy keeps what it last ACKed. Its `sentVersion` and
+ * `ackedVersion` in `status()` are hashes of the whole per-type view (sent as
+ * `system_version_info`), so the two variants read the same.
  */
 import type * as grpc from "@grpc/grpc-js";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { MeshError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
 import * as codec from "./proto/codec.ts";
-import { shortHash } from "./generate/canonical.ts";
+import { compareStrings, shortHash } from "./generate/canonical.ts";
 import { TYPE_URLS } from "./generate/generate.ts";
 import type { ProxySnapshot, Resource, ResourceKind } from "./generate/model.ts";
 
@@ -70,18 +85,67 @@ interface TypeState {
   nack: { version: string; message: string; at: string } | null;
 }
 
+/** One delta response not answered yet: what it changed, by name (`null`: removed). */
+interface DeltaSent {
+  nonce: string;
+  version: string;
+  sentAt: number;
+  changes: Map<string, Resource | null>;
+}
+
+/** A resource version a delta proxy has, with its body when we know it. */
+interface Held {
+  version: string;
+  resource: Resource | null;
+}
+
+interface DeltaTypeState {
+  /** Subscribed to everything (`*`, or an empty first request for LDS/CDS). */
+  wildcard: boolean;
+  /** Names subscribed explicitly (besides a wildcard). */
+  names: Set<string>;
+  /** Each tracked resource the proxy has: `initial_resource_versions`, then ACKs. */
+  have: Map<string, Held>;
+  /** Responses sent and not answered yet, oldest first. */
+  inflight: DeltaSent[];
+  /** Versions the proxy rejected, by name (`null`: a removal); never sent again. */
+  rejected: Map<string, string | null>;
+  /** The proxy's view once it accepts what is in flight, with bodies (the config dump). */
+  view: Map<string, Resource>;
+  sentVersion: string | null;
+  ackedVersion: string | null;
+  nack: { version: string; message: string; at: string } | null;
+}
+
 interface Stream {
   id: string;
+  variant: "sotw" | "delta";
   peer: ProxyPeer | null;
   connectedAt: string;
   call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>;
+  /** State-of-the-world streams: per-type state. */
   types: Map<string, TypeState>;
+  /** Delta streams: per-type state. */
+  delta: Map<string, DeltaTypeState>;
   snapshot: ProxySnapshot | null;
   nonce: number;
 }
 
 const DISCOVERY_REQUEST = "envoy.service.discovery.v3.DiscoveryRequest";
 const DISCOVERY_RESPONSE = codec.lookupType("envoy.service.discovery.v3.DiscoveryResponse");
+const DELTA_REQUEST = "envoy.service.discovery.v3.DeltaDiscoveryRequest";
+const DELTA_RESPONSE = codec.lookupType("envoy.service.discovery.v3.DeltaDiscoveryResponse");
+
+/** A DeltaDiscoveryRequest, the parts we read. */
+interface DeltaRequest {
+  node?: NodeInfo;
+  type_url?: string;
+  resource_names_subscribe?: string[];
+  resource_names_unsubscribe?: string[];
+  initial_resource_versions?: Record<string, string>;
+  response_nonce?: string;
+  error_detail?: { message?: string };
+}
 
 /** The gRPC service definition of ADS, with raw bytes in and out. */
 export const adsServiceDefinition = {
@@ -95,9 +159,19 @@ export const adsServiceDefinition = {
     responseDeserialize: (b: Buffer) => new Uint8Array(b),
     originalName: "StreamAggregatedResources",
   },
+  deltaAggregatedResources: {
+    path: "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Uint8Array) => Buffer.from(b),
+    requestDeserialize: (b: Buffer) => new Uint8Array(b),
+    responseSerialize: (b: Uint8Array) => Buffer.from(b),
+    responseDeserialize: (b: Buffer) => new Uint8Array(b),
+    originalName: "DeltaAggregatedResources",
+  },
 } as const;
 
-/** The state-of-the-world ADS server. */
+/** The ADS server, state-of-the-world and delta. */
 export class AdsServer {
   readonly #options: AdsOptions;
   readonly #streams = new Map<string, Stream>();
@@ -115,17 +189,24 @@ export class AdsServer {
   handlers(): grpc.UntypedServiceImplementation {
     return {
       streamAggregatedResources: (call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>) =>
-        this.#open(call),
+        this.#open(call, "sotw"),
+      deltaAggregatedResources: (call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>) =>
+        this.#open(call, "delta"),
     };
   }
 
-  #open(call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>): void {
+  #open(call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>, variant: Stream["variant"]): void {
     const stream: Stream = {
-      id: `${this.#prefix}-${++this.#nextId}`,
+      // The status type has no field for the variant: delta streams say so in their id.
+      id: variant === "delta"
+        ? `${this.#prefix}-delta-${++this.#nextId}`
+        : `${this.#prefix}-${++this.#nextId}`,
+      variant,
       peer: null,
       connectedAt: new Date().toISOString(),
       call,
       types: new Map(),
+      delta: new Map(),
       snapshot: null,
       nonce: 0,
     };
@@ -136,10 +217,11 @@ export class AdsServer {
     };
     call.on("data", (bytes: Uint8Array) => {
       try {
-        this.#onRequest(stream, bytes);
+        if (variant === "delta") this.#onDeltaRequest(stream, bytes);
+        else this.#onRequest(stream, bytes);
       } catch (error) {
         this.#options.log.warn("ADS request refused", { stream: stream.id, error });
-        call.destroy(error as Error);
+        endWith(call, refusalCode(error), error instanceof Error ? error.message : String(error));
         close();
       }
     });
@@ -160,12 +242,7 @@ export class AdsServer {
       error_detail?: { message?: string };
       node?: NodeInfo;
     };
-    if (!stream.peer) {
-      stream.peer = this.#options.identify(stream.call, request.node ?? {});
-      stream.snapshot = this.#options.snapshotFor(stream.peer);
-      this.#options.events?.connected?.(stream.peer.kind, 1);
-      this.#options.log.info("Proxy connected", { stream: stream.id, ...stream.peer });
-    }
+    const peer = this.#identify(stream, request.node);
     const typeUrl = request.type_url ?? "";
     if (!KIND_BY_URL.has(typeUrl)) {
       this.#options.log.debug("Unknown xDS type requested", { stream: stream.id, typeUrl });
@@ -185,9 +262,11 @@ export class AdsServer {
       stream.types.set(typeUrl, state);
     }
     const nonce = request.response_nonce ?? "";
-    // A reply to an older response than the last one sent is stale: the proxy will answer the newest.
-    if (nonce !== "" && nonce !== state.sentNonce) return;
-    if (nonce !== "") {
+    // A reply to an older response than the last one sent is stale: the proxy will answer the
+    // newest. A nonce on a type nothing was sent for on this stream (a client that kept it across
+    // a reconnect) answers nothing here: the request still counts as a subscription.
+    if (nonce !== "" && state.sentNonce !== null && nonce !== state.sentNonce) return;
+    if (nonce !== "" && nonce === state.sentNonce) {
       if (request.error_detail) {
         state.nack = {
           version: state.sentVersion ?? "",
@@ -197,7 +276,7 @@ export class AdsServer {
         this.#options.events?.nack?.(typeUrl);
         this.#options.log.warn("Proxy rejected configuration (NACK)", {
           stream: stream.id,
-          node: stream.peer.node,
+          node: peer.node,
           typeUrl,
           version: state.nack.version,
           error: state.nack.message,
@@ -239,6 +318,190 @@ export class AdsServer {
     this.#options.events?.sent?.(typeUrl);
   }
 
+  /** Identifies the proxy on its stream's first request and takes its first snapshot. */
+  #identify(stream: Stream, node: NodeInfo | undefined): ProxyPeer {
+    if (!stream.peer) {
+      const peer = this.#options.identify(stream.call, node ?? {});
+      stream.peer = peer;
+      stream.snapshot = this.#options.snapshotFor(peer);
+      this.#options.events?.connected?.(peer.kind, 1);
+      this.#options.log.info("Proxy connected", {
+        stream: stream.id,
+        variant: stream.variant,
+        ...peer,
+      });
+    }
+    return stream.peer;
+  }
+
+  #onDeltaRequest(stream: Stream, bytes: Uint8Array): void {
+    const request = codec.decodeStrict(DELTA_REQUEST, bytes) as DeltaRequest;
+    const peer = this.#identify(stream, request.node);
+    const typeUrl = request.type_url ?? "";
+    if (!KIND_BY_URL.has(typeUrl)) {
+      this.#options.log.debug("Unknown xDS type requested", { stream: stream.id, typeUrl });
+      return;
+    }
+    const subscribe = request.resource_names_subscribe ?? [];
+    const unsubscribe = request.resource_names_unsubscribe ?? [];
+    let state = stream.delta.get(typeUrl);
+    const first = !state;
+    if (!state) {
+      state = {
+        wildcard: subscribe.length === 0 && WILDCARD_TYPES.has(typeUrl),
+        names: new Set(),
+        have: new Map(),
+        inflight: [],
+        rejected: new Map(),
+        view: new Map(),
+        sentVersion: null,
+        ackedVersion: null,
+        nack: null,
+      };
+      stream.delta.set(typeUrl, state);
+    }
+
+    // The answer to a response: every response up to it is answered (the proxy answers in
+    // order; one it skipped counts as accepted). A nonce not in flight is stale: ignored.
+    const nonce = request.response_nonce ?? "";
+    const at = nonce === "" ? -1 : state.inflight.findIndex((s) => s.nonce === nonce);
+    if (at >= 0) {
+      const answered = state.inflight.splice(0, at + 1);
+      const last = answered.pop()!;
+      for (const sent of answered) this.#deltaAccept(state, sent);
+      if (request.error_detail) {
+        for (const [name, r] of last.changes) {
+          if (tracks(state, name)) state.rejected.set(name, r ? r.version : null);
+        }
+        state.nack = {
+          version: last.version,
+          message: request.error_detail.message ?? "",
+          at: new Date().toISOString(),
+        };
+        this.#options.events?.nack?.(typeUrl);
+        this.#options.log.warn("Proxy rejected configuration (NACK)", {
+          stream: stream.id,
+          node: peer.node,
+          typeUrl,
+          version: last.version,
+          resources: [...last.changes.keys()],
+          error: state.nack.message,
+        });
+      } else {
+        this.#deltaAccept(state, last);
+        this.#options.events?.acked?.(typeUrl, last.sentAt);
+      }
+    } else if (nonce !== "") {
+      this.#options.log.debug("Stale nonce ignored", { stream: stream.id, typeUrl, nonce });
+    }
+
+    // Subscription changes apply whatever the nonce: the proxy never repeats them.
+    for (const name of subscribe) {
+      if (name === "*") state.wildcard = true;
+      else state.names.add(name);
+    }
+    for (const name of unsubscribe) {
+      if (name === "*") state.wildcard = false;
+      else state.names.delete(name);
+    }
+    for (const tracked of [state.have, state.rejected, state.view]) {
+      for (const name of tracked.keys()) if (!tracks(state, name)) tracked.delete(name);
+    }
+    if (first) {
+      for (const [name, version] of Object.entries(request.initial_resource_versions ?? {})) {
+        if (tracks(state, name)) state.have.set(name, { version, resource: null });
+      }
+    }
+    // A wildcard's first request is answered even when there is nothing to send, so the
+    // proxy's initialization does not wait for a timeout.
+    this.#sendDelta(stream, typeUrl, state, first && state.wildcard);
+  }
+
+  /** Records an accepted delta response as what the proxy has. */
+  #deltaAccept(state: DeltaTypeState, sent: DeltaSent): void {
+    for (const [name, r] of sent.changes) {
+      if (!tracks(state, name)) continue;
+      if (r) state.have.set(name, { version: r.version, resource: r });
+      else state.have.delete(name);
+      state.rejected.delete(name);
+    }
+    state.ackedVersion = sent.version;
+  }
+
+  /**
+   * Sends a delta type's changes: tracked resources whose version differs from what the proxy
+   * has or will have (except versions it rejected), and removals of tracked names the snapshot
+   * no longer holds. Nothing is sent when nothing changed, unless `respondEmpty`.
+   */
+  #sendDelta(stream: Stream, typeUrl: string, state: DeltaTypeState, respondEmpty: boolean): void {
+    const kind = KIND_BY_URL.get(typeUrl)!;
+    const current = new Map<string, Resource>();
+    for (const r of stream.snapshot?.[kind] ?? []) {
+      if (tracks(state, r.name)) current.set(r.name, r);
+    }
+    for (const [name, held] of state.have) {
+      if (!held.resource && current.get(name)?.version === held.version) {
+        held.resource = current.get(name)!;
+      }
+    }
+    // What the proxy will have once it accepts every response in flight.
+    const expected = new Map(state.have);
+    for (const sent of state.inflight) {
+      for (const [name, r] of sent.changes) {
+        if (!tracks(state, name)) continue;
+        if (r) expected.set(name, { version: r.version, resource: r });
+        else expected.delete(name);
+      }
+    }
+    const changes = new Map<string, Resource | null>();
+    for (const r of current.values()) {
+      if (expected.get(r.name)?.version === r.version) continue;
+      if (state.rejected.get(r.name) === r.version) continue;
+      changes.set(r.name, r);
+    }
+    for (const name of [...expected.keys()].sort(compareStrings)) {
+      if (current.has(name)) continue;
+      if (state.rejected.has(name) && state.rejected.get(name) === null) continue;
+      changes.set(name, null);
+    }
+    for (const [name, r] of changes) {
+      if (r) expected.set(name, { version: r.version, resource: r });
+      else expected.delete(name);
+    }
+    const names = [...expected.keys()].sort(compareStrings);
+    state.view = new Map();
+    for (const name of names) {
+      const resource = expected.get(name)!.resource;
+      if (resource) state.view.set(name, resource);
+    }
+    const version = shortHash(names.map((n) => `${n}:${expected.get(n)!.version}`).join(","));
+    if (changes.size === 0 && !respondEmpty) {
+      // Nothing ever sent and nothing to send: the proxy already has everything (a reconnect).
+      if (state.sentVersion === null && state.inflight.length === 0) {
+        state.sentVersion = version;
+        state.ackedVersion = version;
+      }
+      return;
+    }
+    const nonce = String(++stream.nonce);
+    const resources = [...changes.values()].filter((r): r is Resource => r !== null);
+    const response = DELTA_RESPONSE.encode({
+      system_version_info: version,
+      type_url: typeUrl,
+      nonce,
+      resources: resources.map((r) => ({
+        name: r.name,
+        version: r.version,
+        resource: { type_url: typeUrl, value: this.#encode(r) },
+      })),
+      removed_resources: [...changes].filter(([, r]) => r === null).map(([name]) => name),
+    }).finish();
+    state.sentVersion = version;
+    state.inflight.push({ nonce, version, sentAt: Date.now(), changes });
+    stream.call.write(response);
+    this.#options.events?.sent?.(typeUrl);
+  }
+
   #encode(resource: Resource): Uint8Array {
     const key = `${resource.typeUrl}|${resource.version}`;
     let bytes = this.#encoded.get(key);
@@ -264,9 +527,17 @@ export class AdsServer {
     for (const stream of [...this.#streams.values()]) {
       if (!stream.peer) continue;
       stream.snapshot = this.#options.snapshotFor(stream.peer);
+      const held: Iterable<Resource>[] = [];
       for (const [typeUrl, state] of stream.types) {
         this.#send(stream, typeUrl, state, false);
-        for (const r of state.sentResources) {
+        held.push(state.sentResources);
+      }
+      for (const [typeUrl, state] of stream.delta) {
+        this.#sendDelta(stream, typeUrl, state, false);
+        held.push(state.view.values());
+      }
+      for (const resources of held) {
+        for (const r of resources) {
           const key = `${r.typeUrl}|${r.version}`;
           const bytes = this.#encoded.get(key);
           if (bytes) inUse.set(key, bytes);
@@ -278,30 +549,46 @@ export class AdsServer {
     this.#encoded = inUse;
   }
 
-  /** Every connected proxy with its per-type state. */
+  /** Every connected proxy with its per-type state (delta streams have `-delta-` in their id). */
   status(): ProxyStatus[] {
     return [...this.#streams.values()].filter((s) => s.peer).map((s) => ({
       id: s.id,
       ...s.peer!,
       connectedAt: s.connectedAt,
-      types: [...s.types].map(([typeUrl, t]) => ({
-        typeUrl,
-        subscribed: t.names === "*" ? "*" : [...t.names].sort(),
-        sentVersion: t.sentVersion,
-        ackedVersion: t.ackedVersion,
-        lastNack: t.nack,
-        inSync: t.sentVersion !== null && t.sentVersion === t.ackedVersion,
-      })),
+      types: [
+        ...[...s.types].map(([typeUrl, t]) => ({
+          typeUrl,
+          subscribed: t.names === "*" ? "*" as const : [...t.names].sort(),
+          sentVersion: t.sentVersion,
+          ackedVersion: t.ackedVersion,
+          lastNack: t.nack,
+          inSync: t.sentVersion !== null && t.sentVersion === t.ackedVersion,
+        })),
+        ...[...s.delta].map(([typeUrl, t]) => ({
+          typeUrl,
+          subscribed: t.wildcard ? "*" as const : [...t.names].sort(),
+          sentVersion: t.sentVersion,
+          ackedVersion: t.ackedVersion,
+          lastNack: t.nack,
+          inSync: t.sentVersion !== null && t.sentVersion === t.ackedVersion,
+        })),
+      ],
     }));
   }
 
-  /** What was last sent to proxy `id`, per type, as JSON (`config_dump`). */
+  /**
+   * Proxy `id`'s configuration per type, as JSON (`config_dump`): what was last sent
+   * (state of the world), or what the proxy holds once it accepts what is in flight (delta).
+   */
   configDump(id: string): Record<string, unknown[]> | null {
     const stream = this.#streams.get(id);
     if (!stream) return null;
-    return Object.fromEntries(
-      [...stream.types].map(([typeUrl, t]) => [typeUrl, t.sentResources.map((r) => r.body)]),
-    );
+    return Object.fromEntries([
+      ...[...stream.types].map(([typeUrl, t]) => [typeUrl, t.sentResources.map((r) => r.body)]),
+      ...[...stream.delta].map((
+        [typeUrl, t],
+      ) => [typeUrl, [...t.view.values()].map((r) => r.body)]),
+    ]);
   }
 
   /** Ends every stream of `node` (its certificate was revoked). */
@@ -309,7 +596,7 @@ export class AdsServer {
     let closed = 0;
     for (const stream of this.#streams.values()) {
       if (stream.peer?.node !== node) continue;
-      stream.call.destroy(new Error(`Node "${node}" has been revoked`));
+      endWith(stream.call, grpcStatus.UNAUTHENTICATED, `Node "${node}" has been revoked`);
       closed++;
     }
     return closed;
@@ -319,6 +606,31 @@ export class AdsServer {
   closeAll(): void {
     for (const stream of this.#streams.values()) stream.call.end();
   }
+}
+
+/**
+ * Ends a stream with an error status. grpc-js sends a status only when the stream ends:
+ * `destroy()` would drop the call here and leave the client's stream open.
+ */
+function endWith(
+  call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>,
+  code: grpcStatus,
+  details: string,
+): void {
+  call.emit("error", { code, details });
+}
+
+function refusalCode(error: unknown): grpcStatus {
+  if (error instanceof MeshError && error.kind === "Unauthorized") {
+    return grpcStatus.UNAUTHENTICATED;
+  }
+  if (error instanceof MeshError && error.kind === "Forbidden") return grpcStatus.PERMISSION_DENIED;
+  return grpcStatus.INVALID_ARGUMENT;
+}
+
+/** True when a delta subscription covers `name`. */
+function tracks(state: DeltaTypeState, name: string): boolean {
+  return state.wildcard || state.names.has(name);
 }
 
 function sameNames(a: Set<string> | "*", b: Set<string> | "*"): boolean {

@@ -1,0 +1,427 @@
+/**
+ * The state-of-the-world ADS server over real gRPC: a grpc-js server on
+ * 127.0.0.1:0 (the product's `startGrpcServer`) fed with hand-built
+ * snapshots, and a test client we wrote that speaks the protocol with the
+ * strict codec. Delta streams are tested in `ads_delta_test.ts`.
+ */
+import assert from "node:assert/strict";
+import * as grpc from "@grpc/grpc-js";
+import { UnauthorizedError } from "../core/errors.ts";
+import { silentLogger } from "../core/log.ts";
+import { AdsServer, adsServiceDefinition, type ProxyPeer } from "./ads_server.ts";
+import { contentVersion } from "./generate/canonical.ts";
+import { TYPE_URLS } from "./generate/generate.ts";
+import type { JsonObject, ProxySnapshot, Resource, ResourceKind } from "./generate/model.ts";
+import { startGrpcServer } from "./grpc_server.ts";
+import * as codec from "./proto/codec.ts";
+
+const LDS = TYPE_URLS.listeners;
+const RDS = TYPE_URLS.routes;
+const CDS = TYPE_URLS.clusters;
+const EDS = TYPE_URLS.endpoints;
+const PEER: ProxyPeer = {
+  node: "vm-1",
+  identity: "spiffe://ironmesh.test/ns/default/sa/web",
+  kind: "sidecar",
+};
+
+// ---------------------------------------------------------------------------
+// Hand-built snapshots: minimal bodies the strict codec accepts.
+
+function resource(kind: ResourceKind, name: string, body: JsonObject): Resource {
+  return { name, typeUrl: TYPE_URLS[kind], body, version: contentVersion(body) };
+}
+
+function cluster(name: string, timeout = "1s"): Resource {
+  return resource("clusters", name, {
+    name,
+    type: "EDS",
+    connect_timeout: timeout,
+    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: "V3" } },
+  });
+}
+
+function endpoints(name: string, port = 8080): Resource {
+  return resource("endpoints", name, {
+    cluster_name: name,
+    endpoints: [{
+      lb_endpoints: [{
+        endpoint: { address: { socket_address: { address: "10.0.0.1", port_value: port } } },
+      }],
+    }],
+  });
+}
+
+function listener(name: string, port: number): Resource {
+  return resource("listeners", name, {
+    name,
+    address: { socket_address: { address: "0.0.0.0", port_value: port } },
+  });
+}
+
+function route(name: string, to: string): Resource {
+  return resource("routes", name, {
+    name,
+    virtual_hosts: [{
+      name: "all",
+      domains: ["*"],
+      routes: [{ match: { prefix: "/" }, route: { cluster: to } }],
+    }],
+  });
+}
+
+function snapshot(parts: Partial<ProxySnapshot>): ProxySnapshot {
+  const sorted = (list: Resource[] = []) => [...list].sort((a, b) => a.name < b.name ? -1 : 1);
+  return {
+    clusters: sorted(parts.clusters),
+    endpoints: sorted(parts.endpoints),
+    listeners: sorted(parts.listeners),
+    routes: sorted(parts.routes),
+    secrets: sorted(parts.secrets),
+  };
+}
+
+const BASE = snapshot({
+  listeners: [listener("l1", 15001), listener("l2", 15002)],
+  routes: [route("r1", "a"), route("r2", "b")],
+  clusters: [cluster("a"), cluster("b")],
+  endpoints: [endpoints("a"), endpoints("b")],
+});
+
+// ---------------------------------------------------------------------------
+// The test client and fixture.
+
+/** A DiscoveryResponse as the strict codec decodes it. */
+interface SotwResponse {
+  version_info?: string;
+  type_url: string;
+  nonce: string;
+  resources?: JsonObject[];
+}
+
+/**
+ * A test client we wrote (not Envoy): one raw grpc-js `StreamAggregatedResources`
+ * stream, requests and responses through the strict codec. It remembers per
+ * type the names it subscribed to and the version it last accepted, as a
+ * state-of-the-world client must.
+ */
+class TestSotwClient {
+  readonly #client: grpc.Client;
+  readonly #call: grpc.ClientDuplexStream<Uint8Array, Uint8Array>;
+  readonly #inbox: SotwResponse[] = [];
+  #wake: (() => void) | null = null;
+  readonly #ended: Promise<grpc.StatusObject>;
+  readonly #names = new Map<string, string[]>();
+  readonly #accepted = new Map<string, string>();
+
+  constructor(port: number) {
+    this.#client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    this.#call = this.#client.makeBidiStreamRequest(
+      adsServiceDefinition.streamAggregatedResources.path,
+      (b: Uint8Array) => Buffer.from(b),
+      (b: Buffer) => new Uint8Array(b),
+    );
+    this.#call.on("data", (bytes: Uint8Array) => {
+      this.#inbox.push(
+        codec.decodeStrict("envoy.service.discovery.v3.DiscoveryResponse", bytes) as never,
+      );
+      this.#wake?.();
+    });
+    this.#call.on("error", () => {});
+    this.#ended = new Promise((resolve) => this.#call.on("status", resolve));
+  }
+
+  #send(request: codec.ProtoJson): void {
+    this.#call.write(
+      codec.encodeStrict("envoy.service.discovery.v3.DiscoveryRequest", {
+        node: { id: PEER.node, user_agent_name: "ironmesh-test-client" },
+        ...request,
+      }),
+    );
+  }
+
+  /** Subscribes to `names` of a type (`[]`: wildcard for LDS/CDS). */
+  subscribe(typeUrl: string, names: string[]): void {
+    this.#names.set(typeUrl, names);
+    this.#send({
+      type_url: typeUrl,
+      resource_names: names,
+      version_info: this.#accepted.get(typeUrl),
+    });
+  }
+
+  /** Accepts a response. */
+  ack(response: SotwResponse): void {
+    this.#accepted.set(response.type_url, response.version_info ?? "");
+    this.#send({
+      type_url: response.type_url,
+      resource_names: this.#names.get(response.type_url),
+      version_info: response.version_info,
+      response_nonce: response.nonce,
+    });
+  }
+
+  /** Rejects a response: the version stays the last accepted one. */
+  nack(response: SotwResponse, message: string): void {
+    this.#send({
+      type_url: response.type_url,
+      resource_names: this.#names.get(response.type_url),
+      version_info: this.#accepted.get(response.type_url),
+      response_nonce: response.nonce,
+      error_detail: { code: grpc.status.INVALID_ARGUMENT, message },
+    });
+  }
+
+  /** Sends a request as is (for stale replies). */
+  raw(request: codec.ProtoJson): void {
+    this.#send(request);
+  }
+
+  /** The next response, waiting up to `timeoutMs`. */
+  async next(timeoutMs = 2_000): Promise<SotwResponse> {
+    if (this.#inbox.length === 0) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => this.#wake = resolve),
+        new Promise<void>((_, reject) =>
+          timer = setTimeout(() => reject(new Error("No response in time")), timeoutMs)
+        ),
+      ]).finally(() => {
+        clearTimeout(timer);
+        this.#wake = null;
+      });
+    }
+    return this.#inbox.shift()!;
+  }
+
+  /** Responses received and not read yet. */
+  get unread(): number {
+    return this.#inbox.length;
+  }
+
+  /** How the stream ended. */
+  get ended(): Promise<grpc.StatusObject> {
+    return this.#ended;
+  }
+
+  async close(): Promise<void> {
+    this.#call.end();
+    await this.#ended;
+    this.#client.close();
+  }
+}
+
+/** Names in a response, in order. */
+function names(response: SotwResponse): string[] {
+  return (response.resources ?? []).map((r) => String(r["name"] ?? r["cluster_name"]));
+}
+
+async function waitFor(condition: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 2_000;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** An ADS server on 127.0.0.1:0 serving `current`, with its clients; dispose to close all. */
+async function fixture(initial: ProxySnapshot = BASE, identify: () => ProxyPeer = () => PEER) {
+  let current = initial;
+  const sent: string[] = [];
+  const ads = new AdsServer({
+    log: silentLogger,
+    snapshotFor: () => current,
+    identify,
+    events: { sent: (typeUrl) => sent.push(typeUrl) },
+  });
+  const listener = await startGrpcServer({ host: "127.0.0.1", port: 0 }, {
+    isServing: () => true,
+    ads,
+  });
+  const clients: TestSotwClient[] = [];
+  return {
+    ads,
+    /** Type URLs of every response written, in order. */
+    sent,
+    connect(): TestSotwClient {
+      const client = new TestSotwClient(listener.address.port);
+      clients.push(client);
+      return client;
+    },
+    /** Serves `next` from now on and pushes. */
+    async push(next: ProxySnapshot): Promise<void> {
+      current = next;
+      await ads.push();
+    },
+    type(typeUrl: string) {
+      const status = ads.status();
+      assert.equal(status.length, 1);
+      const found = status[0]!.types.find((t) => t.typeUrl === typeUrl);
+      assert.ok(found, `no status for ${typeUrl}`);
+      return found;
+    },
+    async [Symbol.asyncDispose]() {
+      for (const client of clients) await client.close();
+      await listener.stop(1_000);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+
+Deno.test("SotW: LDS and CDS wildcards get every resource, RDS and EDS only subscribed names", async () => {
+  await using f = await fixture();
+  const client = f.connect();
+  client.subscribe(LDS, []);
+  const lds = await client.next();
+  assert.equal(lds.type_url, LDS);
+  assert.deepEqual(names(lds), ["l1", "l2"]);
+  assert.equal(lds.resources![0]!["@type"], LDS);
+  client.subscribe(CDS, []);
+  assert.deepEqual(names(await client.next()), ["a", "b"]);
+  client.subscribe(RDS, ["r1"]);
+  assert.deepEqual(names(await client.next()), ["r1"]);
+  client.subscribe(EDS, ["b", "missing"]);
+  const eds = await client.next();
+  assert.equal(eds.type_url, EDS);
+  assert.deepEqual(names(eds), ["b"]);
+
+  const [status] = f.ads.status();
+  assert.equal(status!.id.includes("delta"), false);
+  assert.equal(status!.node, "vm-1");
+  assert.deepEqual(
+    status!.types.map((t) => [t.typeUrl, t.subscribed, t.inSync]),
+    [[LDS, "*", false], [CDS, "*", false], [RDS, ["r1"], false], [EDS, ["b", "missing"], false]],
+  );
+  const dump = f.ads.configDump(status!.id)!;
+  assert.deepEqual(dump[EDS], [endpoints("b").body]);
+  assert.deepEqual(dump[CDS], [cluster("a").body, cluster("b").body]);
+  assert.equal(f.ads.configDump("nope"), null);
+});
+
+Deno.test("SotW: an ACK is recorded and nothing is re-sent while nothing changes", async () => {
+  await using f = await fixture();
+  const client = f.connect();
+  client.subscribe(CDS, []);
+  const first = await client.next();
+  assert.ok(first.version_info);
+  assert.equal(f.type(CDS).ackedVersion, null);
+  client.ack(first);
+  await waitFor(() => f.type(CDS).inSync, "the ACK");
+  assert.equal(f.type(CDS).ackedVersion, first.version_info);
+  assert.equal(f.type(CDS).sentVersion, first.version_info);
+  await f.push(BASE);
+  assert.deepEqual(f.sent, [CDS]);
+  assert.equal(client.unread, 0);
+});
+
+Deno.test("SotW: a NACK is recorded and the rejected version is never re-sent", async () => {
+  await using f = await fixture();
+  const client = f.connect();
+  client.subscribe(CDS, []);
+  const good = await client.next();
+  client.ack(good);
+  await waitFor(() => f.type(CDS).inSync, "the ACK");
+
+  const bad = snapshot({ ...BASE, clusters: [cluster("a", "2s"), cluster("b")] });
+  await f.push(bad);
+  const rejected = await client.next();
+  assert.notEqual(rejected.version_info, good.version_info);
+  client.nack(rejected, "bad cluster a");
+  await waitFor(() => f.type(CDS).lastNack !== null, "the NACK");
+  const status = f.type(CDS);
+  assert.equal(status.lastNack!.version, rejected.version_info);
+  assert.equal(status.lastNack!.message, "bad cluster a");
+  assert.equal(status.ackedVersion, good.version_info);
+  assert.equal(status.inSync, false);
+
+  // No change: the rejected version is not sent again.
+  const before = f.sent.length;
+  await f.push(bad);
+  assert.equal(f.sent.length, before);
+
+  // Something else changes: a new version goes out and is accepted.
+  await f.push(snapshot({ ...BASE, clusters: [cluster("a", "2s"), cluster("b", "3s")] }));
+  const next = await client.next();
+  assert.notEqual(next.version_info, rejected.version_info);
+  assert.deepEqual(names(next), ["a", "b"]);
+  client.ack(next);
+  await waitFor(() => f.type(CDS).inSync, "the second ACK");
+  assert.equal(f.type(CDS).lastNack!.version, rejected.version_info);
+});
+
+Deno.test("SotW: a reply with a stale nonce is ignored", async () => {
+  await using f = await fixture();
+  const client = f.connect();
+  client.subscribe(CDS, []);
+  const first = await client.next();
+  await f.push(snapshot({ ...BASE, clusters: [cluster("a", "2s"), cluster("b")] }));
+  const second = await client.next();
+  assert.notEqual(first.nonce, second.nonce);
+
+  // Replies to the first response, which the second one superseded: a NACK and a
+  // narrower subscription. Neither counts.
+  client.raw({
+    type_url: CDS,
+    response_nonce: first.nonce,
+    error_detail: { code: 3, message: "stale" },
+  });
+  client.raw({
+    type_url: CDS,
+    resource_names: ["a"],
+    version_info: first.version_info,
+    response_nonce: first.nonce,
+  });
+  // A barrier: the stream is ordered, so once EDS answers, the stale replies were handled.
+  client.subscribe(EDS, ["a"]);
+  const eds = await client.next();
+  assert.equal(eds.type_url, EDS);
+  assert.equal(client.unread, 0);
+  const cds = f.type(CDS);
+  assert.equal(cds.lastNack, null);
+  assert.equal(cds.ackedVersion, null);
+  assert.equal(cds.subscribed, "*");
+  assert.equal(cds.sentVersion, second.version_info);
+
+  client.ack(second);
+  await waitFor(() => f.type(CDS).inSync, "the ACK of the newest response");
+});
+
+Deno.test("SotW: a push after an endpoint-only change sends EDS only", async () => {
+  await using f = await fixture();
+  const client = f.connect();
+  for (const [typeUrl, subscribed] of [[CDS, []], [EDS, ["a", "b"]], [LDS, []], [RDS, ["r1"]]]) {
+    client.subscribe(typeUrl as string, subscribed as string[]);
+    client.ack(await client.next());
+  }
+  await waitFor(() => f.ads.status()[0]!.types.every((t) => t.inSync), "every ACK");
+  const before = f.sent.length;
+
+  await f.push(snapshot({ ...BASE, endpoints: [endpoints("a", 9090), endpoints("b")] }));
+  assert.deepEqual(f.sent.slice(before), [EDS]);
+  const eds = await client.next();
+  assert.equal(eds.type_url, EDS);
+  assert.deepEqual(names(eds), ["a", "b"]);
+  const { "@type": _, ...body } = eds.resources![0]!;
+  assert.deepEqual(body, endpoints("a", 9090).body);
+});
+
+Deno.test("SotW: a caller identify() refuses, or a revoked node, gets an error status", async () => {
+  await using refusing = await fixture(BASE, () => {
+    throw new UnauthorizedError("xDS needs the proxy's mesh certificate (mTLS)");
+  });
+  const stranger = refusing.connect();
+  stranger.subscribe(CDS, []);
+  const refused = await stranger.ended;
+  assert.equal(refused.code, grpc.status.UNAUTHENTICATED);
+  assert.match(refused.details, /mesh certificate/);
+  assert.deepEqual(refusing.ads.status(), []);
+
+  await using f = await fixture();
+  const client = f.connect();
+  client.subscribe(CDS, []);
+  await client.next();
+  assert.equal(f.ads.closeNode("vm-1"), 1);
+  assert.equal((await client.ended).code, grpc.status.UNAUTHENTICATED);
+  await waitFor(() => f.ads.status().length === 0, "the stream to close");
+});
