@@ -77,6 +77,8 @@ const WILDCARD_TYPES = new Set([TYPE_URLS.listeners, TYPE_URLS.clusters]);
 
 interface TypeState {
   names: Set<string> | "*";
+  /** `*` or the sorted names: the key of this subscription's selection in a snapshot. */
+  namesKey: string;
   sentVersion: string | null;
   sentNonce: string | null;
   sentAt: number;
@@ -175,6 +177,11 @@ export const adsServiceDefinition = {
 export class AdsServer {
   readonly #options: AdsOptions;
   readonly #streams = new Map<string, Stream>();
+  /** Selections per snapshot (see `#select`); dropped with the snapshot. */
+  readonly #selections = new WeakMap<
+    ProxySnapshot,
+    Map<string, { resources: Resource[]; version: string }>
+  >();
   /** Serialized Any values by `typeUrl|version`: one encoding per resource version, shared by all proxies. */
   #encoded = new Map<string, Uint8Array>();
   #nextId = 0;
@@ -252,6 +259,7 @@ export class AdsServer {
     if (!state) {
       state = {
         names: "*",
+        namesKey: "*",
         sentVersion: null,
         sentNonce: null,
         sentAt: 0,
@@ -290,17 +298,13 @@ export class AdsServer {
     const wanted = names.length === 0 && WILDCARD_TYPES.has(typeUrl) ? "*" : new Set(names);
     const changed = !sameNames(state.names, wanted) || state.sentVersion === null;
     state.names = wanted;
+    state.namesKey = wanted === "*" ? "*" : [...wanted].sort().join("\n");
     if (changed) this.#send(stream, typeUrl, state, true);
   }
 
   /** Sends a type's current resources when they differ from what the proxy has (or `force`). */
   #send(stream: Stream, typeUrl: string, state: TypeState, force: boolean): void {
-    const kind = KIND_BY_URL.get(typeUrl)!;
-    const all = stream.snapshot?.[kind] ?? [];
-    const resources = state.names === "*"
-      ? all
-      : all.filter((r) => (state.names as Set<string>).has(r.name));
-    const version = shortHash(resources.map((r) => `${r.name}:${r.version}`).join(","));
+    const { resources, version } = this.#select(stream.snapshot, typeUrl, state);
     if (!force && version === state.sentVersion) return;
     if (state.nack && version === state.nack.version) return;
     const nonce = String(++stream.nonce);
@@ -316,6 +320,33 @@ export class AdsServer {
     state.sentResources = resources;
     stream.call.write(response);
     this.#options.events?.sent?.(typeUrl);
+  }
+
+  /**
+   * The resources of one subscription in a snapshot, with their combined
+   * version. Proxies that share a snapshot and subscribe to the same names
+   * (most proxyless clients of a service) share one selection per push, so a
+   * push costs per distinct subscription, not per stream.
+   */
+  #select(
+    snapshot: ProxySnapshot | null,
+    typeUrl: string,
+    state: TypeState,
+  ): { resources: Resource[]; version: string } {
+    const kind = KIND_BY_URL.get(typeUrl)!;
+    if (!snapshot) return { resources: [], version: shortHash("") };
+    let memo = this.#selections.get(snapshot);
+    if (!memo) this.#selections.set(snapshot, memo = new Map());
+    const key = `${kind}|${state.namesKey}`;
+    let selection = memo.get(key);
+    if (!selection) {
+      const all = snapshot[kind];
+      const names = state.names;
+      const resources = names === "*" ? all : all.filter((r) => names.has(r.name));
+      const version = shortHash(resources.map((r) => `${r.name}:${r.version}`).join(","));
+      memo.set(key, selection = { resources, version });
+    }
+    return selection;
   }
 
   /** Identifies the proxy on its stream's first request and takes its first snapshot. */
@@ -523,27 +554,28 @@ export class AdsServer {
    */
   async push(): Promise<void> {
     const inUse = new Map<string, Uint8Array>();
+    // What streams hold, each distinct list once: shared selections are the common case.
+    const held = new Set<Resource[] | Map<string, Resource>>();
     let done = 0;
     for (const stream of [...this.#streams.values()]) {
       if (!stream.peer) continue;
       stream.snapshot = this.#options.snapshotFor(stream.peer);
-      const held: Iterable<Resource>[] = [];
       for (const [typeUrl, state] of stream.types) {
         this.#send(stream, typeUrl, state, false);
-        held.push(state.sentResources);
+        held.add(state.sentResources);
       }
       for (const [typeUrl, state] of stream.delta) {
         this.#sendDelta(stream, typeUrl, state, false);
-        held.push(state.view.values());
-      }
-      for (const resources of held) {
-        for (const r of resources) {
-          const key = `${r.typeUrl}|${r.version}`;
-          const bytes = this.#encoded.get(key);
-          if (bytes) inUse.set(key, bytes);
-        }
+        held.add(state.view);
       }
       if (++done % 100 === 0) await new Promise((r) => setTimeout(r, 0));
+    }
+    for (const resources of held) {
+      for (const r of resources.values()) {
+        const key = `${r.typeUrl}|${r.version}`;
+        const bytes = this.#encoded.get(key);
+        if (bytes) inUse.set(key, bytes);
+      }
     }
     // Drop encodings no proxy holds any more, so memory follows the mesh, not its history.
     this.#encoded = inUse;
