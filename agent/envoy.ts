@@ -6,7 +6,10 @@
  * on loopback; the agent relays that stream to the server over mTLS with its
  * own certificate (`xds_relay.ts`), so Envoy needs no certificate files to
  * reach the control plane. Everything else (listeners, clusters, routes,
- * endpoints, the mesh certificates) comes over ADS.
+ * endpoints, secrets) comes over ADS: the trust bundle `ROOTCA` from the
+ * server, the workload certificate `default` from the agent itself, which
+ * answers that SDS request on the relayed stream (`sds.ts`), so the private
+ * key never leaves the host.
  */
 import type { HostPort } from "../core/address.ts";
 import { formatDuration } from "../core/duration.ts";

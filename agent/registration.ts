@@ -4,7 +4,7 @@
  * the registration (the node's whole state) and the heartbeat.
  */
 import type { z } from "zod";
-import type { AgentConfig, ServiceConfig } from "../core/agent_config.ts";
+import type { AgentConfig, ServiceConfig, UpstreamConfig } from "../core/agent_config.ts";
 import { formatDuration } from "../core/duration.ts";
 import { InvalidError } from "../core/errors.ts";
 import type { Labels } from "../core/labels.ts";
@@ -71,7 +71,8 @@ export function resolveNode(node: AgentConfig["node"], host: HostInfo): Resolved
 const NO_CHECK: CheckReport = { status: "none", output: "" };
 
 /**
- * The node's whole state for the server. An instance without a check reports
+ * The node's whole state for the server: its instances (with their sidecar
+ * inbound ports) and the upstreams its sidecar exposes. An instance without a check reports
  * `none`; one whose check has not run yet cannot occur, because the agent runs
  * every check once before registering.
  */
@@ -94,10 +95,21 @@ export function registrationBody(
         service: service.name,
         address: service.address ?? node.address,
         port: service.port,
+        ...(service.inboundPort !== undefined ? { inboundPort: service.inboundPort } : {}),
         protocol: service.protocol,
         labels: service.labels,
         check: report.status,
         output: report.output,
+      };
+    }),
+    upstreams: config.upstreams.map((upstream: UpstreamConfig) => {
+      // The configuration's "name.namespace" has exactly one dot (both parts are DNS-1123 labels).
+      const dot = upstream.service.indexOf(".");
+      return {
+        service: upstream.service.slice(0, dot),
+        namespace: upstream.service.slice(dot + 1),
+        localPort: upstream.localPort,
+        ...(upstream.port !== undefined ? { port: upstream.port } : {}),
       };
     }),
   };

@@ -56,8 +56,11 @@ const CONFIG = parseAgentConfig(
   `
 heartbeat: {interval: 1m30s}
 services:
-  - {name: web, port: 8080, labels: {version: v1}, check: {tcp: "127.0.0.1:8080"}}
+  - {name: web, port: 8080, inboundPort: 15001, labels: {version: v1}, check: {tcp: "127.0.0.1:8080"}}
   - {name: web, id: web-2, namespace: shop, address: 10.0.0.9, port: 8081, protocol: grpc}
+upstreams:
+  - {service: api.shop, localPort: 9001}
+  - {service: db.data, localPort: 9002, port: 5433}
 `,
   "agent.yaml",
 );
@@ -79,6 +82,7 @@ Deno.test("registrationBody() matches nodeRegistrationSchema", () => {
         service: "web",
         address: "10.0.0.5",
         port: 8080,
+        inboundPort: 15001,
         protocol: "http",
         labels: { version: "v1" },
         check: "failing",
@@ -96,9 +100,14 @@ Deno.test("registrationBody() matches nodeRegistrationSchema", () => {
         output: "",
       },
     ],
+    upstreams: [
+      { service: "api", namespace: "shop", localPort: 9001 },
+      { service: "db", namespace: "data", localPort: 9002, port: 5433 },
+    ],
   });
   const parsed = nodeRegistrationSchema.parse(body);
   assert.equal(parsed.heartbeatInterval, 90_000);
+  assert.equal(parsed.instances[1]?.inboundPort, undefined);
 });
 
 Deno.test("heartbeatBody() reports every instance and matches heartbeatSchema", () => {

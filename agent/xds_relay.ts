@@ -6,12 +6,20 @@
  * stream to the server over its own mTLS identity. Envoy sidecars on the
  * host use the same endpoint (see `envoy.ts`).
  *
- * One application stream is one upstream stream: every message is passed on
- * unchanged in both directions (raw bytes, nothing decoded), a half-close or
- * a cancellation on one side ends the other, and the server's final status
- * reaches the application as it is. When the server cannot be reached the
- * application's stream fails with UNAVAILABLE at once; its xDS client retries
- * with backoff and keeps its last configuration meanwhile.
+ * One application stream is one upstream stream: messages are passed on
+ * unchanged in both directions (raw bytes), a half-close or a cancellation on
+ * one side ends the other, and the server's final status reaches the
+ * application as it is. When the server cannot be reached the application's
+ * stream fails with UNAVAILABLE at once; its xDS client retries with backoff
+ * and keeps its last configuration meanwhile.
+ *
+ * One exception: the sidecar's workload certificate. Envoy asks for the SDS
+ * secret `default` on its ADS stream, and the relay answers that itself with
+ * the agent's certificate chain and private key, so the key never leaves the
+ * host and the server never serves it; the rest of the request (`ROOTCA`)
+ * goes to the server. After a renewal every subscribed Envoy gets the new
+ * certificate on its running stream. See `sds.ts` for how requests are split;
+ * server→application messages are never decoded.
  *
  * The server sees the agent's certificate, so every stream relayed by an
  * agent counts as that agent's node and identity: the loopback endpoint
@@ -20,13 +28,15 @@
  * After a certificate renewal or a trust bundle change ({@link XdsRelay.update})
  * new streams use a channel built on the new material; streams already
  * running stay on the channel they started on, which closes once its last
- * stream ends. A stream never breaks because of a renewal.
+ * stream ends. A stream never breaks because of a renewal (and its Envoy gets
+ * the renewed `default` on it).
  */
 import * as grpc from "@grpc/grpc-js";
 import { isIP } from "node:net";
 import { checkServerIdentity } from "node:tls";
 import { formatHostPort, type HostPort, isLoopback } from "../core/address.ts";
 import type { Logger } from "../core/log.ts";
+import { SdsSplitter, type WorkloadCertificate, workloadCertificate } from "./sds.ts";
 import type { TlsMaterial } from "./tls_clients.ts";
 
 /** The full method name of state-of-the-world ADS. */
@@ -81,7 +91,10 @@ export interface RelayStats {
 export interface XdsRelay {
   /** The address actually bound (port 0 resolved). */
   readonly address: HostPort;
-  /** Makes new upstream streams use `material`; running streams keep theirs. */
+  /**
+   * Makes new upstream streams use `material`; running streams keep theirs.
+   * A new certificate goes to every Envoy subscribed to `default` at once.
+   */
   update(material: TlsMaterial): void;
   stats(): RelayStats;
   /** Stops listening and cancels every stream, both sides. */
@@ -134,6 +147,13 @@ interface Channel {
 
 function materialKey(m: TlsMaterial): string {
   return JSON.stringify([m.caPem, m.certPem ?? "", m.keyPem ?? ""]);
+}
+
+function certificateOf(material: TlsMaterial): WorkloadCertificate {
+  if (material.certPem === undefined || material.keyPem === undefined) {
+    throw new Error("The xDS relay needs the agent's certificate and key");
+  }
+  return workloadCertificate(material.certPem, material.keyPem);
 }
 
 /** Starts the relay; rejects when the address cannot be bound or is not loopback. */
@@ -191,8 +211,10 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
   };
 
   let current = newChannel(options.material);
+  let certificate = certificateOf(options.material);
   const channels = new Set<Channel>([current]);
   const calls = new Set<() => void>();
+  const splitters = new Set<SdsSplitter>();
   let total = 0;
   let closed = false;
 
@@ -209,9 +231,19 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
       new grpc.Metadata(),
       {},
     );
+    const sds = new SdsSplitter({
+      send: (bytes) => {
+        if (!finished) app.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      },
+      certificate: () => certificate,
+      log,
+      stream: id,
+    });
+    splitters.add(sds);
     const finish = () => {
       if (finished) return false;
       finished = true;
+      splitters.delete(sds);
       calls.delete(cancelBoth);
       channel.streams--;
       closeIfIdle(channel);
@@ -226,9 +258,13 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
     };
     calls.add(cancelBoth);
 
-    // Application → server, with backpressure both ways.
+    // Application → server, with backpressure both ways; the agent answers `default` itself.
     app.on("data", (bytes: Buffer) => {
-      if (!upstream.write(bytes)) app.pause();
+      if (finished) return;
+      const up = sds.fromApp(bytes);
+      if (up === null) return;
+      const message = up === bytes ? bytes : Buffer.from(up.buffer, up.byteOffset, up.byteLength);
+      if (!upstream.write(message)) app.pause();
     });
     upstream.on("drain", () => app.resume());
     app.on("end", () => {
@@ -303,6 +339,8 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
       const next = newChannel(material);
       const old = current;
       current = next;
+      certificate = certificateOf(material);
+      for (const sds of splitters) sds.renewed();
       channels.add(next);
       old.retired = true;
       closeIfIdle(old);

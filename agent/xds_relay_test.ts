@@ -6,6 +6,8 @@ import { runAgent } from "./agent.ts";
 import { createTestCa, startTlsServerDouble, type TestCa } from "./_tls_server_double.ts";
 import type { TlsMaterial } from "./tls_clients.ts";
 import { HOST, nodeRequests, waitFor } from "./_test_agent.ts";
+// Tests may reach sideways: the Envoy-like client and the server double speak real protobuf.
+import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
 import {
   ADS_METHOD,
   defaultXdsServer,
@@ -323,6 +325,192 @@ Deno.test("parseLocalXdsAddr() accepts loopback only; defaultXdsServer() uses po
   assert.equal(defaultXdsServer("https://10.0.0.1:8443"), "10.0.0.1:15012");
   assert.equal(defaultXdsServer("https://mesh.example:8443/"), "mesh.example:15012");
   assert.equal(defaultXdsServer("https://[::1]:8443"), "[::1]:15012");
+});
+
+const DISCOVERY_REQUEST = "envoy.service.discovery.v3.DiscoveryRequest";
+const DISCOVERY_RESPONSE = "envoy.service.discovery.v3.DiscoveryResponse";
+const SDS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+const CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const BUNDLE = "-----BEGIN CERTIFICATE-----\nTHEBUNDLE\n-----END CERTIFICATE-----\n";
+
+interface Discovery {
+  version_info?: string;
+  node?: Record<string, unknown>;
+  resource_names?: string[];
+  type_url?: string;
+  response_nonce?: string;
+  nonce?: string;
+  resources?: { "@type": string; name: string; [key: string]: unknown }[];
+}
+
+/**
+ * A test double of the server's ADS port that speaks xDS: it records every
+ * request (raw and decoded) and answers a fresh SDS request with the trust
+ * bundle `ROOTCA` when it is named, with its own nonces, as the server does.
+ */
+async function startSdsUpstreamDouble(ca: TestCa) {
+  const serving = await leaf(ca, "server", { cn: "server", ips: ["127.0.0.1"] });
+  const raws: Buffer[] = [];
+  const requests: Discovery[] = [];
+  let nonce = 0;
+  const server = new grpc.Server();
+  server.addService({
+    ads: {
+      path: ADS_METHOD,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: raw,
+      requestDeserialize: raw,
+      responseSerialize: raw,
+      responseDeserialize: raw,
+    },
+  }, {
+    ads: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on("data", (b: Buffer) => {
+        raws.push(b);
+        const request = decodeStrict(DISCOVERY_REQUEST, b) as Discovery;
+        requests.push(request);
+        const fresh = (request.response_nonce ?? "") === "";
+        if (request.type_url === SDS && fresh && request.resource_names?.includes("ROOTCA")) {
+          call.write(Buffer.from(encodeStrict(DISCOVERY_RESPONSE, {
+            version_info: "bundle-1",
+            type_url: SDS,
+            nonce: String(++nonce),
+            resources: [{
+              "@type": SDS,
+              name: "ROOTCA",
+              validation_context: { trusted_ca: { inline_string: BUNDLE } },
+            }],
+          })));
+        }
+      });
+      call.on("end", () => call.end());
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      "127.0.0.1:0",
+      grpc.ServerCredentials.createSsl(
+        Buffer.from(ca.rootPem),
+        [{ private_key: Buffer.from(serving.key), cert_chain: Buffer.from(serving.cert) }],
+        true,
+      ),
+      (e, p) => e ? reject(e) : resolve(p),
+    )
+  );
+  return { address: `127.0.0.1:${port}`, raws, requests, stop: () => server.forceShutdown() };
+}
+
+/** An Envoy sidecar's ADS stream through the relay: protobuf requests out, decoded responses in. */
+function openEnvoy(relay: XdsRelay) {
+  const app = openApp(relay);
+  const responses: Discovery[] = [];
+  app.call.removeAllListeners("data");
+  app.call.on("data", (b: Buffer) => {
+    responses.push(decodeStrict(DISCOVERY_RESPONSE, b) as Discovery);
+  });
+  return {
+    ...app,
+    responses,
+    send(request: Discovery) {
+      app.call.write(Buffer.from(encodeStrict(DISCOVERY_REQUEST, request)));
+    },
+  };
+}
+
+Deno.test("xDS relay serves Envoy's `default` secret itself; ROOTCA and the rest come from the server", async () => {
+  const ca = await createTestCa("Relay Test");
+  const upstream = await startSdsUpstreamDouble(ca);
+  const material = await agentMaterial(ca, "web");
+  const relay = await startXdsRelay({
+    listen: { host: "127.0.0.1", port: 0 },
+    upstream: upstream.address,
+    material,
+    log: silentLogger,
+  });
+  const envoy = openEnvoy(relay);
+  const node = { id: "vm-1", cluster: "vm-1", metadata: { IRONMESH_PROXY: "sidecar" } };
+  const secret = (r: Discovery) => r.resources?.[0];
+  try {
+    envoy.send({ node, resource_names: ["ROOTCA", "default"], type_url: SDS });
+    await waitFor(() => envoy.responses.length === 2, "default from the agent and ROOTCA");
+    const mine = envoy.responses.find((r) => secret(r)?.name === "default")!;
+    const theirs = envoy.responses.find((r) => secret(r)?.name === "ROOTCA")!;
+    assert.equal(mine.type_url, SDS);
+    assert.match(mine.version_info!, /^[0-9a-f]{16}$/);
+    assert.deepEqual(secret(mine)!.tls_certificate, {
+      certificate_chain: { inline_string: material.certPem },
+      private_key: { inline_string: material.keyPem },
+    });
+    assert.deepEqual(secret(theirs)!.validation_context, {
+      trusted_ca: { inline_string: BUNDLE },
+    });
+    // The server got Envoy's node and ROOTCA alone.
+    assert.deepEqual(upstream.requests, [{ node, resource_names: ["ROOTCA"], type_url: SDS }]);
+
+    // Envoy ACKs both on its one SDS slot; only the ACK of the server's response goes up.
+    envoy.send({
+      version_info: mine.version_info!,
+      resource_names: ["ROOTCA", "default"],
+      type_url: SDS,
+      response_nonce: mine.nonce!,
+    });
+    envoy.send({
+      version_info: theirs.version_info!,
+      resource_names: ["ROOTCA", "default"],
+      type_url: SDS,
+      response_nonce: theirs.nonce!,
+    });
+    await waitFor(() => upstream.requests.length === 2, "the ACK of ROOTCA");
+    assert.deepEqual(upstream.requests[1], {
+      version_info: "bundle-1",
+      resource_names: ["ROOTCA"],
+      type_url: SDS,
+      response_nonce: theirs.nonce!,
+    });
+
+    // A renewal reaches Envoy on its running stream.
+    const renewed = await agentMaterial(ca, "web");
+    relay.update(renewed);
+    await waitFor(() => envoy.responses.length === 3, "the renewed certificate");
+    const next = envoy.responses[2]!;
+    assert.equal(secret(next)!.name, "default");
+    assert.notEqual(next.version_info, mine.version_info);
+    assert.notEqual(next.nonce, mine.nonce);
+    assert.deepEqual(secret(next)!.tls_certificate, {
+      certificate_chain: { inline_string: renewed.certPem },
+      private_key: { inline_string: renewed.keyPem },
+    });
+    envoy.send({
+      version_info: next.version_info!,
+      resource_names: ["ROOTCA", "default"],
+      type_url: SDS,
+      response_nonce: next.nonce!,
+    });
+    // Anything else still goes up, after the ACK above (one stream keeps the order).
+    envoy.send({ type_url: CDS });
+    await waitFor(() => upstream.requests.length === 3, "the CDS request");
+    assert.deepEqual(upstream.requests[2], { type_url: CDS });
+
+    // Neither the secret's name nor a key, nor the agent's nonces, ever went to the server.
+    const seen: Discovery[] = upstream.requests;
+    for (const request of seen) {
+      assert.ok(!request.resource_names?.includes("default"), JSON.stringify(request));
+      assert.ok(!request.response_nonce?.startsWith("agent-"), JSON.stringify(request));
+      assert.ok(!request.version_info || request.version_info === "bundle-1");
+    }
+    const keyBody = (pem: string) => pem.split("\n")[1]!;
+    for (const bytes of upstream.raws) {
+      const text = bytes.toString("latin1");
+      assert.ok(!text.includes("PRIVATE KEY"));
+      assert.ok(!text.includes(keyBody(material.keyPem!)));
+      assert.ok(!text.includes(keyBody(renewed.keyPem!)));
+    }
+  } finally {
+    envoy.client.close();
+    await relay.close();
+    upstream.stop();
+  }
 });
 
 const AGENT_YAML = `

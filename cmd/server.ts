@@ -588,6 +588,9 @@ export function serverCommand(): Command {
         format: resolveLogFormat(config.logFormat),
       });
       const server = await startServer(config, log);
+      // Listen for signals before announcing readiness: a supervisor (or a test) that stops the
+      // server right after "ready" must get a clean shutdown, not the default kill.
+      const signalled = waitForSignal();
       log.info("Ironmesh server started", {
         version: VERSION,
         http: formatHostPort(server.http),
@@ -600,7 +603,7 @@ export function serverCommand(): Command {
       console.log(`  TLS (mTLS):  https://${formatHostPort(server.https)}`);
       console.log(`  gRPC:        ${formatHostPort(server.grpc)}`);
       console.log(`  Admin token: ${server.adminTokenFile}`);
-      await waitForSignal();
+      await signalled;
       log.info("Shutting down");
       await server.stop();
       log.info("Stopped cleanly");

@@ -138,6 +138,9 @@ const serviceSchema = z.strictObject({
     "IP literal the instance listens on; default node.address",
   ),
   port: portNumber.describe("Port the instance listens on"),
+  inboundPort: portNumber.optional().describe(
+    "Port of the local Envoy's mTLS listener for this instance, on node.address: other nodes' sidecars connect there and Envoy forwards to 127.0.0.1:port; unique on the node, distinct from every service port and upstream localPort. Without it the instance gets no sidecar listener and is reached directly (e.g. by proxyless gRPC clients); sidecars elsewhere cannot reach it",
+  ),
   protocol: z.enum(PROTOCOLS).default("http").describe(
     "Application protocol: http, http2, grpc or tcp; default http",
   ),
@@ -154,6 +157,9 @@ const upstreamSchema = z.strictObject({
     'Service the local Envoy exposes, as "name.namespace"',
   ),
   localPort: portNumber.describe("Loopback port the application connects to for that service"),
+  port: portNumber.optional().describe(
+    "The service port to reach when the service has several; default: its lowest port",
+  ),
 });
 
 /** The schema of the agent configuration file; parse it with {@link parseAgentConfig}. */
@@ -222,6 +228,32 @@ export const agentConfigSchema = z.strictObject({
       seen.add(upstream.localPort);
     });
   }).describe("Services the local Envoy exposes to applications on loopback ports"),
+}).superRefine((config, ctx) => {
+  // Envoy binds every inbound port (on the node's address) and every upstream's local port (on
+  // loopback) on this host: none may be taken twice, nor by an application.
+  const appPorts = new Set(config.services.map((s) => s.port));
+  const localPorts = new Set(config.upstreams.map((u) => u.localPort));
+  const inboundPorts = new Set<number>();
+  config.services.forEach((service, i) => {
+    const port = service.inboundPort;
+    if (port === undefined) return;
+    const clash = inboundPorts.has(port)
+      ? "the inboundPort of another service"
+      : appPorts.has(port)
+      ? "a service's port"
+      : localPorts.has(port)
+      ? "an upstream's localPort"
+      : undefined;
+    if (clash) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["services", i, "inboundPort"],
+        message:
+          `Port ${port} is already ${clash} on this node: give each inboundPort its own port`,
+      });
+    }
+    inboundPorts.add(port);
+  });
 });
 
 /** A parsed agent configuration, defaults applied; node name and address may still be unset. */

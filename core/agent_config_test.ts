@@ -212,3 +212,41 @@ Deno.test("parseAgentConfig() refuses grpcService without grpc", () => {
   );
   assert.equal(error.fileProblems[0]?.pointer, "/services/0/check/grpcService");
 });
+
+Deno.test("parseAgentConfig() reads inboundPort and an upstream's port", () => {
+  const config = parseAgentConfig(
+    [
+      "services:",
+      "  - {name: web, port: 8080, inboundPort: 15001}",
+      "  - {name: cache, port: 6379, protocol: tcp}",
+      "upstreams:",
+      "  - {service: api.shop, localPort: 9001, port: 8443}",
+    ].join("\n"),
+    "agent.yaml",
+  );
+  assert.equal(config.services[0]?.inboundPort, 15001);
+  assert.equal(config.services[1]?.inboundPort, undefined);
+  assert.deepEqual(config.upstreams, [{ service: "api.shop", localPort: 9001, port: 8443 }]);
+});
+
+Deno.test("parseAgentConfig() refuses an inboundPort taken twice, by an app or by an upstream", () => {
+  const error = problemsOf(
+    [
+      "services:",
+      "  - {name: web, port: 8080, inboundPort: 15001}",
+      "  - {name: api, port: 8081, inboundPort: 15001}",
+      "  - {name: db, port: 5432, inboundPort: 8080}",
+      "  - {name: mq, port: 5672, inboundPort: 9001}",
+      "  - {name: big, port: 5673, inboundPort: 70000}",
+      "upstreams:",
+      "  - {service: a.default, localPort: 9001}",
+    ].join("\n"),
+  );
+  const problems = error.fileProblems.map((p) => [p.pointer, p.line, p.message.split(" on ")[0]]);
+  assert.deepEqual(problems.sort((a, b) => String(a[0]).localeCompare(String(b[0]))), [
+    ["/services/1/inboundPort", 3, "Port 15001 is already the inboundPort of another service"],
+    ["/services/2/inboundPort", 4, "Port 8080 is already a service's port"],
+    ["/services/3/inboundPort", 5, "Port 9001 is already an upstream's localPort"],
+    ["/services/4/inboundPort", 6, "Must be between 1 and 65535"],
+  ]);
+});

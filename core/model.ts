@@ -76,6 +76,18 @@ export const serviceSchema = z.object({
 /** A service: a name in a namespace that instances register under. */
 export type Service = z.infer<typeof serviceSchema>;
 
+/** One service a node's sidecar exposes to the node's applications on a loopback port. */
+export const nodeUpstreamSchema = z.object({
+  service: z.string(),
+  namespace: z.string(),
+  localPort: portNumber.describe("Loopback port the node's applications connect to"),
+  port: portNumber.optional().describe(
+    "The service port to reach; absent: the service's lowest port",
+  ),
+}).describe("One service a node's sidecar exposes to the node's applications on a loopback port");
+/** One service a node's sidecar exposes to the node's applications on a loopback port. */
+export type NodeUpstream = z.infer<typeof nodeUpstreamSchema>;
+
 /** A host running an agent. */
 export const meshNodeSchema = z.object({
   name: z.string(),
@@ -93,6 +105,10 @@ export const meshNodeSchema = z.object({
   /** Id of the API token that registered the node; only that token's agent may act on it. */
   owner: z.string().describe(
     "Id of the API token that registered the node; only that token's agent may act on it",
+  ),
+  /** What the node's sidecar exposes to its applications; empty without a sidecar. */
+  upstreams: z.array(nodeUpstreamSchema).describe(
+    "What the node's sidecar exposes to its applications; empty without a sidecar",
   ),
   registeredAt: timestamp,
   lastHeartbeat: timestamp,
@@ -118,6 +134,10 @@ export const instanceSchema = z.object({
   service: z.string(),
   address: z.string(),
   port: portNumber,
+  /** Port of the node's sidecar listener (mTLS) for this instance; `null` when it has none. */
+  inboundPort: portNumber.nullable().describe(
+    "Port of the node's sidecar listener (mTLS) for this instance; `null` when peers reach it directly",
+  ),
   protocol: z.enum(PROTOCOLS),
   labels: labelsOut,
   check: checkStateSchema,
@@ -149,11 +169,24 @@ export const instanceRegistrationSchema = z.strictObject({
   service: labelName,
   address: ipAddress.optional().describe("An IP literal; default: the node's first address"),
   port: portNumber,
+  inboundPort: portNumber.optional().describe(
+    "Port of the node's sidecar listener (mTLS) that peers reach this instance on; absent: the instance has no sidecar listener and is reached directly",
+  ),
   protocol: z.enum(PROTOCOLS).default("http"),
   labels: labelsSchema.default({}),
   check: checkStatusSchema.default("none"),
   output: z.string().max(4096).default("").describe("The check's latest output"),
 }).describe("One instance as an agent registers it");
+
+/** One upstream of a node as an agent registers it. */
+export const upstreamRegistrationSchema = z.strictObject({
+  service: labelName,
+  namespace: labelName.default("default"),
+  localPort: portNumber.describe("Loopback port the node's applications connect to"),
+  port: portNumber.optional().describe(
+    "The service port to reach; default: the service's lowest port",
+  ),
+}).describe("One service the node's sidecar exposes to the node's applications");
 
 /** The body of `PUT /v1/nodes/{name}/registration`: the node's whole state, idempotent. */
 export const nodeRegistrationSchema = z.strictObject({
@@ -177,6 +210,43 @@ export const nodeRegistrationSchema = z.strictObject({
       seen.add(inst.id);
     });
   }).describe("Every instance on the node; the ones left out are removed"),
+  upstreams: z.array(upstreamRegistrationSchema).max(256).default([]).describe(
+    "Services the node's sidecar exposes to its applications on loopback ports",
+  ),
+}).superRefine((reg, ctx) => {
+  // The sidecar binds every inbound port and every upstream's local port on this host.
+  const appPorts = new Set(reg.instances.map((i) => i.port));
+  const localPorts = new Map<number, number>();
+  reg.upstreams.forEach((u, i) => {
+    if (localPorts.has(u.localPort)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["upstreams", i, "localPort"],
+        message: `Duplicate local port ${u.localPort}: each upstream needs its own`,
+      });
+    } else localPorts.set(u.localPort, i);
+  });
+  const inboundPorts = new Set<number>();
+  reg.instances.forEach((inst, i) => {
+    const port = inst.inboundPort;
+    if (port === undefined) return;
+    const path = ["instances", i, "inboundPort"];
+    const clash = inboundPorts.has(port)
+      ? "another instance's inbound port"
+      : appPorts.has(port)
+      ? "an instance's port"
+      : localPorts.has(port)
+      ? "an upstream's local port"
+      : undefined;
+    if (clash) {
+      ctx.addIssue({
+        code: "custom",
+        path,
+        message: `Inbound port ${port} is already ${clash} on this node`,
+      });
+    }
+    inboundPorts.add(port);
+  });
 }).describe("The body of `PUT /v1/nodes/{name}/registration`: the node's whole state");
 /** Parsed {@link nodeRegistrationSchema}. */
 export type NodeRegistration = z.infer<typeof nodeRegistrationSchema>;

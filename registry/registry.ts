@@ -402,6 +402,9 @@ export class Registry {
    * Registers a node with its whole set of instances (idempotent: the same
    * registration twice changes nothing and bumps no revision). Instances not
    * in the set are removed. An operator's drain survives re-registration.
+   * The sidecar's side of the registration (each instance's `inboundPort`,
+   * the node's `upstreams`) is content like any other field: changing it
+   * bumps the revision, and so reaches the node's sidecar with the next push.
    */
   register(
     name: string,
@@ -424,6 +427,13 @@ export class Registry {
         status: "alive",
         draining: existing?.draining ?? false,
         owner: existing?.owner ?? actor.tokenId,
+        // Built key by key, so that equal registrations compare equal in sameContent().
+        upstreams: reg.upstreams.map((u) => ({
+          service: u.service,
+          namespace: u.namespace,
+          localPort: u.localPort,
+          ...(u.port !== undefined ? { port: u.port } : {}),
+        })),
         registeredAt: existing?.registeredAt ?? now,
         lastHeartbeat: now,
         revision: existing?.revision ?? 0,
@@ -449,6 +459,7 @@ export class Registry {
           service: r.service,
           address: r.address ?? reg.addresses[0]!,
           port: r.port,
+          inboundPort: r.inboundPort ?? null,
           protocol: r.protocol,
           labels: sortKeys(r.labels),
           check: {

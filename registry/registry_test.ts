@@ -285,3 +285,73 @@ Deno.test("ChangeFeed.wait() returns at once for an old index and wakes on a cha
     assert.equal(await registry.feed.wait(2, 10), 2, "times out with the same revision");
     assert.equal(registry.feed.watchers, 0);
   }));
+
+Deno.test("Registry.register() stores inbound ports and upstreams; older agents get the defaults", () =>
+  withRegistry(async (registry) => {
+    // A registration without the sidecar fields, as older agents send it.
+    const { node, instances } = await registry.register("vm-1", registration(), agent);
+    assert.deepEqual(node.upstreams, []);
+    assert.deepEqual(instances.map((i) => i.inboundPort), [null, null]);
+
+    const sidecar = registration({
+      instances: [
+        { id: "web", service: "web", port: 8080, inboundPort: 15001, check: "passing" },
+        { id: "api", service: "api", port: 9090, protocol: "grpc" },
+      ],
+      upstreams: [
+        { service: "db", namespace: "data", localPort: 9001, port: 5433 },
+        { service: "cache", localPort: 9002 },
+      ],
+    });
+    const first = await registry.register("vm-1", sidecar, agent);
+    assert.equal(registry.feed.revision, 2, "a sidecar change is a change");
+    assert.deepEqual(first.node.upstreams, [
+      { service: "db", namespace: "data", localPort: 9001, port: 5433 },
+      { service: "cache", namespace: "default", localPort: 9002 },
+    ]);
+    assert.deepEqual((await registry.getInstance("web@vm-1")).inboundPort, 15001);
+    assert.deepEqual((await registry.getNode("vm-1")).upstreams, first.node.upstreams);
+
+    // The same again changes nothing; an upstream's port alone is a change.
+    await registry.register("vm-1", sidecar, agent);
+    assert.equal(registry.feed.revision, 2);
+    const moved = registration({
+      instances: sidecar.instances,
+      upstreams: [{ service: "db", namespace: "data", localPort: 9001 }],
+    });
+    const second = await registry.register("vm-1", moved, agent);
+    assert.equal(registry.feed.revision, 3);
+    assert.deepEqual(second.node.upstreams, [{
+      service: "db",
+      namespace: "data",
+      localPort: 9001,
+    }]);
+  }));
+
+Deno.test("nodeRegistrationSchema refuses inbound ports that clash and duplicate local ports", () => {
+  const result = nodeRegistrationSchema.safeParse({
+    hostname: "vm-1",
+    addresses: ["10.0.0.1"],
+    agentVersion: "test",
+    heartbeatInterval: "5s",
+    instances: [
+      { id: "a", service: "a", port: 8080, inboundPort: 15001 },
+      { id: "b", service: "b", port: 8081, inboundPort: 15001 },
+      { id: "c", service: "c", port: 8082, inboundPort: 8080 },
+      { id: "d", service: "d", port: 8083, inboundPort: 9001 },
+    ],
+    upstreams: [
+      { service: "x", localPort: 9001 },
+      { service: "y", localPort: 9001 },
+      { service: "z", localPort: 9002, extra: true },
+    ],
+  });
+  assert.equal(result.success, false);
+  assert.deepEqual(result.error!.issues.map((i) => i.path.join("/")).sort(), [
+    "instances/1/inboundPort",
+    "instances/2/inboundPort",
+    "instances/3/inboundPort",
+    "upstreams/1/localPort",
+    "upstreams/2",
+  ]);
+});

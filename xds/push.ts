@@ -12,7 +12,14 @@ import { parseSpiffeId } from "../core/spiffe_id.ts";
 import type { Store } from "../store/store.ts";
 import type { AdsServer, ProxyPeer } from "./ads_server.ts";
 import { generateProxy } from "./generate/generate.ts";
-import type { MeshEndpoint, MeshView, ProxySnapshot } from "./generate/model.ts";
+import type {
+  InboundEntry,
+  MeshEndpoint,
+  MeshView,
+  ProxySnapshot,
+  SidecarRequest,
+  UpstreamEntry,
+} from "./generate/model.ts";
 import { buildPushContext, type PushContext } from "./generate/push_context.ts";
 
 /** Why a push happened: a fixed set, so the metric's labels stay bounded. */
@@ -32,11 +39,19 @@ export interface PushOptions {
   pushed?: (reason: PushReason, ms: number) => void;
 }
 
+/** What a node's sidecar asks for, from its registration: {@link SidecarRequest} without the caller. */
+export type SidecarSetup = Pick<SidecarRequest, "hostAddress" | "inbound" | "upstreams">;
+
+/** A sidecar on a node the registry does not know (yet): nothing to serve or reach. */
+const UNREGISTERED: SidecarSetup = { hostAddress: "0.0.0.0", inbound: [], upstreams: [] };
+
 /** The push pipeline; the stream server asks it for snapshots. */
 export class PushPipeline {
   readonly #options: PushOptions;
   #servers: AdsServer[] = [];
   #context: PushContext | null = null;
+  /** Each registered node's sidecar setup, from the same store reads as the context. */
+  #sidecars = new Map<string, SidecarSetup>();
   #snapshots = new Map<string, ProxySnapshot>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #firstChange = 0;
@@ -90,11 +105,13 @@ export class PushPipeline {
   }
 
   async #rebuild(): Promise<void> {
-    this.#context = buildPushContext(await this.#view());
+    const { view, sidecars } = await this.#read();
+    this.#context = buildPushContext(view);
+    this.#sidecars = sidecars;
     this.#snapshots = new Map();
   }
 
-  async #view(): Promise<MeshView> {
+  async #read(): Promise<{ view: MeshView; sidecars: Map<string, SidecarSetup> }> {
     const { store } = this.#options;
     const all = { limit: 1_000_000 };
     const [services, instances, nodes, certificates] = await Promise.all([
@@ -112,7 +129,8 @@ export class PushPipeline {
       node: i.node,
       address: i.address,
       port: i.port,
-      inboundPort: null,
+      // `??`: instances stored before inbound ports existed have no such field.
+      inboundPort: i.inboundPort ?? null,
       protocol: i.protocol,
       labels: i.labels,
       healthy: i.health === "healthy",
@@ -122,7 +140,34 @@ export class PushPipeline {
       },
       identity: identities.get(i.node) ?? "",
     }));
-    return {
+    const inbound = new Map<string, InboundEntry[]>();
+    for (const i of instances) {
+      const inboundPort = i.inboundPort ?? null;
+      if (inboundPort === null) continue;
+      const entry: InboundEntry = {
+        id: i.id.slice(0, i.id.lastIndexOf("@")),
+        service: i.service,
+        namespace: i.namespace,
+        inboundPort,
+        appPort: i.port,
+        protocol: i.protocol,
+      };
+      const list = inbound.get(i.node);
+      if (list) list.push(entry);
+      else inbound.set(i.node, [entry]);
+    }
+    const sidecars = new Map<string, SidecarSetup>(nodes.map((n) => [n.name, {
+      hostAddress: n.addresses[0] ?? UNREGISTERED.hostAddress,
+      inbound: inbound.get(n.name) ?? [],
+      // `??`: nodes stored before upstreams existed have no such field.
+      upstreams: (n.upstreams ?? []).map((u): UpstreamEntry => ({
+        service: u.service,
+        namespace: u.namespace,
+        localPort: u.localPort,
+        ...(u.port !== undefined ? { port: u.port } : {}),
+      })),
+    }]));
+    const view: MeshView = {
       trustDomain,
       trustBundlePem: bundlePem,
       services: services.map((s) => ({
@@ -133,11 +178,16 @@ export class PushPipeline {
       })),
       endpoints,
     };
+    return { view, sidecars };
   }
 
   /**
    * A proxy's snapshot from the current push context. Proxyless clients of
-   * one namespace get the same configuration, so they share one snapshot.
+   * one namespace get the same configuration, so they share one snapshot. A
+   * sidecar gets its node's setup from the registry: inbound listeners on
+   * the node's first address for the instances that declare an inbound port,
+   * and the node's upstreams; a node not registered yet gets neither until
+   * its registration triggers a push.
    */
   snapshotFor(peer: ProxyPeer): ProxySnapshot {
     if (!this.#context) throw new Error("The push pipeline has not started");
@@ -153,9 +203,7 @@ export class PushPipeline {
             kind: "sidecar",
             node: peer.node,
             identity: peer.identity,
-            hostAddress: "0.0.0.0",
-            inbound: [],
-            upstreams: [],
+            ...(this.#sidecars.get(peer.node) ?? UNREGISTERED),
           },
       );
       this.#snapshots.set(key, snapshot);

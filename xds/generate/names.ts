@@ -18,10 +18,8 @@
  * Cache resources per proxy, never by name alone.
  */
 
-/** The secret holding the workload certificate and key; the host's agent serves it, never the server. */
-export const WORKLOAD_CERT_SECRET = "default";
-/** The secret holding the mesh's trust bundle as a validation context. */
-export const ROOT_CA_SECRET = "ROOTCA";
+// The secret names are shared with the agent, which serves `default` itself.
+export { ROOT_CA_SECRET, WORKLOAD_CERT_SECRET } from "../../core/sds_names.ts";
 
 /** The host part of a service's names: `<name>.<namespace>`. */
 export function serviceHost(name: string, namespace: string): string {
