@@ -86,8 +86,9 @@ export class Metrics {
       registers,
     });
     this.convergence = new client.Histogram({
-      name: "ironmesh_xds_ack_seconds",
-      help: "Time from sending a configuration to the proxy's ACK, by resource type",
+      name: "ironmesh_xds_convergence_seconds",
+      help:
+        "Time from the registry or trust change behind a configuration (or the request that asked for it) to the proxy's ACK, by resource type",
       labelNames: ["type"],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,

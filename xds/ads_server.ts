@@ -48,7 +48,8 @@ export interface AdsEvents {
   connected?: (kind: ProxyPeer["kind"], delta: 1 | -1) => void;
   sent?: (typeUrl: string) => void;
   nack?: (typeUrl: string) => void;
-  acked?: (typeUrl: string, sentAtMs: number) => void;
+  /** A proxy ACKed; `since` is when the change behind what it ACKed happened (or it was asked). */
+  acked?: (typeUrl: string, since: number) => void;
 }
 
 /** Options of {@link AdsServer}. */
@@ -177,6 +178,8 @@ export const adsServiceDefinition = {
 export class AdsServer {
   readonly #options: AdsOptions;
   readonly #streams = new Map<string, Stream>();
+  /** When the change behind the running push happened; `null` outside pushes. */
+  #causedAt: number | null = null;
   /** Selections per snapshot (see `#select`); dropped with the snapshot. */
   readonly #selections = new WeakMap<
     ProxySnapshot,
@@ -316,7 +319,7 @@ export class AdsServer {
     }).finish();
     state.sentVersion = version;
     state.sentNonce = nonce;
-    state.sentAt = Date.now();
+    state.sentAt = this.#causedAt ?? Date.now();
     state.sentResources = resources;
     stream.call.write(response);
     this.#options.events?.sent?.(typeUrl);
@@ -528,7 +531,7 @@ export class AdsServer {
       removed_resources: [...changes].filter(([, r]) => r === null).map(([name]) => name),
     }).finish();
     state.sentVersion = version;
-    state.inflight.push({ nonce, version, sentAt: Date.now(), changes });
+    state.inflight.push({ nonce, version, sentAt: this.#causedAt ?? Date.now(), changes });
     stream.call.write(response);
     this.#options.events?.sent?.(typeUrl);
   }
@@ -552,7 +555,17 @@ export class AdsServer {
    * in slices that yield to the event loop, so a mass reconnect or a large
    * push never starves request handling.
    */
-  async push(): Promise<void> {
+  async push(causedAt?: number): Promise<void> {
+    // ACKs of what this push sends are timed from the change that caused it (convergence).
+    this.#causedAt = causedAt ?? null;
+    try {
+      await this.#pushAll();
+    } finally {
+      this.#causedAt = null;
+    }
+  }
+
+  async #pushAll(): Promise<void> {
     const inUse = new Map<string, Uint8Array>();
     // What streams hold, each distinct list once: shared selections are the common case.
     const held = new Set<Resource[] | Map<string, Resource>>();

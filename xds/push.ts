@@ -88,17 +88,18 @@ export class PushPipeline {
     this.#timer = setTimeout(() => {
       this.#timer = null;
       const reasons = [...this.#reasons];
+      const causedAt = this.#firstChange;
       this.#reasons.clear();
-      this.#running = this.#running.then(() => this.#push(reasons)).catch((error) =>
+      this.#running = this.#running.then(() => this.#push(reasons, causedAt)).catch((error) =>
         this.#options.log.error("Push failed: proxies keep their last configuration", { error })
       );
     }, wait);
   }
 
-  async #push(reasons: PushReason[]): Promise<void> {
+  async #push(reasons: PushReason[], causedAt: number): Promise<void> {
     const start = performance.now();
     await this.#rebuild();
-    for (const server of this.#servers) await server.push();
+    for (const server of this.#servers) await server.push(causedAt);
     const ms = performance.now() - start;
     for (const reason of reasons) this.#options.pushed?.(reason, ms);
     this.#options.log.debug("Pushed", { reasons, ms: Math.round(ms) });
