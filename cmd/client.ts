@@ -364,7 +364,7 @@ async function findByKey(
   const items = await client.list<Record<string, unknown>>(spec.path);
   const found = items.find((item) => (spec.key as (i: unknown) => unknown)(item) === name);
   if (found === undefined) {
-    const what = kind.replace(/s$/, "");
+    const what = kind === "proxies" ? "proxy" : kind.replace(/s$/, "");
     throw new NotFoundError(`${what[0]?.toUpperCase()}${what.slice(1)} "${name}" not found`);
   }
   return found;

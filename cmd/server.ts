@@ -35,6 +35,8 @@ export interface RunningServer {
   http: HostPort;
   https: HostPort;
   grpc: HostPort;
+  /** The loopback plaintext xDS listener, when configured. */
+  xdsPlaintext: HostPort | null;
   adminTokenFile: string;
   /** Graceful stop: refuse new work, finish in-flight requests, flush, close the store. */
   stop(): Promise<void>;
@@ -254,6 +256,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       http: http.address,
       https: tls.address,
       grpc: grpc.address,
+      xdsPlaintext: plainXds?.address ?? null,
       adminTokenFile,
       async stop() {
         stopping = true;
@@ -601,7 +604,12 @@ export function serverCommand(): Command {
       console.log(`Ironmesh ${VERSION} server ready`);
       console.log(`  REST API:    http://${formatHostPort(server.http)}`);
       console.log(`  TLS (mTLS):  https://${formatHostPort(server.https)}`);
-      console.log(`  gRPC:        ${formatHostPort(server.grpc)}`);
+      console.log(`  gRPC (xDS):  ${formatHostPort(server.grpc)}`);
+      if (server.xdsPlaintext) {
+        console.log(
+          `  xDS (plain): ${formatHostPort(server.xdsPlaintext)} (loopback, tools and tests)`,
+        );
+      }
       console.log(`  Admin token: ${server.adminTokenFile}`);
       await signalled;
       log.info("Shutting down");

@@ -11,7 +11,7 @@ import type { Logger } from "../core/log.ts";
 import { parseSpiffeId } from "../core/spiffe_id.ts";
 import type { Store } from "../store/store.ts";
 import type { AdsServer, ProxyPeer } from "./ads_server.ts";
-import { generateProxy } from "./generate/generate.ts";
+import { consistent, generateProxy } from "./generate/generate.ts";
 import type {
   InboundEntry,
   MeshEndpoint,
@@ -23,7 +23,7 @@ import type {
 import { buildPushContext, type PushContext } from "./generate/push_context.ts";
 
 /** Why a push happened: a fixed set, so the metric's labels stay bounded. */
-export type PushReason = "registry" | "trust" | "startup";
+export type PushReason = "registry" | "trust";
 
 /** Options of {@link PushPipeline}. */
 export interface PushOptions {
@@ -207,6 +207,12 @@ export class PushPipeline {
             ...(this.#sidecars.get(peer.node) ?? UNREGISTERED),
           },
       );
+      // go-control-plane's Consistent(): every referenced route and endpoint list must exist.
+      // A gap is a generator bug; the snapshot is still served (a missing list reads as empty).
+      const problems = consistent(snapshot);
+      if (problems.length > 0) {
+        this.#options.log.error("Inconsistent xDS snapshot", { proxy: key, problems });
+      }
       this.#snapshots.set(key, snapshot);
     }
     return snapshot;
