@@ -158,7 +158,9 @@ export class PushPipeline {
       else inbound.set(i.node, [entry]);
     }
     const sidecars = new Map<string, SidecarSetup>(nodes.map((n) => [n.name, {
-      hostAddress: n.addresses[0] ?? UNREGISTERED.hostAddress,
+      // Inbound listeners take every address of the host: peers dial an instance's registered
+      // address, which need not be the node's first one, and mTLS guards the port either way.
+      hostAddress: UNREGISTERED.hostAddress,
       inbound: inbound.get(n.name) ?? [],
       // `??`: nodes stored before upstreams existed have no such field.
       upstreams: (n.upstreams ?? []).map((u): UpstreamEntry => ({
