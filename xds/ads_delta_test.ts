@@ -8,85 +8,23 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { silentLogger } from "../core/log.ts";
-import { AdsServer, adsServiceDefinition, type ProxyPeer } from "./ads_server.ts";
-import { contentVersion } from "./generate/canonical.ts";
-import { TYPE_URLS } from "./generate/generate.ts";
-import type { JsonObject, ProxySnapshot, Resource, ResourceKind } from "./generate/model.ts";
+import { AdsServer, adsServiceDefinition } from "./ads_server.ts";
+import type { JsonObject, ProxySnapshot, Resource } from "./generate/model.ts";
 import { startGrpcServer } from "./grpc_server.ts";
 import * as codec from "./proto/codec.ts";
-
-const LDS = TYPE_URLS.listeners;
-const RDS = TYPE_URLS.routes;
-const CDS = TYPE_URLS.clusters;
-const EDS = TYPE_URLS.endpoints;
-const PEER: ProxyPeer = {
-  node: "vm-1",
-  identity: "spiffe://ironmesh.test/ns/default/sa/web",
-  kind: "sidecar",
-};
-
-// ---------------------------------------------------------------------------
-// Hand-built snapshots: minimal bodies the strict codec accepts.
-
-function resource(kind: ResourceKind, name: string, body: JsonObject): Resource {
-  return { name, typeUrl: TYPE_URLS[kind], body, version: contentVersion(body) };
-}
-
-function cluster(name: string, timeout = "1s"): Resource {
-  return resource("clusters", name, {
-    name,
-    type: "EDS",
-    connect_timeout: timeout,
-    eds_cluster_config: { eds_config: { ads: {}, resource_api_version: "V3" } },
-  });
-}
-
-function endpoints(name: string, port = 8080): Resource {
-  return resource("endpoints", name, {
-    cluster_name: name,
-    endpoints: [{
-      lb_endpoints: [{
-        endpoint: { address: { socket_address: { address: "10.0.0.1", port_value: port } } },
-      }],
-    }],
-  });
-}
-
-function listener(name: string, port: number): Resource {
-  return resource("listeners", name, {
-    name,
-    address: { socket_address: { address: "0.0.0.0", port_value: port } },
-  });
-}
-
-function route(name: string, to: string): Resource {
-  return resource("routes", name, {
-    name,
-    virtual_hosts: [{
-      name: "all",
-      domains: ["*"],
-      routes: [{ match: { prefix: "/" }, route: { cluster: to } }],
-    }],
-  });
-}
-
-function snapshot(parts: Partial<ProxySnapshot>): ProxySnapshot {
-  const sorted = (list: Resource[] = []) => [...list].sort((a, b) => a.name < b.name ? -1 : 1);
-  return {
-    clusters: sorted(parts.clusters),
-    endpoints: sorted(parts.endpoints),
-    listeners: sorted(parts.listeners),
-    routes: sorted(parts.routes),
-    secrets: sorted(parts.secrets),
-  };
-}
-
-const BASE = snapshot({
-  listeners: [listener("l1", 15001), listener("l2", 15002)],
-  routes: [route("r1", "a"), route("r2", "b")],
-  clusters: [cluster("a"), cluster("b")],
-  endpoints: [endpoints("a"), endpoints("b")],
-});
+import {
+  BASE,
+  CDS,
+  cluster,
+  EDS,
+  endpoints,
+  LDS,
+  listener,
+  PEER,
+  RDS,
+  route,
+  snapshot,
+} from "./_ads_testing.ts";
 
 // ---------------------------------------------------------------------------
 // The test client and fixture.
