@@ -4,7 +4,7 @@
  * utime+stime (every thread, so WebCrypto's pool is included), a load
  * process's, and the whole machine's (to see what other processes took).
  */
-import { fileURLToPath } from "node:url";
+import { launchServer } from "./server_process.ts";
 
 /** Options of {@link startCaServer}. */
 export interface CaServerOptions {
@@ -30,76 +30,20 @@ export interface CaServer {
   stderrTail(): string;
 }
 
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
 /** Starts `cmd/main.ts server` on free loopback ports and waits for `server.json`. */
 export async function startCaServer(options: CaServerOptions): Promise<CaServer> {
-  const { dataDir } = options;
-  const profile = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`] : [];
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      ...profile,
-      "cmd/main.ts",
-      "server",
-      "--data-dir",
-      dataDir,
-      "--http-addr",
-      "127.0.0.1:0",
-      "--https-addr",
-      "127.0.0.1:0",
-      "--grpc-addr",
-      "127.0.0.1:0",
-      "--log-level",
-      "warn",
-    ],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let tail = "";
-  const draining = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({
-      write(chunk) {
-        tail = (tail + chunk).slice(-4000);
-      },
-    }),
-  ).catch(() => {});
-  const state: { exited: Deno.CommandStatus | null } = { exited: null };
-  const status = child.status.then((s) => (state.exited = s));
-
-  const deadline = performance.now() + (options.startTimeoutMs ?? 60_000);
-  let info: { http: string; https: string; pid: number } | null = null;
-  while (!info) {
-    if (state.exited) {
-      throw new Error(
-        `The server exited with code ${state.exited.code} before it was ready:\n${tail}`,
-      );
-    }
-    if (performance.now() > deadline) {
-      child.kill("SIGKILL");
-      await status;
-      throw new Error(`The server did not write ${dataDir}/server.json in time:\n${tail}`);
-    }
-    // Read until it parses: the server may be midway through writing it.
-    info = await Deno.readTextFile(`${dataDir}/server.json`).then(JSON.parse).catch(() => null);
-    if (!info) await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  const adminToken = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();
+  const server = await launchServer({
+    dataDir: options.dataDir,
+    ...(options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {}),
+    ...(options.startTimeoutMs ? { startTimeoutMs: options.startTimeoutMs } : {}),
+  });
   return {
-    http: info.http,
-    https: info.https,
-    pid: child.pid,
-    adminToken,
-    async stop() {
-      if (!state.exited) child.kill("SIGTERM");
-      const { code } = await status;
-      await draining;
-      return code;
-    },
-    stderrTail: () => tail,
+    http: server.info.http,
+    https: server.info.https,
+    pid: server.info.pid,
+    adminToken: server.adminToken,
+    stop: server.stop,
+    stderrTail: server.stderrTail,
   };
 }
 

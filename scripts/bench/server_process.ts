@@ -5,34 +5,56 @@
  */
 import { fileURLToPath } from "node:url";
 
-/** Options of {@link startBenchServer}. */
-export interface BenchServerOptions {
-  /** An empty directory for `--data-dir`. */
+/** What the server wrote to `server.json`: its bound addresses (`host:port`) and pid. */
+export interface ServerInfo {
+  http: string;
+  https: string;
+  grpc: string;
+  xdsPlaintext?: string;
+  pid: number;
+}
+
+/** Options of {@link launchServer}. */
+export interface LaunchOptions {
+  /** `--data-dir`; a stale `server.json` in it is removed first. */
   dataDir: string;
+  /** Server flags after the data dir; every address not given here is `127.0.0.1:0`. */
+  args?: string[];
   /** When set, the server runs with `--cpu-prof` and writes its profile here on exit. */
   cpuProfDir?: string;
   /** How long to wait for `server.json`. Default: 60 s (the first run may download packages). */
   startTimeoutMs?: number;
 }
 
-/** A started server. */
-export interface BenchServer {
-  host: string;
-  port: number;
-  pid: number;
+/** A started server process. */
+export interface LaunchedServer {
+  info: ServerInfo;
   adminToken: string;
   /** Sends SIGTERM and waits for the exit; returns the exit code. */
   stop(): Promise<number>;
+  /** Resolves with the exit code whenever the process ends. */
+  exited: Promise<number>;
   /** The last lines the server wrote to stderr (its log at `warn` level). */
   stderrTail(): string;
 }
 
 const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const ADDRESS_FLAGS = ["--http-addr", "--https-addr", "--grpc-addr"];
 
-/** Starts `cmd/main.ts server` on free loopback ports (all of them) and waits until it is ready. */
-export async function startBenchServer(options: BenchServerOptions): Promise<BenchServer> {
+/**
+ * Starts the real server (`cmd/main.ts server`) as an operator would, on free
+ * loopback ports unless `args` names others, and waits for its `server.json`.
+ * Every bench starts its server through here.
+ */
+export async function launchServer(options: LaunchOptions): Promise<LaunchedServer> {
   const { dataDir } = options;
+  const args = options.args ?? [];
   const profile = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`] : [];
+  // The HTTPS and gRPC ports may not be measured, but must never take a fixed or public port.
+  const defaults = ADDRESS_FLAGS.filter((f) => !args.includes(f)).flatMap((
+    f,
+  ) => [f, "127.0.0.1:0"]);
+  await Deno.remove(`${dataDir}/server.json`).catch(() => {});
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -42,15 +64,10 @@ export async function startBenchServer(options: BenchServerOptions): Promise<Ben
       "server",
       "--data-dir",
       dataDir,
-      "--http-addr",
-      "127.0.0.1:0",
-      "--grpc-addr",
-      "127.0.0.1:0",
-      // The HTTPS (mTLS) port is not measured, but must not take a fixed or public port.
-      "--https-addr",
-      "127.0.0.1:0",
+      ...defaults,
       "--log-level",
       "warn",
+      ...args,
     ],
     cwd: REPO_ROOT,
     stdin: "null",
@@ -69,7 +86,7 @@ export async function startBenchServer(options: BenchServerOptions): Promise<Ben
   const status = child.status.then((s) => (state.exited = s));
 
   const deadline = performance.now() + (options.startTimeoutMs ?? 60_000);
-  let info: { http: string; pid: number } | null = null;
+  let info: ServerInfo | null = null;
   while (!info) {
     if (state.exited) {
       throw new Error(
@@ -78,18 +95,16 @@ export async function startBenchServer(options: BenchServerOptions): Promise<Ben
     }
     if (performance.now() > deadline) {
       child.kill("SIGKILL");
+      await status;
       throw new Error(`The server did not write ${dataDir}/server.json in time:\n${tail}`);
     }
     // Read until it parses: the server may be midway through writing it.
     info = await Deno.readTextFile(`${dataDir}/server.json`).then(JSON.parse).catch(() => null);
-    if (!info) await new Promise((resolve) => setTimeout(resolve, 100));
+    if (!info) await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  const [host, port] = info.http.split(":") as [string, string];
   const adminToken = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();
   return {
-    host,
-    port: Number(port),
-    pid: info.pid,
+    info,
     adminToken,
     async stop() {
       if (!state.exited) child.kill("SIGTERM");
@@ -97,7 +112,44 @@ export async function startBenchServer(options: BenchServerOptions): Promise<Ben
       await draining;
       return code;
     },
+    exited: status.then((s) => s.code),
     stderrTail: () => tail,
+  };
+}
+
+/** Options of {@link startBenchServer}. */
+export interface BenchServerOptions {
+  /** An empty directory for `--data-dir`. */
+  dataDir: string;
+  /** When set, the server runs with `--cpu-prof` and writes its profile here on exit. */
+  cpuProfDir?: string;
+  /** How long to wait for `server.json`. Default: 60 s. */
+  startTimeoutMs?: number;
+}
+
+/** A started server, as the heartbeat bench uses it. */
+export interface BenchServer {
+  host: string;
+  port: number;
+  pid: number;
+  adminToken: string;
+  /** Sends SIGTERM and waits for the exit; returns the exit code. */
+  stop(): Promise<number>;
+  /** The last lines the server wrote to stderr (its log at `warn` level). */
+  stderrTail(): string;
+}
+
+/** Starts the server for the heartbeat bench, on free loopback ports. */
+export async function startBenchServer(options: BenchServerOptions): Promise<BenchServer> {
+  const server = await launchServer(options);
+  const [host, port] = server.info.http.split(":") as [string, string];
+  return {
+    host,
+    port: Number(port),
+    pid: server.info.pid,
+    adminToken: server.adminToken,
+    stop: server.stop,
+    stderrTail: server.stderrTail,
   };
 }
 

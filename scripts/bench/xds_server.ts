@@ -4,7 +4,7 @@
  * and fixed ports on request, so a restart comes back where the proxies
  * were connected (`--http-addr 127.0.0.1:PORT` instead of `:0`).
  */
-import { fileURLToPath } from "node:url";
+import { launchServer } from "./server_process.ts";
 
 /** Options of {@link startXdsServer}. */
 export interface XdsServerOptions {
@@ -43,25 +43,15 @@ export interface XdsServer extends XdsServerInfo {
   stderrTail(): string;
 }
 
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
 /** Starts `cmd/main.ts server` on loopback and waits until `server.json` is written. */
 export async function startXdsServer(options: XdsServerOptions): Promise<XdsServer> {
-  const { dataDir } = options;
   const port = (name: "http" | "https" | "grpc" | "xds") =>
     `127.0.0.1:${options.ports?.[name] ?? 0}`;
-  const profile = options.cpuProfDir ? ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`] : [];
-  // A stale server.json from the previous run would be read as this one's.
-  await Deno.remove(`${dataDir}/server.json`).catch(() => {});
-  const child = new Deno.Command(Deno.execPath(), {
+  const server = await launchServer({
+    dataDir: options.dataDir,
+    ...(options.cpuProfDir ? { cpuProfDir: options.cpuProfDir } : {}),
+    ...(options.startTimeoutMs ? { startTimeoutMs: options.startTimeoutMs } : {}),
     args: [
-      "run",
-      "-A",
-      ...profile,
-      "cmd/main.ts",
-      "server",
-      "--data-dir",
-      dataDir,
       "--http-addr",
       port("http"),
       "--https-addr",
@@ -74,57 +64,20 @@ export async function startXdsServer(options: XdsServerOptions): Promise<XdsServ
       options.pushDebounce,
       "--push-max-delay",
       options.pushMaxDelay,
-      "--log-level",
-      "warn",
     ],
-    cwd: REPO_ROOT,
-    stdin: "null",
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let tail = "";
-  const draining = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({
-      write(chunk) {
-        tail = (tail + chunk).slice(-4000);
-      },
-    }),
-  ).catch(() => {});
-  const state: { exited: Deno.CommandStatus | null } = { exited: null };
-  const status = child.status.then((s) => (state.exited = s));
-
-  const deadline = performance.now() + (options.startTimeoutMs ?? 60_000);
-  let info: Omit<XdsServerInfo, "adminToken"> | null = null;
-  while (!info) {
-    if (state.exited) {
-      throw new Error(
-        `The server exited with code ${state.exited.code} before it was ready:\n${tail}`,
-      );
-    }
-    if (performance.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`The server did not write ${dataDir}/server.json in time:\n${tail}`);
-    }
-    // Read until it parses: the server may be midway through writing it.
-    info = await Deno.readTextFile(`${dataDir}/server.json`).then(JSON.parse).catch(() => null);
-    if (!info) await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  if (!info.xdsPlaintext) {
-    child.kill("SIGKILL");
+  });
+  const { xdsPlaintext } = server.info;
+  if (!xdsPlaintext) {
+    await server.stop();
     throw new Error("server.json has no xdsPlaintext address: --xds-plaintext-addr was ignored");
   }
-  const adminToken = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();
   return {
-    ...info,
-    adminToken,
-    async stop() {
-      if (!state.exited) child.kill("SIGTERM");
-      const { code } = await status;
-      await draining;
-      return code;
-    },
-    exited: status.then((s) => s.code),
-    stderrTail: () => tail,
+    ...server.info,
+    xdsPlaintext,
+    adminToken: server.adminToken,
+    stop: server.stop,
+    exited: server.exited,
+    stderrTail: server.stderrTail,
   };
 }
 
