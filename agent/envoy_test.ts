@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { jsonLogger } from "../core/log.ts";
 import { waitFor } from "./_test_agent.ts";
-import { bootstrapPath, envoyBootstrap, superviseEnvoy, writeBootstrap } from "./envoy.ts";
+import { envoyBootstrap } from "../core/envoy_bootstrap.ts";
+import { bootstrapPath, superviseEnvoy, writeBootstrap } from "./envoy.ts";
 
 Deno.test("envoyBootstrap() points ADS at the local xDS endpoint with the node's locality", async () => {
   const bootstrap = envoyBootstrap({

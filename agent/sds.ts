@@ -22,27 +22,28 @@
  * - passes every other message through byte for byte, including fields the
  *   agent does not know (the node, resource locators).
  *
- * Protobuf is written and read by hand with protobufjs's Reader and Writer
+ * Requests are read and rewritten by hand with protobufjs's Reader and Writer
  * rather than through the strict codec (`xds/proto/codec.ts`): the agent
  * layer may not import `xds/`, it needs five field numbers, and rewriting at
  * the wire level keeps every field of a forwarded request intact, which
  * decoding and re-encoding with a schema would not. The tests check these
  * bytes against Envoy's own descriptor with the strict codec.
  *
- * Field numbers (envoy.service.discovery.v3, envoy.extensions.transport_sockets.tls.v3):
- * DiscoveryRequest: version_info 1, node 2, resource_names 3, type_url 4,
- * response_nonce 5, error_detail 6 (google.rpc.Status: message 2);
- * DiscoveryResponse: version_info 1, resources 2 (Any: type_url 1, value 2),
- * type_url 4, nonce 5; Secret: name 1, tls_certificate 2; TlsCertificate:
- * certificate_chain 1, private_key 2; DataSource: inline_string 3.
+ * The secret itself is built with the rest of the Envoy configuration, in
+ * `core/workload_secret.ts`.
+ *
+ * Field numbers (envoy.service.discovery.v3): DiscoveryRequest: version_info 1,
+ * node 2, resource_names 3, type_url 4, response_nonce 5, error_detail 6
+ * (google.rpc.Status: message 2).
  */
-import { createHash } from "node:crypto";
 import protobuf from "protobufjs";
 import type { Logger } from "../core/log.ts";
 import { WORKLOAD_CERT_SECRET } from "../core/sds_names.ts";
-
-/** The type URL of SDS resources. */
-export const SDS_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+import {
+  SDS_TYPE_URL,
+  tlsCertificateResponse,
+  type WorkloadCertificate,
+} from "../core/workload_secret.ts";
 
 /** The wire type of strings, bytes and messages. */
 const LEN = 2;
@@ -151,53 +152,6 @@ export function rewriteDiscoveryRequest(bytes: Uint8Array, change: RequestRewrit
   for (const name of change.resourceNames) writer.uint32(tag(3, LEN)).string(name);
   if (change.responseNonce !== "") writer.uint32(tag(5, LEN)).string(change.responseNonce);
   return concat([...kept, writer.finish()]);
-}
-
-/** The agent's certificate as `default` serves it. */
-export interface WorkloadCertificate {
-  /** PEM chain, leaf first. */
-  chainPem: string;
-  /** PEM PKCS#8 private key of the leaf. */
-  keyPem: string;
-  /** First 16 hex digits of the SHA-256 of the chain: the SDS version. */
-  version: string;
-}
-
-/** The agent's chain and key as the `default` secret serves them, with their version. */
-export function workloadCertificate(chainPem: string, keyPem: string): WorkloadCertificate {
-  const version = createHash("sha256").update(chainPem).digest("hex").slice(0, 16);
-  return { chainPem, keyPem, version };
-}
-
-/**
- * A DiscoveryResponse carrying one Secret named `name` with a
- * `tls_certificate` (`envoy.extensions.transport_sockets.tls.v3.Secret`).
- */
-export function tlsCertificateResponse(
-  name: string,
-  cert: WorkloadCertificate,
-  nonce: string,
-): Uint8Array {
-  const dataSource = (text: string) =>
-    protobuf.Writer.create().uint32(tag(3, LEN)).string(text).finish();
-  const tlsCertificate = protobuf.Writer.create()
-    .uint32(tag(1, LEN)).bytes(dataSource(cert.chainPem))
-    .uint32(tag(2, LEN)).bytes(dataSource(cert.keyPem))
-    .finish();
-  const secret = protobuf.Writer.create()
-    .uint32(tag(1, LEN)).string(name)
-    .uint32(tag(2, LEN)).bytes(tlsCertificate)
-    .finish();
-  const any = protobuf.Writer.create()
-    .uint32(tag(1, LEN)).string(SDS_TYPE_URL)
-    .uint32(tag(2, LEN)).bytes(secret)
-    .finish();
-  return protobuf.Writer.create()
-    .uint32(tag(1, LEN)).string(cert.version)
-    .uint32(tag(2, LEN)).bytes(any)
-    .uint32(tag(4, LEN)).string(SDS_TYPE_URL)
-    .uint32(tag(5, LEN)).string(nonce)
-    .finish();
 }
 
 /** Nonces of the agent's own responses remembered per stream (Envoy echoes the latest). */

@@ -4,14 +4,12 @@ import { silentLogger } from "../core/log.ts";
 // Envoy's own descriptor.
 import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
 import {
-  parseDiscoveryRequest,
-  rewriteDiscoveryRequest,
   SDS_TYPE_URL,
-  SdsSplitter,
   tlsCertificateResponse,
   type WorkloadCertificate,
   workloadCertificate,
-} from "./sds.ts";
+} from "../core/workload_secret.ts";
+import { parseDiscoveryRequest, rewriteDiscoveryRequest, SdsSplitter } from "./sds.ts";
 
 const REQUEST = "envoy.service.discovery.v3.DiscoveryRequest";
 const RESPONSE = "envoy.service.discovery.v3.DiscoveryResponse";

@@ -36,7 +36,8 @@ import { isIP } from "node:net";
 import { checkServerIdentity } from "node:tls";
 import { formatHostPort, type HostPort, isLoopback } from "../core/address.ts";
 import type { Logger } from "../core/log.ts";
-import { SdsSplitter, type WorkloadCertificate, workloadCertificate } from "./sds.ts";
+import { type WorkloadCertificate, workloadCertificate } from "../core/workload_secret.ts";
+import { SdsSplitter } from "./sds.ts";
 import type { TlsMaterial } from "./tls_clients.ts";
 
 /** The full method name of state-of-the-world ADS. */

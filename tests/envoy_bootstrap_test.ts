@@ -4,7 +4,7 @@
  * field, a wrong type or a misspelt enum must fail this test instead.
  */
 import assert from "node:assert/strict";
-import { envoyBootstrap } from "../agent/envoy.ts";
+import { envoyBootstrap } from "../core/envoy_bootstrap.ts";
 import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
 
 const BOOTSTRAP = "envoy.config.bootstrap.v3.Bootstrap";
