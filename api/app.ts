@@ -4,7 +4,7 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { authorize, type Principal, type TokenService } from "../auth/tokens.ts";
 import { formatDuration } from "../core/duration.ts";
-import { ForbiddenError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
+import { ForbiddenError, InvalidError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { CertificatePrincipal, IdentityService } from "../ca/identity.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
@@ -192,7 +192,15 @@ export function createApp(deps: AppDeps): Hono<Env> {
     const bundle = identity.bundle();
     const cert = certificateOfQuietly(c);
     if (cert) identity.bundleFetched(cert.node, bundle.fingerprint);
-    if (c.req.query("format") === "pem") {
+    const format = c.req.query("format") ?? "json";
+    if (format !== "json" && format !== "pem") {
+      throw new InvalidError(`Invalid format "${format}": use json or pem`, [{
+        in: "query",
+        pointer: "/format",
+        message: "Must be json or pem",
+      }]);
+    }
+    if (format === "pem") {
       return c.body(bundle.pem, 200, { "content-type": "application/x-pem-file" });
     }
     return c.json({

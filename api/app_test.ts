@@ -328,3 +328,16 @@ Deno.test("API unknown routes and liveness answer as documented", () =>
     });
     assert.equal((await h.request("GET", "/readyz", { token: null })).status, 200);
   }));
+
+Deno.test("API /v1/ca/roots serves JSON or PEM and names a bad format", () =>
+  withApp(async (h) => {
+    const json = await (await h.request("GET", "/v1/ca/roots", { token: null })).json();
+    assert.equal(json.roots.length, 1);
+    const pem = await (await h.request("GET", "/v1/ca/roots?format=pem", { token: null })).text();
+    assert.match(pem, /^-----BEGIN CERTIFICATE-----/);
+    const p = await problem(
+      await h.request("GET", "/v1/ca/roots?format=der", { token: null }),
+      422,
+    );
+    assert.equal(p.problems?.[0]?.pointer, "/format");
+  }));

@@ -548,14 +548,14 @@ export const ROUTES: readonly Route[] = [
     description:
       "The roots peers must trust now. Public, so a host can fetch it before it enrols; an agent calling over mutual TLS also reports that it holds this bundle, which a root rotation waits for.",
     access: "public",
-    params: [{
-      ...queryParam(
+    params: [
+      queryParam(
         "format",
-        z.literal("pem"),
-        "`pem` answers the bundle as PEM text instead of JSON",
+        z.enum(["json", "pem"]),
+        "`json` (the default) or `pem`: the bundle as PEM text",
       ),
-      unchecked: true,
-    }],
+    ],
+    errors: { 422: "An unknown format" },
     replies: [{
       status: 200,
       description: "The bundle",
