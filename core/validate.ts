@@ -1,4 +1,4 @@
-import { isMap, isSeq, LineCounter, parseDocument } from "yaml";
+import { isMap, isSeq, LineCounter, parseAllDocuments, parseDocument } from "yaml";
 import type { z } from "zod";
 import { type FieldProblem, InvalidError } from "./errors.ts";
 
@@ -120,10 +120,56 @@ export function parseConfigText<S extends z.ZodType>(
   throw new ConfigFileError(file, located);
 }
 
+/** One document of a multi-document YAML file, with a way back to its source lines. */
+export interface SourceDocument {
+  /** 0-based position among the file's non-empty documents. */
+  index: number;
+  value: unknown;
+  /** Line and column (1-based) of the deepest node on `pointer` that exists. */
+  locate(pointer: string): { line: number; column: number };
+}
+
+/** The keys of a JSON pointer (RFC 6901). */
+export function fromPointer(pointer: string): string[] {
+  if (pointer === "") return [];
+  return pointer.slice(1).split("/").map((s) => s.replaceAll("~1", "/").replaceAll("~0", "~"));
+}
+
+/**
+ * Parses a file of `---`-separated YAML documents (kubectl's format), leaving
+ * out empty ones. A syntax error anywhere throws a {@link ConfigFileError}
+ * naming its line, before any document is used.
+ */
+export function parseYamlDocuments(text: string, file: string): SourceDocument[] {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const at = (offset: number) => lineCounter.linePos(offset);
+  const list = Array.isArray(docs) ? docs : [];
+  const errors = list.flatMap((d) => d.errors).map((e) => {
+    const pos = at(e.pos[0]);
+    return {
+      file,
+      line: pos.line,
+      column: pos.col,
+      pointer: "",
+      message: e.message.split("\n")[0]!,
+    };
+  });
+  if (errors.length > 0) throw new ConfigFileError(file, errors);
+  return list.filter((d) => d.contents !== null).map((doc, index) => ({
+    index,
+    value: doc.toJS(),
+    locate(pointer: string) {
+      const pos = at(offsetOf(doc, fromPointer(pointer)));
+      return { line: pos.line, column: pos.col };
+    },
+  }));
+}
+
 /** The source offset of the deepest node on `path` that exists (the key itself for map entries). */
-function offsetOf(doc: ReturnType<typeof parseDocument>, path: readonly PropertyKey[]): number {
+function offsetOf(doc: { contents: unknown }, path: readonly PropertyKey[]): number {
   let node: unknown = doc.contents;
-  let offset = 0;
+  let offset = (node as { range?: [number] } | null)?.range?.[0] ?? 0;
   for (const segment of path) {
     if (isMap(node)) {
       const pair = node.items.find((p) =>
