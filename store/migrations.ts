@@ -59,4 +59,47 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX certificates_by_root ON certificates (root, not_after);
     `,
   },
+  {
+    version: 3,
+    description: "policies, their history and the audit log",
+    // The history keeps deleted objects' revisions, so a recreated object
+    // continues the count and an old ETag can never match it. AUTOINCREMENT
+    // keeps audit ids increasing for ever: they are the paging cursor.
+    sql: `
+      INSERT INTO meta (key, value) VALUES ('policy_revision', '0');
+      CREATE TABLE policies (
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (kind, namespace, name)
+      ) WITHOUT ROWID;
+      CREATE TABLE policy_history (
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        op TEXT NOT NULL CHECK (op IN ('create', 'update', 'delete', 'rollback')),
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        data TEXT,
+        PRIMARY KEY (kind, namespace, name, revision)
+      ) WITHOUT ROWID;
+      CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        namespace TEXT NOT NULL,
+        name TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'refused')),
+        status INTEGER NOT NULL,
+        revision INTEGER,
+        detail TEXT NOT NULL
+      );
+      CREATE INDEX audit_by_object ON audit (kind, namespace, name, id);
+    `,
+  },
 ];

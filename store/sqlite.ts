@@ -1,8 +1,18 @@
 import { DatabaseSync, type SQLInputValue, type StatementSync } from "node:sqlite";
-import { ConflictError, PreconditionFailedError, UnavailableError } from "../core/errors.ts";
+import {
+  ConflictError,
+  InvalidError,
+  NotFoundError,
+  PreconditionFailedError,
+  UnavailableError,
+} from "../core/errors.ts";
 import type { CertificateRecord, Instance, MeshNode, Service, Token } from "../core/model.ts";
+import { type AnyPolicy, policyKey, type PolicyKind } from "../core/policy/model.ts";
 import { SQLITE_MIGRATIONS } from "./migrations.ts";
 import {
+  type AuditEntry,
+  type AuditInput,
+  type AuditQuery,
   type Batch,
   type CertificateQuery,
   keyOf,
@@ -11,6 +21,11 @@ import {
   type ListQuery,
   type NodeTouch,
   type Objects,
+  type PolicyChange,
+  type PolicyExpectation,
+  type PolicyQuery,
+  type PolicyRevision,
+  type PolicyWrite,
   type Store,
   type StoredToken,
 } from "./store.ts";
@@ -385,6 +400,202 @@ export class SqliteStore implements Store {
     );
   }
 
+  getPolicy(kind: PolicyKind, namespace: string, name: string): Promise<AnyPolicy | null> {
+    return Promise.resolve(this.#currentPolicy({ kind, namespace, name }));
+  }
+
+  #currentPolicy(key: PolicyKey): AnyPolicy | null {
+    const row = this.#stmt(
+      "SELECT data FROM policies WHERE kind = ? AND namespace = ? AND name = ?",
+    ).get(key.kind, key.namespace, key.name) as { data: string } | undefined;
+    return row ? JSON.parse(row.data) as AnyPolicy : null;
+  }
+
+  listPolicies(query: PolicyQuery = {}): Promise<AnyPolicy[]> {
+    const clauses: string[] = ["1 = 1"];
+    const params: SQLInputValue[] = [];
+    if (query.kind !== undefined) {
+      clauses.push("kind = ?");
+      params.push(query.kind);
+    }
+    if (query.namespace !== undefined) {
+      clauses.push("namespace = ?");
+      params.push(query.namespace);
+    }
+    const rows = this.#stmt(
+      `SELECT data FROM policies WHERE ${clauses.join(" AND ")} ORDER BY kind, namespace, name`,
+    ).all(...params) as { data: string }[];
+    return Promise.resolve(rows.map((r) => JSON.parse(r.data) as AnyPolicy));
+  }
+
+  writePolicies(change: PolicyChange): Promise<(AnyPolicy | null)[]> {
+    return Promise.try(() => {
+      refuseRepeatedKeys(change.writes);
+      return this.#transaction(() => {
+        for (const expected of change.expect ?? []) this.#checkPolicyExpectation(expected);
+        const stored = change.writes.map((write) => this.#writePolicy(write, change));
+        if (stored.length > 0) {
+          this.#stmt(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'policy_revision'",
+          ).run();
+        }
+        return stored;
+      });
+    });
+  }
+
+  #checkPolicyExpectation(expected: PolicyExpectation): void {
+    const row = this.#stmt(
+      "SELECT revision FROM policies WHERE kind = ? AND namespace = ? AND name = ?",
+    ).get(expected.kind, expected.namespace, expected.name) as { revision: number } | undefined;
+    const actual = row?.revision ?? null;
+    if (actual === expected.revision) return;
+    const what = describePolicy(expected);
+    throw new PreconditionFailedError(
+      expected.revision === null
+        ? `The ${what} already exists: it is at revision ${actual}`
+        : actual === null
+        ? `The ${what} no longer exists`
+        : `The ${what} changed: it is at revision ${actual}, not ${expected.revision}`,
+      actual,
+    );
+  }
+
+  /** Applies one write inside {@link writePolicies}' transaction; returns what it stored. */
+  #writePolicy(write: PolicyWrite, change: PolicyChange): AnyPolicy | null {
+    const key = writeKey(write);
+    const current = this.#currentPolicy(key);
+    // From the history, not the current row: a deleted object's revisions stay taken.
+    const { revision } = this.#stmt(
+      "SELECT COALESCE(MAX(revision), 0) + 1 AS revision FROM policy_history WHERE kind = ? AND namespace = ? AND name = ?",
+    ).get(key.kind, key.namespace, key.name) as { revision: number };
+    const entry = { ...key, revision, at: change.at, actor: change.actor };
+    if (write.op === "delete") {
+      if (!current) throw new NotFoundError(`The ${describePolicy(key)} does not exist`);
+      this.#stmt("DELETE FROM policies WHERE kind = ? AND namespace = ? AND name = ?").run(
+        key.kind,
+        key.namespace,
+        key.name,
+      );
+      this.#recordPolicyWrite({ ...entry, op: "delete", object: null }, 200);
+      return null;
+    }
+    const policy = {
+      ...write.policy,
+      metadata: {
+        ...write.policy.metadata,
+        revision,
+        createdAt: current?.metadata.createdAt ?? change.at,
+        updatedAt: change.at,
+        updatedBy: change.actor,
+      },
+    } as AnyPolicy;
+    this.#stmt(
+      "INSERT OR REPLACE INTO policies (kind, namespace, name, revision, data) VALUES (?, ?, ?, ?, ?)",
+    ).run(key.kind, key.namespace, key.name, revision, JSON.stringify(policy));
+    const op = write.rollback ? "rollback" : current ? "update" : "create";
+    this.#recordPolicyWrite({ ...entry, op, object: policy }, current ? 200 : 201);
+    return policy;
+  }
+
+  /** Appends a write's history entry and its `ok` audit entry. */
+  #recordPolicyWrite(entry: PolicyRevision, status: number): void {
+    this.#stmt(
+      "INSERT INTO policy_history (kind, namespace, name, revision, op, at, actor, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      entry.kind,
+      entry.namespace,
+      entry.name,
+      entry.revision,
+      entry.op,
+      entry.at,
+      entry.actor,
+      entry.object && JSON.stringify(entry.object),
+    );
+    this.#insertAudit({
+      at: entry.at,
+      actor: entry.actor,
+      action: entry.op === "create" || entry.op === "update" ? "apply" : entry.op,
+      kind: entry.kind,
+      namespace: entry.namespace,
+      name: entry.name,
+      outcome: "ok",
+      status,
+      revision: entry.revision,
+      detail: entry.op,
+    });
+  }
+
+  policyHistory(kind: PolicyKind, namespace: string, name: string): Promise<PolicyRevision[]> {
+    const rows = this.#stmt(
+      "SELECT revision, op, at, actor, data FROM policy_history WHERE kind = ? AND namespace = ? AND name = ? ORDER BY revision",
+    ).all(kind, namespace, name) as {
+      revision: number;
+      op: PolicyRevision["op"];
+      at: string;
+      actor: string;
+      data: string | null;
+    }[];
+    return Promise.resolve(rows.map((r) => ({
+      kind,
+      namespace,
+      name,
+      revision: r.revision,
+      op: r.op,
+      at: r.at,
+      actor: r.actor,
+      object: r.data === null ? null : JSON.parse(r.data) as AnyPolicy,
+    })));
+  }
+
+  policyRevision(): Promise<number> {
+    const row = this.#stmt("SELECT value FROM meta WHERE key = 'policy_revision'").get() as
+      | { value: string }
+      | undefined;
+    return Promise.resolve(Number(row?.value ?? 0));
+  }
+
+  appendAudit(entry: AuditInput): Promise<void> {
+    return Promise.try(() => this.#insertAudit(entry));
+  }
+
+  #insertAudit(e: AuditInput): void {
+    this.#stmt(
+      "INSERT INTO audit (at, actor, action, kind, namespace, name, outcome, status, revision, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    ).run(
+      e.at,
+      e.actor,
+      e.action,
+      e.kind,
+      e.namespace,
+      e.name,
+      e.outcome,
+      e.status,
+      e.revision,
+      e.detail,
+    );
+  }
+
+  listAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    if (query.limit <= 0) return Promise.resolve([]);
+    const clauses = ["id > ?"];
+    const params: SQLInputValue[] = [query.after ?? 0];
+    for (const column of ["kind", "namespace", "name", "outcome"] as const) {
+      const value = query[column];
+      if (value !== undefined) {
+        clauses.push(`${column} = ?`);
+        params.push(value);
+      }
+    }
+    const rows = this.#stmt(
+      `SELECT id, at, actor, action, kind, namespace, name, outcome, status, revision, detail FROM audit WHERE ${
+        clauses.join(" AND ")
+      } ORDER BY id LIMIT ?`,
+    ).all(...params, query.limit) as Row[];
+    // Spread into plain objects: rows come with a null prototype.
+    return Promise.resolve(rows.map((r) => ({ ...r }) as unknown as AuditEntry));
+  }
+
   getMeta(key: string): Promise<string | null> {
     const row = this.#stmt("SELECT value FROM meta WHERE key = ?").get(key) as
       | { value: string }
@@ -460,4 +671,45 @@ function decode<K extends Kind>(row: Row): Objects[K] {
   value.revision = Number(row.revision);
   if (typeof row.heartbeat === "string") value.lastHeartbeat = row.heartbeat;
   return value as unknown as Objects[K];
+}
+
+/** The key of a policy. */
+interface PolicyKey {
+  kind: PolicyKind;
+  namespace: string;
+  name: string;
+}
+
+function writeKey(write: PolicyWrite): PolicyKey {
+  return write.op === "put"
+    ? {
+      kind: write.policy.kind,
+      namespace: write.policy.metadata.namespace,
+      name: write.policy.metadata.name,
+    }
+    : { kind: write.kind, namespace: write.namespace, name: write.name };
+}
+
+/** `TrafficRoute "default/web"`, or `MeshConfig "mesh"` for the one object without a namespace. */
+function describePolicy(key: PolicyKey): string {
+  return `${key.kind} "${key.namespace === "" ? key.name : `${key.namespace}/${key.name}`}"`;
+}
+
+/**
+ * Refuses a change that writes one object twice: its history would need two
+ * entries at one revision, and which write should win is the caller's call.
+ */
+function refuseRepeatedKeys(writes: readonly PolicyWrite[]): void {
+  const seen = new Set<string>();
+  for (const [i, write] of writes.entries()) {
+    const key = writeKey(write);
+    const text = policyKey(key.kind, key.namespace, key.name);
+    if (seen.has(text)) {
+      const message = `${describePolicy(key)} is written twice: write each object once per change`;
+      throw new InvalidError(`Cannot apply the change: ${message}`, [
+        { pointer: `/writes/${i}`, message },
+      ]);
+    }
+    seen.add(text);
+  }
 }

@@ -1,3 +1,4 @@
+import type { AnyPolicy, PolicyKind } from "../core/policy/model.ts";
 import type {
   CertificateRecord,
   Health,
@@ -70,6 +71,29 @@ export interface Store {
     at: string,
     reason: string,
   ): Promise<CertificateRecord[]>;
+
+  /** One policy, or `null`. MeshConfig's namespace is `""`. */
+  getPolicy(kind: PolicyKind, namespace: string, name: string): Promise<AnyPolicy | null>;
+  /** Policies matching every given filter, by kind, namespace and name. */
+  listPolicies(query?: PolicyQuery): Promise<AnyPolicy[]>;
+  /**
+   * Applies every policy write atomically after checking every expectation:
+   * each written object gets its next revision (one more than the highest in
+   * its history, so revisions never repeat across a delete), its history gets
+   * one entry and the audit log one `ok` entry per write. Returns, per write
+   * in order, the stored object (`null` for a delete). Throws
+   * `PreconditionFailedError` when an expectation fails and `NotFoundError`
+   * when a deleted object does not exist; then nothing is written.
+   */
+  writePolicies(change: PolicyChange): Promise<(AnyPolicy | null)[]>;
+  /** Every revision of one policy, oldest first (deletes included). */
+  policyHistory(kind: PolicyKind, namespace: string, name: string): Promise<PolicyRevision[]>;
+  /** Bumped by every {@link writePolicies}: lets watchers and the push pipeline notice changes. */
+  policyRevision(): Promise<number>;
+  /** Records a refused write (successful ones are recorded by {@link writePolicies}). */
+  appendAudit(entry: AuditInput): Promise<void>;
+  /** Audit entries after `query.after` (an id), oldest first, at most `query.limit`. */
+  listAudit(query: AuditQuery): Promise<AuditEntry[]>;
 
   /** A small server-wide setting (e.g. the admin token id), or `null`. */
   getMeta(key: string): Promise<string | null>;
@@ -172,4 +196,88 @@ export function keyOf(kind: Kind, value: Service | MeshNode | Instance): string 
     case "instance":
       return (value as Instance).id;
   }
+}
+
+/** Filters of {@link Store.listPolicies}; all optional, combined with AND. */
+export interface PolicyQuery {
+  kind?: PolicyKind;
+  namespace?: string;
+}
+
+/** What one policy write did to its object. */
+export type PolicyOp = "create" | "update" | "delete" | "rollback";
+
+/** One write of a {@link PolicyChange}. */
+export type PolicyWrite =
+  /**
+   * Stores `policy`; the store stamps `metadata.revision`, keeps `createdAt`
+   * of an existing object, and sets `updatedAt`/`updatedBy` from the change.
+   * `op` is `rollback` when the content comes from an earlier revision.
+   */
+  | { op: "put"; policy: AnyPolicy; rollback?: boolean }
+  | { op: "delete"; kind: PolicyKind; namespace: string; name: string };
+
+/** A precondition on a policy: at `revision`, or absent when `revision` is `null`. */
+export interface PolicyExpectation {
+  kind: PolicyKind;
+  namespace: string;
+  name: string;
+  revision: number | null;
+}
+
+/** One atomic policy change, with who made it for history and audit. */
+export interface PolicyChange {
+  writes: readonly PolicyWrite[];
+  expect?: readonly PolicyExpectation[];
+  /** The caller: a token id, or `node:<name>`. */
+  actor: string;
+  /** ISO 8601 time of the change. */
+  at: string;
+}
+
+/** One entry of a policy's history. */
+export interface PolicyRevision {
+  kind: PolicyKind;
+  namespace: string;
+  name: string;
+  revision: number;
+  op: PolicyOp;
+  at: string;
+  actor: string;
+  /** The object as stored by this revision; `null` for a delete. */
+  object: AnyPolicy | null;
+}
+
+/** A write to record in the audit log. */
+export interface AuditInput {
+  at: string;
+  actor: string;
+  /** `apply`, `delete`, `rollback`. */
+  action: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  outcome: "ok" | "refused";
+  /** The HTTP status the caller got. */
+  status: number;
+  /** The revision written (`ok`), or `null`. */
+  revision: number | null;
+  /** Why it was refused, or what changed; one line. */
+  detail: string;
+}
+
+/** One audit log entry. */
+export interface AuditEntry extends AuditInput {
+  /** Increasing: the cursor of {@link AuditQuery.after}. */
+  id: number;
+}
+
+/** Filters of {@link Store.listAudit}. */
+export interface AuditQuery {
+  after?: number;
+  limit: number;
+  kind?: string;
+  namespace?: string;
+  name?: string;
+  outcome?: "ok" | "refused";
 }
