@@ -5,12 +5,21 @@
  * Golden files: `testdata/<name>.input.yaml` holds `{view, request, options?}`;
  * `testdata/<name>.golden.yaml` holds the snapshot generated from it. Run the
  * tests with `UPDATE_GOLDEN=1` to rewrite the golden files, then review the
- * diff.
+ * diff. An input's `view.policies` is a list of `{kind, metadata: {name,
+ * namespace?}, spec}`, as an operator writes them; each spec must pass its
+ * kind's schema.
  */
 import { Buffer } from "node:buffer";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parse, stringify } from "yaml";
+import {
+  type AnyPolicy,
+  API_VERSION,
+  type PolicyKind,
+  policySet,
+  SPEC_SCHEMAS,
+} from "../../core/policy/model.ts";
 import type { GenerateOptions } from "./generate.ts";
 import type { JsonObject, MeshView, ProxyRequest, ProxySnapshot } from "./model.ts";
 
@@ -23,19 +32,58 @@ export interface Scenario {
 
 const TESTDATA = new URL("./testdata/", import.meta.url);
 
+/** A policy as a scenario writes it. */
+export interface PolicyText {
+  kind: PolicyKind;
+  metadata: { name: string; namespace?: string };
+  spec: unknown;
+}
+
+/** Stored policies from their text: specs checked against their schemas, metadata filled in. */
+export function storedPolicies(texts: readonly PolicyText[]): AnyPolicy[] {
+  return texts.map((t) =>
+    ({
+      apiVersion: API_VERSION,
+      kind: t.kind,
+      metadata: {
+        name: t.metadata.name,
+        namespace: t.kind === "MeshConfig" ? "" : t.metadata.namespace ?? "default",
+        labels: {},
+        revision: 1,
+        createdAt: "2024-05-01T12:00:00Z",
+        updatedAt: "2024-05-01T12:00:00Z",
+        updatedBy: "golden",
+      },
+      spec: SPEC_SCHEMAS[t.kind].parse(t.spec),
+    }) as AnyPolicy
+  );
+}
+
 /** Reads `testdata/<name>.input.yaml`. */
 export async function readScenario(name: string): Promise<Scenario> {
   const text = await readFile(new URL(`${name}.input.yaml`, TESTDATA), "utf8");
-  const data = parse(text) as Scenario;
+  const data = parse(text) as {
+    view: Omit<MeshView, "policies"> & { policies?: PolicyText[] };
+    request: ProxyRequest;
+    options?: GenerateOptions;
+  };
   if (!data || typeof data !== "object" || !data.view || !data.request) {
     throw new Error(`Invalid scenario "${name}": it needs "view" and "request"`);
   }
-  return data;
+  const { policies, ...view } = data.view;
+  return {
+    ...data,
+    view: policies ? { ...view, policies: policySet(storedPolicies(policies)) } : view,
+  };
 }
 
-/** The golden text of a snapshot: YAML, resources in snapshot order, long lines never folded. */
+/**
+ * The golden text of a snapshot: YAML, resources in snapshot order, long
+ * lines never folded, and no anchors: a body shared between places is
+ * written out at each.
+ */
 export function snapshotYaml(snapshot: ProxySnapshot): string {
-  return stringify(snapshot, { lineWidth: 0 });
+  return stringify(snapshot, { lineWidth: 0, aliasDuplicateObjects: false });
 }
 
 /** True when golden files should be rewritten rather than compared. */
@@ -194,4 +242,35 @@ export function shuffled<T>(items: readonly T[], random: () => number): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
+}
+
+/** The body of the resource of `kind` named `name`; fails when the snapshot lacks it. */
+export function bodyOf(
+  snapshot: ProxySnapshot,
+  kind: keyof ProxySnapshot,
+  name: string,
+): JsonObject {
+  const found = snapshot[kind].find((r) => r.name === name);
+  if (!found) throw new Error(`No ${kind} resource named "${name}" in the snapshot`);
+  return found.body;
+}
+
+/** The routes of a route configuration's only virtual host. */
+export function routesOf(routeConfiguration: JsonObject): JsonObject[] {
+  const [host] = routeConfiguration["virtual_hosts"] as JsonObject[];
+  return host!["routes"] as JsonObject[];
+}
+
+/** The route named `name` (a TrafficRoute rule's name) of a route configuration. */
+export function routeNamed(routeConfiguration: JsonObject, name: string): JsonObject {
+  const found = routesOf(routeConfiguration).find((r) => r["name"] === name);
+  if (!found) throw new Error(`No route named "${name}"`);
+  return found;
+}
+
+/** The HttpConnectionManager of a listener's filter chain (`chain`, default the first). */
+export function connectionManager(listener: JsonObject, chain = 0): JsonObject {
+  const chains = listener["filter_chains"] as JsonObject[];
+  const filters = chains[chain]!["filters"] as JsonObject[];
+  return filters.at(-1)!["typed_config"] as JsonObject;
 }

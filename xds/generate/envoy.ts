@@ -16,7 +16,12 @@ export const TYPE = {
   httpConnectionManager:
     "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
   router: "envoy.extensions.filters.http.router.v3.Router",
+  fault: "envoy.extensions.filters.http.fault.v3.HTTPFault",
+  httpRbac: "envoy.extensions.filters.http.rbac.v3.RBAC",
+  localRateLimit: "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
   tcpProxy: "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+  networkRbac: "envoy.extensions.filters.network.rbac.v3.RBAC",
+  tlsInspector: "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
   downstreamTlsContext: "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
   upstreamTlsContext: "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
   httpProtocolOptions: "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
@@ -65,6 +70,19 @@ export function routerFilter(): JsonObject {
   return { name: "envoy.filters.http.router", typed_config: anyOf(TYPE.router, {}) };
 }
 
+/** The fault filter's name: routes configure it under this key of `typed_per_filter_config`. */
+export const FAULT_FILTER = "envoy.filters.http.fault";
+
+/**
+ * The fault filter with no fault of its own: routes switch faults on. It
+ * sits in every outbound HttpConnectionManager, used or not, because adding
+ * or removing a filter changes the listener, and Envoy drains a changed
+ * listener's connections; grpc-js-xds knows this filter.
+ */
+export function faultFilter(): JsonObject {
+  return { name: FAULT_FILTER, typed_config: anyOf(TYPE.fault, {}) };
+}
+
 /** Where an HttpConnectionManager gets its routes. */
 export type RouteSource =
   /** RDS over ADS, by name. */
@@ -72,23 +90,34 @@ export type RouteSource =
   /** A route configuration written into the listener. */
   | { inline: JsonObject };
 
-/** The HttpConnectionManager message (no Any wrapper) with only the router filter. */
-export function httpConnectionManager(statPrefix: string, routes: RouteSource): JsonObject {
+/** The HttpConnectionManager message (no Any wrapper): `httpFilters`, then the router. */
+export function httpConnectionManager(
+  statPrefix: string,
+  routes: RouteSource,
+  httpFilters: readonly JsonObject[] = [],
+): JsonObject {
   const routeSpecifier: JsonObject = "rds" in routes
     ? { rds: { route_config_name: routes.rds, config_source: adsConfigSource() } }
     : { route_config: routes.inline };
   return {
     stat_prefix: statPrefix,
     ...routeSpecifier,
-    http_filters: [routerFilter()],
+    http_filters: [...httpFilters, routerFilter()],
   };
 }
 
 /** A listener network filter running an HttpConnectionManager. */
-export function httpConnectionManagerFilter(statPrefix: string, routes: RouteSource): JsonObject {
+export function httpConnectionManagerFilter(
+  statPrefix: string,
+  routes: RouteSource,
+  httpFilters: readonly JsonObject[] = [],
+): JsonObject {
   return {
     name: "envoy.filters.network.http_connection_manager",
-    typed_config: anyOf(TYPE.httpConnectionManager, httpConnectionManager(statPrefix, routes)),
+    typed_config: anyOf(
+      TYPE.httpConnectionManager,
+      httpConnectionManager(statPrefix, routes, httpFilters),
+    ),
   };
 }
 
@@ -156,4 +185,122 @@ export function http2ProtocolOptions(): JsonObject {
       explicit_http_config: { http2_protocol_options: {} },
     }),
   };
+}
+
+/** Sniffs TLS on a listener, so that filter chains can match `transport_protocol`. */
+export function tlsInspectorFilter(): JsonObject {
+  return {
+    name: "envoy.filters.listener.tls_inspector",
+    typed_config: anyOf(TYPE.tlsInspector, {}),
+  };
+}
+
+function scaledExactly(percent: number, scale: number): number | undefined {
+  const scaled = percent * scale;
+  const rounded = Math.round(scaled);
+  return Math.abs(scaled - rounded) < 1e-6 ? rounded : undefined;
+}
+
+/**
+ * A percentage (0–100, fractions allowed) as a FractionalPercent, with the
+ * smallest denominator that holds it exactly (down to a millionth). Fields
+ * at their default (numerator 0, denominator HUNDRED) are left out, as the
+ * wire leaves them out.
+ */
+export function fractionalPercent(percent: number): JsonObject {
+  const hundredths = scaledExactly(percent, 1);
+  const tenThousandths = scaledExactly(percent, 100);
+  const [numerator, denominator] = hundredths !== undefined
+    ? [hundredths, undefined]
+    : tenThousandths !== undefined
+    ? [tenThousandths, "TEN_THOUSAND"]
+    : [Math.round(percent * 10_000), "MILLION"];
+  return {
+    ...(numerator !== 0 ? { numerator } : {}),
+    ...(denominator !== undefined ? { denominator } : {}),
+  };
+}
+
+/** An RE2 regex, matched against the whole value as Envoy and grpc-js-xds do. */
+export function regexMatcher(regex: string): JsonObject {
+  return { google_re2: {}, regex };
+}
+
+/** `text` with RE2's special characters escaped. */
+export function escapeRegex(text: string): string {
+  return text.replace(/[\\^$.|?*+()[\]{}]/g, "\\$&");
+}
+
+/** A policy's string match (exactly one of `exact`, `prefix`, `regex`) as an Envoy StringMatcher. */
+export function stringMatcher(
+  match: { exact?: string | undefined; prefix?: string | undefined; regex?: string | undefined },
+): JsonObject {
+  if (match.exact !== undefined) return { exact: match.exact };
+  if (match.prefix !== undefined) return { prefix: match.prefix };
+  if (match.regex !== undefined) return { safe_regex: regexMatcher(match.regex) };
+  throw new Error("Invalid string match: it needs one of exact, prefix, regex");
+}
+
+/** A header matcher for the `:method` pseudo-header: any of `methods`. */
+export function methodMatcher(methods: readonly string[]): JsonObject {
+  return {
+    name: ":method",
+    string_match: methods.length === 1
+      ? { exact: methods[0]! }
+      : { safe_regex: regexMatcher(methods.join("|")) },
+  };
+}
+
+/** A header to set, replacing any value it had (a HeaderValueOption). */
+export function headerToSet(key: string, value: string): JsonObject {
+  return { header: { key, value }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" };
+}
+
+/**
+ * Envoy's `envoy.type.v3.StatusCode` names of the 4xx and 5xx codes: an
+ * HttpStatus message takes only these (the enum is `defined_only`).
+ */
+const STATUS_CODE_NAMES: Readonly<Record<number, string>> = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  402: "PaymentRequired",
+  403: "Forbidden",
+  404: "NotFound",
+  405: "MethodNotAllowed",
+  406: "NotAcceptable",
+  407: "ProxyAuthenticationRequired",
+  408: "RequestTimeout",
+  409: "Conflict",
+  410: "Gone",
+  411: "LengthRequired",
+  412: "PreconditionFailed",
+  413: "PayloadTooLarge",
+  414: "URITooLong",
+  415: "UnsupportedMediaType",
+  416: "RangeNotSatisfiable",
+  417: "ExpectationFailed",
+  421: "MisdirectedRequest",
+  422: "UnprocessableEntity",
+  423: "Locked",
+  424: "FailedDependency",
+  426: "UpgradeRequired",
+  428: "PreconditionRequired",
+  429: "TooManyRequests",
+  431: "RequestHeaderFieldsTooLarge",
+  500: "InternalServerError",
+  501: "NotImplemented",
+  502: "BadGateway",
+  503: "ServiceUnavailable",
+  504: "GatewayTimeout",
+  505: "HTTPVersionNotSupported",
+  506: "VariantAlsoNegotiates",
+  507: "InsufficientStorage",
+  508: "LoopDetected",
+  510: "NotExtended",
+  511: "NetworkAuthenticationRequired",
+};
+
+/** The StatusCode enum name of an HTTP error status, or `undefined` when Envoy's enum lacks it. */
+export function statusCodeName(code: number): string | undefined {
+  return STATUS_CODE_NAMES[code];
 }

@@ -172,6 +172,12 @@ function referencesOf(resource: Resource): References {
         if (isObject(c) && typeof c["name"] === "string") refs.clusters.add(c["name"]);
       }
     }
+    const mirrors = obj["request_mirror_policies"];
+    if (Array.isArray(mirrors)) {
+      for (const m of mirrors) {
+        if (isObject(m) && typeof m["cluster"] === "string") refs.clusters.add(m["cluster"]);
+      }
+    }
     if (obj["@type"] === TCP_PROXY_TYPE_URL && typeof obj["cluster"] === "string") {
       refs.clusters.add(obj["cluster"]);
     }

@@ -16,7 +16,14 @@ import type { JsonObject, MeshView, ProxySnapshot, SidecarRequest } from "./mode
 import { RESOURCE_KINDS } from "./model.ts";
 import { buildPushContext } from "./push_context.ts";
 
-const SCENARIOS = ["sidecar", "proxyless", "no-healthy"];
+const SCENARIOS = [
+  "sidecar",
+  "proxyless",
+  "no-healthy",
+  "policy-outbound",
+  "policy-inbound",
+  "policy-proxyless",
+];
 const codec = await loadCodec();
 
 function generate(s: Scenario): ProxySnapshot {
@@ -48,20 +55,24 @@ for (const name of SCENARIOS) {
   });
 }
 
-Deno.test({
-  name: "generateProxy() output for proxyless clients passes grpc-js-xds's own validation",
-  ignore: codec === undefined,
-  fn: async () => {
-    const snapshot = generate(await readScenario("proxyless"));
-    for (const kind of ["listeners", "routes", "clusters", "endpoints"] as const) {
-      assert.ok(snapshot[kind].length > 0, kind);
-      for (const r of snapshot[kind]) {
-        const bytes = await assertEnvoyValid(r.typeUrl.slice(TYPE_URL_PREFIX.length), r.body);
-        assert.equal(await grpcJsXdsError(r.typeUrl, bytes!), undefined, r.name);
+const PROXYLESS_SCENARIOS = ["proxyless", "policy-proxyless"];
+
+for (const name of PROXYLESS_SCENARIOS) {
+  Deno.test({
+    name: `generateProxy() output for ${name} passes grpc-js-xds's own validation`,
+    ignore: codec === undefined,
+    fn: async () => {
+      const snapshot = generate(await readScenario(name));
+      for (const kind of ["listeners", "routes", "clusters", "endpoints"] as const) {
+        assert.ok(snapshot[kind].length > 0, kind);
+        for (const r of snapshot[kind]) {
+          const bytes = await assertEnvoyValid(r.typeUrl.slice(TYPE_URL_PREFIX.length), r.body);
+          assert.equal(await grpcJsXdsError(r.typeUrl, bytes!), undefined, r.name);
+        }
       }
-    }
-  },
-});
+    },
+  });
+}
 
 function shuffledScenario(s: Scenario, seed: number): Scenario {
   const random = seededRandom(seed);
@@ -129,6 +140,64 @@ Deno.test("generateProxy() gives every proxy of a shared push what a push of its
   }
 });
 
+Deno.test("generateProxy() with policies gives every proxy of a shared push what a push of its own gives", async () => {
+  const out = await readScenario("policy-outbound");
+  const inb = await readScenario("policy-inbound");
+  const pl = await readScenario("policy-proxyless");
+  const keep = new Set(out.view.services.map((s) => `${s.namespace}/${s.name}`));
+  const extra = <T extends { namespace: string }>(list: readonly T[], name: (x: T) => string) =>
+    list.filter((x) => !keep.has(`${x.namespace}/${name(x)}`));
+  const policies = (s: typeof out) => s.view.policies!;
+  const view: MeshView = {
+    ...out.view,
+    services: [
+      ...out.view.services,
+      ...extra(inb.view.services, (s) => s.name),
+      ...extra(pl.view.services, (s) => s.name),
+    ],
+    endpoints: [
+      ...out.view.endpoints,
+      ...extra(inb.view.endpoints, (e) => e.service),
+      ...extra(pl.view.endpoints, (e) => e.service),
+    ],
+    policies: {
+      trafficRoutes: [...policies(out).trafficRoutes, ...policies(pl).trafficRoutes],
+      destinationPolicies: [
+        ...policies(out).destinationPolicies,
+        ...policies(pl).destinationPolicies.filter((p) => p.spec.service !== "echo"),
+      ],
+      authorizationPolicies: policies(inb).authorizationPolicies,
+      rateLimits: policies(inb).rateLimits,
+      meshConfig: policies(pl).meshConfig,
+    },
+  };
+  const sidecar = out.request as SidecarRequest;
+  const { locality: _, ...nowhere } = sidecar;
+  const requests = [
+    out.request,
+    { ...sidecar, locality: { region: "us-east-1", zone: "us-east-1a" } },
+    { ...sidecar, node: "vm-9", inbound: (inb.request as SidecarRequest).inbound },
+    nowhere,
+    pl.request,
+    { ...pl.request, locality: { region: "ap-south-1", zone: "ap-south-1a" } },
+    { ...pl.request, identity: "spiffe://ironmesh.local/ns/hello/sa/vm-1" },
+    out.request,
+    pl.request,
+  ];
+  const push = buildPushContext(view);
+  for (const [i, request] of requests.entries()) {
+    for (const options of [{}, { connectTimeoutMs: 1_000 }]) {
+      const together = generateProxy(push, request, options);
+      assert.equal(
+        snapshotYaml(together),
+        snapshotYaml(generateProxy(view, request, options)),
+        `#${i}`,
+      );
+      assert.deepEqual(consistent(together), [], `#${i}`);
+    }
+  }
+});
+
 Deno.test("generateProxy() freezes the resources that proxies share", async () => {
   const s = await readScenario("sidecar");
   const snapshot = generate(s);
@@ -137,11 +206,22 @@ Deno.test("generateProxy() freezes the resources that proxies share", async () =
   }, TypeError);
 });
 
-Deno.test("generateProxy() leaves its input untouched", async () => {
-  const s = await readScenario("sidecar");
-  const before = JSON.stringify(s);
-  generate(s);
-  assert.equal(JSON.stringify(s), before);
+function frozenInside(value: unknown, path = ""): string[] {
+  if (typeof value !== "object" || value === null) return [];
+  return [
+    ...(Object.isFrozen(value) ? [path || "/"] : []),
+    ...Object.entries(value).flatMap(([k, v]) => frozenInside(v, `${path}/${k}`)),
+  ];
+}
+
+Deno.test("generateProxy() leaves its input untouched, and unfrozen", async () => {
+  for (const name of SCENARIOS) {
+    const s = await readScenario(name);
+    const before = JSON.stringify(s);
+    generate(s);
+    assert.equal(JSON.stringify(s), before, name);
+    assert.deepEqual(frozenInside(s), [], name);
+  }
 });
 
 function versions(snapshot: ProxySnapshot, kind: keyof ProxySnapshot): Record<string, string> {
@@ -178,6 +258,25 @@ Deno.test("generateProxy() changes only EDS versions when only endpoints change"
   assert.notEqual(typeVersion(after.endpoints), typeVersion(before.endpoints));
 });
 
+Deno.test("generateProxy() with policies changes only EDS versions when only endpoints change", async () => {
+  for (const name of ["policy-outbound", "policy-proxyless"]) {
+    const s = await readScenario(name);
+    const before = generate(s);
+    const endpoints = s.view.endpoints.map((e) =>
+      e.node === "vm-2"
+        ? { ...e, healthy: false }
+        : e.node === "us-1"
+        ? { ...e, locality: { region: "eu-west-1", zone: "eu-west-1b" } }
+        : e
+    );
+    const after = generate({ ...s, view: { ...s.view, endpoints } });
+    for (const kind of ["listeners", "routes", "clusters", "secrets"] as const) {
+      assert.deepEqual(versions(after, kind), versions(before, kind), `${name} ${kind}`);
+    }
+    assert.notEqual(typeVersion(after.endpoints), typeVersion(before.endpoints), name);
+  }
+});
+
 Deno.test("generateProxy() changes a cluster's version when a peer brings a new identity", async () => {
   const s = await readScenario("sidecar");
   const before = generate(s);
@@ -204,6 +303,13 @@ Deno.test("consistent() reports a missing route configuration", async () => {
   const snapshot = generate(await readScenario("sidecar"));
   assert.deepEqual(consistent(without(snapshot, "routes", "api.shop:8080")), [
     'Listener "outbound|9001" uses route configuration "api.shop:8080", which is not in the snapshot',
+  ]);
+});
+
+Deno.test("consistent() reports a missing cluster that a route mirrors to", async () => {
+  const snapshot = generate(await readScenario("policy-outbound"));
+  assert.deepEqual(consistent(without(snapshot, "clusters", "outbound|9090||audit.shop")), [
+    'Route configuration "api.shop:8080" uses cluster "outbound|9090||audit.shop", which is not in the snapshot',
   ]);
 });
 
@@ -308,15 +414,20 @@ function assertGrpcJsAccepts(snapshot: ProxySnapshot): void {
   for (const r of snapshot.routes) {
     for (const vh of r.body["virtual_hosts"] as JsonObject[]) {
       for (const route of vh["routes"] as JsonObject[]) {
-        assert.ok("prefix" in (route["match"] as JsonObject), "a route needs a path specifier");
+        const match = route["match"] as JsonObject;
+        assert.ok(
+          ["prefix", "path", "safe_regex"].some((k) => k in match),
+          "a route needs a path specifier",
+        );
+        assert.ok("route" in route, "grpc-js-xds refuses every action but `route`");
       }
     }
   }
   for (const c of snapshot.clusters) {
     assert.equal(c.body["type"], "EDS");
     assert.ok(
-      !("lb_policy" in c.body),
-      "the default, ROUND_ROBIN, is the policy grpc-js-xds needs",
+      [undefined, "RING_HASH"].includes(c.body["lb_policy"] as string | undefined),
+      "ROUND_ROBIN (the default) and RING_HASH are the policies grpc-js-xds takes",
     );
     assert.ok(!("transport_socket" in c.body), "proxyless clients use plaintext");
     assert.deepEqual((c.body["eds_cluster_config"] as JsonObject)["eds_config"], {
@@ -325,7 +436,7 @@ function assertGrpcJsAccepts(snapshot: ProxySnapshot): void {
     });
   }
   for (const e of snapshot.endpoints) {
-    for (const locality of e.body["endpoints"] as JsonObject[]) {
+    for (const locality of (e.body["endpoints"] ?? []) as JsonObject[]) {
       assert.ok(locality["locality"] !== undefined, "a locality without `locality` is dropped");
       assert.ok(
         (locality["load_balancing_weight"] as number) > 0,
@@ -336,16 +447,18 @@ function assertGrpcJsAccepts(snapshot: ProxySnapshot): void {
 }
 
 Deno.test("generateProxy() gives proxyless clients what grpc-js-xds accepts", async () => {
-  assertGrpcJsAccepts(generate(await readScenario("proxyless")));
+  for (const name of PROXYLESS_SCENARIOS) assertGrpcJsAccepts(generate(await readScenario(name)));
 });
 
 Deno.test("generateProxy() gives proxyless clients routes for every name they may dial", async () => {
-  const snapshot = generate(await readScenario("proxyless"));
-  for (const l of snapshot.listeners) {
-    const hcm = (l.body["api_listener"] as JsonObject)["api_listener"] as JsonObject;
-    const rds = (hcm["rds"] as JsonObject)["route_config_name"];
-    const route = snapshot.routes.find((r) => r.name === rds)!;
-    const domains = (route.body["virtual_hosts"] as JsonObject[])[0]!["domains"] as string[];
-    assert.ok(domains.includes(l.name), `${l.name} in ${domains}`);
+  for (const name of PROXYLESS_SCENARIOS) {
+    const snapshot = generate(await readScenario(name));
+    for (const l of snapshot.listeners) {
+      const hcm = (l.body["api_listener"] as JsonObject)["api_listener"] as JsonObject;
+      const rds = (hcm["rds"] as JsonObject)["route_config_name"];
+      const route = snapshot.routes.find((r) => r.name === rds)!;
+      const domains = (route.body["virtual_hosts"] as JsonObject[])[0]!["domains"] as string[];
+      assert.ok(domains.includes(l.name), `${l.name} in ${domains}`);
+    }
   }
 });

@@ -4,11 +4,23 @@
  * contents of what a sidecar and a proxyless client receive.
  */
 import { parseSpiffeId } from "../../core/spiffe_id.ts";
+import { rbacFilters } from "./authorization.ts";
 import { compareStrings } from "./canonical.ts";
+import {
+  type ClusterTarget,
+  clusterTargets,
+  clusterTrafficFields,
+  connectTimeoutMs,
+  enabledLocality,
+  localityPriorities,
+  type ProxyKind,
+  trafficSettings,
+} from "./destination.ts";
 import { upstreamMtls } from "./envoy.ts";
 import type {
   InboundEntry,
   JsonObject,
+  Locality,
   MeshEndpoint,
   MeshService,
   MeshServicePort,
@@ -16,10 +28,12 @@ import type {
   ResourceKind,
   SidecarRequest,
 } from "./model.ts";
-import { outboundClusterName, routeConfigName, serviceHost } from "./names.ts";
+import { inboundClusterName, routeConfigName, serviceHost } from "./names.ts";
 import { type PushContext, serviceKey, shared, sortedPorts } from "./push_context.ts";
+import { inboundRateLimit } from "./rate_limit.ts";
 import {
   apiListener,
+  appRoute,
   clusterLoadAssignment,
   edsCluster,
   inboundCluster,
@@ -31,6 +45,7 @@ import {
   routeConfiguration,
   usesHttp2,
 } from "./resources.ts";
+import { type RoutePlan, routePlan } from "./route_rules.ts";
 
 /** One resource body a generator emits, with the list it belongs to. */
 export interface Emitted {
@@ -43,17 +58,15 @@ export interface GeneratorSettings {
   connectTimeoutMs: number;
 }
 
-/** A cluster of a service port: today one per port; DestinationPolicy subsets will add more. */
-export interface ClusterTarget {
-  name: string;
-  /** Endpoints must carry all these labels; `{}` selects every endpoint. */
-  selector: Readonly<Record<string, string>>;
-}
-
 /** A service port a proxy reaches, with its clusters. */
 export interface ServiceTarget {
   service: MeshService;
   port: MeshServicePort;
+  /**
+   * Every cluster the proxy needs for it: the port's own, its subsets', and
+   * those its routes split or mirror to (maybe of other services), so that
+   * every cluster a route names is in the snapshot.
+   */
   clusters: readonly ClusterTarget[];
 }
 
@@ -101,9 +114,38 @@ export function matchesSelector(
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
-/** The clusters of a service port. The subset slot of the name stays empty until subsets exist. */
-export function clusterTargets(service: MeshService, port: MeshServicePort): ClusterTarget[] {
-  return [{ name: outboundClusterName(service.name, service.namespace, port.port), selector: {} }];
+function routeName(target: Pick<ServiceTarget, "service" | "port">): string {
+  return routeConfigName(target.service.name, target.service.namespace, target.port.port);
+}
+
+/** The routes of a service port for a proxy of `kind`, built once per push. */
+function sharedRoutePlan(
+  push: PushContext,
+  service: MeshService,
+  port: MeshServicePort,
+  kind: ProxyKind,
+): RoutePlan {
+  return shared(
+    push,
+    `${kind} route plan ${routeName({ service, port })}`,
+    () => routePlan(push, service, port, kind),
+  );
+}
+
+/** A service port's {@link ServiceTarget.clusters}, once per push; only HTTP ports have routes. */
+function targetClusters(
+  push: PushContext,
+  service: MeshService,
+  port: MeshServicePort,
+  kind: ProxyKind,
+): readonly ClusterTarget[] {
+  return shared(push, `${kind} clusters ${routeName({ service, port })}`, () => {
+    const all = [
+      ...clusterTargets(push, service, port),
+      ...(isHttp(port.protocol) ? sharedRoutePlan(push, service, port, kind).clusters : []),
+    ];
+    return all.filter((c, i) => all.findIndex((d) => d.name === c.name) === i);
+  });
 }
 
 /**
@@ -112,16 +154,13 @@ export function clusterTargets(service: MeshService, port: MeshServicePort): Clu
  * number: on VMs one service's instances may listen on different ports (two
  * on one host must), and each endpoint carries its own port.
  */
-function liveEndpoints(
-  push: PushContext,
-  target: ServiceTarget,
-  cluster: ClusterTarget,
-): MeshEndpoint[] {
-  const all = push.endpointsByService.get(
-    serviceKey(target.service.name, target.service.namespace),
-  );
-  return (all ?? []).filter((e) =>
-    e.healthy && e.protocol === target.port.protocol && matchesSelector(e.labels, cluster.selector)
+function liveEndpoints(push: PushContext, cluster: ClusterTarget): MeshEndpoint[] {
+  const { selector } = cluster;
+  const key = serviceKey(cluster.service, cluster.namespace);
+  const port = push.serviceByKey.get(key)?.ports.find((p) => p.port === cluster.port);
+  if (!port || selector === null) return [];
+  return (push.endpointsByService.get(key) ?? []).filter((e) =>
+    e.healthy && e.protocol === port.protocol && matchesSelector(e.labels, selector)
   );
 }
 
@@ -164,7 +203,12 @@ export function resolveUpstreams(push: PushContext, request: SidecarRequest): Re
     const ports = sortedPorts(service);
     const port = u.port === undefined ? ports[0] : ports.find((p) => p.port === u.port);
     if (!port) continue;
-    out.push({ localPort: u.localPort, service, port, clusters: clusterTargets(service, port) });
+    out.push({
+      localPort: u.localPort,
+      service,
+      port,
+      clusters: targetClusters(push, service, port, "sidecar"),
+    });
   }
   return out;
 }
@@ -184,27 +228,104 @@ export function proxylessTargets(push: PushContext, request: ProxylessRequest): 
     out.push({
       service,
       port,
-      clusters: clusterTargets(service, port),
+      clusters: targetClusters(push, service, port, "proxyless"),
       listenerNames: names.sort(compareStrings),
     });
   }
   return out;
 }
 
-function routeName(target: ServiceTarget): string {
-  return routeConfigName(target.service.name, target.service.namespace, target.port.port);
+/**
+ * The locality-aware endpoints of `cluster` as `caller` sees them, or all
+ * at priority 0 when its service's DestinationPolicy does not enable
+ * locality. The memo key names the caller's locality only when it matters,
+ * so that callers share one body wherever they can.
+ */
+function sharedLoadAssignment(
+  push: PushContext,
+  kind: ProxyKind,
+  cluster: ClusterTarget,
+  caller: Locality | undefined,
+  hostOf: (e: MeshEndpoint) => LbHost | undefined,
+): JsonObject {
+  const locality = enabledLocality(push, cluster.namespace, cluster.service);
+  const from = caller ?? { region: "", zone: "" };
+  const key = `${kind} endpoints ${cluster.name}` +
+    (locality ? ` from ${JSON.stringify([from.region, from.zone])}` : "");
+  return shared(push, key, () => {
+    const hosts = liveEndpoints(push, cluster).flatMap((e) => hostOf(e) ?? []);
+    const priorityOf = locality
+      ? localityPriorities(locality, from, hosts.map((h) => h.locality))
+      : undefined;
+    return clusterLoadAssignment(cluster.name, hosts, priorityOf);
+  });
+}
+
+/**
+ * An outbound cluster; `transportSocket` is built only when the body is. A
+ * sidecar must be told to speak HTTP/2; a gRPC client always does.
+ */
+function outboundCluster(
+  ctx: { push: PushContext; settings: GeneratorSettings },
+  kind: ProxyKind,
+  cluster: ClusterTarget,
+  transportSocket: (service: MeshService | undefined) => JsonObject | undefined,
+): JsonObject {
+  const { push } = ctx;
+  const fallbackMs = ctx.settings.connectTimeoutMs;
+  return shared(push, `${kind} cluster ${cluster.name} ${fallbackMs}`, () => {
+    const service = push.serviceByKey.get(serviceKey(cluster.service, cluster.namespace));
+    const port = service?.ports.find((p) => p.port === cluster.port);
+    const settings = trafficSettings(
+      push,
+      cluster.namespace,
+      cluster.service,
+      cluster.port,
+      cluster.subset,
+    );
+    const socket = transportSocket(service);
+    return edsCluster(cluster.name, {
+      connectTimeoutMs: connectTimeoutMs(settings, fallbackMs),
+      ...(socket ? { transportSocket: socket } : {}),
+      http2: kind === "sidecar" && port !== undefined && usesHttp2(port.protocol),
+      traffic: clusterTrafficFields(settings, kind),
+    });
+  });
 }
 
 function defaultCluster(target: ServiceTarget): string {
   return target.clusters[0]!.name;
 }
 
-/** Peers reach local instances through `inbound|<port>` with mTLS. */
+/**
+ * Peers reach local instances through `inbound|<port>`: mTLS (and plaintext
+ * too when the mesh is PERMISSIVE), RBAC from AuthorizationPolicies, then
+ * routes to the app with the RateLimit's buckets (HTTP) or TCP proxying.
+ */
 function sidecarInboundListeners(ctx: SidecarContext): Emitted[] {
-  return ctx.inbound.map((entry) => ({
-    kind: "listeners",
-    body: inboundListener(entry, ctx.request.hostAddress, ctx.push.view.trustDomain),
-  }));
+  const { push } = ctx;
+  const host = ctx.request.hostAddress;
+  return ctx.inbound.map((entry): Emitted => {
+    const { service, namespace, inboundPort, appPort, protocol } = entry;
+    const key = `inbound listener ${
+      JSON.stringify([host, namespace, service, inboundPort, appPort, protocol])
+    }`;
+    return {
+      kind: "listeners",
+      body: shared(push, key, () => {
+        const http = isHttp(protocol);
+        const cluster = inboundClusterName(appPort);
+        const limits = http
+          ? inboundRateLimit(push, entry, (match) => appRoute(cluster, match))
+          : undefined;
+        return inboundListener(entry, host, push.view.trustDomain, {
+          permissive: push.mesh.mtls?.mode === "PERMISSIVE",
+          filters: [...rbacFilters(push, entry, http), ...limits?.filters ?? []],
+          ...(limits ? { routes: limits.routes } : {}),
+        });
+      }),
+    };
+  });
 }
 
 /** Each local app port as a STATIC cluster on loopback. */
@@ -229,33 +350,31 @@ function sidecarOutboundListeners(ctx: SidecarContext): Emitted[] {
   }));
 }
 
-/** HTTP upstreams route through RDS; the route timeout is off so gRPC streams live on. */
+/** HTTP upstreams route through RDS, by their TrafficRoute's rules and MeshConfig's defaults. */
 function sidecarOutboundRoutes(ctx: SidecarContext): Emitted[] {
   return ctx.upstreams.filter((u) => isHttp(u.port.protocol)).map((u) => ({
     kind: "routes",
     body: shared(
       ctx.push,
       `sidecar route ${routeName(u)}`,
-      () => routeConfiguration(routeName(u), ["*"], defaultCluster(u), { timeoutMs: 0 }),
+      () =>
+        routeConfiguration(
+          routeName(u),
+          ["*"],
+          sharedRoutePlan(ctx.push, u.service, u.port, "sidecar").routes,
+        ),
     ),
   }));
 }
 
 /** EDS clusters with mTLS that checks the peers' exact SPIFFE IDs. */
 function sidecarOutboundClusters(ctx: SidecarContext): Emitted[] {
-  const timeout = ctx.settings.connectTimeoutMs;
+  const trustDomain = ctx.push.view.trustDomain;
   return ctx.upstreams.flatMap((u) =>
     u.clusters.map((c): Emitted => ({
       kind: "clusters",
-      body: shared(ctx.push, `sidecar cluster ${c.name} ${timeout}`, () =>
-        edsCluster(c.name, {
-          connectTimeoutMs: timeout,
-          transportSocket: upstreamMtls(
-            ctx.push.view.trustDomain,
-            serviceIdentities(ctx.push, u.service),
-          ),
-          http2: usesHttp2(u.port.protocol),
-        })),
+      body: outboundCluster(ctx, "sidecar", c, (service) =>
+        upstreamMtls(trustDomain, service ? serviceIdentities(ctx.push, service) : [])),
     }))
   );
 }
@@ -265,15 +384,10 @@ function sidecarOutboundEndpoints(ctx: SidecarContext): Emitted[] {
   return ctx.upstreams.flatMap((u) =>
     u.clusters.map((c): Emitted => ({
       kind: "endpoints",
-      body: shared(ctx.push, `sidecar endpoints ${c.name}`, () =>
-        clusterLoadAssignment(
-          c.name,
-          liveEndpoints(ctx.push, u, c).flatMap((e): LbHost[] =>
-            e.inboundPort === null
-              ? []
-              : [{ address: e.address, port: e.inboundPort, locality: e.locality }]
-          ),
-        )),
+      body: sharedLoadAssignment(ctx.push, "sidecar", c, ctx.request.locality, (e) =>
+        e.inboundPort === null
+          ? undefined
+          : { address: e.address, port: e.inboundPort, locality: e.locality }),
     }))
   );
 }
@@ -313,7 +427,12 @@ function proxylessRoutes(ctx: ProxylessContext): Emitted[] {
     body: shared(
       ctx.push,
       `proxyless route ${routeName(t)} ${t.listenerNames.join(" ")}`,
-      () => routeConfiguration(routeName(t), t.listenerNames, defaultCluster(t), { prefix: "" }),
+      () =>
+        routeConfiguration(
+          routeName(t),
+          t.listenerNames,
+          sharedRoutePlan(ctx.push, t.service, t.port, "proxyless").routes,
+        ),
     ),
   }));
 }
@@ -323,8 +442,7 @@ function proxylessClusters(ctx: ProxylessContext): Emitted[] {
   return ctx.targets.flatMap((t) =>
     t.clusters.map((c): Emitted => ({
       kind: "clusters",
-      body: shared(ctx.push, `proxyless cluster ${c.name} ${ctx.settings.connectTimeoutMs}`, () =>
-        edsCluster(c.name, { connectTimeoutMs: ctx.settings.connectTimeoutMs })),
+      body: outboundCluster(ctx, "proxyless", c, () => undefined),
     }))
   );
 }
@@ -334,15 +452,11 @@ function proxylessEndpoints(ctx: ProxylessContext): Emitted[] {
   return ctx.targets.flatMap((t) =>
     t.clusters.map((c): Emitted => ({
       kind: "endpoints",
-      body: shared(ctx.push, `proxyless endpoints ${c.name}`, () =>
-        clusterLoadAssignment(
-          c.name,
-          liveEndpoints(ctx.push, t, c).map((e) => ({
-            address: e.address,
-            port: e.port,
-            locality: e.locality,
-          })),
-        )),
+      body: sharedLoadAssignment(ctx.push, "proxyless", c, ctx.request.locality, (e) => ({
+        address: e.address,
+        port: e.port,
+        locality: e.locality,
+      })),
     }))
   );
 }

@@ -5,8 +5,9 @@
  * `{"@type": "type.googleapis.com/…", …}`, Durations as `"5s"`).
  */
 import type { Protocol } from "../../core/model.ts";
+import type { PolicySet } from "../../core/policy/model.ts";
 
-export type { Protocol };
+export type { PolicySet, Protocol };
 
 /** A JSON value as it appears in a resource body. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | JsonObject;
@@ -64,6 +65,11 @@ export interface MeshView {
   trustBundlePem: string;
   services: readonly MeshService[];
   endpoints: readonly MeshEndpoint[];
+  /**
+   * Every stored policy, already validated. Default: `EMPTY_POLICY_SET`
+   * (`core/policy/model.ts`), the mesh's defaults everywhere.
+   */
+  policies?: PolicySet;
 }
 
 /** One local instance behind a sidecar: peers reach it on `inboundPort`, the app listens on `appPort`. */
@@ -97,6 +103,11 @@ export interface SidecarRequest {
   hostAddress: string;
   inbound: readonly InboundEntry[];
   upstreams: readonly UpstreamEntry[];
+  /**
+   * Where the node runs (its `region` and `zone` labels), for locality-aware
+   * load balancing. Default: unknown, which prefers no locality.
+   */
+  locality?: Locality;
 }
 
 /** A proxyless gRPC client (`@grpc/grpc-js-xds`) asking for its configuration. */
@@ -106,6 +117,12 @@ export interface ProxylessRequest {
   node: string;
   /** SPIFFE ID from the caller's mTLS certificate; its namespace enables short names. */
   identity: string;
+  /**
+   * Where the client runs, for locality-aware load balancing. Default:
+   * unknown, which prefers no locality. Clients of one namespace share a
+   * snapshot only when they also share a locality.
+   */
+  locality?: Locality;
 }
 
 /** Who is asking. */

@@ -7,7 +7,7 @@
  * | sidecar inbound listener | `inbound\|<inboundPort>` |
  * | sidecar inbound cluster (STATIC, 127.0.0.1) | `inbound\|<appPort>` |
  * | sidecar outbound listener (127.0.0.1) | `outbound\|<localPort>` |
- * | outbound cluster and its EDS resource | `outbound\|<port>\|<subset>\|<name>.<namespace>` (subset `""` for now) |
+ * | outbound cluster and its EDS resource | `outbound\|<port>\|<subset>\|<name>.<namespace>` (subset `""`: the whole port) |
  * | outbound route configuration | `<name>.<namespace>:<port>` |
  * | proxyless listener | `<name>.<namespace>`, and `<name>` in the client's own namespace |
  * | secrets | `default` (workload certificate, served by the agent), `ROOTCA` |

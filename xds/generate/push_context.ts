@@ -5,6 +5,8 @@
  * proxies share (a service's cluster and endpoints) is built and hashed once
  * per push rather than once per proxy.
  */
+import { indexPolicies, type PolicyIndex } from "../../core/policy/match.ts";
+import { EMPTY_POLICY_SET, type MeshConfigSpec } from "../../core/policy/model.ts";
 import { compareStrings, contentVersion } from "./canonical.ts";
 import type { JsonObject, MeshEndpoint, MeshService, MeshServicePort, MeshView } from "./model.ts";
 
@@ -17,6 +19,10 @@ export interface PushContext {
   readonly serviceByKey: ReadonlyMap<string, MeshService>;
   /** Every endpoint of a service, sorted (see {@link compareEndpoints}). Key: {@link serviceKey}. */
   readonly endpointsByService: ReadonlyMap<string, readonly MeshEndpoint[]>;
+  /** The view's policies by service: the match step that `explain` shares (`core/policy/match.ts`). */
+  readonly policies: PolicyIndex;
+  /** The MeshConfig's spec; `{}` (every default) when there is none. */
+  readonly mesh: MeshConfigSpec;
   /** Values built once per push; see {@link shared}. */
   readonly memo: Map<string, unknown>;
   /** Content versions of bodies already hashed in this push; see {@link versionOf}. */
@@ -58,11 +64,14 @@ export function buildPushContext(view: MeshView): PushContext {
     else endpointsByService.set(key, [e]);
   }
   for (const list of endpointsByService.values()) list.sort(compareEndpoints);
+  const policies = indexPolicies(view.policies ?? EMPTY_POLICY_SET);
   return {
     view,
     services: [...serviceByKey.values()],
     serviceByKey,
     endpointsByService,
+    policies,
+    mesh: policies.set.meshConfig?.spec ?? {},
     memo: new Map(),
     versions: new WeakMap(),
   };

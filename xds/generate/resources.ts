@@ -13,11 +13,13 @@ import {
   anyOf,
   downstreamMtls,
   duration,
+  faultFilter,
   http2ProtocolOptions,
   httpConnectionManager,
   httpConnectionManagerFilter,
   socketAddress,
   tcpProxyFilter,
+  tlsInspectorFilter,
   TYPE,
 } from "./envoy.ts";
 import type { InboundEntry, JsonObject, Locality, Protocol } from "./model.ts";
@@ -38,59 +40,77 @@ export function usesHttp2(protocol: Protocol): boolean {
   return protocol === "grpc" || protocol === "http2";
 }
 
-/** Options of {@link routeConfiguration}. */
-export interface RouteOptions {
-  /** Path prefix of the single route. Default: `"/"`. */
-  prefix?: string;
-  /**
-   * Route timeout in milliseconds; `0` disables it. Default: unset (Envoy's
-   * 15 s, which would cut gRPC streams and long polls short).
-   */
-  timeoutMs?: number;
-}
-
-/** A route configuration with one virtual host whose single route sends everything to `cluster`. */
+/** A route configuration with one virtual host whose `routes` are tried in order. */
 export function routeConfiguration(
   name: string,
   domains: readonly string[],
-  cluster: string,
-  options: RouteOptions = {},
+  routes: readonly JsonObject[],
 ): JsonObject {
-  const action: JsonObject = options.timeoutMs === undefined
-    ? { cluster }
-    : { cluster, timeout: duration(options.timeoutMs) };
-  return {
-    name,
-    virtual_hosts: [{
-      name,
-      domains: [...domains],
-      routes: [{ match: { prefix: options.prefix ?? "/" }, route: action }],
-    }],
-  };
+  return { name, virtual_hosts: [{ name, domains: [...domains], routes: [...routes] }] };
+}
+
+/**
+ * A route from an inbound listener to the local app: no timeout, so that
+ * gRPC streams and long polls live on.
+ */
+export function appRoute(cluster: string, match: JsonObject): JsonObject {
+  return { match, route: { cluster, timeout: duration(0) } };
+}
+
+/** Options of {@link inboundListener}. */
+export interface InboundOptions {
+  /** Accept plaintext too, beside mTLS (MeshConfig's `mtls.mode: PERMISSIVE`). Default: false. */
+  permissive?: boolean;
+  /**
+   * Filters before the one that proxies: HTTP filters before the router for
+   * HTTP, network filters before `tcp_proxy` for TCP. Default: none.
+   */
+  filters?: readonly JsonObject[];
+  /** HTTP only: the routes to the app. Default: one route for everything. */
+  routes?: readonly JsonObject[];
 }
 
 /**
  * `inbound|<inboundPort>` on `hostAddress`: mesh mTLS, then HTTP routing or
- * TCP proxying to the local app's cluster `inbound|<appPort>`.
+ * TCP proxying to the local app's cluster `inbound|<appPort>`. When
+ * permissive, a TLS inspector tells TLS from plaintext, and each gets a
+ * filter chain of its own with the same filters.
  */
 export function inboundListener(
   entry: InboundEntry,
   hostAddress: string,
   trustDomain: string,
+  options: InboundOptions = {},
 ): JsonObject {
   const name = inboundListenerName(entry.inboundPort);
   const statPrefix = `inbound_${entry.inboundPort}`;
   const cluster = inboundClusterName(entry.appPort);
-  const filter = isHttp(entry.protocol)
-    ? httpConnectionManagerFilter(statPrefix, {
-      inline: routeConfiguration(name, ["*"], cluster, { timeoutMs: 0 }),
-    })
-    : tcpProxyFilter(statPrefix, cluster);
+  const before = options.filters ?? [];
+  const filters = isHttp(entry.protocol)
+    ? [
+      httpConnectionManagerFilter(statPrefix, {
+        inline: routeConfiguration(
+          name,
+          ["*"],
+          options.routes ?? [appRoute(cluster, { prefix: "/" })],
+        ),
+      }, before),
+    ]
+    : [...before, tcpProxyFilter(statPrefix, cluster)];
+  const mtls = { filters, transport_socket: downstreamMtls(trustDomain) };
   return {
     name,
     address: socketAddress(hostAddress, entry.inboundPort),
     traffic_direction: "INBOUND",
-    filter_chains: [{ filters: [filter], transport_socket: downstreamMtls(trustDomain) }],
+    ...(options.permissive
+      ? {
+        listener_filters: [tlsInspectorFilter()],
+        filter_chains: [
+          { filter_chain_match: { transport_protocol: "tls" }, ...mtls },
+          { filter_chain_match: { transport_protocol: "raw_buffer" }, filters },
+        ],
+      }
+      : { filter_chains: [mtls] }),
   };
 }
 
@@ -128,7 +148,7 @@ export interface OutboundTarget {
 export function outboundListener(localPort: number, target: OutboundTarget): JsonObject {
   const statPrefix = `outbound_${localPort}`;
   const filter = isHttp(target.protocol)
-    ? httpConnectionManagerFilter(statPrefix, { rds: target.routeConfig })
+    ? httpConnectionManagerFilter(statPrefix, { rds: target.routeConfig }, [faultFilter()])
     : tcpProxyFilter(statPrefix, target.cluster);
   return {
     name: outboundListenerName(localPort),
@@ -141,7 +161,8 @@ export function outboundListener(localPort: number, target: OutboundTarget): Jso
 /**
  * A listener for a proxyless gRPC client: no socket, just an
  * HttpConnectionManager that names its route configuration (RDS over ADS)
- * and ends with the router filter, as grpc-js-xds requires.
+ * and runs the fault filter, then the router, the two filters grpc-js-xds
+ * knows on the client side (the router last, as it requires).
  */
 export function apiListener(name: string, routeConfig: string): JsonObject {
   return {
@@ -149,7 +170,7 @@ export function apiListener(name: string, routeConfig: string): JsonObject {
     api_listener: {
       api_listener: anyOf(
         TYPE.httpConnectionManager,
-        httpConnectionManager(name, { rds: routeConfig }),
+        httpConnectionManager(name, { rds: routeConfig }, [faultFilter()]),
       ),
     },
   };
@@ -162,13 +183,17 @@ export interface EdsClusterOptions {
   transportSocket?: JsonObject;
   /** Speak HTTP/2 to the hosts. Default: false. */
   http2?: boolean;
+  /**
+   * Load balancing, circuit breakers and outlier detection, as Cluster
+   * fields. Default: none (round robin, Envoy's default thresholds, no
+   * outlier detection).
+   */
+  traffic?: JsonObject;
 }
 
 /**
  * A cluster whose hosts come from the EDS resource of the same name over ADS
- * (grpc-js-xds needs `eds_config.ads`). `lb_policy` stays at its default,
- * `ROUND_ROBIN`, the one policy besides ring hash that grpc-js-xds accepts;
- * writing it out would only be dropped on the wire.
+ * (grpc-js-xds needs `eds_config.ads`).
  */
 export function edsCluster(name: string, options: EdsClusterOptions): JsonObject {
   return {
@@ -176,6 +201,7 @@ export function edsCluster(name: string, options: EdsClusterOptions): JsonObject
     type: "EDS",
     eds_cluster_config: { service_name: name, eds_config: adsConfigSource() },
     connect_timeout: duration(options.connectTimeoutMs),
+    ...options.traffic,
     ...(options.transportSocket ? { transport_socket: options.transportSocket } : {}),
     ...(options.http2 ? { typed_extension_protocol_options: http2ProtocolOptions() } : {}),
   };
@@ -188,10 +214,6 @@ export interface LbHost {
   locality: Locality;
 }
 
-function localityKey(l: Locality): string {
-  return JSON.stringify([l.region, l.zone]);
-}
-
 /**
  * The endpoints of cluster `clusterName`, grouped by locality. Every
  * locality carries a `locality` message and a weight equal to its number of
@@ -199,10 +221,17 @@ function localityKey(l: Locality): string {
  * address and port is kept once, because grpc-js-xds rejects the whole
  * resource over a duplicate. Callers pass only hosts that should get
  * traffic; no hosts gives no `endpoints` at all (an empty list, in protobuf
- * terms), which still answers the EDS request.
+ * terms), which still answers the EDS request. `priorityOf` ranks
+ * localities for locality-aware routing (0 first); by default all share
+ * priority 0.
  */
-export function clusterLoadAssignment(clusterName: string, hosts: readonly LbHost[]): JsonObject {
+export function clusterLoadAssignment(
+  clusterName: string,
+  hosts: readonly LbHost[],
+  priorityOf: (locality: Locality) => number = () => 0,
+): JsonObject {
   const sorted = [...hosts].sort((a, b) =>
+    priorityOf(a.locality) - priorityOf(b.locality) ||
     compareStrings(a.locality.region, b.locality.region) ||
     compareStrings(a.locality.zone, b.locality.zone) ||
     compareStrings(a.address, b.address) ||
@@ -214,7 +243,7 @@ export function clusterLoadAssignment(clusterName: string, hosts: readonly LbHos
     const hostKey = JSON.stringify([h.address, h.port]);
     if (seen.has(hostKey)) continue;
     seen.add(hostKey);
-    const key = localityKey(h.locality);
+    const key = JSON.stringify([h.locality.region, h.locality.zone]);
     const group = groups.get(key);
     if (group) group.hosts.push(h);
     else groups.set(key, { locality: h.locality, hosts: [h] });
@@ -222,17 +251,21 @@ export function clusterLoadAssignment(clusterName: string, hosts: readonly LbHos
   if (groups.size === 0) return { cluster_name: clusterName };
   return {
     cluster_name: clusterName,
-    endpoints: [...groups.values()].map((g) => ({
-      locality: {
-        ...(g.locality.region ? { region: g.locality.region } : {}),
-        ...(g.locality.zone ? { zone: g.locality.zone } : {}),
-      },
-      lb_endpoints: g.hosts.map((h) => ({
-        endpoint: { address: socketAddress(h.address, h.port) },
-        health_status: "HEALTHY",
-      })),
-      load_balancing_weight: g.hosts.length,
-    })),
+    endpoints: [...groups.values()].map((g) => {
+      const priority = priorityOf(g.locality);
+      return {
+        locality: {
+          ...(g.locality.region ? { region: g.locality.region } : {}),
+          ...(g.locality.zone ? { zone: g.locality.zone } : {}),
+        },
+        lb_endpoints: g.hosts.map((h) => ({
+          endpoint: { address: socketAddress(h.address, h.port) },
+          health_status: "HEALTHY",
+        })),
+        load_balancing_weight: g.hosts.length,
+        ...(priority > 0 ? { priority } : {}),
+      };
+    }),
   };
 }
 

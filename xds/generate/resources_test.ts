@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { canonicalJson, contentVersion } from "./canonical.ts";
-import { duration, upstreamMtls } from "./envoy.ts";
-import { clusterTargets, matchesSelector } from "./generators.ts";
+import { duration, escapeRegex, fractionalPercent, upstreamMtls } from "./envoy.ts";
+import { matchesSelector } from "./generators.ts";
 import type { JsonObject } from "./model.ts";
 import { clusterLoadAssignment, edsCluster, routeConfiguration } from "./resources.ts";
 
@@ -49,6 +49,36 @@ Deno.test("clusterLoadAssignment() groups by locality, weighs by count and drops
   ]);
 });
 
+Deno.test("clusterLoadAssignment() orders localities by priority and writes non-zero ones", () => {
+  const US = { region: "us", zone: "us-a" };
+  const cla = clusterLoadAssignment("c", [
+    { address: "10.0.0.1", port: 80, locality: EU_A },
+    { address: "10.0.0.2", port: 80, locality: US },
+    { address: "10.0.0.3", port: 80, locality: EU_B },
+  ], (l) => l === US ? 0 : l === EU_B ? 1 : 2);
+  const localities = cla["endpoints"] as JsonObject[];
+  assert.deepEqual(localities.map((l) => [l["locality"], l["priority"]]), [
+    [US, undefined],
+    [EU_B, 1],
+    [EU_A, 2],
+  ]);
+});
+
+Deno.test("fractionalPercent() takes the smallest denominator that holds the percentage", () => {
+  assert.deepEqual(fractionalPercent(100), { numerator: 100 });
+  assert.deepEqual(fractionalPercent(0), {});
+  assert.deepEqual(fractionalPercent(12.5), { numerator: 1250, denominator: "TEN_THOUSAND" });
+  assert.deepEqual(fractionalPercent(0.07), { numerator: 7, denominator: "TEN_THOUSAND" });
+  assert.deepEqual(fractionalPercent(0.0005), { numerator: 5, denominator: "MILLION" });
+  assert.deepEqual(fractionalPercent(1 / 3), { numerator: 3333, denominator: "MILLION" });
+});
+
+Deno.test("escapeRegex() escapes every RE2 metacharacter", () => {
+  const special = "a.b*c+d?e(f)g[h]i{j}k|l^m$n\\o";
+  assert.ok(new RegExp(`^${escapeRegex(special)}$`).test(special));
+  assert.equal(escapeRegex("x-y_z"), "x-y_z");
+});
+
 Deno.test("clusterLoadAssignment() with no hosts names the cluster and nothing else", () => {
   assert.deepEqual(clusterLoadAssignment("c", []), { cluster_name: "c" });
 });
@@ -66,20 +96,10 @@ Deno.test("matchesSelector() needs every label of the selector", () => {
   assert.ok(!matchesSelector({}, { version: "v1" }));
 });
 
-Deno.test("clusterTargets() gives one cluster per service port, with an empty subset slot", () => {
-  const service = { namespace: "shop", name: "api", ports: [], labels: {} };
-  assert.deepEqual(clusterTargets(service, { port: 8080, protocol: "http" }), [
-    { name: "outbound|8080||api.shop", selector: {} },
-  ]);
-});
-
 Deno.test("routeConfiguration() and edsCluster() take their options", () => {
-  const route = routeConfiguration("r", ["a", "b"], "c", { prefix: "", timeoutMs: 0 });
-  assert.deepEqual(route["virtual_hosts"], [{
-    name: "r",
-    domains: ["a", "b"],
-    routes: [{ match: { prefix: "" }, route: { cluster: "c", timeout: "0s" } }],
-  }]);
+  const routes = [{ match: { prefix: "" }, route: { cluster: "c", timeout: "0s" } }];
+  const route = routeConfiguration("r", ["a", "b"], routes);
+  assert.deepEqual(route["virtual_hosts"], [{ name: "r", domains: ["a", "b"], routes }]);
   const plain = edsCluster("c", { connectTimeoutMs: 1_000 });
   assert.ok(!("transport_socket" in plain) && !("typed_extension_protocol_options" in plain));
   const h2 = edsCluster("c", {
