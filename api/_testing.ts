@@ -10,6 +10,7 @@ import { JoinTokens } from "../ca/join_tokens.ts";
 import { FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import type { Role } from "../core/model.ts";
+import { PolicyService } from "../policy/service.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
@@ -67,6 +68,8 @@ export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<vo
     backup: () => createBackup(store, dir),
     proxies: () => [],
     configDump: () => null,
+    policies: new PolicyService({ store, log: silentLogger, changed: () => {} }),
+    explainProxy: () => Promise.resolve(null),
   });
   const tokenFor = async (role: Role, node?: string) =>
     (await tokens.create({ kind: "api", role, description: "", ...(node ? { node } : {}) }))

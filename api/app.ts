@@ -8,6 +8,8 @@ import { ForbiddenError, InvalidError, NotFoundError, UnauthorizedError } from "
 import type { Logger } from "../core/log.ts";
 import type { CertificatePrincipal, IdentityService } from "../ca/identity.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
+import type { ProxyPolicies } from "../core/policy/match.ts";
+import type { PolicyService } from "../policy/service.ts";
 import {
   drainPatchSchema,
   enrolRequestSchema,
@@ -23,6 +25,7 @@ import type { Store } from "../store/store.ts";
 import { docsPage } from "./docs_page.ts";
 import type { Metrics } from "./metrics.ts";
 import { openApiDocument } from "./openapi.ts";
+import { policyRoutes } from "./policies.ts";
 import { HttpProblem, problemResponse, toProblem } from "./problem.ts";
 import {
   encodeCursor,
@@ -49,6 +52,10 @@ export interface AppDeps {
   proxies: () => ProxyStatus[];
   /** What was last sent to a proxy, or `null` when it is not connected. */
   configDump: (id: string) => Record<string, unknown[]> | null;
+  /** Policy reads and writes. */
+  policies: PolicyService;
+  /** The policies that apply to a connected proxy (by stream id) or a node's sidecar, or `null`. */
+  explainProxy: (id: string) => Promise<ProxyPolicies | null>;
   /** Takes an online backup (the archive of `store/backup.ts`). */
   backup: () => Promise<Uint8Array>;
   /** True once shutdown began: `/readyz` turns 503 so load balancers drain us. */
@@ -485,6 +492,17 @@ export function createApp(deps: AppDeps): Hono<Env> {
     if (!dump) throw new NotFoundError(`Proxy "${id}" is not connected`);
     return c.json({ id, resources: dump });
   });
+  v1.get("/proxies/:id/policies", async (c) => {
+    authorize(c.get("principal"), "read");
+    const id = c.req.param("id");
+    const explained = await deps.explainProxy(id);
+    if (!explained) {
+      throw new NotFoundError(`"${id}" is neither a connected proxy nor a registered node`);
+    }
+    return c.json(explained);
+  });
+
+  policyRoutes(v1, deps.policies);
 
   v1.get("/backup", async (c) => {
     authorize(c.get("principal"), "admin");

@@ -70,6 +70,8 @@ export interface IdentityOptions {
   log: Logger;
   /** Lifetime of workload certificates. */
   leafTtlMs: number;
+  /** The lifetime to issue with now, when it differs from `leafTtlMs` (MeshConfig sets it). */
+  currentLeafTtlMs?: () => number | undefined;
   /** Renewals granted per second, sustained. Default: 50. */
   renewRatePerSecond?: number;
   /** Renewals granted at once. Default: 100. */
@@ -200,7 +202,7 @@ export class IdentityService {
         node,
         namespace: record.namespace,
         serviceAccount: record.serviceAccount,
-        ttlMs: this.#options.leafTtlMs,
+        ttlMs: this.#options.currentLeafTtlMs?.() ?? this.#options.leafTtlMs,
       });
       await this.#store.recordIssuance(this.#record(leaf, "enrol", record.id), {
         tokenId: record.id,
@@ -264,7 +266,7 @@ export class IdentityService {
         node: principal.node,
         namespace: parts.namespace,
         serviceAccount: parts.serviceAccount,
-        ttlMs: this.#options.leafTtlMs,
+        ttlMs: this.#options.currentLeafTtlMs?.() ?? this.#options.leafTtlMs,
       });
       await this.#store.recordIssuance(this.#record(leaf, "renew", current?.tokenId ?? null));
       this.events.issued?.("renew");

@@ -1,25 +1,31 @@
 /**
- * The client verbs of `ironmesh`: `get`, `token` and `version`. They talk to
+ * The client verbs of `ironmesh`: `get`, `token`, `ca`, `backup`, `restore`
+ * and `version`, plus the policy verbs of `policy.ts`. They talk to
  * a running server over the REST API through {@link ApiClient}; every flag
  * also reads an `IRONMESH_*` environment variable, so scripts and CI can set
  * the server and token once.
  */
 import { Command, Option } from "commander";
-import { stringify } from "yaml";
 import { ApiClient, ServerError } from "../client/api_client.ts";
 import { parseDuration } from "../core/duration.ts";
-import { InvalidError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
+import { InvalidError, NotFoundError } from "../core/errors.ts";
 import type { ApiToken, Instance, MeshNode, Service, Token } from "../core/model.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
 import { ROLES } from "../core/model.ts";
+import {
+  addConnectionOptions,
+  type ConnectionOptions,
+  type Format,
+  FORMATS,
+  formatTable,
+  print,
+  verb,
+  withClient,
+} from "./client_support.ts";
+import { policyCommands, policyPath } from "./policy.ts";
+import type { AnyPolicy, PolicyKind } from "../core/policy/model.ts";
 import { VERSION } from "../core/version.ts";
 import { readBackup, restoreBackup } from "../store/backup.ts";
-
-/** Where the client verbs look for the server when neither `--server` nor `IRONMESH_SERVER` is set. */
-export const DEFAULT_SERVER = "http://127.0.0.1:15080";
-
-const FORMATS = ["table", "json", "yaml"] as const;
-type Format = typeof FORMATS[number];
 
 /** The client verbs, for `cmd/main.ts` to add to the root command. */
 export function clientCommands(): Command[] {
@@ -29,94 +35,9 @@ export function clientCommands(): Command[] {
     caCommand(),
     backupCommand(),
     restoreCommand(),
+    ...policyCommands(),
     versionCommand(),
   ];
-}
-
-/** A verb with the settings the root command has; `addCommand` does not copy them. */
-function verb(name: string): Command {
-  return new Command(name)
-    .exitOverride()
-    .showHelpAfterError("(add --help for usage)");
-}
-
-interface ConnectionOptions {
-  server?: string;
-  token?: string;
-  tokenFile?: string;
-}
-
-function addConnectionOptions(command: Command, options: { serverDefault: boolean }): Command {
-  const server = new Option("--server <url>", "URL of the Ironmesh server's REST API")
-    .env("IRONMESH_SERVER");
-  if (options.serverDefault) server.default(DEFAULT_SERVER);
-  return command
-    .addOption(server)
-    .addOption(new Option("--token <token>", "API token to send").env("IRONMESH_TOKEN"))
-    .addOption(
-      new Option("--token-file <file>", "File holding the API token to send")
-        .env("IRONMESH_TOKEN_FILE"),
-    );
-}
-
-/**
- * The token to send: `--token` or the contents of `--token-file`. When both
- * are set, one on the command line beats one from the environment, so a
- * one-off override works in a shell that exports the other.
- */
-async function resolveToken(command: Command): Promise<string | undefined> {
-  const { token, tokenFile } = command.opts<ConnectionOptions>();
-  const direct = token === "" ? undefined : token;
-  const file = tokenFile === "" ? undefined : tokenFile;
-  if (direct !== undefined && file !== undefined) {
-    const directSource = command.getOptionValueSource("token");
-    const fileSource = command.getOptionValueSource("tokenFile");
-    if (directSource === fileSource) {
-      throw new InvalidError(`Options "--token" and "--token-file" cannot be used together`);
-    }
-    return fileSource === "cli" ? await readTokenFile(file) : direct;
-  }
-  return file === undefined ? direct : await readTokenFile(file);
-}
-
-async function readTokenFile(file: string): Promise<string> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(file);
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new InvalidError(`Cannot read token file "${file}": ${reason}`);
-  }
-  const token = text.trim();
-  if (token === "") throw new InvalidError(`Token file "${file}" is empty`);
-  return token;
-}
-
-/**
- * Runs `body` with a client for the command's connection options. A 401 on
- * a call made without any token gets a hint, because forgetting the token is
- * by far the most common cause.
- */
-async function withClient<T>(
-  command: Command,
-  body: (client: ApiClient) => Promise<T>,
-): Promise<T> {
-  const { server } = command.opts<ConnectionOptions>();
-  const token = await resolveToken(command);
-  const client = new ApiClient({
-    server: server ?? DEFAULT_SERVER,
-    ...(token === undefined ? {} : { token }),
-  });
-  try {
-    return await body(client);
-  } catch (error) {
-    if (error instanceof UnauthorizedError && token === undefined) {
-      throw new UnauthorizedError(
-        `${error.message} (no token given: pass --token or --token-file, or set IRONMESH_TOKEN)`,
-      );
-    }
-    throw error;
-  }
 }
 
 // --- get ---------------------------------------------------------------------
@@ -151,7 +72,28 @@ type AnyKindSpec =
   | KindSpec<MeshNode>
   | KindSpec<Token>
   | KindSpec<ProxyStatus>
-  | KindSpec<NamespaceSummary>;
+  | KindSpec<NamespaceSummary>
+  | KindSpec<AnyPolicy>;
+
+/** How a policy kind is listed and fetched. */
+function policySpec(kind: PolicyKind): KindSpec<AnyPolicy> {
+  const segment = kind.toLowerCase();
+  return {
+    path: `/v1/policies/${segment}`,
+    filters: kind === "MeshConfig" ? [] : ["namespace"],
+    itemPath: (name, namespace) => policyPath(segment, name, namespace),
+    key: (p) => `${p.metadata?.namespace}/${p.metadata?.name}`,
+    columns: ["NAMESPACE", "NAME", "SERVICE", "REVISION", "UPDATED", "BY"],
+    row: (p) => [
+      p.metadata?.namespace,
+      p.metadata?.name,
+      p.spec && "service" in p.spec ? p.spec.service : null,
+      p.metadata?.revision,
+      p.metadata?.updatedAt,
+      p.metadata?.updatedBy,
+    ],
+  };
+}
 
 interface NamespaceSummary {
   name: string;
@@ -229,6 +171,11 @@ const KINDS = {
     columns: ["NAME", "SERVICES"],
     row: (n) => [n.name, n.services],
   } satisfies KindSpec<NamespaceSummary>,
+  trafficroutes: policySpec("TrafficRoute"),
+  destinationpolicies: policySpec("DestinationPolicy"),
+  authorizationpolicies: policySpec("AuthorizationPolicy"),
+  ratelimits: policySpec("RateLimit"),
+  meshconfig: policySpec("MeshConfig"),
 } as const;
 type KindName = keyof typeof KINDS;
 
@@ -242,6 +189,15 @@ const KIND_ALIASES: Record<string, KindName> = {
   token: "tokens",
   namespace: "namespaces",
   ns: "namespaces",
+  trafficroute: "trafficroutes",
+  tr: "trafficroutes",
+  destinationpolicy: "destinationpolicies",
+  dp: "destinationpolicies",
+  authorizationpolicy: "authorizationpolicies",
+  ap: "authorizationpolicies",
+  ratelimit: "ratelimits",
+  rl: "ratelimits",
+  meshconfigs: "meshconfig",
 };
 
 function kindNamed(text: string): KindName {
@@ -278,11 +234,16 @@ type GetOptions = ConnectionOptions & { output: Format } & { [F in Filter]?: str
 function getCommand(): Command {
   const command = verb("get")
     .description("List the objects of a kind, or show one by name")
-    .argument("<kind>", "services, instances, nodes, proxies, tokens or namespaces")
+    .argument(
+      "<kind>",
+      "services, instances, nodes, proxies, tokens, namespaces, trafficroutes, " +
+        "destinationpolicies, authorizationpolicies, ratelimits or meshconfig",
+    )
     .argument(
       "[name]",
       "services: NAMESPACE/NAME or NAME (in --namespace); instances: ID (e.g. web@vm-1); " +
-        "nodes: NAME; tokens: ID; namespaces: NAME",
+        "nodes: NAME; tokens: ID; namespaces: NAME; policies: NAMESPACE/NAME or NAME " +
+        "(in --namespace)",
     )
     .addOption(
       new Option("-o, --output <format>", "Output format").choices(FORMATS).default("table")
@@ -320,7 +281,7 @@ function getCommand(): Command {
     const spec: AnyKindSpec = KINDS[kind];
     const allowed: readonly Filter[] = name === undefined
       ? spec.filters
-      : kind === "services"
+      : kind === "services" || spec.path.startsWith("/v1/policies/")
       ? ["namespace"]
       : [];
     const query: Record<string, string> = {};
@@ -375,20 +336,6 @@ function table(spec: AnyKindSpec, items: unknown[]): string {
   return formatTable(spec.columns, items.map((item) => row(item).map(cell)));
 }
 
-function print(format: Format, value: unknown, tableText: string): void {
-  switch (format) {
-    case "table":
-      console.log(tableText);
-      return;
-    case "json":
-      console.log(JSON.stringify(value, null, 2));
-      return;
-    case "yaml":
-      console.log(stringify(value).trimEnd());
-      return;
-  }
-}
-
 /** A table cell: one line, and `-` for nothing, so that `awk` sees every column. */
 function cell(value: unknown): string {
   if (value === undefined || value === null || value === "") return "-";
@@ -397,16 +344,6 @@ function cell(value: unknown): string {
 
 function formatLabels(labels: Record<string, string> | undefined): string {
   return Object.entries(labels ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
-}
-
-/** Left-aligned columns separated by three spaces, without trailing blanks. */
-function formatTable(headers: readonly string[], rows: readonly string[][]): string {
-  const widths = headers.map((header, i) =>
-    Math.max(header.length, ...rows.map((row) => row[i]?.length ?? 0))
-  );
-  return [headers, ...rows]
-    .map((row) => row.map((value, i) => value.padEnd(widths[i] ?? 0)).join("   ").trimEnd())
-    .join("\n");
 }
 
 // --- token -------------------------------------------------------------------

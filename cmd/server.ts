@@ -22,6 +22,8 @@ import type { Store } from "../store/store.ts";
 import { AdsServer, type NodeInfo, type ProxyPeer } from "../xds/ads_server.ts";
 import { type GrpcListener, MeshCertificates, startGrpcServer } from "../xds/grpc_server.ts";
 import { PushPipeline } from "../xds/push.ts";
+import { PolicyService } from "../policy/service.ts";
+import { durationMs } from "../core/policy/model.ts";
 import { spiffeId } from "../core/spiffe_id.ts";
 import { listenTls, type TlsMaterial } from "../api/tls_listener.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
@@ -69,10 +71,23 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     const authority = await openAuthority(config, clock);
     started.push(() => authority.close());
     const joinTokens = await JoinTokens.open(store, clock, `${config.dataDir}/token-signing.key`);
+    // The push pipeline starts after the API listens: until then a policy write is stored and
+    // the pipeline's first build reads it, and a dry run has no proxies to compare.
+    let pushRef: PushPipeline | null = null;
+    const policies = new PolicyService({
+      store,
+      log,
+      changed: (keys) => pushRef?.changed("policy", keys),
+      preview: (set) => pushRef?.preview(set) ?? [],
+    });
     const identity = new IdentityService(store, authority, joinTokens, {
       clock,
       log,
       leafTtlMs: config.leafTtl,
+      currentLeafTtlMs: () => {
+        const ttl = pushRef?.meshConfig()?.spec.certificates?.ttl;
+        return ttl === undefined ? undefined : durationMs(ttl);
+      },
       renewRatePerSecond: config.renewRate,
       // At least one token, or a rate below 0.5/s could never grant a renewal.
       renewBurst: Math.max(1, 2 * config.renewRate),
@@ -119,6 +134,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       backup: () => createBackup(store, config.dataDir),
       proxies: () => adsServers.flatMap((a) => a.status()),
       configDump: (id) => adsServers.map((a) => a.configDump(id)).find((d) => d !== null) ?? null,
+      policies,
+      explainProxy: (id) => Promise.resolve(pushRef?.explain(id) ?? null),
       stopping: () => stopping,
     });
     const http = listenHttp(parseHostPort(config.httpAddr) as HostPort, app.fetch);
@@ -219,6 +236,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       : null;
     adsServers = plainAds ? [ads, plainAds] : [ads];
     await push.start(adsServers);
+    pushRef = push;
     const unsubscribe = registry.feed.subscribe(() => push.changed("registry"));
     started.push(() => {
       unsubscribe();

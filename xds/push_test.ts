@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { type CertificateRecord, nodeRegistrationSchema } from "../core/model.ts";
+import { type AnyPolicy, policyKey, policySet } from "../core/policy/model.ts";
 import { type Actor, Registry } from "../registry/registry.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
@@ -83,7 +84,11 @@ async function withMesh(
   });
   await registry.start();
   let pushes = 0;
-  const server = { push: () => Promise.resolve(void pushes++) } as unknown as AdsServer;
+  // A stand-in for the stream server: it counts pushes and has no proxy connected.
+  const server = {
+    push: () => Promise.resolve(void pushes++),
+    status: () => [],
+  } as unknown as AdsServer;
   const push = new PushPipeline({
     store,
     log: silentLogger,
@@ -323,4 +328,95 @@ Deno.test("PushPipeline: peers see a new inbound port in EDS; an unknown node ge
     assert.deepEqual(names(stranger.listeners), []);
     assert.deepEqual(names(stranger.clusters), []);
     assert.deepEqual(names(stranger.secrets), ["ROOTCA"]);
+  }));
+
+/** Stores `policy` as `actor` would through the API, and tells the pipeline. */
+async function writePolicy(store: Store, push: PushPipeline, policy: AnyPolicy): Promise<void> {
+  await store.writePolicies({
+    writes: [{ op: "put", policy }],
+    actor: "test",
+    at: "2026-01-01T00:00:00.000Z",
+  });
+  push.changed("policy", [policyKey(policy.kind, policy.metadata.namespace, policy.metadata.name)]);
+}
+
+function policy<K extends AnyPolicy["kind"]>(
+  kind: K,
+  namespace: string,
+  spec: Extract<AnyPolicy, { kind: K }>["spec"],
+): AnyPolicy {
+  return {
+    apiVersion: "ironmesh.io/v1",
+    kind,
+    metadata: {
+      name: "p",
+      namespace,
+      labels: {},
+      revision: 0,
+      createdAt: "2026-01-01T00:00:00.000Z",
+      updatedAt: "2026-01-01T00:00:00.000Z",
+      updatedBy: "test",
+    },
+    spec,
+  } as AnyPolicy;
+}
+
+Deno.test("PushPipeline: a policy write recomputes only the proxies it affects", () =>
+  withMesh(async ({ store, push, pushes }) => {
+    const vm1 = push.snapshotFor(sidecar("vm-1"));
+    const vm2 = push.snapshotFor(sidecar("vm-2"));
+    const db1 = push.snapshotFor(sidecar("db-1"));
+
+    // A TrafficRoute of api.shop: vm-1 sends to api; vm-2 serves it; db-1 has nothing to do with it.
+    await writePolicy(
+      store,
+      push,
+      policy("TrafficRoute", "shop", { service: "api", rules: [{ timeout: "3s" }] }),
+    );
+    await waitFor(() => pushes() === 1, "the TrafficRoute push");
+    const vm1Route = push.snapshotFor(sidecar("vm-1"));
+    assert.notEqual(vm1Route, vm1, "vm-1 sends to api: recomputed");
+    assert.notDeepEqual(vm1Route.routes, vm1.routes);
+    assert.equal(push.snapshotFor(sidecar("vm-2")), vm2, "a route is client-side: vm-2 kept");
+    assert.equal(push.snapshotFor(sidecar("db-1")), db1, "db-1 kept");
+
+    // An AuthorizationPolicy of pg.data changes what db-1 accepts, and nothing vm-1 sends.
+    await writePolicy(
+      store,
+      push,
+      policy("AuthorizationPolicy", "data", {
+        service: "pg",
+        action: "DENY",
+        rules: [{ from: [{ namespaces: ["shop"] }] }],
+      }),
+    );
+    await waitFor(() => pushes() === 2, "the AuthorizationPolicy push");
+    assert.notEqual(push.snapshotFor(sidecar("db-1")), db1, "db-1 serves pg: recomputed");
+    assert.equal(push.snapshotFor(sidecar("vm-1")), vm1Route, "vm-1 only sends to pg: kept");
+    assert.equal(push.snapshotFor(sidecar("vm-2")), vm2);
+
+    // MeshConfig reaches everyone.
+    await writePolicy(store, push, {
+      ...policy("MeshConfig", "", { mtls: { mode: "PERMISSIVE" } }),
+      metadata: { ...policy("MeshConfig", "", {}).metadata, name: "mesh" },
+    } as AnyPolicy);
+    await waitFor(() => pushes() === 3, "the MeshConfig push");
+    assert.notEqual(push.snapshotFor(sidecar("vm-2")), vm2);
+  }));
+
+Deno.test("PushPipeline: a dry run lists the proxies a policy would change, with diffs, and stores nothing", () =>
+  withMesh(({ push }) => {
+    const before = push.snapshotFor(sidecar("vm-1"));
+    const route = policy("TrafficRoute", "shop", { service: "api", rules: [{ timeout: "3s" }] });
+    const changes = push.preview(policySet([route]));
+    assert.deepEqual(changes.map((c) => `${c.kind} ${c.target}`), ["sidecar vm-1"]);
+    const routeChange = changes[0]!.changes.find((c) => c.type === "routes");
+    assert.equal(routeChange?.op, "changed");
+    assert.ok(
+      routeChange?.diff?.some((d) => d.pointer.endsWith("/route/timeout") && d.after === "3s"),
+      JSON.stringify(routeChange?.diff),
+    );
+    assert.equal(push.snapshotFor(sidecar("vm-1")), before, "nothing served changed");
+    assert.deepEqual(push.preview(policySet([])), [], "the current policies change nothing");
+    return Promise.resolve();
   }));

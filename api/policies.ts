@@ -1,0 +1,358 @@
+/**
+ * The policy routes of the REST API:
+ *
+ * | route | what |
+ * | --- | --- |
+ * | `GET /v1/policies[?kind=&namespace=]` | every policy |
+ * | `POST /v1/policies[?dryRun=true]` | apply a batch `{"items": [...]}` atomically (`ironmesh apply`) |
+ * | `GET /v1/policies/{kind}[?namespace=]` | the policies of a kind |
+ * | `GET/PUT/DELETE /v1/policies/{kind}/{namespace}/{name}` | one policy (`PUT`/`DELETE` take `?dryRun=true`, `If-Match`) |
+ * | `GET /v1/policies/{kind}/{namespace}/{name}/history` | every revision, with what changed |
+ * | `POST /v1/policies/{kind}/{namespace}/{name}/rollback` | `{"revision": N}`: store revision N's content again |
+ * | `GET /v1/audit` | every policy write, refused ones included |
+ *
+ * MeshConfig has no namespace: its path is `/v1/policies/meshconfig/mesh`.
+ */
+import type { Context, Hono } from "hono";
+import { z } from "zod";
+import { authorize, type Principal } from "../auth/tokens.ts";
+import { ForbiddenError, InvalidError } from "../core/errors.ts";
+import { MESH_CONFIG_NAME, type PolicyKind, policyKindFromText } from "../core/policy/model.ts";
+import type { ApplyResult, PolicyService } from "../policy/service.ts";
+import { HttpProblem } from "./problem.ts";
+import { etag, pathName, readBody, readPreconditions } from "./request.ts";
+
+type Env = { Variables: { principal: Principal } };
+
+/** A policy's address from the path: its kind, namespace (`""` for MeshConfig) and name. */
+interface PolicyRef {
+  kind: PolicyKind;
+  namespace: string;
+  name: string;
+}
+
+function kindOf(c: Context): PolicyKind {
+  const text = c.req.param("kind") ?? "";
+  const kind = policyKindFromText(text);
+  if (!kind) {
+    throw new InvalidError(`Unknown policy kind "${text}"`, [{
+      in: "path",
+      pointer: "/kind",
+      message:
+        "Must be one of trafficroute, destinationpolicy, authorizationpolicy, ratelimit, meshconfig",
+    }]);
+  }
+  return kind;
+}
+
+function meshConfigRef(c: Context, param: string): PolicyRef {
+  const name = c.req.param(param);
+  if (name !== MESH_CONFIG_NAME) {
+    throw new HttpProblem(
+      404,
+      "Not found",
+      `MeshConfig has one object, "${MESH_CONFIG_NAME}": use /v1/policies/meshconfig/${MESH_CONFIG_NAME}`,
+    );
+  }
+  return { kind: "MeshConfig", namespace: "", name };
+}
+
+function namespacedRef(c: Context, kind: PolicyKind): PolicyRef {
+  if (kind === "MeshConfig") {
+    throw new HttpProblem(
+      404,
+      "Not found",
+      `MeshConfig is not namespaced: use /v1/policies/meshconfig/${MESH_CONFIG_NAME}`,
+    );
+  }
+  return { kind, namespace: pathName(c, "namespace", "label"), name: pathName(c, "name", "label") };
+}
+
+const dryRunSchema = z.enum(["true", "false"]);
+
+function dryRunOf(c: Context): boolean {
+  const text = c.req.query("dryRun");
+  if (text === undefined) return false;
+  if (!dryRunSchema.safeParse(text).success) {
+    throw new InvalidError(`Invalid dryRun "${text}": use true or false`, [{
+      in: "query",
+      pointer: "/dryRun",
+      message: "Must be true or false",
+    }]);
+  }
+  return text === "true";
+}
+
+/** If-Match / If-None-Match as the revision the object must be at (`null`: must not exist). */
+function expectationOf(c: Context): number | null | undefined {
+  const pre = readPreconditions(c);
+  if (pre.ifMatch !== undefined && pre.ifNoneMatch) {
+    throw new InvalidError("Send If-Match or If-None-Match, not both", [{
+      in: "header",
+      pointer: "/If-None-Match",
+      message: "Cannot be combined with If-Match",
+    }]);
+  }
+  return pre.ifMatch ?? (pre.ifNoneMatch ? null : undefined);
+}
+
+const batchSchema = z.strictObject({ items: z.array(z.unknown()).min(1).max(1000) });
+const rollbackSchema = z.strictObject({ revision: z.number().int().min(1) });
+const auditQuerySchema = z.strictObject({
+  after: z.coerce.number().int().min(0).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  kind: z.string().optional(),
+  namespace: z.string().optional(),
+  name: z.string().optional(),
+  outcome: z.enum(["ok", "refused"]).optional(),
+});
+
+/** Adds the policy routes to the authenticated `/v1` app. */
+export function policyRoutes(v1: Hono<Env>, policies: PolicyService): void {
+  const actor = (c: Context<Env>) => c.get("principal").tokenId;
+
+  /** `authorize(…, "write")`, with a refusal recorded in the audit log like any refused write. */
+  async function mayWrite(
+    c: Context<Env>,
+    action: string,
+    ref: { kind: string; namespace: string; name: string },
+  ): Promise<void> {
+    try {
+      authorize(c.get("principal"), "write");
+    } catch (error) {
+      if (error instanceof ForbiddenError) {
+        await policies.refused(action, ref, actor(c), 403, error.message);
+      }
+      throw error;
+    }
+  }
+
+  /** Renders one write: the object with its ETag, or the dry run's report. */
+  function written(c: Context<Env>, result: ApplyResult) {
+    const item = result.items[0]!;
+    if (result.dryRun || !item.object) return c.json(result);
+    c.header("etag", etag(item.object.metadata.revision));
+    // Kubernetes' convention: clients such as kubectl print `Warning` headers as they come.
+    for (const w of result.warnings) {
+      const text = `${w.pointer || "/"}: ${w.message}`.replace(/[\\"]/g, "\\$&");
+      c.header("warning", `299 - "${text.replace(/[^\x20-\x7e]/g, "?")}"`, { append: true });
+    }
+    return c.json(item.object, item.action === "created" ? 201 : 200);
+  }
+
+  async function putOne(c: Context<Env>, ref: PolicyRef) {
+    await mayWrite(c, "apply", ref);
+    const expect = expectationOf(c);
+    const dryRun = dryRunOf(c);
+    const body = await readBody(c, z.unknown(), "policy");
+    const doc =
+      (typeof body === "object" && body !== null && !Array.isArray(body) ? body : {}) as Record<
+        string,
+        unknown
+      >;
+    const metadata =
+      (typeof doc["metadata"] === "object" && doc["metadata"] !== null
+        ? doc["metadata"]
+        : {}) as Record<string, unknown>;
+    // The path names the object: a body that names another one is refused, not silently moved.
+    const problems = [];
+    if (doc["kind"] !== undefined && doc["kind"] !== ref.kind) {
+      problems.push({ pointer: "/kind", message: `Must be "${ref.kind}", as in the path` });
+    }
+    if (metadata["name"] !== undefined && metadata["name"] !== ref.name) {
+      problems.push({
+        pointer: "/metadata/name",
+        message: `Must be "${ref.name}", as in the path`,
+      });
+    }
+    if (
+      metadata["namespace"] !== undefined && (metadata["namespace"] ?? "") !== ref.namespace
+    ) {
+      problems.push({
+        pointer: "/metadata/namespace",
+        message: `Must be "${ref.namespace}", as in the path`,
+      });
+    }
+    if (problems.length > 0) {
+      throw new InvalidError(
+        `Invalid policy: ${problems[0]!.pointer}: ${problems[0]!.message}`,
+        problems,
+      );
+    }
+    const document = {
+      ...doc,
+      kind: ref.kind,
+      metadata: {
+        ...metadata,
+        name: ref.name,
+        ...(ref.kind === "MeshConfig" ? {} : { namespace: ref.namespace }),
+      },
+    };
+    const result = await policies.apply([document], {
+      actor: actor(c),
+      dryRun,
+      expect: [expect],
+    }).catch((error) => {
+      throw unbatched(error);
+    });
+    return written(c, result);
+  }
+
+  async function getOne(c: Context<Env>, ref: PolicyRef) {
+    authorize(c.get("principal"), "read");
+    const policy = await policies.get(ref.kind, ref.namespace, ref.name);
+    c.header("etag", etag(policy.metadata.revision));
+    return c.json(policy);
+  }
+
+  async function deleteOne(c: Context<Env>, ref: PolicyRef) {
+    await mayWrite(c, "delete", ref);
+    const expect = expectationOf(c);
+    const result = await policies.delete(ref.kind, ref.namespace, ref.name, {
+      actor: actor(c),
+      dryRun: dryRunOf(c),
+      expect: [expect],
+    });
+    return c.json(result);
+  }
+
+  async function historyOf(c: Context<Env>, ref: PolicyRef) {
+    authorize(c.get("principal"), "read");
+    return c.json({ items: await policies.history(ref.kind, ref.namespace, ref.name), next: null });
+  }
+
+  async function rollbackOf(c: Context<Env>, ref: PolicyRef) {
+    await mayWrite(c, "rollback", ref);
+    const expect = expectationOf(c);
+    const dryRun = dryRunOf(c);
+    const body = await readBody(c, rollbackSchema, "rollback");
+    const result = await policies.rollback(ref.kind, ref.namespace, ref.name, body.revision, {
+      actor: actor(c),
+      dryRun,
+      expect: [expect],
+    }).catch((error) => {
+      throw unbatched(error);
+    });
+    return written(c, result);
+  }
+
+  v1.get("/policies", async (c) => {
+    authorize(c.get("principal"), "read");
+    const kindText = c.req.query("kind");
+    const kind = kindText === undefined ? undefined : policyKindFromText(kindText);
+    if (kindText !== undefined && !kind) {
+      throw new InvalidError(`Unknown policy kind "${kindText}"`, [{
+        in: "query",
+        pointer: "/kind",
+        message: "Not a policy kind",
+      }]);
+    }
+    return c.json({ items: await policies.list(kind, c.req.query("namespace")), next: null });
+  });
+  v1.post("/policies", async (c) => {
+    await mayWrite(c, "apply", { kind: "", namespace: "", name: "" });
+    const dryRun = dryRunOf(c);
+    const body = await readBody(c, batchSchema, "policy batch");
+    const result = await policies.apply(body.items, { actor: actor(c), dryRun });
+    const created = !dryRun && result.items.some((i) => i.action === "created");
+    return c.json(result, created ? 201 : 200);
+  });
+  v1.get("/policies/:kind", async (c) => {
+    authorize(c.get("principal"), "read");
+    return c.json({ items: await policies.list(kindOf(c), c.req.query("namespace")), next: null });
+  });
+  // Two segments: MeshConfig's one object, or a namespaced kind's list in one namespace.
+  v1.get("/policies/:kind/:namespace", async (c) => {
+    const kind = kindOf(c);
+    if (kind === "MeshConfig") return getOne(c, meshConfigRef(c, "namespace"));
+    authorize(c.get("principal"), "read");
+    return c.json({
+      items: await policies.list(kind, pathName(c, "namespace", "label")),
+      next: null,
+    });
+  });
+  v1.put("/policies/:kind/:namespace", (c) => {
+    kindOfMeshConfig(c);
+    return putOne(c, meshConfigRef(c, "namespace"));
+  });
+  v1.delete("/policies/:kind/:namespace", (c) => {
+    kindOfMeshConfig(c);
+    return deleteOne(c, meshConfigRef(c, "namespace"));
+  });
+  // Three segments: a namespaced object, or MeshConfig's history and rollback.
+  v1.get("/policies/:kind/:namespace/:name", (c) => {
+    const kind = kindOf(c);
+    if (kind === "MeshConfig" && c.req.param("name") === "history") {
+      return historyOf(c, meshConfigRef(c, "namespace"));
+    }
+    return getOne(c, namespacedRef(c, kind));
+  });
+  v1.put("/policies/:kind/:namespace/:name", (c) => putOne(c, namespacedRef(c, kindOf(c))));
+  v1.delete("/policies/:kind/:namespace/:name", (c) => deleteOne(c, namespacedRef(c, kindOf(c))));
+  v1.post("/policies/:kind/:namespace/:name", (c) => {
+    const kind = kindOf(c);
+    if (kind !== "MeshConfig" || c.req.param("name") !== "rollback") {
+      throw new HttpProblem(404, "Not found", `No route for POST ${c.req.path}`);
+    }
+    return rollbackOf(c, meshConfigRef(c, "namespace"));
+  });
+  v1.get(
+    "/policies/:kind/:namespace/:name/history",
+    (c) => historyOf(c, namespacedRef(c, kindOf(c))),
+  );
+  v1.post(
+    "/policies/:kind/:namespace/:name/rollback",
+    (c) => rollbackOf(c, namespacedRef(c, kindOf(c))),
+  );
+
+  v1.get("/audit", async (c) => {
+    authorize(c.get("principal"), "read");
+    const parsed = auditQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => ({
+        in: "query" as const,
+        pointer: i.code === "unrecognized_keys" ? `/${i.keys[0]}` : `/${i.path.join("/")}`,
+        message: i.code === "unrecognized_keys" ? "Unknown query parameter" : i.message,
+      }));
+      throw new InvalidError(
+        `Invalid audit query: ${problems[0]!.pointer}: ${problems[0]!.message}`,
+        problems,
+      );
+    }
+    const q = parsed.data;
+    const items = await policies.audit({
+      limit: q.limit,
+      ...(q.after !== undefined ? { after: q.after } : {}),
+      ...(q.kind !== undefined ? { kind: policyKindFromText(q.kind) ?? q.kind } : {}),
+      ...(q.namespace !== undefined ? { namespace: q.namespace } : {}),
+      ...(q.name !== undefined ? { name: q.name } : {}),
+      ...(q.outcome !== undefined ? { outcome: q.outcome } : {}),
+    });
+    const last = items.at(-1);
+    return c.json({ items, next: items.length === q.limit && last ? String(last.id) : null });
+  });
+}
+
+/** Two-segment writes exist only for MeshConfig. */
+function kindOfMeshConfig(c: Context): void {
+  if (kindOf(c) !== "MeshConfig") {
+    throw new HttpProblem(
+      405,
+      "Method not allowed",
+      `Write a namespaced policy at /v1/policies/${c.req.param("kind")}/{namespace}/{name}`,
+    );
+  }
+}
+
+/**
+ * A one-object write reports pointers from the object's root, not from
+ * `/items/0` of the batch the service validated it in.
+ */
+function unbatched(error: unknown): unknown {
+  if (!(error instanceof InvalidError)) return error;
+  const problems = error.problems.map((p) => ({
+    ...p,
+    pointer: p.pointer.replace(/^\/items\/0(?=\/|$)/, ""),
+  }));
+  return new InvalidError(error.message.replace(/\/items\/0(?=\/|:)/, ""), problems);
+}

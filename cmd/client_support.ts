@@ -1,0 +1,128 @@
+/**
+ * What every client verb shares: the connection options (`--server`,
+ * `--token`, `--token-file` and their variables), the client they build, and
+ * output as a table, JSON or YAML.
+ */
+import { Command, Option } from "commander";
+import { stringify } from "yaml";
+import { ApiClient } from "../client/api_client.ts";
+import { InvalidError, UnauthorizedError } from "../core/errors.ts";
+
+/** Where the client verbs look for the server when neither `--server` nor `IRONMESH_SERVER` is set. */
+export const DEFAULT_SERVER = "http://127.0.0.1:15080";
+
+export const FORMATS = ["table", "json", "yaml"] as const;
+export type Format = typeof FORMATS[number];
+
+/** A verb with the settings the root command has; `addCommand` does not copy them. */
+export function verb(name: string): Command {
+  return new Command(name)
+    .exitOverride()
+    .showHelpAfterError("(add --help for usage)");
+}
+
+export interface ConnectionOptions {
+  server?: string;
+  token?: string;
+  tokenFile?: string;
+}
+
+export function addConnectionOptions(
+  command: Command,
+  options: { serverDefault: boolean },
+): Command {
+  const server = new Option("--server <url>", "URL of the Ironmesh server's REST API")
+    .env("IRONMESH_SERVER");
+  if (options.serverDefault) server.default(DEFAULT_SERVER);
+  return command
+    .addOption(server)
+    .addOption(new Option("--token <token>", "API token to send").env("IRONMESH_TOKEN"))
+    .addOption(
+      new Option("--token-file <file>", "File holding the API token to send")
+        .env("IRONMESH_TOKEN_FILE"),
+    );
+}
+
+/**
+ * The token to send: `--token` or the contents of `--token-file`. When both
+ * are set, one on the command line beats one from the environment, so a
+ * one-off override works in a shell that exports the other.
+ */
+async function resolveToken(command: Command): Promise<string | undefined> {
+  const { token, tokenFile } = command.opts<ConnectionOptions>();
+  const direct = token === "" ? undefined : token;
+  const file = tokenFile === "" ? undefined : tokenFile;
+  if (direct !== undefined && file !== undefined) {
+    const directSource = command.getOptionValueSource("token");
+    const fileSource = command.getOptionValueSource("tokenFile");
+    if (directSource === fileSource) {
+      throw new InvalidError(`Options "--token" and "--token-file" cannot be used together`);
+    }
+    return fileSource === "cli" ? await readTokenFile(file) : direct;
+  }
+  return file === undefined ? direct : await readTokenFile(file);
+}
+
+async function readTokenFile(file: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InvalidError(`Cannot read token file "${file}": ${reason}`);
+  }
+  const token = text.trim();
+  if (token === "") throw new InvalidError(`Token file "${file}" is empty`);
+  return token;
+}
+
+/**
+ * Runs `body` with a client for the command's connection options. A 401 on
+ * a call made without any token gets a hint, because forgetting the token is
+ * by far the most common cause.
+ */
+export async function withClient<T>(
+  command: Command,
+  body: (client: ApiClient) => Promise<T>,
+): Promise<T> {
+  const { server } = command.opts<ConnectionOptions>();
+  const token = await resolveToken(command);
+  const client = new ApiClient({
+    server: server ?? DEFAULT_SERVER,
+    ...(token === undefined ? {} : { token }),
+  });
+  try {
+    return await body(client);
+  } catch (error) {
+    if (error instanceof UnauthorizedError && token === undefined) {
+      throw new UnauthorizedError(
+        `${error.message} (no token given: pass --token or --token-file, or set IRONMESH_TOKEN)`,
+      );
+    }
+    throw error;
+  }
+}
+
+export function print(format: Format, value: unknown, tableText: string): void {
+  switch (format) {
+    case "table":
+      console.log(tableText);
+      return;
+    case "json":
+      console.log(JSON.stringify(value, null, 2));
+      return;
+    case "yaml":
+      console.log(stringify(value).trimEnd());
+      return;
+  }
+}
+
+/** Left-aligned columns separated by three spaces, without trailing blanks. */
+export function formatTable(headers: readonly string[], rows: readonly string[][]): string {
+  const widths = headers.map((header, i) =>
+    Math.max(header.length, ...rows.map((row) => row[i]?.length ?? 0))
+  );
+  return [headers, ...rows]
+    .map((row) => row.map((value, i) => value.padEnd(widths[i] ?? 0)).join("   ").trimEnd())
+    .join("\n");
+}
