@@ -29,6 +29,30 @@ import {
   tokenCreateSchema,
 } from "../core/model.ts";
 import { labelName, subdomainName } from "../core/names.ts";
+import {
+  API_VERSION,
+  authorizationPolicySpecSchema,
+  authorizationRuleSchema,
+  bucketSchema,
+  connectionPoolSchema,
+  destinationPolicySpecSchema,
+  headerOpsSchema,
+  loadBalancerSchema,
+  meshConfigSpecSchema,
+  outlierDetectionSchema,
+  POLICY_KINDS,
+  policyInputSchema,
+  type PolicyKind,
+  rateLimitSpecSchema,
+  retriesSchema,
+  routeMatchSchema,
+  routeRuleSchema,
+  SPEC_SCHEMAS,
+  stringMatchSchema,
+  subsetSchema,
+  trafficRouteSpecSchema,
+  valueMatchSchema,
+} from "../core/policy/model.ts";
 import { VERSION } from "../core/version.ts";
 
 /** A JSON Schema as zod emits it. */
@@ -58,6 +82,12 @@ export const TAGS = [
   },
   { name: "Operations", description: "Backups of the server's state" },
   { name: "xDS", description: "Connected proxies: sync state and what they were sent" },
+  {
+    name: "Policies",
+    description:
+      "TrafficRoute, DestinationPolicy, AuthorizationPolicy, RateLimit and MeshConfig: atomic batches, dry runs, history, rollback, and which policies apply to a proxy",
+  },
+  { name: "Audit", description: "Every policy write, refused ones included" },
   { name: "Documentation", description: "This document, as JSON and as a web page" },
 ] as const;
 
@@ -192,6 +222,231 @@ const heartbeatResultSchema = z.object({
   }).exactOptional().describe("Only for callers over mutual TLS: hints about the trust bundle"),
 }).describe("What a heartbeat answers");
 
+// Policies. A spec is stored and read back exactly as written, so one schema
+// per kind serves both sides (see `policySpecs` in COMPONENTS). Writes are
+// validated by the policy service (`core/policy/validate.ts`), which reports
+// every problem with a JSON pointer; the request schemas below describe what
+// it accepts.
+
+const policyKindSchema = z.enum(POLICY_KINDS);
+
+const policyMetadataSchema = z.object({
+  name: z.string(),
+  namespace: z.string().describe('`""` for MeshConfig, which is not namespaced'),
+  labels: z.record(z.string(), z.string()),
+  revision: z.number().int().describe(
+    "Counts this object's writes from 1, across deletes; its `ETag` is this number in quotes",
+  ),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+  updatedBy: z.string().describe("The token id of the last writer"),
+}).describe("A stored policy's name, labels and revision");
+
+function storedPolicy<K extends PolicyKind, S extends (typeof SPEC_SCHEMAS)[K]>(kind: K, spec: S) {
+  return z.object({
+    apiVersion: z.literal(API_VERSION),
+    kind: z.literal(kind),
+    metadata: policyMetadataSchema,
+    spec,
+  });
+}
+
+const policySchema = z.discriminatedUnion("kind", [
+  storedPolicy("TrafficRoute", trafficRouteSpecSchema),
+  storedPolicy("DestinationPolicy", destinationPolicySpecSchema),
+  storedPolicy("AuthorizationPolicy", authorizationPolicySpecSchema),
+  storedPolicy("RateLimit", rateLimitSpecSchema),
+  storedPolicy("MeshConfig", meshConfigSpecSchema),
+]).describe("A stored policy: its spec as written, with its revision");
+
+/** A list that is always one page: `next` is always `null`. */
+function onePageOf<T extends z.ZodType>(item: T, what: string) {
+  return z.object({
+    items: z.array(item),
+    next: z.null().describe("Always `null`: the whole list is one page"),
+  }).describe(`Every ${what}, in one page`);
+}
+
+const jsonChangeSchema = z.object({
+  pointer: z.string().describe("JSON pointer to the value that changed"),
+  before: z.unknown().exactOptional().describe("The old value; absent when the value was added"),
+  after: z.unknown().exactOptional().describe("The new value; absent when the value was removed"),
+}).describe("One changed leaf of a JSON document");
+
+const resourceChangeSchema = z.object({
+  type: z.string().describe("`clusters`, `endpoints`, `listeners`, `routes` or `secrets`"),
+  name: z.string().describe("The resource's name, e.g. `outbound|9090|v2|api.shop`"),
+  op: z.enum(["added", "removed", "changed"]),
+  diff: z.array(jsonChangeSchema).exactOptional().describe(
+    "For `changed`: the leaves that differ, in Envoy's JSON form",
+  ),
+}).describe("One xDS resource of one proxy that a dry run would change");
+
+const proxyChangeSchema = z.object({
+  kind: z.string().describe("`sidecar` or `proxyless`"),
+  target: z.string().describe(
+    "A sidecar's node; for proxyless clients, the namespace whose clients share one configuration",
+  ),
+  connected: z.array(z.string()).describe(
+    "Connected proxies (stream ids) served this configuration",
+  ),
+  changes: z.array(resourceChangeSchema),
+}).describe("A proxy configuration that a dry run would change");
+
+const applyItemSchema = z.object({
+  kind: policyKindSchema,
+  namespace: z.string().describe('`""` for MeshConfig'),
+  name: z.string(),
+  action: z.enum(["created", "updated", "unchanged", "deleted"]).describe(
+    "`unchanged`: the same labels and spec as stored, so no new revision",
+  ),
+  revision: z.number().int().nullable().describe(
+    "The revision after the write; `null` in a dry run (except `unchanged`) and for a delete",
+  ),
+  object: policySchema.exactOptional().describe(
+    "The stored object; absent in a dry run and for a delete",
+  ),
+}).describe("What happened (or, in a dry run, would happen) to one policy");
+
+const applyResultSchema = z.object({
+  dryRun: z.boolean(),
+  items: z.array(applyItemSchema).describe("One per document, in the order sent"),
+  warnings: z.array(fieldProblemSchema).describe(
+    "Problems that did not stop the write (e.g. a service not registered yet, a rule that never matches); pointers start with `/items/<i>` in a batch",
+  ),
+  proxies: z.array(proxyChangeSchema).exactOptional().describe(
+    "Dry runs only: every proxy configuration that would change, with what would change",
+  ),
+}).describe("The answer to a policy batch, a delete, or any dry run");
+
+const policyRevisionSchema = z.object({
+  kind: policyKindSchema,
+  namespace: z.string(),
+  name: z.string(),
+  revision: z.number().int(),
+  op: z.enum(["create", "update", "delete", "rollback"]),
+  at: timestamp,
+  actor: z.string().describe("The token id of the writer"),
+  object: policySchema.nullable().describe(
+    "The object as this revision stored it; `null` for a delete",
+  ),
+  changes: z.array(jsonChangeSchema).describe(
+    "What changed in `labels` and `spec` since the previous revision",
+  ),
+}).describe("One revision of a policy");
+
+const auditEntrySchema = z.object({
+  id: z.number().int().describe("Increasing; pass the last one as `after` for the next page"),
+  at: timestamp,
+  actor: z.string().describe("The token id of the caller"),
+  action: z.string().describe("`apply`, `delete` or `rollback`"),
+  kind: z.string().describe("The kind as sent (may be anything for a refused write)"),
+  namespace: z.string(),
+  name: z.string(),
+  outcome: z.enum(["ok", "refused"]),
+  status: z.number().int().describe("The HTTP status the caller got"),
+  revision: z.number().int().nullable().describe("The revision written, or `null`"),
+  detail: z.string().describe("For a refused write, the first problems"),
+}).describe("One policy write, stored or refused");
+
+const serviceRefSchema = z.object({
+  namespace: z.string(),
+  service: z.string(),
+}).describe("A service, by namespace and name");
+
+const appliedPolicySchema = z.object({
+  kind: policyKindSchema,
+  namespace: z.string(),
+  name: z.string(),
+  revision: z.number().int(),
+  direction: z.enum(["outbound", "inbound", "mesh"]).describe(
+    "`outbound`: shapes traffic the proxy sends; `inbound`: guards traffic it receives; `mesh`: MeshConfig",
+  ),
+  service: z.string().describe(
+    'The service it applies through, `<name>.<namespace>`; `""` for MeshConfig',
+  ),
+  reason: z.string().describe("Why it applies, in words"),
+}).describe("One policy that applies to a proxy, and why");
+
+const proxyPoliciesSchema = z.object({
+  id: z.string().describe("The stream id when connected, else the node name"),
+  node: z.string(),
+  kind: z.enum(["sidecar", "proxyless"]),
+  outbound: z.array(serviceRefSchema).describe(
+    "Services it sends to: a sidecar's upstreams; for proxyless clients, every service with a gRPC or HTTP/2 port",
+  ),
+  inbound: z.array(serviceRefSchema).describe("Services of the instances behind a sidecar"),
+  policies: z.array(appliedPolicySchema).describe(
+    "MeshConfig first, then outbound services, then inbound ones",
+  ),
+}).describe("Which policies shape a proxy's configuration, and why");
+
+const policyInputMetadataSchema = policyInputSchema.shape.metadata.describe(
+  "A policy's name and labels. `revision`, `createdAt`, `updatedAt` and `updatedBy` are accepted (so that what `GET` returns can be applied again) and ignored",
+);
+
+/** A policy document of one kind, as `ironmesh apply -f` reads it. */
+function policyDocument<K extends PolicyKind, S extends (typeof SPEC_SCHEMAS)[K]>(
+  kind: K,
+  spec: S,
+  description: string,
+) {
+  return policyInputSchema.extend({
+    kind: z.literal(kind),
+    metadata: policyInputMetadataSchema,
+    spec,
+  }).describe(description);
+}
+
+const policyDocumentSchema = z.discriminatedUnion("kind", [
+  policyDocument("TrafficRoute", trafficRouteSpecSchema, "How requests to a service are routed"),
+  policyDocument(
+    "DestinationPolicy",
+    destinationPolicySpecSchema,
+    "A service's subsets, load balancing, connection limits and outlier detection",
+  ),
+  policyDocument(
+    "AuthorizationPolicy",
+    authorizationPolicySpecSchema,
+    "Who may call a service (or every service of the namespace)",
+  ),
+  policyDocument("RateLimit", rateLimitSpecSchema, "Token buckets at a service's sidecars"),
+  policyDocument(
+    "MeshConfig",
+    meshConfigSpecSchema,
+    "Mesh-wide settings: one object, named `mesh`, without a namespace",
+  ),
+]).describe(
+  "A policy document, as `ironmesh apply -f` reads it; `apiVersion` defaults to `ironmesh.io/v1`, `metadata.namespace` to `default`",
+);
+
+const policyBatchSchema = z.strictObject({
+  items: z.array(policyDocumentSchema).min(1).max(1000).describe(
+    "Validated together against the mesh as it will be, and stored all or none",
+  ),
+}).describe("A batch of policy documents, applied atomically");
+
+const policyPutSchema = z.strictObject({
+  apiVersion: z.literal(API_VERSION).optional(),
+  kind: policyKindSchema.optional().describe("Default: the path's kind; if given, must be it"),
+  metadata: policyInputSchema.shape.metadata.partial().optional().describe(
+    "`name` and `namespace` default to the path's and, if given, must be them",
+  ),
+  spec: z.union([
+    trafficRouteSpecSchema,
+    destinationPolicySpecSchema,
+    authorizationPolicySpecSchema,
+    rateLimitSpecSchema,
+    meshConfigSpecSchema,
+  ]).describe("The spec of the path's kind"),
+}).describe("One policy, written at its path");
+
+const policyRollbackSchema = z.strictObject({
+  revision: z.number().int().min(1).describe(
+    "The revision whose labels and spec to store again, as a new revision",
+  ),
+}).describe("Which revision to restore");
+
 /**
  * Named schemas of responses (converted on their output side) and of request
  * bodies (input side), as they appear under `components/schemas`.
@@ -236,6 +491,26 @@ export const COMPONENTS = {
         "What was last sent, by type URL, in Envoy's JSON form",
       ),
     }).describe("What was last sent to one proxy"),
+    PolicyMetadata: policyMetadataSchema,
+    Policy: policySchema,
+    PolicyList: onePageOf(policySchema, "policy of the kind (and namespace) asked for"),
+    ApplyItem: applyItemSchema,
+    ApplyResult: applyResultSchema,
+    ProxyChange: proxyChangeSchema,
+    ResourceChange: resourceChangeSchema,
+    JsonChange: jsonChangeSchema,
+    PolicyRevision: policyRevisionSchema,
+    PolicyHistory: onePageOf(policyRevisionSchema, "revision of the policy, oldest first"),
+    AuditEntry: auditEntrySchema,
+    AuditList: z.object({
+      items: z.array(auditEntrySchema),
+      next: z.string().nullable().describe(
+        "When the page is full, the `id` of its last entry: pass it as `after` for the next page; else `null`",
+      ),
+    }).describe("A page of the audit log, oldest first"),
+    ServiceRef: serviceRefSchema,
+    AppliedPolicy: appliedPolicySchema,
+    ProxyPolicies: proxyPoliciesSchema,
   },
   requests: {
     ServicePut: servicePutSchema,
@@ -246,8 +521,70 @@ export const COMPONENTS = {
     TokenCreate: tokenCreateSchema,
     EnrolRequest: enrolRequestSchema,
     RenewRequest: renewRequestSchema,
+    PolicyDocument: policyDocumentSchema,
+    PolicyInputMetadata: policyInputMetadataSchema,
+    PolicyBatch: policyBatchSchema,
+    PolicyPut: policyPutSchema,
+    PolicyRollback: policyRollbackSchema,
+  },
+  /**
+   * Policy specs and their parts. A spec is read back exactly as it was
+   * written, so each is converted on both sides and documented once, on the
+   * input side (strict: unknown fields are refused).
+   */
+  policySpecs: {
+    TrafficRouteSpec: trafficRouteSpecSchema,
+    RouteRule: routeRuleSchema,
+    RouteMatch: routeMatchSchema,
+    StringMatch: stringMatchSchema,
+    ValueMatch: valueMatchSchema,
+    Retries: retriesSchema,
+    HeaderOps: headerOpsSchema,
+    DestinationPolicySpec: destinationPolicySpecSchema,
+    Subset: subsetSchema,
+    LoadBalancer: loadBalancerSchema,
+    ConnectionPool: connectionPoolSchema,
+    OutlierDetection: outlierDetectionSchema,
+    AuthorizationPolicySpec: authorizationPolicySpecSchema,
+    AuthorizationRule: authorizationRuleSchema,
+    RateLimitSpec: rateLimitSpecSchema,
+    Bucket: bucketSchema,
+    MeshConfigSpec: meshConfigSpecSchema,
   },
 } as const;
+
+/**
+ * What each policy spec schema is. The model's schemas carry no description
+ * of their own (adding one would make a new schema, which the specs nesting
+ * them would not reference), so the document adds these.
+ */
+const POLICY_SPEC_DESCRIPTIONS: Record<keyof typeof COMPONENTS.policySpecs, string> = {
+  TrafficRouteSpec:
+    "A TrafficRoute's spec: how requests to `service` are routed; the first rule that matches decides",
+  RouteRule:
+    "One rule: what it matches, and where and how matching requests go (or a redirect answered instead)",
+  RouteMatch:
+    "What a rule matches; every field given must match, and none given matches everything",
+  StringMatch: "Exactly one of `exact`, `prefix`, `regex` (RE2, matched against the whole value)",
+  ValueMatch: "Exactly one of `exact`, `prefix`, `regex` (RE2), `present`",
+  Retries: "How a request is retried",
+  HeaderOps: "Headers to set (replacing any value) and to remove",
+  DestinationPolicySpec:
+    "A DestinationPolicy's spec: `service`'s subsets and the settings of the connections to it",
+  Subset: "A named set of a service's instances, by their labels, with its own settings",
+  LoadBalancer:
+    "How a backend is picked; RING_HASH and MAGLEV need `hash`. Proxyless gRPC clients refuse LEAST_REQUEST",
+  ConnectionPool: "Circuit-breaker limits of the connections to a service",
+  OutlierDetection: "Ejects instances that keep failing",
+  AuthorizationPolicySpec:
+    "An AuthorizationPolicy's spec: who may call `service` (omitted: every service of the namespace). DENY policies are checked before ALLOW ones",
+  AuthorizationRule:
+    "Matches a request from any of `from` to any of `to` (an omitted list matches anything)",
+  RateLimitSpec:
+    "A RateLimit's spec: token buckets at each sidecar in front of `service`'s instances",
+  Bucket: "A token bucket: `requests` per `per`, up to `burst` at once (default: `requests`)",
+  MeshConfigSpec: "The MeshConfig's spec: mesh-wide defaults",
+};
 
 // ---------------------------------------------------------------------------
 // Parameters and headers.
@@ -283,7 +620,35 @@ const PATH = {
   instance: pathParam("id", z.string(), "Instance id `<local-id>@<node>`, e.g. `web@vm-1`"),
   token: { ...pathParam("id", z.string(), "Token id"), unchecked: true },
   proxy: { ...pathParam("id", z.string(), "Proxy stream id from /v1/proxies"), unchecked: true },
+  proxyOrNode: {
+    ...pathParam(
+      "id",
+      z.string(),
+      "A proxy stream id from /v1/proxies, or a node name (its sidecar)",
+    ),
+    unchecked: true,
+  },
+  policyKind: pathParam(
+    "kind",
+    z.enum(POLICY_KINDS.map((k) => k.toLowerCase()) as [string, ...string[]]),
+    "The policy kind, lower-case (any case and the plural, e.g. `trafficroutes`, work too)",
+  ),
+  policyName: pathParam("name", labelName, "Policy name: a DNS-1123 label"),
+  /** MeshConfig's routes: `/v1/policies/meshconfig/mesh[/history|/rollback]`. */
+  meshConfigKind: pathParam("kind", z.literal("meshconfig"), "Only `meshconfig` (any case)"),
+  meshConfigName: pathParam(
+    "namespace",
+    z.literal("mesh"),
+    "MeshConfig's one object, `mesh` (this segment holds a namespace for the other kinds)",
+  ),
 };
+
+/** The query of policy writes. */
+const DRY_RUN = queryParam(
+  "dryRun",
+  z.enum(["true", "false"]),
+  "`true`: validate and report which proxy configurations would change, with diffs, storing nothing. Default `false`",
+);
 
 /** The query parameters of the lists (`readListQuery` in `request.ts`). */
 const QUERY = {
@@ -375,6 +740,11 @@ const HEADERS = {
     description: "Suggests a file name for the download",
     schema: { type: "string" },
   },
+  Warning: {
+    description:
+      'One per warning the write passed with, as Kubernetes sends them: `299 - "<pointer>: <message>"`',
+    schema: { type: "string" },
+  },
 } as const;
 
 /** A response header name, one of {@link HEADERS}. */
@@ -453,7 +823,11 @@ export interface Route {
   access: Access;
   /** Path parameters first, in path order; then query and header parameters. */
   params?: readonly Parameter[];
-  /** Exactly the schema the handler passes to `readBody`; one of {@link COMPONENTS}`.requests`. */
+  /**
+   * Exactly the schema the handler passes to `readBody` (for policy writes,
+   * which the policy service validates, the schema of what it accepts); one
+   * of {@link COMPONENTS}`.requests`.
+   */
   body?: z.ZodType;
   replies: readonly Reply[];
   /**
@@ -466,6 +840,10 @@ export interface Route {
 }
 
 const json = (schema: JsonSchema = {}): RawBody => ({ mediaType: "application/json", schema });
+
+/** A JSON body that is one of several response schemas, told apart by their fields. */
+const oneOf = (...names: (keyof typeof COMPONENTS.responses)[]): RawBody =>
+  json({ oneOf: names.map((name) => ({ $ref: `#/components/schemas/${name}` })) });
 
 /** Every route of `createApp`, grouped as the docs show them. */
 export const ROUTES: readonly Route[] = [
@@ -928,6 +1306,340 @@ export const ROUTES: readonly Route[] = [
   },
   {
     method: "get",
+    path: "/v1/proxies/{id}/policies",
+    operationId: "explainProxy",
+    tag: "Policies",
+    summary: "Which policies apply to a proxy, and why (ironmesh explain)",
+    description:
+      "Works for a connected proxy (by stream id) and for a registered node's sidecar (by node name), connected or not. Uses the same matching as the xDS generators, as of the last push.",
+    access: "read",
+    params: [PATH.proxyOrNode],
+    replies: [{
+      status: 200,
+      description: "The proxy's services and the policies that apply",
+      body: COMPONENTS.responses.ProxyPolicies,
+    }],
+    errors: { 404: "Neither a connected proxy nor a registered node" },
+  },
+  {
+    method: "get",
+    path: "/v1/policies",
+    operationId: "listPolicies",
+    tag: "Policies",
+    summary: "List policies of every kind",
+    access: "read",
+    params: [
+      queryParam("kind", z.string(), "Only this kind (any case, singular or plural)"),
+      { ...queryParam("namespace", z.string(), "Only this namespace"), unchecked: true },
+    ],
+    replies: [{
+      status: 200,
+      description: "The policies, by kind, namespace and name",
+      body: COMPONENTS.responses.PolicyList,
+    }],
+    errors: { 422: "An unknown kind" },
+  },
+  {
+    method: "post",
+    path: "/v1/policies",
+    operationId: "applyPolicies",
+    tag: "Policies",
+    summary: "Apply a batch of policies atomically (ironmesh apply)",
+    description:
+      "Creates or updates every document, or none: the batch is validated as a whole against the mesh as it will be (a TrafficRoute may use a subset that a DestinationPolicy of the same batch defines), and every problem of every document is reported, with pointers `/items/<i>/…`. A document whose labels and spec equal what is stored is `unchanged` and gets no new revision. Refused writes are audited.",
+    access: "write",
+    params: [DRY_RUN],
+    body: policyBatchSchema,
+    replies: [
+      {
+        status: 200,
+        description: "Applied with nothing created (updated or unchanged), or a dry run",
+        body: COMPONENTS.responses.ApplyResult,
+      },
+      {
+        status: 201,
+        description: "Applied, and at least one policy was created",
+        body: COMPONENTS.responses.ApplyResult,
+      },
+    ],
+    errors: {
+      412: "Another write changed one of these policies while this batch was validated; retry",
+      422: "A document is invalid, or conflicts with the mesh; `problems` points at each one",
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/policies/{kind}",
+    operationId: "listPoliciesOfKind",
+    tag: "Policies",
+    summary: "List the policies of a kind",
+    access: "read",
+    params: [
+      PATH.policyKind,
+      { ...queryParam("namespace", z.string(), "Only this namespace"), unchecked: true },
+    ],
+    replies: [{
+      status: 200,
+      description: "The policies, by namespace and name",
+      body: COMPONENTS.responses.PolicyList,
+    }],
+    errors: { 422: "An unknown kind" },
+  },
+  {
+    method: "get",
+    path: "/v1/policies/{kind}/{namespace}",
+    operationId: "listPoliciesInNamespace",
+    tag: "Policies",
+    summary: "List a kind's policies in a namespace, or get the MeshConfig",
+    description:
+      "For a namespaced kind, its policies in the namespace. `GET /v1/policies/meshconfig/mesh` answers the MeshConfig instead, with its `ETag`.",
+    access: "read",
+    params: [
+      PATH.policyKind,
+      { ...PATH.namespace, description: "A namespace; for `meshconfig`, the object's name `mesh`" },
+    ],
+    replies: [{
+      status: 200,
+      description: "The policies of the namespace, or the MeshConfig",
+      body: oneOf("PolicyList", "Policy"),
+      headers: ["ETag"],
+    }],
+    errors: { 404: "No MeshConfig is stored (or a name other than `mesh`)" },
+  },
+  {
+    method: "put",
+    path: "/v1/policies/{kind}/{namespace}",
+    operationId: "putMeshConfig",
+    tag: "Policies",
+    summary: "Create or replace the MeshConfig",
+    description:
+      "`PUT /v1/policies/meshconfig/mesh`. Validated and stored like any policy write. Without `dryRun`, answers the stored object; with it, what would change.",
+    access: "write",
+    params: [PATH.meshConfigKind, PATH.meshConfigName, DRY_RUN, IF_MATCH, IF_NONE_MATCH],
+    body: policyPutSchema,
+    replies: [
+      {
+        status: 200,
+        description: "Replaced or unchanged (the object), or a dry run (what would change)",
+        body: oneOf("Policy", "ApplyResult"),
+        headers: ["ETag", "Warning"],
+      },
+      {
+        status: 201,
+        description: "Created",
+        body: COMPONENTS.responses.Policy,
+        headers: ["ETag", "Warning"],
+      },
+    ],
+    errors: { 404: "Another name than `mesh`" },
+  },
+  {
+    method: "delete",
+    path: "/v1/policies/{kind}/{namespace}",
+    operationId: "deleteMeshConfig",
+    tag: "Policies",
+    summary: "Delete the MeshConfig: every proxy goes back to the defaults",
+    description: "`DELETE /v1/policies/meshconfig/mesh`.",
+    access: "write",
+    params: [PATH.meshConfigKind, PATH.meshConfigName, DRY_RUN, IF_MATCH],
+    replies: [{
+      status: 200,
+      description: "Deleted, or a dry run",
+      body: COMPONENTS.responses.ApplyResult,
+    }],
+    errors: { 404: "No MeshConfig is stored" },
+  },
+  {
+    method: "get",
+    path: "/v1/policies/{kind}/{namespace}/{name}",
+    operationId: "getPolicy",
+    tag: "Policies",
+    summary: "Get a policy",
+    description:
+      "`GET /v1/policies/meshconfig/mesh/history` answers the MeshConfig's history instead (see `getPolicyHistory`).",
+    access: "read",
+    params: [PATH.policyKind, PATH.namespace, PATH.policyName],
+    replies: [{
+      status: 200,
+      description: "The policy (with its `ETag`), or the MeshConfig's history",
+      body: oneOf("Policy", "PolicyHistory"),
+      headers: ["ETag"],
+    }],
+    errors: { 404: "The policy does not exist" },
+  },
+  {
+    method: "put",
+    path: "/v1/policies/{kind}/{namespace}/{name}",
+    operationId: "putPolicy",
+    tag: "Policies",
+    summary: "Create or replace a policy",
+    description:
+      "The body needs only `spec` (and optional labels): kind, namespace and name come from the path. Validated like a batch of one; problems point into this body. An identical write changes nothing and adds no revision. Without `dryRun`, answers the stored object; with it, what would change.",
+    access: "write",
+    params: [PATH.policyKind, PATH.namespace, PATH.policyName, DRY_RUN, IF_MATCH, IF_NONE_MATCH],
+    body: policyPutSchema,
+    replies: [
+      {
+        status: 200,
+        description: "Replaced or unchanged (the object), or a dry run (what would change)",
+        body: oneOf("Policy", "ApplyResult"),
+        headers: ["ETag", "Warning"],
+      },
+      {
+        status: 201,
+        description: "Created",
+        body: COMPONENTS.responses.Policy,
+        headers: ["ETag", "Warning"],
+      },
+    ],
+    errors: {
+      404: "`meshconfig` with a namespace: use `/v1/policies/meshconfig/mesh`",
+      422:
+        "The body is invalid, names another object than the path, or conflicts with the mesh; or a parameter or header is invalid",
+    },
+  },
+  {
+    method: "delete",
+    path: "/v1/policies/{kind}/{namespace}/{name}",
+    operationId: "deletePolicy",
+    tag: "Policies",
+    summary: "Delete a policy",
+    access: "write",
+    params: [PATH.policyKind, PATH.namespace, PATH.policyName, DRY_RUN, IF_MATCH],
+    replies: [{
+      status: 200,
+      description: "Deleted, or a dry run",
+      body: COMPONENTS.responses.ApplyResult,
+    }],
+    errors: { 404: "The policy does not exist" },
+  },
+  {
+    method: "post",
+    path: "/v1/policies/{kind}/{namespace}/{name}",
+    operationId: "rollbackMeshConfig",
+    tag: "Policies",
+    summary: "Roll the MeshConfig back to an earlier revision",
+    description: "`POST /v1/policies/meshconfig/mesh/rollback`; see `rollbackPolicy`.",
+    access: "write",
+    params: [
+      PATH.meshConfigKind,
+      PATH.meshConfigName,
+      pathParam("name", z.literal("rollback"), "Only `rollback`"),
+      DRY_RUN,
+      IF_MATCH,
+      {
+        ...IF_NONE_MATCH,
+        description: "`*`: restore only a MeshConfig that is deleted; 412 if it exists",
+      },
+    ],
+    body: policyRollbackSchema,
+    replies: [
+      {
+        status: 200,
+        description: "The object as stored now, or a dry run",
+        body: oneOf("Policy", "ApplyResult"),
+        headers: ["ETag", "Warning"],
+      },
+      {
+        status: 201,
+        description: "The MeshConfig had been deleted and is created again",
+        body: COMPONENTS.responses.Policy,
+        headers: ["ETag", "Warning"],
+      },
+    ],
+    errors: {
+      404:
+        "No such revision, the revision is a delete, or the path is not `meshconfig/mesh/rollback`",
+      422: "The body is invalid, or the old content is refused by today's validation",
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/policies/{kind}/{namespace}/{name}/history",
+    operationId: "getPolicyHistory",
+    tag: "Policies",
+    summary: "Every revision of a policy, with what changed",
+    description:
+      "Oldest first, deletes included. Each entry carries the object it stored and the JSON pointers of what changed since the previous revision.",
+    access: "read",
+    params: [PATH.policyKind, PATH.namespace, PATH.policyName],
+    replies: [{
+      status: 200,
+      description: "The revisions",
+      body: COMPONENTS.responses.PolicyHistory,
+    }],
+    errors: { 404: "The policy has no history" },
+  },
+  {
+    method: "post",
+    path: "/v1/policies/{kind}/{namespace}/{name}/rollback",
+    operationId: "rollbackPolicy",
+    tag: "Policies",
+    summary: "Store an earlier revision's content again",
+    description:
+      "History only grows: the content of revision N is stored as a new revision (`op: rollback`), through the same validation as any write, since the mesh may have changed since. A policy deleted since can be rolled back to a revision before its delete.",
+    access: "write",
+    params: [
+      PATH.policyKind,
+      PATH.namespace,
+      PATH.policyName,
+      DRY_RUN,
+      IF_MATCH,
+      {
+        ...IF_NONE_MATCH,
+        description: "`*`: restore only a policy that is deleted; 412 if it exists",
+      },
+    ],
+    body: policyRollbackSchema,
+    replies: [
+      {
+        status: 200,
+        description: "The object as stored now, or a dry run",
+        body: oneOf("Policy", "ApplyResult"),
+        headers: ["ETag", "Warning"],
+      },
+      {
+        status: 201,
+        description: "The policy had been deleted and is created again",
+        body: COMPONENTS.responses.Policy,
+        headers: ["ETag", "Warning"],
+      },
+    ],
+    errors: {
+      404: "No such revision, or the revision is a delete",
+      422: "The body is invalid, or the old content is refused by today's validation",
+    },
+  },
+  {
+    method: "get",
+    path: "/v1/audit",
+    operationId: "listAudit",
+    tag: "Audit",
+    summary: "The audit log of policy writes",
+    description:
+      "Every policy write, stored or refused (invalid, failed precondition, not found), oldest first. Dry runs are not recorded.",
+    access: "read",
+    params: [
+      queryParam(
+        "after",
+        z.number().int().min(0),
+        "Only entries after this `id` (the `next` of the previous page)",
+      ),
+      QUERY.limit,
+      queryParam("kind", z.string(), "Only this kind (any case, singular or plural)"),
+      queryParam("namespace", z.string(), 'Only this namespace (`""` is MeshConfig\'s)'),
+      queryParam("name", z.string(), "Only policies of this name"),
+      queryParam("outcome", z.enum(["ok", "refused"]), "Only stored (`ok`) or refused writes"),
+    ],
+    replies: [{
+      status: 200,
+      description: "A page of the audit log",
+      body: COMPONENTS.responses.AuditList,
+    }],
+    errors: { 422: "A parameter is invalid, or unknown" },
+  },
+  {
+    method: "get",
     path: "/v1/backup",
     operationId: "getBackup",
     tag: "Operations",
@@ -1140,6 +1852,8 @@ function tidy(schema: JsonSchema): void {
   if (schema.minimum === Number.MIN_SAFE_INTEGER) delete schema.minimum;
   if (schema.maximum === Number.MAX_SAFE_INTEGER) delete schema.maximum;
   if (schema.format === "date-time") delete schema.pattern;
+  // zod's name for `.startsWith()`, which `pattern` already says in JSON Schema's words.
+  if (schema.format === "starts_with") delete schema.format;
 }
 
 function parameterSchema(schema: z.ZodType): JsonSchema {
@@ -1261,9 +1975,12 @@ function operation(route: Route): OperationObject {
 }
 
 function build(): OpenApiDocument {
-  const responses = convert(COMPONENTS.responses, "output");
-  const requests = convert(COMPONENTS.requests, "input");
+  const responses = convert({ ...COMPONENTS.responses, ...COMPONENTS.policySpecs }, "output");
+  const requests = convert({ ...COMPONENTS.requests, ...COMPONENTS.policySpecs }, "input");
   kindDefaultsToApi(requests.TokenCreate!);
+  for (const [name, description] of Object.entries(POLICY_SPEC_DESCRIPTIONS)) {
+    requests[name]!.description ??= description;
+  }
   const paths: OpenApiDocument["paths"] = {};
   for (const route of ROUTES) {
     const declared = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
@@ -1292,6 +2009,7 @@ function build(): OpenApiDocument {
     security: [{ bearerAuth: [] }],
     paths,
     components: {
+      // The policy specs are on both sides; the input side's (strict) is the one kept.
       schemas: { ...responses, ...requests },
       responses: Object.fromEntries(
         Object.values(ERRORS).map((e) => [e.name, {

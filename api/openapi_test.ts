@@ -1,15 +1,26 @@
 import assert from "node:assert/strict";
-import type { z } from "zod";
+import { z } from "zod";
 import type { CreatedToken } from "../auth/tokens.ts";
 import type { BundleRoot, GenerationStatus } from "../ca/authority.ts";
 import type { IdentityService, IssuedIdentity } from "../ca/identity.ts";
 import type { CreatedJoinToken } from "../ca/join_tokens.ts";
 import type { FieldProblem } from "../core/errors.ts";
+import type { AppliedPolicy, ServiceRef } from "../core/policy/match.ts";
+import type { AnyPolicy } from "../core/policy/model.ts";
 import { type Role, ROLES, type Token } from "../core/model.ts";
+import type { ApplyResult, HistoryEntry } from "../policy/service.ts";
 import type { Page, Registry as RegistryType } from "../registry/registry.ts";
+import type { AuditEntry } from "../store/store.ts";
 import type { createApp } from "./app.ts";
 import { withTestApp } from "./_testing.ts";
-import { COMPONENTS, type JsonSchema, openApiDocument, rolesFor, ROUTES } from "./openapi.ts";
+import {
+  COMPONENTS,
+  type JsonSchema,
+  openApiDocument,
+  rolesFor,
+  type Route,
+  ROUTES,
+} from "./openapi.ts";
 import type { Problem } from "./problem.ts";
 
 type App = ReturnType<typeof createApp>;
@@ -38,12 +49,26 @@ function documentedRoutes(): Set<string> {
   );
 }
 
-/** A path with sample values for its parameters, none of which exists. */
-function samplePath(path: string): string {
-  return path.replace("{namespace}", "default").replace("{id}", "web@vm-9").replace(
-    "{name}",
-    "vm-9",
-  );
+const SAMPLE_PATH_VALUES: Record<string, string> = {
+  namespace: "default",
+  id: "web@vm-9",
+  name: "vm-9",
+  kind: "trafficroute",
+};
+
+/**
+ * A route's path with sample values for its parameters, none of which
+ * exists; a parameter that allows one value only (MeshConfig's
+ * `/v1/policies/meshconfig/mesh`) gets that value.
+ */
+function samplePath(route: Route): string {
+  return route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const schema = route.params?.find((p) => p.in === "path" && p.name === name)?.schema;
+    if (schema instanceof z.ZodLiteral) return String(schema.value);
+    const value = SAMPLE_PATH_VALUES[name];
+    if (value === undefined) throw new Error(`No sample value for {${name}} of ${route.path}`);
+    return value;
+  });
 }
 
 Deno.test("openApiDocument() describes every route createApp() registers, and no other", () =>
@@ -121,6 +146,11 @@ Deno.test("request body schemas refuse unknown fields exactly where the zod sche
     TokenCreate: {},
     EnrolRequest: {},
     RenewRequest: {},
+    PolicyDocument: { kind: "MeshConfig", metadata: { name: "mesh" }, spec: {} },
+    PolicyInputMetadata: {},
+    PolicyBatch: {},
+    PolicyPut: {},
+    PolicyRollback: {},
   };
   for (const [name, zodSchema] of Object.entries(COMPONENTS.requests)) {
     const json = schemas[name]!;
@@ -176,6 +206,12 @@ Deno.test("response schemas have exactly the types the handlers return", () => {
       Out<"ServiceList">["items"],
       Page<z.output<typeof COMPONENTS.responses.Service>>["items"]
     >,
+    true satisfies Equal<Out<"Policy">, AnyPolicy>,
+    true satisfies Equal<Out<"ApplyResult">, ApplyResult>,
+    true satisfies Equal<Out<"PolicyRevision">, HistoryEntry>,
+    true satisfies Equal<Out<"AuditEntry">, AuditEntry>,
+    true satisfies Equal<Out<"AppliedPolicy">, AppliedPolicy>,
+    true satisfies Equal<Out<"ServiceRef">, ServiceRef>,
   ];
   assert.ok(same.every((s) => s));
 });
@@ -186,7 +222,7 @@ Deno.test("each route's documented roles are the ones authorize() lets through",
       await Promise.all(ROLES.map(async (role) => [role, await tokenFor(role)])),
     ) as Record<Role, string>;
     for (const route of ROUTES) {
-      const path = samplePath(route.path);
+      const path = samplePath(route);
       const where = `${route.method.toUpperCase()} ${route.path}`;
       if (route.access === "public") {
         const res = await app.request(path, { method: route.method.toUpperCase() });
@@ -231,7 +267,12 @@ Deno.test("each list documents exactly the query parameters it accepts", () =>
       status: "alive",
     };
     const lists = ROUTES.filter((r) => r.params?.some((p) => p.name === "limit"));
-    assert.deepEqual(lists.map((r) => r.path), ["/v1/services", "/v1/nodes", "/v1/instances"]);
+    assert.deepEqual(lists.map((r) => r.path), [
+      "/v1/services",
+      "/v1/nodes",
+      "/v1/instances",
+      "/v1/audit",
+    ]);
     for (const route of lists) {
       const documented = new Set(route.params!.filter((p) => p.in === "query").map((p) => p.name));
       for (const [name, value] of Object.entries(samples)) {
