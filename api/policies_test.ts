@@ -4,6 +4,7 @@
  * and refusals that store nothing.
  */
 import assert from "node:assert/strict";
+import { INVALID } from "../core/policy/_testing.ts";
 import { withTestApp } from "./_testing.ts";
 
 type Call = (
@@ -299,5 +300,26 @@ Deno.test("policies: a DestinationPolicy whose subsets a TrafficRoute uses canno
     assert.equal((await call("GET", "/v1/policies/destinationpolicy/default/echo")).status, 200);
     assert.equal((await call("DELETE", TR)).status, 200);
     assert.equal((await call("DELETE", "/v1/policies/destinationpolicy/default/echo")).status, 200);
+  });
+});
+
+Deno.test("policies: every invalid document of the validation table is refused with its exact problems, and nothing is stored", async () => {
+  await withPolicies(async (call) => {
+    for (const row of INVALID) {
+      const res = await call("POST", "/v1/policies", { body: { items: [row.input] } });
+      assert.equal(res.status, 422, `${row.name}: ${JSON.stringify(res.body)}`);
+      assert.deepEqual(
+        res.body.problems.map((p: { pointer: string; message: string }) => ({
+          pointer: p.pointer,
+          message: p.message,
+        })),
+        row.problems.map((p) => ({ pointer: `/items/0${p.pointer}`, message: p.message })),
+        row.name,
+      );
+    }
+    assert.deepEqual((await call("GET", "/v1/policies")).body.items, []);
+    const audit = await call("GET", "/v1/audit?limit=1000");
+    assert.equal(audit.body.items.length, INVALID.length);
+    assert.ok(audit.body.items.every((a: { outcome: string }) => a.outcome === "refused"));
   });
 });

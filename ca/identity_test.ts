@@ -33,7 +33,10 @@ interface World {
   ): CertificatePrincipal;
 }
 
-async function withWorld(fn: (w: World) => Promise<void>, options: { renewRate?: number } = {}) {
+async function withWorld(
+  fn: (w: World) => Promise<void>,
+  options: { renewRate?: number; currentLeafTtlMs?: () => number | undefined } = {},
+) {
   const { dir, remove } = await tempDir();
   const clock = new FakeClock(Date.now());
   const store = openSqliteStore(`${dir}/ironmesh.db`);
@@ -75,6 +78,7 @@ async function withWorld(fn: (w: World) => Promise<void>, options: { renewRate?:
     renewRatePerSecond: options.renewRate ?? 1000,
     renewBurst: options.renewRate ?? 1000,
     liveNodes: () => Promise.resolve(world.alive),
+    ...(options.currentLeafTtlMs ? { currentLeafTtlMs: options.currentLeafTtlMs } : {}),
   });
   await world.identity.start();
   try {
@@ -109,6 +113,26 @@ Deno.test("IdentityService.enrol() issues the identity the token allows, once", 
     );
     assert.equal((await w.store.listCertificates({})).length, 1);
   }));
+
+Deno.test("IdentityService issues with the lifetime MeshConfig sets now, else the server's", () => {
+  let meshTtl: number | undefined = 2 * 3_600_000;
+  return withWorld(async (w) => {
+    const lifetime = (issued: { notAfter: string }) => Date.parse(issued.notAfter) - w.clock.now();
+    const first = await w.identity.enrol({
+      token: await w.join(),
+      csr: await csr("vm-1", [WEB]),
+      node: "vm-1",
+    });
+    assert.ok(Math.abs(lifetime(first) - 2 * 3_600_000) < 5_000, `${lifetime(first)} ms`);
+    meshTtl = undefined;
+    const second = await w.identity.enrol({
+      token: await w.join(),
+      csr: await csr("vm-2", [WEB]),
+      node: "vm-2",
+    });
+    assert.ok(Math.abs(lifetime(second) - 3_600_000) < 5_000, `${lifetime(second)} ms`);
+  }, { currentLeafTtlMs: () => meshTtl });
+});
 
 Deno.test("IdentityService.enrol() refuses bad tokens and changes nothing", () =>
   withWorld(async (w) => {

@@ -9,10 +9,11 @@ import { Command, Option } from "commander";
 import type { ApiClient } from "../client/api_client.ts";
 import { InvalidError } from "../core/errors.ts";
 import type { FieldProblem } from "../core/errors.ts";
-import type { JsonChange } from "../core/json_diff.ts";
 import { MESH_CONFIG_NAME, type PolicyKind, policyKindFromText } from "../core/policy/model.ts";
 import type { ProxyPolicies } from "../core/policy/match.ts";
 import { parseYamlDocuments, type SourceDocument } from "../core/validate.ts";
+import type { ApplyResult, HistoryEntry } from "../policy/service.ts";
+import type { AuditEntry } from "../store/store.ts";
 import {
   addConnectionOptions,
   type ConnectionOptions,
@@ -78,28 +79,6 @@ function outputOption(): Option {
 interface Located {
   file: string;
   doc: SourceDocument;
-}
-
-interface ApplyItem {
-  kind: string;
-  namespace: string;
-  name: string;
-  action: string;
-  revision: number | null;
-}
-
-interface ProxyChange {
-  kind: string;
-  target: string;
-  connected: string[];
-  changes: { type: string; name: string; op: string; diff?: JsonChange[] }[];
-}
-
-interface ApplyResult {
-  dryRun: boolean;
-  items: ApplyItem[];
-  warnings: FieldProblem[];
-  proxies?: ProxyChange[];
 }
 
 async function readDocuments(files: readonly string[]): Promise<Located[]> {
@@ -290,14 +269,6 @@ function rollbackCommand(): Command {
   });
 }
 
-interface HistoryEntry {
-  revision: number;
-  op: string;
-  at: string;
-  actor: string;
-  changes: JsonChange[];
-}
-
 function historyCommand(): Command {
   const command = verb("history")
     .description("Every revision of a policy: who, when, and what changed")
@@ -363,20 +334,6 @@ function explainCommand(): Command {
       print(options.output, result, `${header}\n${body}`);
     });
   });
-}
-
-interface AuditEntry {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  kind: string;
-  namespace: string;
-  name: string;
-  outcome: string;
-  status: number;
-  revision: number | null;
-  detail: string;
 }
 
 function auditCommand(): Command {

@@ -86,21 +86,7 @@ export function parseConfigText<S extends z.ZodType>(
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number) => lineCounter.linePos(offset);
-  if (doc.errors.length > 0) {
-    throw new ConfigFileError(
-      file,
-      doc.errors.map((e) => {
-        const pos = at(e.pos[0]);
-        return {
-          file,
-          line: pos.line,
-          column: pos.col,
-          pointer: "",
-          message: e.message.split("\n")[0]!,
-        };
-      }),
-    );
-  }
+  if (doc.errors.length > 0) throw new ConfigFileError(file, syntaxProblems(doc.errors, at, file));
   const result = schema.safeParse(doc.toJS() ?? {});
   if (result.success) return result.data;
   const located = result.error.issues.flatMap((issue) => {
@@ -118,6 +104,24 @@ export function parseConfigText<S extends z.ZodType>(
     });
   });
   throw new ConfigFileError(file, located);
+}
+
+/** YAML syntax errors as file problems, each at its line. */
+function syntaxProblems(
+  errors: readonly { pos: [number, number]; message: string }[],
+  at: (offset: number) => { line: number; col: number },
+  file: string,
+): FileProblem[] {
+  return errors.map((e) => {
+    const pos = at(e.pos[0]);
+    return {
+      file,
+      line: pos.line,
+      column: pos.col,
+      pointer: "",
+      message: e.message.split("\n")[0]!,
+    };
+  });
 }
 
 /** One document of a multi-document YAML file, with a way back to its source lines. */
@@ -145,16 +149,7 @@ export function parseYamlDocuments(text: string, file: string): SourceDocument[]
   const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number) => lineCounter.linePos(offset);
   const list = Array.isArray(docs) ? docs : [];
-  const errors = list.flatMap((d) => d.errors).map((e) => {
-    const pos = at(e.pos[0]);
-    return {
-      file,
-      line: pos.line,
-      column: pos.col,
-      pointer: "",
-      message: e.message.split("\n")[0]!,
-    };
-  });
+  const errors = syntaxProblems(list.flatMap((d) => d.errors), at, file);
   if (errors.length > 0) throw new ConfigFileError(file, errors);
   return list.filter((d) => d.contents !== null).map((doc, index) => ({
     index,
