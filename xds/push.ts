@@ -450,7 +450,6 @@ export class PushPipeline {
     const status = this.#servers.flatMap((s) => s.status()).find((s) => s.id === id);
     const node = status?.node ?? id;
     const kind = status?.kind ?? "sidecar";
-    const index = indexPolicies(context.view.policies ?? policySet([]));
     let services: { outbound: ServiceRef[]; inbound: ServiceRef[] };
     if (kind === "proxyless") {
       services = {
@@ -472,7 +471,7 @@ export class PushPipeline {
       node,
       kind,
       ...services,
-      policies: explain(index, services),
+      policies: explain(context.policies, services),
     };
   }
 }

@@ -20,7 +20,13 @@
  *    heartbeat is sent to the moment the last proxy of that service ACKed the
  *    EDS response with one endpoint. Also the push duration from
  *    `ironmesh_xds_push_duration_seconds` and the server's CPU per change.
- * 4. SIGTERM, then the same command with the same data directory and ports;
+ * 4. P policy writes, one at a time, each a TrafficRoute on a different
+ *    service (`rules: [{timeout: "<1+c>s"}]`) over `PUT /v1/policies/…`;
+ *    measured from just before the PUT to the moment the last proxy of that
+ *    service ACKed an RDS response with a new version and that timeout. Also
+ *    the `reason="policy"` push duration and the server's CPU per write, next
+ *    to the registry change's (a full recompute).
+ * 5. SIGTERM, then the same command with the same data directory and ports;
  *    measures from SIGTERM until every proxy holds a new stream (first response
  *    after the old process exited) with all four types ACKed.
  *
@@ -33,7 +39,14 @@ import { readCpuMs, readMachineTicks, readRss, scrapeMetrics } from "./server_pr
 import { portOf, startXdsServer, type XdsServer } from "./xds_server.ts";
 import type { XdsLoadConfig } from "./xds_load.ts";
 
-const TARGET = { proxies: 2_000, services: 1_000, rssMb: 256, changeP99Ms: 250, restartMs: 10_000 };
+const TARGET = {
+  proxies: 2_000,
+  services: 1_000,
+  rssMb: 256,
+  changeP99Ms: 250,
+  policyP99Ms: 250,
+  restartMs: 10_000,
+};
 
 const USAGE = `Usage: deno task bench --only xds [options]
 
@@ -41,6 +54,7 @@ const USAGE = `Usage: deno task bench --only xds [options]
   --services N       services, two instances each (default 1000; --quick 100)
   --connections N    HTTP/2 connections the streams share (default 40; --quick 20)
   --changes N        endpoint changes measured one at a time (default 20; --quick 10)
+  --policies N       TrafficRoute writes measured one at a time (default 20; --quick 10)
   --debounce D       server --push-debounce (default 10ms)
   --max-delay D      server --push-max-delay (default 100ms)
   --restart-gap MS   keep the server down this long after it exits, as a slow restart would (default 0)
@@ -55,6 +69,7 @@ const { values } = parseArgs({
     services: { type: "string" },
     connections: { type: "string" },
     changes: { type: "string" },
+    policies: { type: "string" },
     debounce: { type: "string", default: "10ms" },
     "max-delay": { type: "string", default: "100ms" },
     "restart-gap": { type: "string", default: "0" },
@@ -80,6 +95,7 @@ const N = int(values.proxies, TARGET.proxies, 200);
 const S = int(values.services, TARGET.services, 100);
 const C = Math.min(N, int(values.connections, 40, 20));
 const K = Math.min(S, int(values.changes, 20, 10));
+const P = Math.min(S, int(values.policies, 20, 10));
 const RESTART_GAP_MS = Number(values["restart-gap"]);
 if (!Number.isFinite(RESTART_GAP_MS) || RESTART_GAP_MS < 0) {
   console.error(`--restart-gap takes milliseconds, not ${values["restart-gap"]}`);
@@ -256,11 +272,35 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-function pushStats(m: Map<string, number>) {
+function pushStats(m: Map<string, number>, reason: "registry" | "policy") {
   return {
-    sum: m.get('ironmesh_xds_push_duration_seconds_sum{reason="registry"}') ?? 0,
-    count: m.get('ironmesh_xds_push_duration_seconds_count{reason="registry"}') ?? 0,
+    sum: m.get(`ironmesh_xds_push_duration_seconds_sum{reason="${reason}"}`) ?? 0,
+    count: m.get(`ironmesh_xds_push_duration_seconds_count{reason="${reason}"}`) ?? 0,
   };
+}
+
+/** The `c`-th of up to S distinct services, spread over 0 … S-1 (a stride coprime to S). */
+function spreadService(c: number, offset: number): number {
+  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+  let stride = 97;
+  while (gcd(stride, S) !== 1) stride++;
+  return (c * stride + offset) % S;
+}
+
+/** Responses the load process received, by type. */
+type ResponseCounts = Record<"LDS" | "RDS" | "CDS" | "EDS", number>;
+async function responseCounts(load: LoadProcess): Promise<ResponseCounts> {
+  await load.send({ cmd: "stats" });
+  return { ...(await load.next("stats", 10_000)).responsesByType } as ResponseCounts;
+}
+/** Responses per measured change between two counts: `RDS 2.0; all types 2.0`. */
+function perChange(before: ResponseCounts, after: ResponseCounts, n: number): string {
+  const types = (Object.keys(after) as (keyof ResponseCounts)[])
+    .map((t) => [t, (after[t] - before[t]) / n] as const);
+  const all = types.reduce((a, [, v]) => a + v, 0);
+  return `${
+    types.filter(([, v]) => v > 0).map(([t, v]) => `${t} ${v.toFixed(1)}`).join(", ") || "none"
+  }; all types ${all.toFixed(1)}`;
 }
 
 interface ProxyStatusLite {
@@ -380,6 +420,7 @@ try {
 
   // 3. Changes.
   const host = server.http.split(":")[0]!;
+  const changeResponses0 = await responseCounts(load);
   const changeWindow = {
     machine: readMachineTicks(),
     server: readCpuMs(server.pid)!,
@@ -394,11 +435,11 @@ try {
     pushes: number;
   }[] = [];
   for (let c = 0; c < K; c++) {
-    const service = (c * 97 + 13) % S;
+    const service = spreadService(c, 13);
     const node = Math.floor(service / INSTANCES_PER_NODE); // instance j = service is on node j/20
     await load.send({ cmd: "expect", id: c, service, endpoints: INSTANCES_PER_SERVICE - 1 });
     await load.next("expecting", 10_000);
-    const before = pushStats(await scrapeMetrics(host, portOf(server.http)));
+    const before = pushStats(await scrapeMetrics(host, portOf(server.http)), "registry");
     const cpuBefore = readCpuMs(server.pid)!;
     const start = now();
     await api(server, "POST", `/v1/nodes/${nodeName(node)}/heartbeat`, {
@@ -407,10 +448,10 @@ try {
     const changed = await load.next("changed", 15_000);
     // The push goes on to the streams after the affected ones; wait for its end (its histogram
     // sample), so its CPU is counted here and the next change does not queue behind it.
-    let after = pushStats(await scrapeMetrics(host, portOf(server.http)));
+    let after = pushStats(await scrapeMetrics(host, portOf(server.http)), "registry");
     for (let i = 0; i < 100 && after.count === before.count; i++) {
       await sleep(20);
-      after = pushStats(await scrapeMetrics(host, portOf(server.http)));
+      after = pushStats(await scrapeMetrics(host, portOf(server.http)), "registry");
     }
     const cpuAfter = readCpuMs(server.pid)!;
     const pushes = after.count - before.count;
@@ -442,8 +483,71 @@ try {
   const cpus = changes.map((c) => c.cpuMs).sort((a, b) => a - b);
   const changeP50 = percentile(latencies, 50);
   const changeP99 = percentile(latencies, 99);
+  const changeResponses = perChange(changeResponses0, await responseCounts(load), K);
 
-  // 4. Restart.
+  // 4. Policy changes: a TrafficRoute on one service changes that service's route configuration;
+  // the push recomputes only the proxies that send to it (here the namespace's proxyless snapshot).
+  const policyResponses0 = await responseCounts(load);
+  const policyWindow = { server: readCpuMs(server.pid)!, at: performance.now() };
+  const writes: {
+    latency: number;
+    first: number;
+    putMs: number;
+    pushMs: number;
+    cpuMs: number;
+    pushes: number;
+  }[] = [];
+  for (let c = 0; c < P; c++) {
+    const service = spreadService(c, 13 + Math.floor(S / 2));
+    const timeout = `${1 + c}s`;
+    await load.send({ cmd: "expectRoute", id: c, service, timeout });
+    await load.next("expectingRoute", 10_000);
+    const before = pushStats(await scrapeMetrics(host, portOf(server.http)), "policy");
+    const cpuBefore = readCpuMs(server.pid)!;
+    const start = now();
+    await api(server, "PUT", `/v1/policies/trafficroute/${NAMESPACE}/svc-${service}`, {
+      apiVersion: "ironmesh.io/v1",
+      kind: "TrafficRoute",
+      metadata: { name: `svc-${service}`, namespace: NAMESPACE },
+      spec: { service: `svc-${service}`, rules: [{ timeout }] },
+    });
+    const putMs = now() - start;
+    const routed = await load.next("routed", 15_000);
+    // As for the changes: wait for the push's histogram sample, so its CPU is counted here.
+    let after = pushStats(await scrapeMetrics(host, portOf(server.http)), "policy");
+    for (let i = 0; i < 100 && after.count === before.count; i++) {
+      await sleep(20);
+      after = pushStats(await scrapeMetrics(host, portOf(server.http)), "policy");
+    }
+    const cpuAfter = readCpuMs(server.pid)!;
+    const pushes = after.count - before.count;
+    writes.push({
+      latency: routed.last - start,
+      first: routed.first - start,
+      putMs,
+      pushMs: pushes > 0 ? ((after.sum - before.sum) * 1000) / pushes : NaN,
+      cpuMs: cpuAfter - cpuBefore,
+      pushes,
+    });
+    log(
+      `policy ${
+        c + 1
+      }/${P} (TrafficRoute svc-${service}, timeout ${timeout}): last proxy ACKed after ${
+        ms(routed.last - start)
+      }, push ${ms(writes.at(-1)!.pushMs)} (${pushes} push)`,
+    );
+    await sleep(250);
+  }
+  const policyServerShare = ((readCpuMs(server.pid)! - policyWindow.server) /
+    (performance.now() - policyWindow.at)) * 100;
+  const policyResponses = perChange(policyResponses0, await responseCounts(load), P);
+  const policyLatencies = writes.map((w) => w.latency).sort((a, b) => a - b);
+  const policyPushMss = writes.map((w) => w.pushMs).filter(Number.isFinite).sort((a, b) => a - b);
+  const policyCpus = writes.map((w) => w.cpuMs).sort((a, b) => a - b);
+  const policyP50 = percentile(policyLatencies, 50);
+  const policyP99 = percentile(policyLatencies, 99);
+
+  // 5. Restart.
   const ports = {
     http: portOf(server.http),
     https: portOf(server.https),
@@ -494,6 +598,12 @@ try {
       `p99 <= ${TARGET.changeP99Ms} ms`,
       `p50 ${ms(changeP50)}, p99 ${ms(changeP99)}, max ${ms(latencies.at(-1)!)}`,
       verdict(changeP99 <= TARGET.changeP99Ms),
+    ],
+    [
+      `policy write -> last affected proxy ACKed (${P} writes)`,
+      `p99 <= ${TARGET.policyP99Ms} ms`,
+      `p50 ${ms(policyP50)}, p99 ${ms(policyP99)}, max ${ms(policyLatencies.at(-1)!)}`,
+      verdict(policyP99 <= TARGET.policyP99Ms),
     ],
     [
       "restart (SIGTERM) -> all reconnected and every type ACKed",
@@ -565,7 +675,33 @@ try {
       ms(cpus.at(-1)!)
     } max (/proc, 10 ms ticks; idle with streams held: ${
       ms(idleCpuPerSec)
-    }/s); pushes per change: ${[...new Set(changes.map((c) => c.pushes))].join(",")}`,
+    }/s); pushes per change: ${
+      [...new Set(changes.map((c) => c.pushes))].join(",")
+    }; responses to proxies per change: ${changeResponses}`,
+  );
+  console.log(
+    `- policy writes (TrafficRoute \`rules: [{timeout}]\` on a different service each, PUT /v1/policies/trafficroute/${NAMESPACE}/svc-k): last ACK of an RDS response with the new timeout p50 ${
+      ms(policyP50)
+    }, p99 ${ms(policyP99)}, max ${ms(policyLatencies.at(-1)!)}; first affected proxy p50 ${
+      ms(percentile(writes.map((w) => w.first).sort((a, b) => a - b), 50))
+    }; PUT answered p50 ${
+      ms(percentile(writes.map((w) => w.putMs).sort((a, b) => a - b), 50))
+    }; includes the ${values.debounce} debounce and the PUT`,
+  );
+  console.log(
+    `- policy push vs registry push (p50, max): push ${ms(percentile(policyPushMss, 50))}, ${
+      ms(policyPushMss.at(-1) ?? NaN)
+    } per policy write vs ${ms(percentile(pushMss, 50))}, ${
+      ms(pushMss.at(-1) ?? NaN)
+    } per registry change; server CPU ${ms(percentile(policyCpus, 50))}, ${
+      ms(policyCpus.at(-1)!)
+    } per policy write vs ${ms(percentile(cpus, 50))}, ${
+      ms(cpus.at(-1)!)
+    } per registry change; server ${
+      policyServerShare.toFixed(0)
+    }% of one core during the policy phase; pushes per write: ${
+      [...new Set(writes.map((w) => w.pushes))].join(",")
+    }; responses to proxies per write: ${policyResponses}`,
   );
   console.log(
     `- restart: SIGTERM → exit ${ms(tExit - tTerm)} (code ${exitCode}); ${

@@ -29,6 +29,12 @@
  *   `{"event":"expecting","id":n}` at once, then `{"event":"changed",…}` once
  *   every proxy of service k has received and ACKed an EDS response with e
  *   endpoints.
+ * - `{"cmd":"expectRoute","id":n,"service":k,"timeout":"3s"}` →
+ *   `{"event":"expectingRoute","id":n}` at once, then `{"event":"routed",…}`
+ *   once every proxy of service k has received and ACKed an RDS response
+ *   whose version differs from the one it held when the command arrived and
+ *   whose first route's timeout (`max_stream_duration`, where gRPC reads it)
+ *   is `timeout` (not checked when `timeout` is absent).
  * - `{"cmd":"reserved","after":t}` → `{"event":"reserved",…}` once every proxy
  *   holds a stream whose first response arrived after `t` (epoch ms) and has
  *   ACKed all four types on it.
@@ -92,12 +98,24 @@ interface Proxy {
   backoff: grpc.experimental.BackoffTimeout;
   /** Endpoints in the last EDS response. */
   endpoints: number;
+  /** The first route's `max_stream_duration` in the last RDS response, or `null`. */
+  routeTimeout: string | null;
 }
 
 interface Expectation {
   id: number;
   endpoints: number;
   affected: number;
+  done: Set<number>;
+  first: number;
+  last: number;
+}
+
+/** An `expectRoute`: the RDS version each affected proxy held when it was asked for. */
+interface RouteExpectation {
+  id: number;
+  timeout: string | null;
+  before: Map<number, string>;
   done: Set<number>;
   first: number;
   last: number;
@@ -125,6 +143,14 @@ const counters = {
   endedBy: {} as Record<string, number>,
   /** Responses that lacked the resource the proxy asked for. */
   missing: 0,
+  /** Responses by type (LDS, RDS, CDS, EDS). */
+  responsesByType: { LDS: 0, RDS: 0, CDS: 0, EDS: 0 },
+};
+const SHORT: Record<TypeUrl, keyof typeof counters.responsesByType> = {
+  [LDS]: "LDS",
+  [RDS]: "RDS",
+  [CDS]: "CDS",
+  [EDS]: "EDS",
 };
 const proxies: Proxy[] = [];
 for (let i = 0; i < config.proxies; i++) {
@@ -137,6 +163,7 @@ for (let i = 0; i < config.proxies; i++) {
     stream: null,
     backoff: null as unknown as grpc.experimental.BackoffTimeout,
     endpoints: -1,
+    routeTimeout: null,
   };
   proxy.backoff = new grpc.experimental.BackoffTimeout(() => maybeStart(proxy));
   proxy.backoff.unref();
@@ -149,6 +176,7 @@ let servedCount = 0;
 let startedAt = 0;
 let servedReported = false;
 const expectations = new Map<number, Expectation>();
+const routeExpectations = new Map<number, RouteExpectation>();
 let reservedAfter: number | null = null;
 
 function send(proxy: Proxy, stream: Stream, type: TypeUrl, version: string, nonce: string) {
@@ -244,6 +272,7 @@ function onResponse(proxy: Proxy, stream: Stream, bytes: Uint8Array): void {
   };
   const type = response.type_url as TypeUrl;
   if (!TYPES.includes(type)) return;
+  counters.responsesByType[SHORT[type]]++;
   const version = response.version_info ?? "";
   const nonce = response.nonce ?? "";
   stream.nonces.set(type, nonce);
@@ -253,8 +282,11 @@ function onResponse(proxy: Proxy, stream: Stream, bytes: Uint8Array): void {
   // deno-lint-ignore no-explicit-any
   const r = resources[0] as Record<string, any> | undefined;
   if (type === LDS) next = r?.api_listener?.api_listener?.rds?.route_config_name ?? null;
-  else if (type === RDS) next = r?.virtual_hosts?.[0]?.routes?.[0]?.route?.cluster ?? null;
-  else if (type === CDS) next = r?.eds_cluster_config?.service_name ?? r?.name ?? null;
+  else if (type === RDS) {
+    const route = r?.virtual_hosts?.[0]?.routes?.[0]?.route;
+    next = route?.cluster ?? null;
+    proxy.routeTimeout = route?.max_stream_duration?.max_stream_duration ?? null;
+  } else if (type === CDS) next = r?.eds_cluster_config?.service_name ?? r?.name ?? null;
   else {
     proxy.endpoints = 0;
     for (const locality of r?.endpoints ?? []) {
@@ -306,6 +338,30 @@ function onResponse(proxy: Proxy, stream: Stream, bytes: Uint8Array): void {
           first: expectation.first,
           last: expectation.last,
           proxies: expectation.affected,
+        });
+      }
+    }
+  }
+  if (type === RDS) {
+    const expectation = routeExpectations.get(proxy.service);
+    if (
+      expectation && !expectation.done.has(proxy.index) &&
+      version !== expectation.before.get(proxy.index) &&
+      (expectation.timeout === null || proxy.routeTimeout === expectation.timeout)
+    ) {
+      const ackedAt = now();
+      expectation.done.add(proxy.index);
+      if (expectation.first === 0) expectation.first = ackedAt;
+      expectation.last = ackedAt;
+      if (expectation.done.size === expectation.before.size) {
+        routeExpectations.delete(proxy.service);
+        out({
+          event: "routed",
+          id: expectation.id,
+          first: expectation.first,
+          last: expectation.last,
+          proxies: expectation.before.size,
+          timeout: proxy.routeTimeout,
         });
       }
     }
@@ -368,6 +424,17 @@ for await (const chunk of lines) {
         last: 0,
       });
       out({ event: "expecting", id: cmd.id, proxies: affected });
+    } else if (cmd.cmd === "expectRoute") {
+      const affected = byService.get(cmd.service) ?? [];
+      routeExpectations.set(cmd.service, {
+        id: cmd.id,
+        timeout: cmd.timeout ?? null,
+        before: new Map(affected.map((p) => [p.index, p.versions.get(RDS) ?? ""])),
+        done: new Set(),
+        first: 0,
+        last: 0,
+      });
+      out({ event: "expectingRoute", id: cmd.id, proxies: affected.length });
     } else if (cmd.cmd === "reserved") {
       reservedAfter = cmd.after;
       checkReserved();
