@@ -196,22 +196,51 @@ function show(value: unknown): string {
 
 // --- delete, rollback, history -------------------------------------------------
 
+/** Registry objects `delete` also removes, by the path of one object. */
+const DELETABLE: Readonly<Record<string, (name: string, namespace?: string) => string>> = {
+  service: (name, namespace) => {
+    const slash = name.indexOf("/");
+    const ns = slash >= 0 ? name.slice(0, slash) : namespace ?? "default";
+    const bare = slash >= 0 ? name.slice(slash + 1) : name;
+    return `/v1/services/${encodeURIComponent(ns)}/${encodeURIComponent(bare)}`;
+  },
+  node: (name) => `/v1/nodes/${encodeURIComponent(name)}`,
+  token: (id) => `/v1/tokens/${encodeURIComponent(id)}`,
+};
+
 function deleteCommand(): Command {
   const command = verb("delete")
-    .description("Delete a policy")
+    .description(
+      "Delete a policy, a service, a node (decommissioning it: its certificates are revoked) or a token",
+    )
     .argument(
       "<kind>",
-      "trafficroute, destinationpolicy, authorizationpolicy, ratelimit, meshconfig",
+      "trafficroute, destinationpolicy, authorizationpolicy, ratelimit, meshconfig, service, " +
+        "node or token",
     )
-    .argument("[name]", "NAMESPACE/NAME or NAME (in --namespace); none for meshconfig")
+    .argument(
+      "[name]",
+      "NAMESPACE/NAME or NAME (in --namespace) for policies and services; none for meshconfig",
+    )
     .addOption(namespaceOption())
-    .addOption(dryRunOption("Show which proxies would change, without deleting"))
+    .addOption(dryRunOption("Policies: show which proxies would change, without deleting"))
     .addOption(outputOption());
   addConnectionOptions(command, { serverDefault: true });
   return command.action(async (kind: string, name: string | undefined) => {
     const options = command.opts<
       ConnectionOptions & { namespace?: string; dryRun?: boolean; output: Format }
     >();
+    const registryPath = DELETABLE[kind.replace(/s$/, "")];
+    if (registryPath) {
+      if (name === undefined) throw new InvalidError(`Missing NAME: which ${kind} to delete`);
+      if (options.dryRun) throw new InvalidError(`--dry-run applies to policies only`);
+      await withClient(command, async (client) => {
+        await client.request("DELETE", registryPath(name, options.namespace));
+        const result = { kind: kind.replace(/s$/, ""), name, action: "deleted" };
+        print(options.output, result, `${result.kind}/${name} deleted`);
+      });
+      return;
+    }
     const path = policyPath(kind, requireName(kind, name), options.namespace);
     await withClient(command, async (client) => {
       const result = await client.request<ApplyResult>("DELETE", path, {

@@ -179,6 +179,22 @@ Deno.test("e2e CLI: apply -f, dry run, located errors, history, rollback, explai
     const deleted = await runCli(["delete", "trafficroute", "echo"], env);
     assert.equal(deleted.code, 0, deleted.stderr);
     assert.match(deleted.stdout, /trafficroute\/default\/echo deleted/);
+
+    // `delete` takes registry kinds too, as DESIGN.md's `ironmesh delete KIND NAME` promises.
+    assert.equal((await runCli(["delete", "destinationpolicy", "echo"], env)).code, 0);
+    const inUse = await runCli(["delete", "service", "default/echo"], env);
+    assert.equal(inUse.code, 1);
+    assert.match(inUse.stderr, /still has instances/);
+    const node = await runCli(["delete", "node", "vm-1"], env);
+    assert.equal(node.code, 0, node.stderr);
+    assert.equal(node.stdout.trim(), "node/vm-1 deleted");
+    const svc = await runCli(["delete", "service", "default/echo"], env);
+    assert.equal(svc.code, 0, svc.stderr);
+    assert.equal(svc.stdout.trim(), "service/default/echo deleted");
+    assert.equal((await server.api("GET", "/v1/services/default/echo")).status, 404);
+    const missing = await runCli(["delete", "service", "default/echo"], env);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^Error: .*echo/m);
   } finally {
     await server.proc.stop();
   }
