@@ -420,3 +420,17 @@ Deno.test("PushPipeline: a dry run lists the proxies a policy would change, with
     assert.deepEqual(push.preview(policySet([])), [], "the current policies change nothing");
     return Promise.resolve();
   }));
+
+Deno.test("PushPipeline: MeshConfig's push settings replace the server's debounce", () =>
+  withMesh(async ({ store, registry, push, pushes }) => {
+    await writePolicy(store, push, {
+      ...policy("MeshConfig", "", { push: { debounce: "60s", maxDelay: "60s" } }),
+      metadata: { ...policy("MeshConfig", "", {}).metadata, name: "mesh" },
+    } as AnyPolicy);
+    // The write itself is pushed on the server's 1 ms debounce; later changes wait a minute.
+    await waitFor(() => pushes() === 1, "the MeshConfig push");
+    assert.equal(push.meshConfig()?.spec.push?.debounce, "60s");
+    await registry.drainNode("vm-2", true, {});
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(pushes(), 1, "the registry change waits for MeshConfig's debounce");
+  }));
