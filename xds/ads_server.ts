@@ -185,6 +185,8 @@ export class AdsServer {
     ProxySnapshot,
     Map<string, { resources: Resource[]; version: string }>
   >();
+  /** Each snapshot's resources by kind and name, for selections by name (see `#select`). */
+  readonly #byName = new WeakMap<ProxySnapshot, Map<ResourceKind, Map<string, Resource>>>();
   /** Serialized Any values by `typeUrl|version`: one encoding per resource version, shared by all proxies. */
   #encoded = new Map<string, Uint8Array>();
   #nextId = 0;
@@ -343,13 +345,31 @@ export class AdsServer {
     const key = `${kind}|${state.namesKey}`;
     let selection = memo.get(key);
     if (!selection) {
-      const all = snapshot[kind];
-      const names = state.names;
-      const resources = names === "*" ? all : all.filter((r) => names.has(r.name));
+      const resources = state.names === "*"
+        ? snapshot[kind]
+        : this.#named(snapshot, kind, state.names);
       const version = shortHash(resources.map((r) => `${r.name}:${r.version}`).join(","));
       memo.set(key, selection = { resources, version });
     }
     return selection;
+  }
+
+  /**
+   * The resources of `kind` named in `names`, in the snapshot's (name) order.
+   * A lookup per name, not a scan of the list per subscription: with a
+   * thousand services, scanning cost a push more than generating it.
+   */
+  #named(snapshot: ProxySnapshot, kind: ResourceKind, names: ReadonlySet<string>): Resource[] {
+    let kinds = this.#byName.get(snapshot);
+    if (!kinds) this.#byName.set(snapshot, kinds = new Map());
+    let index = kinds.get(kind);
+    if (!index) kinds.set(kind, index = new Map(snapshot[kind].map((r) => [r.name, r])));
+    const out: Resource[] = [];
+    for (const name of [...names].sort(compareStrings)) {
+      const resource = index.get(name);
+      if (resource) out.push(resource);
+    }
+    return out;
   }
 
   /** Identifies the proxy on its stream's first request and takes its first snapshot. */
