@@ -23,6 +23,9 @@ export function p(pointer: string, message: string): FieldProblem {
   return { pointer, message };
 }
 
+const INVALID_METHOD =
+  'Invalid option: expected one of "GET"|"HEAD"|"POST"|"PUT"|"DELETE"|"PATCH"|"OPTIONS"|"CONNECT"|"TRACE"';
+
 export const notRegistered = (name: string) =>
   `Service "${name}" does not exist in namespace "default" yet; the policy applies once it registers`;
 
@@ -154,6 +157,52 @@ export const INVALID: { name: string; input: unknown; problems: FieldProblem[] }
         'Invalid regex "(a)\\1": backreferences ("\\1") are not supported by RE2',
       ),
       p("/spec/rules/1/match/query/v/regex", 'Invalid regex "[a": Unterminated character class'),
+    ],
+  },
+  {
+    name: "match lists: empty, entries of the wrong shape, and neither a match nor a list",
+    input: route(
+      { match: [] },
+      { match: [{ methods: ["FETCH"] }, { colour: "red" }] },
+      { match: "/api" },
+      { match: { methods: ["FETCH"] } },
+    ),
+    problems: [
+      p(
+        "/spec/rules/0/match",
+        'An empty match list matches nothing: list at least one match, or omit "match" to match every request',
+      ),
+      p("/spec/rules/1/match/0/methods/0", INVALID_METHOD),
+      p("/spec/rules/1/match/1/colour", 'Unknown field "colour"'),
+      p("/spec/rules/2/match", "Invalid input: expected object or array, received string"),
+      p("/spec/rules/3/match/methods/0", INVALID_METHOD),
+    ],
+  },
+  {
+    name: "match list entries, each checked at its own place",
+    input: route({
+      match: [
+        { path: { exact: "/a", prefix: "/a" } },
+        {
+          headers: { "x-a": { exact: "1", present: true }, "X-B": { present: true } },
+          query: { q: { regex: "(?=a)" } },
+        },
+      ],
+    }),
+    problems: [
+      p(
+        "/spec/rules/0/match/0/path",
+        'Set exactly one of "exact", "prefix", "regex": "exact" and "prefix" are set',
+      ),
+      p(
+        "/spec/rules/0/match/1/headers/x-a",
+        'Set exactly one of "exact", "prefix", "regex", "present": "exact" and "present" are set',
+      ),
+      p("/spec/rules/0/match/1/headers/X-B", 'Header name "X-B" must be lower-case: "x-b"'),
+      p(
+        "/spec/rules/0/match/1/query/q/regex",
+        'Invalid regex "(?=a)": lookahead ("(?=") is not supported by RE2',
+      ),
     ],
   },
   {
@@ -337,6 +386,59 @@ export const INVALID: { name: string; input: unknown; problems: FieldProblem[] }
       p(
         "/spec/rules/0/to/0/paths/3",
         'Invalid path "api/v1": must start with "/", or "*" for a suffix match',
+      ),
+    ],
+  },
+  {
+    name: "negated sources and operations of the wrong shape",
+    input: doc("AuthorizationPolicy", {
+      action: "ALLOW",
+      rules: [{
+        from: [{ notIdentities: [], notNamespaces: ["Shop"], notIpBlocks: "10.0.0.0/8" }],
+        to: [{ notPorts: [0], notMethods: ["FETCH"], notPaths: [] }],
+      }],
+    }),
+    problems: [
+      p("/spec/rules/0/from/0/notIdentities", "Too small: expected array to have >=1 items"),
+      p(
+        "/spec/rules/0/from/0/notNamespaces/0",
+        "Must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit",
+      ),
+      p("/spec/rules/0/from/0/notIpBlocks", "Invalid input: expected array, received string"),
+      p("/spec/rules/0/to/0/notPorts/0", "Too small: expected number to be >=1"),
+      p("/spec/rules/0/to/0/notMethods/0", INVALID_METHOD),
+      p("/spec/rules/0/to/0/notPaths", "Too small: expected array to have >=1 items"),
+    ],
+  },
+  {
+    name: "negated identities, CIDRs and paths, checked as the positive ones",
+    input: doc("AuthorizationPolicy", {
+      action: "DENY",
+      rules: [{
+        from: [{
+          identities: ["spiffe://mesh.local/ns/a/sa/b"],
+          notIdentities: ["spiffe://mesh.local/web"],
+          notIpBlocks: ["10.0.0.0/8", "10.0.0.0/33"],
+        }],
+        to: [{ notPaths: ["/ok", "/a/*/b", "api"] }],
+      }],
+    }),
+    problems: [
+      p(
+        "/spec/rules/0/from/0/notIdentities/0",
+        'Invalid identity "spiffe://mesh.local/web": expected spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>',
+      ),
+      p(
+        "/spec/rules/0/from/0/notIpBlocks/1",
+        'Invalid CIDR "10.0.0.0/33": expected an IPv4 or IPv6 address with an optional prefix length, e.g. 10.0.0.0/8 or fd00::/8',
+      ),
+      p(
+        "/spec/rules/0/to/0/notPaths/1",
+        'Invalid path "/a/*/b": "*" may only start it ("*.css"), end it ("/api/*") or stand alone',
+      ),
+      p(
+        "/spec/rules/0/to/0/notPaths/2",
+        'Invalid path "api": must start with "/", or "*" for a suffix match',
       ),
     ],
   },

@@ -111,6 +111,24 @@ export const routeMatchSchema = z.strictObject({
 });
 export type RouteMatch = z.infer<typeof routeMatchSchema>;
 
+/**
+ * A rule's match: one {@link RouteMatch}, or a list of them of which any may
+ * match (OR), as Istio's VirtualService `http[].match`.
+ */
+export const routeMatchesSchema = z.union([
+  routeMatchSchema,
+  z.array(routeMatchSchema).min(
+    1,
+    'An empty match list matches nothing: list at least one match, or omit "match" to match every request',
+  ),
+]);
+export type RouteMatches = z.infer<typeof routeMatchesSchema>;
+
+/** The entries of a rule's match, in order; no match is one entry that matches everything. */
+export function matchEntries(match: RouteMatches | undefined): readonly RouteMatch[] {
+  return match === undefined ? [{}] : Array.isArray(match) ? match : [match];
+}
+
 /** A reference to a service (by default in the policy's namespace), optionally one subset. */
 export const destinationSchema = z.strictObject({
   service: labelName.optional().describe("Default: the route's own service"),
@@ -179,7 +197,9 @@ export const redirectSchema = z.strictObject({
 /** One TrafficRoute rule: the first rule whose match fits a request decides what happens. */
 export const routeRuleSchema = z.strictObject({
   name: z.string().min(1).max(63).optional(),
-  match: routeMatchSchema.optional(),
+  match: routeMatchesSchema.optional().describe(
+    "One match (every given field must match), or a list of them of which any may match",
+  ),
   /** Weighted destinations; omitted: the whole service. Weights sum to 100. */
   split: z.array(splitEntrySchema).min(1).optional(),
   /** Answer with a redirect instead of forwarding; excludes split, retries, timeout, mirror, fault, rewrite. */
@@ -285,19 +305,41 @@ export const destinationPolicySpecSchema = z.strictObject({
 });
 export type DestinationPolicySpec = z.infer<typeof destinationPolicySpecSchema>;
 
-/** Who a rule is about; every given field must match (AND), any entry of a field (OR). */
+const identities = z.array(z.string().startsWith("spiffe://")).min(1);
+const namespaces = z.array(labelName).min(1);
+const ipBlocks = z.array(z.string().min(1)).min(1);
+
+/**
+ * Who a rule is about; every given field must match (AND), any entry of a
+ * field (OR). A `not…` field matches when the caller matches none of its
+ * entries, as in Istio.
+ */
 export const sourceSchema = z.strictObject({
-  identities: z.array(z.string().startsWith("spiffe://")).min(1).optional(),
-  namespaces: z.array(labelName).min(1).optional(),
-  ipBlocks: z.array(z.string().min(1)).min(1).optional().describe("CIDRs, e.g. 10.0.0.0/8"),
+  identities: identities.optional(),
+  notIdentities: identities.optional().describe("The caller is none of these"),
+  namespaces: namespaces.optional(),
+  notNamespaces: namespaces.optional().describe("The caller is in none of these"),
+  ipBlocks: ipBlocks.optional().describe("CIDRs, e.g. 10.0.0.0/8"),
+  notIpBlocks: ipBlocks.optional().describe("CIDRs the caller's address is in none of"),
 });
 export type Source = z.infer<typeof sourceSchema>;
 
-/** What a rule is about. Paths: exact, a prefix ending in `*` (`/api/*`), `*suffix`, or `*`. */
+const ports = z.array(z.number().int().min(1).max(65535)).min(1);
+const methods = z.array(z.enum(HTTP_METHODS)).min(1);
+const paths = z.array(z.string().min(1)).min(1);
+
+/**
+ * What a rule is about; every given field must match (AND), a `not…` field
+ * when the request matches none of its entries. Paths: exact, a prefix
+ * ending in `*` (`/api/*`), `*suffix`, or `*`.
+ */
 export const operationSchema = z.strictObject({
-  ports: z.array(z.number().int().min(1).max(65535)).min(1).optional(),
-  methods: z.array(z.enum(HTTP_METHODS)).min(1).optional(),
-  paths: z.array(z.string().min(1)).min(1).optional(),
+  ports: ports.optional(),
+  notPorts: ports.optional().describe("The request is to none of these"),
+  methods: methods.optional(),
+  notMethods: methods.optional().describe("The request's method is none of these"),
+  paths: paths.optional(),
+  notPaths: paths.optional().describe("The request's path matches none of these"),
 });
 export type Operation = z.infer<typeof operationSchema>;
 

@@ -28,6 +28,7 @@ import {
   type Fault,
   type HeaderOps,
   type LoadBalancer,
+  matchEntries,
   MESH_CONFIG_NAME,
   type MeshConfigSpec,
   type Policy,
@@ -117,7 +118,7 @@ export function parsePolicy(input: unknown, defaultNamespace = "default"): Parse
   }
   const spec = SPEC_SCHEMAS[kind].safeParse(isRecord(input) ? input.spec : undefined);
   if (!spec.success) {
-    problems.push(...zodProblems(spec.error, ["spec"]));
+    problems.push(...zodProblems(new z.ZodError(unionIssues(spec.error.issues)), ["spec"]));
     return { draft: null, problems };
   }
   // The schema was chosen by `kind`, so the pair is consistent.
@@ -134,6 +135,41 @@ export function parsePolicy(input: unknown, defaultNamespace = "default"): Parse
     },
   } as PolicyDraft;
   return { draft, problems: [] };
+}
+
+type Issue = z.core.$ZodIssue;
+
+/** An issue of a branch that refused the value's type (an object where a list may go). */
+function isTypeMismatch(issue: Issue): boolean {
+  return issue.code === "invalid_type" && issue.path.length === 0;
+}
+
+/**
+ * zod reports a union (a rule's `match`: one match or a list) whose value
+ * fails past the type check as a bare "Invalid input" at the union, with
+ * each branch's issues inside. The value's type picks the branch it was
+ * meant for, so its issues are reported instead, each at its own field; a
+ * value of no branch's type is named with the types it may have.
+ */
+function unionIssues(issues: readonly Issue[]): Issue[] {
+  return issues.flatMap((issue): Issue[] => {
+    if (issue.code !== "invalid_union" || issue.errors.length === 0) return [issue];
+    const meant = issue.errors.filter((branch) =>
+      !(branch.length === 1 && isTypeMismatch(branch[0]!))
+    );
+    if (meant.length === 1) {
+      return unionIssues(meant[0]!).map((i) => ({ ...i, path: [...issue.path, ...i.path] }));
+    }
+    if (meant.length > 0) return [issue];
+    const expected = issue.errors.map((branch) => (branch[0] as { expected?: string }).expected);
+    const received = /received (\w+)$/.exec(issue.errors[0]![0]!.message)?.[1];
+    return [{
+      ...issue,
+      message: `Invalid input: expected ${expected.join(" or ")}${
+        received === undefined ? "" : `, received ${received}`
+      }`,
+    }];
+  });
 }
 
 type KindSpec = { [K in PolicyKind]: { kind: K; spec: Specs[K] } }[PolicyKind];
@@ -253,7 +289,11 @@ const FORWARDING_FIELDS = ["split", "retries", "timeout", "mirror", "fault", "re
 
 function ruleProblems(rule: RouteRule, path: Path): FieldProblem[] {
   const out: FieldProblem[] = [];
-  if (rule.match) out.push(...routeMatchProblems(rule.match, [...path, "match"]));
+  if (Array.isArray(rule.match)) {
+    rule.match.forEach((entry, k) => out.push(...routeMatchProblems(entry, [...path, "match", k])));
+  } else if (rule.match) {
+    out.push(...routeMatchProblems(rule.match, [...path, "match"]));
+  }
   if (rule.split) {
     const sum = rule.split.reduce((total, entry) => total + entry.weight, 0);
     if (sum !== 100) out.push(problem([...path, "split"], `Weights must sum to 100, not ${sum}`));
@@ -396,33 +436,49 @@ function authorizationPathProblem(path: string): string | undefined {
   return undefined;
 }
 
+function identityProblems(ids: readonly string[] | undefined, path: Path): FieldProblem[] {
+  return (ids ?? []).flatMap((id, k) =>
+    parseSpiffeId(id) ? [] : [problem(
+      [...path, k],
+      `Invalid identity "${id}": expected spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`,
+    )]
+  );
+}
+
+function ipBlockProblems(blocks: readonly string[] | undefined, path: Path): FieldProblem[] {
+  return (blocks ?? []).flatMap((block, k) =>
+    ipBlockSchema.safeParse(block).success ? [] : [problem(
+      [...path, k],
+      `Invalid CIDR "${block}": expected an IPv4 or IPv6 address with an optional prefix length, e.g. 10.0.0.0/8 or fd00::/8`,
+    )]
+  );
+}
+
+function pathProblems(paths: readonly string[] | undefined, path: Path): FieldProblem[] {
+  return (paths ?? []).flatMap((p, k) => {
+    const bad = authorizationPathProblem(p);
+    return bad ? [problem([...path, k], bad)] : [];
+  });
+}
+
 function authorizationProblems(spec: AuthorizationPolicySpec): FieldProblem[] {
   const out: FieldProblem[] = [];
   (spec.rules ?? []).forEach((rule, i) => {
     (rule.from ?? []).forEach((source, j) => {
       const at = ["spec", "rules", i, "from", j];
-      (source.identities ?? []).forEach((id, k) => {
-        if (!parseSpiffeId(id)) {
-          out.push(problem(
-            [...at, "identities", k],
-            `Invalid identity "${id}": expected spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`,
-          ));
-        }
-      });
-      (source.ipBlocks ?? []).forEach((block, k) => {
-        if (!ipBlockSchema.safeParse(block).success) {
-          out.push(problem(
-            [...at, "ipBlocks", k],
-            `Invalid CIDR "${block}": expected an IPv4 or IPv6 address with an optional prefix length, e.g. 10.0.0.0/8 or fd00::/8`,
-          ));
-        }
-      });
+      out.push(
+        ...identityProblems(source.identities, [...at, "identities"]),
+        ...identityProblems(source.notIdentities, [...at, "notIdentities"]),
+        ...ipBlockProblems(source.ipBlocks, [...at, "ipBlocks"]),
+        ...ipBlockProblems(source.notIpBlocks, [...at, "notIpBlocks"]),
+      );
     });
     (rule.to ?? []).forEach((operation, j) => {
-      (operation.paths ?? []).forEach((path, k) => {
-        const bad = authorizationPathProblem(path);
-        if (bad) out.push(problem(["spec", "rules", i, "to", j, "paths", k], bad));
-      });
+      const at = ["spec", "rules", i, "to", j];
+      out.push(
+        ...pathProblems(operation.paths, [...at, "paths"]),
+        ...pathProblems(operation.notPaths, [...at, "notPaths"]),
+      );
     });
   });
   return out;
@@ -648,7 +704,11 @@ class Checker {
         }
       }
     });
-    this.#shadowing(spec.rules.map((r) => r.match), (i) => ["spec", "rules", i], "rule");
+    this.#shadowing(
+      spec.rules.map((r) => matchEntries(r.match)),
+      (i) => ["spec", "rules", i],
+      "rule",
+    );
   }
 
   /** A split or mirror target: its service (if another) and its subset. */
@@ -728,22 +788,27 @@ class Checker {
     this.service(spec.service, ["spec", "service"]);
     this.#unique("RateLimit", this.#ctx.policies.rateLimits, name, spec.service);
     this.#shadowing(
-      (spec.routes ?? []).map((r) => r.match),
+      (spec.routes ?? []).map((r) => [r.match]),
       (i) => ["spec", "routes", i],
       "route",
     );
   }
 
-  /** Warns about each rule that an earlier rule (first match wins) leaves no request to. */
+  /**
+   * Warns about each rule that an earlier rule (first match wins) leaves no
+   * request to: one whose every match entry that earlier rule's entries
+   * cover. Conservative: a rule covered only by several earlier rules
+   * together is not reported.
+   */
   #shadowing(
-    matches: readonly (RouteMatch | undefined)[],
+    matches: readonly (readonly RouteMatch[])[],
     path: (i: number) => Path,
     noun: string,
   ): void {
     matches.forEach((later, j) => {
       for (let i = 0; i < j; i++) {
-        const earlier = matches[i];
-        if (!covers(earlier, later)) continue;
+        const earlier = matches[i]!;
+        if (!coversAll(earlier, later)) continue;
         this.#warn(path(j), `Never matches: ${noun} ${i} ${coverage(earlier, later)}`);
         return;
       }
@@ -751,27 +816,31 @@ class Checker {
   }
 }
 
-function isCatchAll(m: RouteMatch | undefined): boolean {
-  return !m ||
-    (!m.path && !m.methods && Object.keys(m.headers ?? {}).length === 0 &&
-      Object.keys(m.query ?? {}).length === 0);
+function isCatchAll(m: RouteMatch): boolean {
+  return !m.path && !m.methods && Object.keys(m.headers ?? {}).length === 0 &&
+    Object.keys(m.query ?? {}).length === 0;
 }
 
-/** Why `earlier` matches every request `later` matches (it does). */
-function coverage(earlier: RouteMatch | undefined, later: RouteMatch | undefined): string {
-  if (isCatchAll(earlier)) return "matches every request";
-  if (covers(later, earlier)) return "has the same match";
-  const { path, ...rest } = earlier ?? {};
-  if (path?.prefix !== undefined && isCatchAll(rest)) {
+/** True when every request one of `later`'s entries matches, one of `earlier`'s matches too. */
+function coversAll(earlier: readonly RouteMatch[], later: readonly RouteMatch[]): boolean {
+  return later.every((b) => earlier.some((a) => covers(a, b)));
+}
+
+/** Why `earlier`'s entries match every request `later`'s match (they do). */
+function coverage(earlier: readonly RouteMatch[], later: readonly RouteMatch[]): string {
+  if (earlier.some(isCatchAll)) return "matches every request";
+  if (coversAll(later, earlier)) return "has the same match";
+  const [only] = earlier;
+  const { path, ...rest } = only ?? {};
+  if (earlier.length === 1 && path?.prefix !== undefined && isCatchAll(rest)) {
     return `matches every path starting with "${path.prefix}"`;
   }
   return "matches every request this one matches";
 }
 
 /** True when every request `b` matches is matched by `a`, judged by the text of the conditions. */
-function covers(a: RouteMatch | undefined, b: RouteMatch | undefined): boolean {
+function covers(a: RouteMatch, b: RouteMatch): boolean {
   if (isCatchAll(a)) return true;
-  if (!a || !b) return false;
   if (a.path && !(b.path && valueCovers(a.path, b.path))) return false;
   const methods = a.methods;
   if (methods && !(b.methods && b.methods.every((m) => methods.includes(m)))) return false;

@@ -68,6 +68,14 @@ const TRAFFIC_ROUTE = {
         retries: { attempts: 2, perTryTimeout: "500ms", on: ["5xx", "reset"] },
       },
       {
+        name: "docs",
+        match: [
+          { path: { prefix: "/docs/" } },
+          { path: { exact: "/help" }, headers: { "x-docs": { present: true } } },
+        ],
+        split: [{ subset: "v1", weight: 100 }],
+      },
+      {
         name: "default",
         split: [{ subset: "v1", weight: 90 }, { subset: "v2", weight: 10 }],
         mirror: { service: "echo-shadow", namespace: "qa", percent: 5 },
@@ -114,6 +122,15 @@ const AUTHORIZATION_POLICY = {
           { namespaces: ["ops"], ipBlocks: ["10.0.0.0/8", "192.168.1.7", "fd00::/8", "::1"] },
         ],
         to: [{ ports: [8080], methods: ["GET"], paths: ["/health", "/api/*", "*.css", "*"] }],
+      },
+      {
+        from: [{
+          namespaces: ["shop"],
+          notIdentities: ["spiffe://mesh.local/ns/shop/sa/intern"],
+          notNamespaces: ["shop-sandbox"],
+          notIpBlocks: ["10.66.0.0/16", "fd00::1"],
+        }],
+        to: [{ notPorts: [9090], notMethods: ["DELETE"], notPaths: ["/admin/*", "*.bak"] }],
       },
     ],
   },
@@ -351,6 +368,32 @@ const CHECKS: {
       p("/spec/rules/5", "Never matches: rule 3 matches every request this one matches"),
       p("/spec/rules/9", "Never matches: rule 8 matches every request"),
       p("/spec/rules/10", "Never matches: rule 8 matches every request"),
+    ],
+  },
+  {
+    name: "match lists that can never match: every entry covered by one earlier rule's entries",
+    input: route(
+      { match: [{ path: { prefix: "/api" } }, { headers: { "x-a": { present: true } } }] },
+      {
+        match: [
+          { path: { prefix: "/api/v2" } },
+          { path: { exact: "/b" }, headers: { "x-a": { exact: "1" }, "x-b": { exact: "2" } } },
+        ],
+      },
+      { match: [{ path: { prefix: "/api/v3" } }, { path: { prefix: "/web" } }] },
+      { match: { headers: { "x-a": { exact: "1" } } } },
+      { match: [{ headers: { "x-a": { present: true } } }, { path: { prefix: "/api" } }] },
+      { match: [{ path: { prefix: "/z" } }] },
+      { match: { path: { exact: "/z/1" }, methods: ["GET"] } },
+      { match: [{ path: { prefix: "/x" } }, {}] },
+      { match: { path: { exact: "/y" } } },
+    ),
+    warnings: [
+      p("/spec/rules/1", "Never matches: rule 0 matches every request this one matches"),
+      p("/spec/rules/3", "Never matches: rule 0 matches every request this one matches"),
+      p("/spec/rules/4", "Never matches: rule 0 has the same match"),
+      p("/spec/rules/6", 'Never matches: rule 5 matches every path starting with "/z"'),
+      p("/spec/rules/8", "Never matches: rule 7 matches every request"),
     ],
   },
   {

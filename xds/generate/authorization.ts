@@ -7,10 +7,13 @@
  * filter, which exists when some ALLOW policy guards the service or the
  * mesh's default is DENY, and lets through only what an ALLOW rule matches.
  *
+ * A `not…` field, as in Istio, matches when the request matches none of
+ * its entries: RBAC's `not_id` or `not_rule` around the entries' OR.
+ *
  * A TCP port sees connections, not requests: there, a rule's methods and
- * paths cannot be checked, and it fails closed: an ALLOW rule that needs
- * them never matches, and a DENY rule that names them denies the whole port
- * (its other conditions still apply).
+ * paths (`notMethods`, `notPaths` too) cannot be checked, and it fails
+ * closed: an ALLOW rule that needs them never matches, and a DENY rule that
+ * names them denies the whole port (its other conditions still apply).
  */
 import { authorizationPoliciesFor } from "../../core/policy/match.ts";
 import type { AuthorizationRule, Operation, Policy, Source } from "../../core/policy/model.ts";
@@ -40,6 +43,12 @@ function and(list: JsonObject[], of: Of): JsonObject {
   return rest.length === 0 ? ANY : rest.length === 1 ? rest[0]! : { [`and_${of}`]: { [of]: rest } };
 }
 
+/** The requests `x` does not match; `not` of a permission that never matches is `any`. */
+function not(x: JsonObject, of: Of): JsonObject {
+  if (x === NEVER) return ANY;
+  return of === "ids" ? { not_id: x } : { not_rule: x };
+}
+
 /** `10.0.0.0/8` (or a bare address, one host) as a CidrRange. */
 function cidrRange(block: string): JsonObject {
   const slash = block.indexOf("/");
@@ -48,28 +57,36 @@ function cidrRange(block: string): JsonObject {
   return { address_prefix: address, prefix_len: length };
 }
 
-/** Who a source is: the peer certificate's SPIFFE ID (a URI SAN), or its address. */
+/** Any of `ids` as the peer certificate's SPIFFE ID (a URI SAN). */
+function identityPrincipal(ids: readonly string[]): JsonObject {
+  return or(ids.map((id) => ({ authenticated: { principal_name: { exact: id } } })), "ids");
+}
+
+/** A SPIFFE ID in any of `namespaces` of the trust domain. */
+function namespacePrincipal(namespaces: readonly string[], trustDomain: string): JsonObject {
+  return or(
+    namespaces.map((ns) => ({
+      authenticated: { principal_name: { prefix: `spiffe://${trustDomain}/ns/${ns}/sa/` } },
+    })),
+    "ids",
+  );
+}
+
+function addressPrincipal(blocks: readonly string[]): JsonObject {
+  return or(blocks.map((b) => ({ direct_remote_ip: cidrRange(b) })), "ids");
+}
+
+/** Who a source is: the peer certificate's SPIFFE ID, or its address. */
 function principal(source: Source, trustDomain: string): JsonObject {
   const fields: JsonObject[] = [];
-  if (source.identities) {
-    fields.push(or(
-      source.identities.map((id) => ({ authenticated: { principal_name: { exact: id } } })),
-      "ids",
-    ));
+  if (source.identities) fields.push(identityPrincipal(source.identities));
+  if (source.notIdentities) fields.push(not(identityPrincipal(source.notIdentities), "ids"));
+  if (source.namespaces) fields.push(namespacePrincipal(source.namespaces, trustDomain));
+  if (source.notNamespaces) {
+    fields.push(not(namespacePrincipal(source.notNamespaces, trustDomain), "ids"));
   }
-  if (source.namespaces) {
-    fields.push(or(
-      source.namespaces.map((ns) => ({
-        authenticated: { principal_name: { prefix: `spiffe://${trustDomain}/ns/${ns}/sa/` } },
-      })),
-      "ids",
-    ));
-  }
-  if (source.ipBlocks) {
-    fields.push(
-      or(source.ipBlocks.map((b) => ({ direct_remote_ip: cidrRange(b) })), "ids"),
-    );
-  }
+  if (source.ipBlocks) fields.push(addressPrincipal(source.ipBlocks));
+  if (source.notIpBlocks) fields.push(not(addressPrincipal(source.notIpBlocks), "ids"));
   return and(fields, "ids");
 }
 
@@ -96,19 +113,23 @@ interface Scope {
 /**
  * What an operation is about. Ports are service ports: an inbound listener
  * serves one, so a list naming it is the listener's own (inbound) port, and
- * a list that does not can never match here.
+ * a list that does not can never match here (so its `notPorts` always does).
  */
 function permission(op: Operation, { entry, l7, action }: Scope): JsonObject {
+  const port = (ports: readonly number[]) =>
+    ports.includes(entry.appPort) ? { destination_port: entry.inboundPort } : NEVER;
+  const paths = (list: readonly string[]) => or(list.map(pathPermission), "rules");
   const fields: JsonObject[] = [];
-  if (op.ports) {
-    fields.push(op.ports.includes(entry.appPort) ? { destination_port: entry.inboundPort } : NEVER);
-  }
-  if (!l7 && (op.methods || op.paths)) {
+  if (op.ports) fields.push(port(op.ports));
+  if (op.notPorts) fields.push(not(port(op.notPorts), "rules"));
+  if (!l7 && (op.methods || op.paths || op.notMethods || op.notPaths)) {
     // Fail closed (see the module doc).
     if (action === "ALLOW") return NEVER;
   } else {
     if (op.methods) fields.push({ header: methodMatcher(op.methods) });
-    if (op.paths) fields.push(or(op.paths.map(pathPermission), "rules"));
+    if (op.notMethods) fields.push(not({ header: methodMatcher(op.notMethods) }, "rules"));
+    if (op.paths) fields.push(paths(op.paths));
+    if (op.notPaths) fields.push(not(paths(op.notPaths), "rules"));
   }
   return and(fields, "rules");
 }

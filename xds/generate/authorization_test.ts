@@ -65,6 +65,7 @@ Deno.test("rbacFilters() runs the DENY filter before the ALLOW filter, both befo
   assert.deepEqual(Object.keys(deny["policies"] as JsonObject), [
     "shop/block-scanners",
     "shop/web-no-admin",
+    "shop/web-outsiders",
   ]);
   assert.ok(!("action" in rules(httpFilters(web), "envoy.filters.http.rbac.allow")), "ALLOW");
 });
@@ -120,6 +121,85 @@ Deno.test("rbacFilters() writes operations as permissions: methods, paths, the l
   assert.deepEqual((allow["shop/web-allow[2]"] as JsonObject)["permissions"], [
     { destination_port: 15001 },
     { not_rule: { any: true } },
+  ]);
+});
+
+Deno.test("rbacFilters() writes negated sources as not_id around the OR of their entries", () => {
+  const deny = policies(httpFilters(web), "envoy.filters.http.rbac.deny");
+  assert.deepEqual((deny["shop/web-outsiders"] as JsonObject)["principals"], [{
+    and_ids: {
+      ids: [
+        {
+          not_id: {
+            or_ids: {
+              ids: [
+                {
+                  authenticated: {
+                    principal_name: { prefix: "spiffe://ironmesh.local/ns/shop/sa/" },
+                  },
+                },
+                {
+                  authenticated: {
+                    principal_name: { prefix: "spiffe://ironmesh.local/ns/ops/sa/" },
+                  },
+                },
+              ],
+            },
+          },
+        },
+        { not_id: { direct_remote_ip: { address_prefix: "10.0.0.0", prefix_len: 8 } } },
+      ],
+    },
+  }]);
+  // A positive and a negated field of one source: both must hold.
+  const allow = policies(httpFilters(web), "envoy.filters.http.rbac.allow");
+  assert.deepEqual((allow["shop/web-ops"] as JsonObject)["principals"], [{
+    and_ids: {
+      ids: [
+        {
+          not_id: {
+            authenticated: {
+              principal_name: { exact: "spiffe://ironmesh.local/ns/ops/sa/intern" },
+            },
+          },
+        },
+        { authenticated: { principal_name: { prefix: "spiffe://ironmesh.local/ns/ops/sa/" } } },
+      ],
+    },
+  }]);
+});
+
+Deno.test("rbacFilters() writes negated operations as not_rule: methods, paths, ports", () => {
+  const deny = policies(httpFilters(web), "envoy.filters.http.rbac.deny");
+  assert.deepEqual((deny["shop/web-outsiders"] as JsonObject)["permissions"], [{
+    and_rules: {
+      rules: [
+        {
+          not_rule: {
+            header: {
+              name: ":method",
+              string_match: { safe_regex: { google_re2: {}, regex: "GET|HEAD" } },
+            },
+          },
+        },
+        {
+          not_rule: {
+            or_rules: {
+              rules: [
+                { url_path: { path: { prefix: "/public/" } } },
+                { url_path: { path: { exact: "/healthz" } } },
+              ],
+            },
+          },
+        },
+      ],
+    },
+  }]);
+  // Not port 9999, which web does not have: always true; not port 8080, web's: never on this listener.
+  const allow = policies(httpFilters(web), "envoy.filters.http.rbac.allow");
+  assert.deepEqual((allow["shop/web-ops"] as JsonObject)["permissions"], [
+    { any: true },
+    { not_rule: { destination_port: 15001 } },
   ]);
 });
 
@@ -195,6 +275,28 @@ Deno.test("rbacFilters() fails closed on TCP ports, which cannot see methods and
     principals: [{ direct_remote_ip: { address_prefix: "10.9.0.0", prefix_len: 16 } }],
   });
   assert.equal(filters[0]![1]["stat_prefix"], "deny_");
+});
+
+Deno.test("rbacFilters() fails closed on TCP ports for notMethods and notPaths too", () => {
+  const filters = networkFilters(cache);
+  // ALLOW needing notPaths: never matches, though /flush is the only path it excludes.
+  const allow = policies(filters, "envoy.filters.network.rbac.allow");
+  assert.deepEqual(allow["shop/cache-ops"], {
+    permissions: [{ not_rule: { any: true } }],
+    principals: [
+      { authenticated: { principal_name: { prefix: "spiffe://ironmesh.local/ns/ops/sa/" } } },
+    ],
+  });
+  // DENY naming notMethods: denies the whole port to callers outside shop.
+  const deny = policies(filters, "envoy.filters.network.rbac.deny");
+  assert.deepEqual(deny["shop/cache-outsiders"], {
+    permissions: [{ any: true }],
+    principals: [{
+      not_id: {
+        authenticated: { principal_name: { prefix: "spiffe://ironmesh.local/ns/shop/sa/" } },
+      },
+    }],
+  });
 });
 
 Deno.test("PERMISSIVE mTLS adds a TLS inspector and a plaintext filter chain with the same filters", () => {

@@ -19,14 +19,16 @@
  *   caller behind a sidecar sees of a redirect (UNKNOWN).
  * - gRPC calls are POSTs without a query string: a method match that
  *   includes POST and a query match on an absent parameter always hold and
- *   are left out; any other method or query match never holds, so the rule
- *   is left out (gRPC ignores `query_parameters` and would match too much).
+ *   are left out; any other method or query match never holds, so the match
+ *   entry is left out (gRPC ignores `query_parameters` and would match too
+ *   much), and the rule with it when it has no other entry.
  * - Mirrors, header changes and rewrites, which gRPC ignores, are left out.
  */
 import { trafficRouteFor } from "../../core/policy/match.ts";
 import {
   durationMs,
   type Fault,
+  matchEntries,
   type Retries,
   type RouteMatch,
   type RouteRule,
@@ -100,10 +102,12 @@ interface PlanContext {
 }
 
 /**
- * The routes a proxy of `kind` gets for `service`'s `port`: one per
- * TrafficRoute rule that can match (in the rules' order), then, unless a
- * rule already matches everything, a catch-all to the whole port. Routes
- * without a timeout or retries of their own get MeshConfig's defaults.
+ * The routes a proxy of `kind` gets for `service`'s `port`: one per match
+ * entry that can match of each TrafficRoute rule (in the rules' and the
+ * entries' order, each with its rule's action, as Istio compiles a
+ * VirtualService's `match` list), then, unless a route already matches
+ * everything, a catch-all to the whole port. Routes without a timeout or
+ * retries of their own get MeshConfig's defaults.
  */
 export function routePlan(
   push: PushContext,
@@ -116,10 +120,7 @@ export function routePlan(
   const policy = trafficRouteFor(push.policies, service.namespace, service.name);
   const rules = policy && (policy.spec.port ?? port.port) === port.port ? policy.spec.rules : [];
   const routes: JsonObject[] = [];
-  for (const rule of rules) {
-    const route = compileRule(ctx, rule);
-    if (route) routes.push(route);
-  }
+  for (const rule of rules) routes.push(...compileRule(ctx, rule));
   if (!routes.some(isCatchAll)) {
     routes.push({
       match: { prefix: catchAllPrefix(kind) },
@@ -144,14 +145,27 @@ function isCatchAll(route: JsonObject): boolean {
   return keys.length === 1 && (match["prefix"] === "/" || match["prefix"] === "");
 }
 
-function compileRule(ctx: PlanContext, rule: RouteRule): JsonObject | undefined {
-  const match = routeMatch(rule.match, ctx.kind);
-  if (match === undefined) return undefined;
-  const head: JsonObject = { ...(rule.name !== undefined ? { name: rule.name } : {}), match };
+/** A rule's routes: one per match entry that can match, each with the rule's name and action. */
+function compileRule(ctx: PlanContext, rule: RouteRule): JsonObject[] {
+  const matches = matchEntries(rule.match).flatMap((entry) => {
+    const match = routeMatch(entry, ctx.kind);
+    return match === undefined ? [] : [match];
+  });
+  // Before the action: a rule that cannot match names no cluster.
+  if (matches.length === 0) return [];
+  const action = ruleAction(ctx, rule);
+  return matches.map((match) => ({
+    ...(rule.name !== undefined ? { name: rule.name } : {}),
+    match,
+    ...action,
+  }));
+}
+
+/** What a rule's routes do once matched: everything of a route but its name and match. */
+function ruleAction(ctx: PlanContext, rule: RouteRule): JsonObject {
   if (rule.redirect && ctx.kind === "proxyless") {
     const abort = { httpStatus: rule.redirect.code ?? 301, percent: 100 };
     return {
-      ...head,
       route: { cluster: ctx.own.name },
       typed_per_filter_config: faultConfig({ ...rule.fault, abort }),
     };
@@ -160,7 +174,6 @@ function compileRule(ctx: PlanContext, rule: RouteRule): JsonObject | undefined 
     ? { redirect: redirectAction(rule.redirect, rule.rewrite) }
     : { route: forwardAction(ctx, destinations(ctx, rule), rule) };
   return {
-    ...head,
     ...action,
     ...(ctx.kind === "sidecar" ? headerChanges(rule) : {}),
     ...(rule.fault ? { typed_per_filter_config: faultConfig(rule.fault) } : {}),
@@ -168,8 +181,9 @@ function compileRule(ctx: PlanContext, rule: RouteRule): JsonObject | undefined 
 }
 
 /**
- * A TrafficRoute match as an Envoy RouteMatch, or `undefined` when it can
- * never match a request of a proxy of `kind` (see the module doc).
+ * One TrafficRoute match entry (or a RateLimit route's match) as an Envoy
+ * RouteMatch, or `undefined` when it can never match a request of a proxy
+ * of `kind` (see the module doc).
  */
 export function routeMatch(match: RouteMatch | undefined, kind: ProxyKind): JsonObject | undefined {
   const path = match?.path;

@@ -219,7 +219,15 @@ Deno.test("routePlan() gives proxyless clients the timeout and retries grpc-js-x
 
 Deno.test("routePlan() leaves out for proxyless clients what gRPC cannot match or ignores", () => {
   const names = routesOf(echoRoutes).map((r) => r["name"]);
-  assert.deepEqual(names, ["legacy", "canary", "slow", "split-away", undefined]);
+  assert.deepEqual(names, [
+    "legacy",
+    "canary",
+    "slow",
+    "split-away",
+    "either",
+    "either",
+    undefined,
+  ]);
   const canary = routeNamed(echoRoutes, "canary");
   // The POST method and the absent query parameter always hold for gRPC.
   assert.deepEqual((canary["match"] as JsonObject)["headers"], [
@@ -231,6 +239,55 @@ Deno.test("routePlan() leaves out for proxyless clients what gRPC cannot match o
     assert.ok(!(key in action(canary)), key);
   }
   assert.ok(!("request_headers_to_add" in canary));
+});
+
+Deno.test("routePlan() compiles a match list into one route per entry, in order, each with the rule's action", () => {
+  const routes = routesOf(apiRoutes);
+  const at = routes.findIndex((r) => r["name"] === "docs");
+  const [first, second, next] = routes.slice(at, at + 3);
+  assert.deepEqual(first!["match"], { prefix: "/docs/" });
+  assert.deepEqual(second!["match"], {
+    path: "/help",
+    headers: [
+      { name: ":method", string_match: { exact: "GET" } },
+      { name: "x-docs", present_match: true },
+    ],
+  });
+  assert.equal(second!["name"], "docs");
+  assert.deepEqual(action(first!), action(second!));
+  assert.equal(action(first!)["cluster"], "outbound|8080|v1|api.shop");
+  assert.equal(action(first!)["timeout"], "3s");
+  // Then the catch-all: neither entry matches everything.
+  assert.deepEqual(next, routes.at(-1));
+  assert.deepEqual(next!["match"], { prefix: "/" });
+});
+
+Deno.test("routePlan() lets a match list entry that matches everything end the routes", () => {
+  const s = withPolicies(outbound, [{
+    kind: "TrafficRoute",
+    metadata: { name: "api", namespace: "shop" },
+    spec: {
+      service: "api",
+      rules: [{ name: "v1", match: [{ path: { prefix: "/v1/" } }, {}], timeout: "1s" }],
+    },
+  }]);
+  const routes = routesOf(bodyOf(generate(s), "routes", "api.shop:8080"));
+  assert.deepEqual(routes.map((r) => [r["name"], r["match"]]), [
+    ["v1", { prefix: "/v1/" }],
+    ["v1", { prefix: "/" }],
+  ]);
+});
+
+Deno.test("routePlan() leaves out for proxyless clients the match list entries gRPC cannot match", () => {
+  const either = routesOf(echoRoutes).filter((r) => r["name"] === "either");
+  // The GET-only entry is left out; the POST entry's method always holds.
+  assert.deepEqual(either.map((r) => r["match"]), [
+    { prefix: "/echo.Echo/Either" },
+    { prefix: "", headers: [{ name: "x-either", string_match: { exact: "1" } }] },
+  ]);
+  assert.equal(action(either[0]!)["cluster"], "outbound|50051|v2|echo.shop");
+  // Every entry of never-grpc is left out, and so is the rule.
+  assert.ok(!routesOf(echoRoutes).some((r) => r["name"] === "never-grpc"));
 });
 
 Deno.test("routePlan() turns a redirect into an abort with its status for proxyless clients", () => {
