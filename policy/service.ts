@@ -140,11 +140,6 @@ export class PolicyService {
     });
   }
 
-  /** Every stored policy as one set. */
-  async all(): Promise<PolicySet> {
-    return policySet(await this.#o.store.listPolicies());
-  }
-
   /**
    * Validates and stores (or, with `dryRun`, only checks) a batch of policy
    * documents. Refused batches are audited and throw `InvalidError` listing
@@ -289,17 +284,20 @@ export class PolicyService {
     const existing = current.find((p) => refOf(p) === key);
     const target = { kind, metadata: { namespace, name } };
     const expected = options.expect?.[0];
-    const problems: FieldProblem[] = [];
     if (!existing) {
       await this.#audit("delete", target, options, "refused", 404, null, "does not exist");
       throw new NotFoundError(`${kind} "${describe(namespace, name)}" does not exist`);
     }
     if (expected !== undefined && expected !== existing.metadata.revision) {
-      problems.push(
-        preconditionProblem(kind, namespace, name, expected, existing.metadata.revision),
+      const { message } = preconditionProblem(
+        kind,
+        namespace,
+        name,
+        expected,
+        existing.metadata.revision,
       );
-      await this.#audit("delete", target, options, "refused", 412, null, problems[0]!.message);
-      throw new PreconditionFailedError(problems[0]!.message, existing.metadata.revision);
+      await this.#audit("delete", target, options, "refused", 412, null, message);
+      throw new PreconditionFailedError(message, existing.metadata.revision);
     }
     const after = policySet(current.filter((p) => refOf(p) !== key));
     if (existing.kind === "DestinationPolicy") {
@@ -323,6 +321,12 @@ export class PolicyService {
       expect: [{ kind, namespace, name, revision: existing.metadata.revision }],
       actor: options.actor,
       at: new Date().toISOString(),
+    }).catch(async (error) => {
+      // A concurrent write between our read and this delete.
+      if (error instanceof PreconditionFailedError) {
+        await this.#audit("delete", target, options, "refused", 412, null, error.message);
+      }
+      throw error;
     });
     this.#o.changed([key]);
     this.#o.log.info("Policy deleted", { actor: options.actor, policy: key });

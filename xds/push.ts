@@ -121,9 +121,7 @@ export class PushPipeline {
     this.#reasons.add(reason);
     for (const key of policyKeys) this.#policyKeys.add(key);
     const { debounceMs, maxDelayMs } = this.#timing();
-    const debounce = debounceMs;
-    const maxDelay = maxDelayMs;
-    const wait = Math.max(0, Math.min(debounce, this.#firstChange + maxDelay - now));
+    const wait = Math.max(0, Math.min(debounceMs, this.#firstChange + maxDelayMs - now));
     this.#timer = setTimeout(() => {
       this.#timer = null;
       const reasons = [...this.#reasons];
@@ -146,7 +144,7 @@ export class PushPipeline {
 
   /** Debounce settings: MeshConfig's `push` when set, else the server's flags. */
   #timing(): { debounceMs: number; maxDelayMs: number } {
-    const push = this.#context?.view.policies?.meshConfig?.spec.push;
+    const push = this.meshConfig()?.spec.push;
     return {
       debounceMs: push?.debounce !== undefined
         ? durationMs(push.debounce)
