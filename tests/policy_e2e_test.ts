@@ -236,6 +236,17 @@ Deno.test("policies through the REST API steer a proxyless gRPC client: split, m
         counts.get("v1-a") && counts.get("v1-b"),
         "v1 traffic spreads over v1's two instances",
       );
+      // Why: the connected client's effective policies, by its stream id.
+      const id = (await proxy())!.id;
+      const explained = await server.api("GET", `/v1/proxies/${encodeURIComponent(id)}/policies`);
+      assert.equal(explained.status, 200, JSON.stringify(explained.body));
+      assert.equal(explained.body.kind, "proxyless");
+      assert.deepEqual(
+        explained.body.policies.map((p: { kind: string; name: string; direction: string }) =>
+          `${p.kind} ${p.name} ${p.direction}`
+        ),
+        ["TrafficRoute echo outbound", "DestinationPolicy echo outbound"],
+      );
     });
 
     await t.step(
