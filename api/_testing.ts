@@ -11,6 +11,7 @@ import { FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import type { Role } from "../core/model.ts";
 import { PolicyService } from "../policy/service.ts";
+import { ChangeFeed } from "../registry/feed.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
@@ -52,6 +53,7 @@ export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<vo
     liveNodes: () => Promise.resolve(registry.aliveNodes()),
   });
   await identity.start();
+  const policyFeed = new ChangeFeed();
   const app = createApp({
     registry,
     tokens,
@@ -68,7 +70,12 @@ export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<vo
     backup: () => createBackup(store, dir),
     proxies: () => [],
     configDump: () => null,
-    policies: new PolicyService({ store, log: silentLogger, changed: () => {} }),
+    policies: new PolicyService({
+      store,
+      log: silentLogger,
+      changed: () => void store.policyRevision().then((r) => policyFeed.publish(r)),
+    }),
+    policyFeed,
     explainProxy: () => Promise.resolve(null),
   });
   const tokenFor = async (role: Role, node?: string) =>

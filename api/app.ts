@@ -20,6 +20,7 @@ import {
   tokenCreateSchema,
 } from "../core/model.ts";
 import { VERSION } from "../core/version.ts";
+import type { ChangeFeed } from "../registry/feed.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { Store } from "../store/store.ts";
 import { docsPage } from "./docs_page.ts";
@@ -54,6 +55,8 @@ export interface AppDeps {
   configDump: (id: string) => Record<string, unknown[]> | null;
   /** Policy reads and writes. */
   policies: PolicyService;
+  /** The policy revision, published after every policy write: blocking policy lists wait on it. */
+  policyFeed: ChangeFeed;
   /** The policies that apply to a connected proxy (by stream id) or a node's sidecar, or `null`. */
   explainProxy: (id: string) => Promise<ProxyPolicies | null>;
   /** Takes an online backup (the archive of `store/backup.ts`). */
@@ -502,7 +505,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.json(explained);
   });
 
-  policyRoutes(v1, deps.policies);
+  policyRoutes(v1, deps.policies, deps.policyFeed);
 
   v1.get("/backup", async (c) => {
     authorize(c.get("principal"), "admin");

@@ -1328,14 +1328,17 @@ export const ROUTES: readonly Route[] = [
     tag: "Policies",
     summary: "List policies of every kind",
     access: "read",
+    description:
+      "Pages like the registry lists. `X-Ironmesh-Index` is the policy revision, bumped by every policy write; pass it back as `index` to wait for the next write (a blocking query).",
     params: [
       queryParam("kind", z.string(), "Only this kind (any case, singular or plural)"),
-      { ...queryParam("namespace", z.string(), "Only this namespace"), unchecked: true },
+      ...listQuery("namespace"),
     ],
     replies: [{
       status: 200,
-      description: "The policies, by kind, namespace and name",
+      description: "A page of policies, by kind, namespace and name",
       body: COMPONENTS.responses.PolicyList,
+      headers: ["X-Ironmesh-Index"],
     }],
     errors: { 422: "An unknown kind" },
   },
@@ -1374,14 +1377,12 @@ export const ROUTES: readonly Route[] = [
     tag: "Policies",
     summary: "List the policies of a kind",
     access: "read",
-    params: [
-      PATH.policyKind,
-      { ...queryParam("namespace", z.string(), "Only this namespace"), unchecked: true },
-    ],
+    params: [PATH.policyKind, ...listQuery("namespace")],
     replies: [{
       status: 200,
-      description: "The policies, by namespace and name",
+      description: "A page of the policies, by namespace and name",
       body: COMPONENTS.responses.PolicyList,
+      headers: ["X-Ironmesh-Index"],
     }],
     errors: { 422: "An unknown kind" },
   },
@@ -1397,12 +1398,13 @@ export const ROUTES: readonly Route[] = [
     params: [
       PATH.policyKind,
       { ...PATH.namespace, description: "A namespace; for `meshconfig`, the object's name `mesh`" },
+      ...listQuery(),
     ],
     replies: [{
       status: 200,
-      description: "The policies of the namespace, or the MeshConfig",
+      description: "A page of the namespace's policies, or the MeshConfig",
       body: oneOf("PolicyList", "Policy"),
-      headers: ["ETag"],
+      headers: ["ETag", "X-Ironmesh-Index"],
     }],
     errors: { 404: "No MeshConfig is stored (or a name other than `mesh`)" },
   },

@@ -265,18 +265,23 @@ Deno.test("each list documents exactly the query parameters it accepts", () =>
       node: "vm-1",
       health: "healthy",
       status: "alive",
+      kind: "trafficroute",
     };
     const lists = ROUTES.filter((r) => r.params?.some((p) => p.name === "limit"));
     assert.deepEqual(lists.map((r) => r.path), [
       "/v1/services",
       "/v1/nodes",
       "/v1/instances",
+      "/v1/policies",
+      "/v1/policies/{kind}",
+      "/v1/policies/{kind}/{namespace}",
       "/v1/audit",
     ]);
     for (const route of lists) {
       const documented = new Set(route.params!.filter((p) => p.in === "query").map((p) => p.name));
+      const path = route.path.replace("{kind}", "trafficroute").replace("{namespace}", "default");
       for (const [name, value] of Object.entries(samples)) {
-        const res = await app.request(`${route.path}?${name}=${value}`, {
+        const res = await app.request(`${path}?${name}=${value}`, {
           headers: { authorization: `Bearer ${token}` },
         });
         await res.body?.cancel();

@@ -17,10 +17,25 @@ import type { Context, Hono } from "hono";
 import { z } from "zod";
 import { authorize, type Principal } from "../auth/tokens.ts";
 import { ForbiddenError, InvalidError } from "../core/errors.ts";
-import { MESH_CONFIG_NAME, type PolicyKind, policyKindFromText } from "../core/policy/model.ts";
+import {
+  type AnyPolicy,
+  MESH_CONFIG_NAME,
+  policyKey,
+  type PolicyKind,
+  policyKindFromText,
+} from "../core/policy/model.ts";
+import { matchesSelector } from "../core/labels.ts";
+import type { ChangeFeed } from "../registry/feed.ts";
 import type { ApplyResult, PolicyService } from "../policy/service.ts";
 import { HttpProblem } from "./problem.ts";
-import { etag, pathName, readBody, readPreconditions } from "./request.ts";
+import {
+  encodeCursor,
+  etag,
+  pathName,
+  readBody,
+  readListQuery,
+  readPreconditions,
+} from "./request.ts";
 
 type Env = { Variables: { principal: Principal } };
 
@@ -108,7 +123,7 @@ const auditQuerySchema = z.strictObject({
 });
 
 /** Adds the policy routes to the authenticated `/v1` app. */
-export function policyRoutes(v1: Hono<Env>, policies: PolicyService): void {
+export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: ChangeFeed): void {
   const actor = (c: Context<Env>) => c.get("principal").tokenId;
 
   /** `authorize(…, "write")`, with a refusal recorded in the audit log like any refused write. */
@@ -236,8 +251,34 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService): void {
     return written(c, result);
   }
 
-  v1.get("/policies", async (c) => {
+  /**
+   * A page of policies, blocking first when the caller passed `?index=`
+   * (the policy revision of `X-Ironmesh-Index`), like the registry lists.
+   */
+  async function listPage(
+    c: Context<Env>,
+    kind: PolicyKind | undefined,
+    namespace: string | undefined,
+    allowed: string[],
+  ) {
     authorize(c.get("principal"), "read");
+    const request = readListQuery(c, allowed);
+    if (request.index !== undefined) await feed.wait(request.index, request.waitMs);
+    const revision = feed.revision;
+    const all = await policies.list(kind, namespace ?? request.filter.namespace);
+    const keyOf = (p: AnyPolicy) => policyKey(p.kind, p.metadata.namespace, p.metadata.name);
+    const { after, selector } = request.filter;
+    const rest = all.filter((p) =>
+      (after === undefined || keyOf(p) > after) &&
+      (!selector || matchesSelector(selector, p.metadata.labels))
+    );
+    const items = rest.slice(0, request.filter.limit);
+    const more = rest.length > items.length;
+    c.header("x-ironmesh-index", String(revision));
+    return c.json({ items, next: encodeCursor(more ? keyOf(items.at(-1)!) : null) });
+  }
+
+  v1.get("/policies", (c) => {
     const kindText = c.req.query("kind");
     const kind = kindText === undefined ? undefined : policyKindFromText(kindText);
     if (kindText !== undefined && !kind) {
@@ -247,7 +288,7 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService): void {
         message: "Not a policy kind",
       }]);
     }
-    return c.json({ items: await policies.list(kind, c.req.query("namespace")), next: null });
+    return listPage(c, kind, undefined, ["namespace", "kind"]);
   });
   v1.post("/policies", async (c) => {
     await mayWrite(c, "apply", { kind: "", namespace: "", name: "" });
@@ -257,19 +298,12 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService): void {
     const created = !dryRun && result.items.some((i) => i.action === "created");
     return c.json(result, created ? 201 : 200);
   });
-  v1.get("/policies/:kind", async (c) => {
-    authorize(c.get("principal"), "read");
-    return c.json({ items: await policies.list(kindOf(c), c.req.query("namespace")), next: null });
-  });
+  v1.get("/policies/:kind", (c) => listPage(c, kindOf(c), undefined, ["namespace"]));
   // Two segments: MeshConfig's one object, or a namespaced kind's list in one namespace.
-  v1.get("/policies/:kind/:namespace", async (c) => {
+  v1.get("/policies/:kind/:namespace", (c) => {
     const kind = kindOf(c);
     if (kind === "MeshConfig") return getOne(c, meshConfigRef(c, "namespace"));
-    authorize(c.get("principal"), "read");
-    return c.json({
-      items: await policies.list(kind, pathName(c, "namespace", "label")),
-      next: null,
-    });
+    return listPage(c, kind, pathName(c, "namespace", "label"), []);
   });
   v1.put("/policies/:kind/:namespace", (c) => {
     kindOfMeshConfig(c);

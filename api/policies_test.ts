@@ -323,3 +323,46 @@ Deno.test("policies: every invalid document of the validation table is refused w
     assert.ok(audit.body.items.every((a: { outcome: string }) => a.outcome === "refused"));
   });
 });
+
+Deno.test("policies: lists page with cursors and block until the policy revision passes ?index=", async () => {
+  await withPolicies(async (call) => {
+    const rl = (name: string) => ({
+      kind: "RateLimit",
+      metadata: { name, namespace: "default" },
+      spec: { service: name, limit: { requests: 10, per: "1s" } },
+    });
+    assert.equal(
+      (await call("POST", "/v1/policies", { body: { items: [rl("a"), rl("b"), rl("c")] } })).status,
+      201,
+    );
+    const first = await call("GET", "/v1/policies/ratelimit?limit=2");
+    assert.deepEqual(first.body.items.map((p: { metadata: { name: string } }) => p.metadata.name), [
+      "a",
+      "b",
+    ]);
+    const second = await call("GET", `/v1/policies/ratelimit?limit=2&cursor=${first.body.next}`);
+    assert.deepEqual(
+      second.body.items.map((p: { metadata: { name: string } }) => p.metadata.name),
+      [
+        "c",
+      ],
+    );
+    assert.equal(second.body.next, null);
+
+    // A watcher at the current index is woken by the next policy write, not before.
+    const index = Number(first.headers.get("x-ironmesh-index"));
+    assert.ok(index >= 1);
+    let answered = false;
+    const watch = call("GET", `/v1/policies?index=${index}&wait=5s`).then((res) => {
+      answered = true;
+      return res;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(answered, false, "nothing changed: the query blocks");
+    await call("POST", "/v1/policies", { body: { items: [rl("d")] } });
+    const woken = await watch;
+    assert.ok(Number(woken.headers.get("x-ironmesh-index")) > index);
+    assert.equal(woken.body.items.length, 4);
+    assert.equal((await call("GET", "/v1/policies?kind=ratelimit&servce=x")).status, 422);
+  });
+});

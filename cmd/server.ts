@@ -15,6 +15,7 @@ import {
 } from "../core/server_config.ts";
 import { parseConfigText, parseWith } from "../core/validate.ts";
 import { VERSION } from "../core/version.ts";
+import { ChangeFeed } from "../registry/feed.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
@@ -74,10 +75,19 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     // The push pipeline starts after the API listens: until then a policy write is stored and
     // the pipeline's first build reads it, and a dry run has no proxies to compare.
     let pushRef: PushPipeline | null = null;
+    const policyFeed = new ChangeFeed();
+    policyFeed.publish(await store.policyRevision());
+    // On a failed start too: a blocking policy list must not hold the shutdown.
+    started.push(() => policyFeed.close());
     const policies = new PolicyService({
       store,
       log,
-      changed: (keys) => pushRef?.changed("policy", keys),
+      changed: (keys) => {
+        pushRef?.changed("policy", keys);
+        store.policyRevision().then((revision) => policyFeed.publish(revision)).catch((error) =>
+          log.error("Cannot read the policy revision", { error })
+        );
+      },
       preview: (set) => pushRef?.preview(set) ?? [],
     });
     const identity = new IdentityService(store, authority, joinTokens, {
@@ -135,6 +145,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       proxies: () => adsServers.flatMap((a) => a.status()),
       configDump: (id) => adsServers.map((a) => a.configDump(id)).find((d) => d !== null) ?? null,
       policies,
+      policyFeed,
       explainProxy: (id) => Promise.resolve(pushRef?.explain(id) ?? null),
       stopping: () => stopping,
     });
@@ -281,6 +292,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         timers.forEach(clearInterval);
         // Wake blocking queries and event streams first, or shutdown would wait for them.
         registry.feed.close();
+        policyFeed.close();
         await Promise.all([http.server.shutdown(), tls.stop()]);
         push.stop();
         // Proxies hold their streams open; end them so the gRPC ports can close.
