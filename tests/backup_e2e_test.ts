@@ -10,6 +10,16 @@ Deno.test("e2e backup: taken under write load, restores everything acknowledged 
   const env = { IRONMESH_SERVER: server.url, IRONMESH_TOKEN: server.adminToken };
   let restored: ServerProc | undefined;
   try {
+    // A policy with history: its revisions and audit entries travel with the backup.
+    const route = (timeout: string) => ({
+      apiVersion: "ironmesh.io/v1",
+      kind: "TrafficRoute",
+      metadata: { name: "svc-0", namespace: "default" },
+      spec: { service: "svc-0", rules: [{ timeout }] },
+    });
+    const policyPath = "/v1/policies/trafficroute/default/svc-0";
+    assert.equal((await server.api("PUT", policyPath, { body: route("1s") })).status, 201);
+    assert.equal((await server.api("PUT", policyPath, { body: route("2s") })).status, 200);
     // A writer that keeps writing until told to stop, recording when each write was acknowledged.
     const acked: { name: string; at: number }[] = [];
     let writing = true;
@@ -69,6 +79,13 @@ Deno.test("e2e backup: taken under write load, restores everything acknowledged 
     restored = await ServerProc.start(target);
     const svc = await restored.api("GET", `/v1/services/default/${before.at(-1)}`);
     assert.equal(svc.status, 200);
+    const policy = await restored.api("GET", policyPath);
+    assert.equal(policy.status, 200);
+    assert.equal(policy.body.metadata.revision, 2);
+    assert.equal(policy.body.spec.rules[0].timeout, "2s");
+    const history = await restored.api("GET", `${policyPath}/history`);
+    assert.deepEqual(history.body.items.map((h: { op: string }) => h.op), ["create", "update"]);
+    assert.equal((await restored.api("GET", "/v1/audit")).body.items.length, 2);
     const rootsBefore = (await server.api("GET", "/v1/ca/roots")).body.bundleFingerprint;
     assert.equal((await restored.api("GET", "/v1/ca/roots")).body.bundleFingerprint, rootsBefore);
   } finally {
