@@ -12,39 +12,11 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import * as grpcXds from "@grpc/grpc-js-xds";
 import { connect } from "node:tls";
+import { ECHO_METHOD, EchoFleet } from "./echo_backend.ts";
 import { ServerProc, startAgent, tempDir, waitFor } from "./harness.ts";
 
-const ECHO = "/ironmesh.test.Echo/Call";
+const ECHO = ECHO_METHOD;
 const raw = (b: Buffer) => b;
-
-/** A gRPC echo backend: a generic raw-bytes unary method that answers with its name. */
-async function startBackend(name: string): Promise<{ port: number; stop(): void }> {
-  const server = new grpc.Server();
-  server.addService({
-    call: {
-      path: ECHO,
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: raw,
-      requestDeserialize: raw,
-      responseSerialize: raw,
-      responseDeserialize: raw,
-    },
-  }, {
-    call: (
-      _call: grpc.ServerUnaryCall<Buffer, Buffer>,
-      callback: grpc.sendUnaryData<Buffer>,
-    ) => callback(null, Buffer.from(name)),
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createInsecure(),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
-  return { port, stop: () => server.forceShutdown() };
-}
 
 function agentConfig(node: string, port: number): string {
   return `
@@ -134,8 +106,9 @@ Deno.test("proxyless gRPC through the agent's local xDS endpoint: balance, leave
   let server = await ServerProc.start(dir, ["--push-debounce", "20ms"]);
   const info = JSON.parse(await Deno.readTextFile(`${dir}/server.json`));
   const ports = { http: info.http, https: info.https, grpc: info.grpc } as Record<string, string>;
-  const backendA = await startBackend("A");
-  const backendB = await startBackend("B");
+  const fleet = new EchoFleet();
+  const backendA = await fleet.start("A");
+  const backendB = await fleet.start("B");
   const xdsArgs = ["--xds-server", ports.grpc!, "--local-xds-addr", "127.0.0.1:0"];
   const a = await startAgent("vm-a", server, agentConfig("vm-a", backendA.port), {
     joinToken: await server.joinToken(),
@@ -230,8 +203,7 @@ Deno.test("proxyless gRPC through the agent's local xDS endpoint: balance, leave
   } finally {
     client?.close();
     await Promise.all([a.proc.stop(), b.proc.stop(), server.proc.stop()]);
-    backendA.stop();
-    backendB.stop();
+    fleet.stopAll();
     for (const d of [dir, a.dataDir, b.dataDir]) {
       await Deno.remove(d, { recursive: true }).catch(() => {});
     }
