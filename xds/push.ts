@@ -85,6 +85,8 @@ export class PushPipeline {
   /** Each registered node's locality (its `region` and `zone` labels). */
   #localities = new Map<string, Locality>();
   #snapshots = new Map<string, ProxySnapshot>();
+  /** The snapshots of the push before, for a proxy whose configuration cannot be generated. */
+  #previous = new Map<string, ProxySnapshot>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #firstChange = 0;
   #reasons = new Set<PushReason>();
@@ -174,6 +176,7 @@ export class PushPipeline {
     this.#context = buildPushContext(view);
     this.#sidecars = sidecars;
     this.#localities = localities;
+    this.#previous = this.#snapshots;
     this.#snapshots = new Map();
   }
 
@@ -264,7 +267,22 @@ export class PushPipeline {
     const key = this.#keyOf(peer);
     let snapshot = this.#snapshots.get(key);
     if (!snapshot) {
-      snapshot = this.#generate(this.#context, key, peer);
+      try {
+        snapshot = this.#generate(this.#context, key, peer);
+      } catch (error) {
+        // A generator bug (or a stored policy no generator can compile) must not stall every
+        // proxy's push: this proxy keeps what it had; without that, it gets the mesh's defaults.
+        this.#options.log.error("Cannot generate a proxy's configuration: it keeps its last one", {
+          proxy: key,
+          error,
+        });
+        snapshot = this.#previous.get(key) ??
+          this.#generate(
+            buildPushContext({ ...this.#context.view, policies: policySet([]) }),
+            key,
+            peer,
+          );
+      }
       this.#snapshots.set(key, snapshot);
     }
     return snapshot;

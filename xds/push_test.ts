@@ -434,3 +434,19 @@ Deno.test("PushPipeline: MeshConfig's push settings replace the server's debounc
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(pushes(), 1, "the registry change waits for MeshConfig's debounce");
   }));
+
+Deno.test("PushPipeline: a stored policy no generator can compile leaves proxies on their last configuration", () =>
+  withMesh(async ({ store, push, pushes }) => {
+    const before = push.snapshotFor(sidecar("vm-1"));
+    // Stored around validation, which refuses an abort with no status; the generator throws on it.
+    await writePolicy(
+      store,
+      push,
+      policy("TrafficRoute", "shop", {
+        service: "api",
+        rules: [{ fault: { abort: { percent: 100 } } }],
+      }),
+    );
+    await waitFor(() => pushes() === 1, "the push");
+    assert.equal(push.snapshotFor(sidecar("vm-1")), before, "vm-1 keeps its last configuration");
+  }));
