@@ -33,7 +33,8 @@ import {
   privateKeyPem,
   samePublicKey,
 } from "./pki.ts";
-import { type ApiResult, parseProblem, ServerApi } from "./server_api.ts";
+import { rejection } from "../client/api_client.ts";
+import { type ApiResult, ServerApi } from "./server_api.ts";
 import { ClientPool } from "./tls_clients.ts";
 import { sleep } from "./wait.ts";
 
@@ -174,11 +175,15 @@ export function fetchUnverified(
             settle({ kind: "unreachable", error: "Answer is not JSON" });
           }
         } else {
-          settle({
-            kind: "rejected",
+          const headers = new Headers();
+          for (const [name, value] of Object.entries(res.headers)) {
+            if (typeof value === "string") headers.set(name, value);
+          }
+          settle(rejection(url.origin, url.pathname, {
             status,
-            problem: parseProblem(status, res.statusMessage ?? "", text),
-          });
+            statusText: res.statusMessage ?? "",
+            headers,
+          }, text));
         }
       });
       res.on("error", (error) => settle({ kind: "unreachable", error: error.message }));

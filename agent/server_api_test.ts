@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { parseRetryAfter, ServerApi } from "./server_api.ts";
+import { InvalidError } from "../core/errors.ts";
+import { ServerError } from "../client/api_client.ts";
+import { ServerApi } from "./server_api.ts";
 import type { RegistrationBody } from "./registration.ts";
 import { problem, startServerDouble } from "./_server_double.ts";
 import { createTestCa, startTlsServerDouble } from "./_tls_server_double.ts";
@@ -69,6 +71,7 @@ Deno.test("ServerApi decodes a problem document", async () => {
   );
   try {
     const result = await new ServerApi(double.url).register("vm-1", BODY);
+    const problems = [{ pointer: "/instances/0/port", message: "Must be between 1 and 65535" }];
     assert.deepEqual(result, {
       kind: "rejected",
       status: 400,
@@ -77,9 +80,12 @@ Deno.test("ServerApi decodes a problem document", async () => {
         title: "Bad Request",
         status: 400,
         detail: "Invalid registration",
-        problems: [{ pointer: "/instances/0/port", message: "Must be between 1 and 65535" }],
+        instance: "/v1/nodes/vm-1/registration",
+        problems,
       },
+      error: new InvalidError("Invalid registration", problems),
     });
+    assert.ok(result.kind === "rejected" && result.error instanceof InvalidError);
   } finally {
     await double.close();
   }
@@ -89,7 +95,9 @@ Deno.test("ServerApi reads a non-problem error body as its detail", async () => 
   const double = startServerDouble(() => new Response("upstream down", { status: 502 }));
   try {
     const result = await new ServerApi(double.url).heartbeat("vm-1", { checks: [] });
-    assert.deepEqual(result, {
+    assert.ok(result.kind === "rejected");
+    const { error, ...rest } = result;
+    assert.deepEqual(rest, {
       kind: "rejected",
       status: 502,
       problem: {
@@ -97,9 +105,13 @@ Deno.test("ServerApi reads a non-problem error body as its detail", async () => 
         title: "Bad Gateway",
         status: 502,
         detail: "upstream down",
+        instance: "/v1/nodes/vm-1/heartbeat",
         problems: [],
       },
     });
+    assert.ok(error instanceof ServerError);
+    assert.equal(error.status, 502);
+    assert.equal(error.message, `Server "${double.url}" answered HTTP 502: upstream down`);
   } finally {
     await double.close();
   }
@@ -141,15 +153,6 @@ Deno.test("ServerApi reports Retry-After of a rejected call", async () => {
   } finally {
     await double.close();
   }
-});
-
-Deno.test("parseRetryAfter() reads seconds and HTTP dates", () => {
-  const now = Date.UTC(2026, 0, 1);
-  assert.equal(parseRetryAfter(null, now), undefined);
-  assert.equal(parseRetryAfter(" 3 ", now), 3_000);
-  assert.equal(parseRetryAfter("Thu, 01 Jan 2026 00:00:10 GMT", now), 10_000);
-  assert.equal(parseRetryAfter("Wed, 31 Dec 2025 00:00:00 GMT", now), 0);
-  assert.equal(parseRetryAfter("soon", now), undefined);
 });
 
 Deno.test("ServerApi verifies the server with the pool's roots and says why it failed", async () => {

@@ -4,7 +4,14 @@ import { bodyLimit } from "hono/body-limit";
 import { streamSSE } from "hono/streaming";
 import { authorize, type Principal, type TokenService } from "../auth/tokens.ts";
 import { formatDuration } from "../core/duration.ts";
-import { ForbiddenError, InvalidError, NotFoundError, UnauthorizedError } from "../core/errors.ts";
+import {
+  ForbiddenError,
+  InvalidError,
+  NotFoundError,
+  TooLargeError,
+  UnauthorizedError,
+  UnavailableError,
+} from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { CertificatePrincipal, IdentityService } from "../ca/identity.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
@@ -27,7 +34,7 @@ import { docsPage } from "./docs_page.ts";
 import type { Metrics } from "./metrics.ts";
 import { openApiDocument } from "./openapi.ts";
 import { policyRoutes } from "./policies.ts";
-import { HttpProblem, problemResponse, toProblem } from "./problem.ts";
+import { problemResponse, toProblem } from "./problem.ts";
 import {
   encodeCursor,
   etag,
@@ -164,19 +171,16 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return problemResponse(c, problem);
   });
   app.notFound((c) =>
-    problemResponse(c, {
-      type: "https://ironmesh.io/problems/not-found",
-      title: "Not found",
-      status: 404,
-      detail: `No route for ${c.req.method} ${c.req.path}`,
-      instance: c.req.path,
-    })
+    problemResponse(
+      c,
+      toProblem(new NotFoundError(`No route for ${c.req.method} ${c.req.path}`), c.req.path),
+    )
   );
 
   app.get("/healthz", (c) => c.json({ status: "ok" }));
   app.get("/readyz", async (c) => {
     if (deps.stopping?.()) {
-      throw new HttpProblem(503, "Service unavailable", "The server is shutting down");
+      throw new UnavailableError("The server is shutting down");
     }
     await deps.store.ping();
     return c.json({ status: "ready", store: deps.store.backend, revision: registry.feed.revision });
@@ -193,7 +197,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   const limitBody = bodyLimit({
     maxSize: MAX_BODY_BYTES,
     onError: () => {
-      throw new HttpProblem(413, "Payload too large", `The body exceeds ${MAX_BODY_BYTES} bytes`);
+      throw new TooLargeError(`The body exceeds ${MAX_BODY_BYTES} bytes`);
     },
   });
 

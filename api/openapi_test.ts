@@ -4,7 +4,7 @@ import type { CreatedToken } from "../auth/tokens.ts";
 import type { BundleRoot, GenerationStatus } from "../ca/authority.ts";
 import type { IdentityService, IssuedIdentity } from "../ca/identity.ts";
 import type { CreatedJoinToken } from "../ca/join_tokens.ts";
-import type { FieldProblem } from "../core/errors.ts";
+import type { FieldProblem, Problem } from "../core/errors.ts";
 import type { AppliedPolicy, ServiceRef } from "../core/policy/match.ts";
 import type { AnyPolicy } from "../core/policy/model.ts";
 import { type Role, ROLES, type Token } from "../core/model.ts";
@@ -21,7 +21,6 @@ import {
   type Route,
   ROUTES,
 } from "./openapi.ts";
-import type { Problem } from "./problem.ts";
 
 type App = ReturnType<typeof createApp>;
 
@@ -190,7 +189,7 @@ Deno.test("response schemas have exactly the types the handlers return", () => {
       Out<"RotationStatus">,
       Awaited<ReturnType<IdentityService["rotationStatus"]>>
     >,
-    true satisfies Equal<Out<"Problem">, Omit<Problem, "retryAfter">>,
+    true satisfies Equal<Out<"Problem">, Problem>,
     true satisfies Equal<Out<"FieldProblem">, FieldProblem>,
     true satisfies Equal<Out<"Token">, Token>,
     true satisfies Equal<Out<"CreatedToken">, CreatedToken | CreatedJoinToken>,

@@ -16,7 +16,7 @@
 import type { Context, Hono } from "hono";
 import { z } from "zod";
 import { authorize, type Principal } from "../auth/tokens.ts";
-import { ForbiddenError, InvalidError } from "../core/errors.ts";
+import { ForbiddenError, InvalidError, NotFoundError } from "../core/errors.ts";
 import {
   type AnyPolicy,
   MESH_CONFIG_NAME,
@@ -63,9 +63,7 @@ function kindOf(c: Context): PolicyKind {
 function meshConfigRef(c: Context, param: string): PolicyRef {
   const name = c.req.param(param);
   if (name !== MESH_CONFIG_NAME) {
-    throw new HttpProblem(
-      404,
-      "Not found",
+    throw new NotFoundError(
       `MeshConfig has one object, "${MESH_CONFIG_NAME}": use /v1/policies/meshconfig/${MESH_CONFIG_NAME}`,
     );
   }
@@ -74,9 +72,7 @@ function meshConfigRef(c: Context, param: string): PolicyRef {
 
 function namespacedRef(c: Context, kind: PolicyKind): PolicyRef {
   if (kind === "MeshConfig") {
-    throw new HttpProblem(
-      404,
-      "Not found",
+    throw new NotFoundError(
       `MeshConfig is not namespaced: use /v1/policies/meshconfig/${MESH_CONFIG_NAME}`,
     );
   }
@@ -326,7 +322,7 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: Chang
   v1.post("/policies/:kind/:namespace/:name", (c) => {
     const kind = kindOf(c);
     if (kind !== "MeshConfig" || c.req.param("name") !== "rollback") {
-      throw new HttpProblem(404, "Not found", `No route for POST ${c.req.path}`);
+      throw new NotFoundError(`No route for POST ${c.req.path}`);
     }
     return rollbackOf(c, meshConfigRef(c, "namespace"));
   });

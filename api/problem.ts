@@ -1,24 +1,22 @@
+/**
+ * Problem rendering (RFC 9457) of the REST API: every error leaves as
+ * `application/problem+json`, with the status and title of its kind from
+ * the one table, `ERROR_KINDS` in `core/errors.ts`.
+ */
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import { type ErrorKind, type FieldProblem, MeshError, RateLimitedError } from "../core/errors.ts";
-
-/** The one table from domain error kinds to HTTP status codes and titles. */
-export const HTTP_STATUS: Record<ErrorKind, { status: ContentfulStatusCode; title: string }> = {
-  Invalid: { status: 422, title: "Invalid request" },
-  NotFound: { status: 404, title: "Not found" },
-  AlreadyExists: { status: 409, title: "Already exists" },
-  Conflict: { status: 409, title: "Conflict" },
-  PreconditionFailed: { status: 412, title: "Precondition failed" },
-  Unauthorized: { status: 401, title: "Unauthorized" },
-  Forbidden: { status: 403, title: "Forbidden" },
-  TooLarge: { status: 413, title: "Payload too large" },
-  RateLimited: { status: 429, title: "Too many requests" },
-  Unavailable: { status: 503, title: "Service unavailable" },
-};
+import {
+  ERROR_KINDS,
+  type FieldProblem,
+  MeshError,
+  type Problem,
+  problemType,
+  RateLimitedError,
+} from "../core/errors.ts";
 
 /**
  * An HTTP-only failure that has no domain meaning (malformed JSON, a wrong
- * content type): thrown by request parsing in this layer only.
+ * content type, a method a path does not take): thrown by this layer only.
  */
 export class HttpProblem extends Error {
   constructor(
@@ -31,29 +29,19 @@ export class HttpProblem extends Error {
   }
 }
 
-/** An RFC 9457 problem document. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  instance: string;
-  problems?: FieldProblem[];
+/** A problem document with what is sent beside it. */
+export interface RenderedProblem extends Problem {
   /** Seconds to wait before retrying (sent as `Retry-After`, not in the body). */
   retryAfter?: number;
 }
 
-function slug(title: string): string {
-  return title.toLowerCase().replaceAll(" ", "-");
-}
-
 /** Builds the problem document for any error; unknown errors become a 500 without internals. */
-export function toProblem(error: unknown, path: string): Problem {
+export function toProblem(error: unknown, path: string): RenderedProblem {
   if (error instanceof MeshError) {
-    const { status, title } = HTTP_STATUS[error.kind];
+    const { status, title } = ERROR_KINDS[error.kind];
     const problems = "problems" in error ? error.problems as FieldProblem[] : [];
     return {
-      type: `https://ironmesh.io/problems/${slug(title)}`,
+      type: problemType(title),
       title,
       status,
       detail: error.message,
@@ -66,7 +54,7 @@ export function toProblem(error: unknown, path: string): Problem {
   }
   if (error instanceof HttpProblem) {
     return {
-      type: `https://ironmesh.io/problems/${slug(error.title)}`,
+      type: problemType(error.title),
       title: error.title,
       status: error.status,
       detail: error.message,
@@ -75,7 +63,7 @@ export function toProblem(error: unknown, path: string): Problem {
     };
   }
   return {
-    type: "https://ironmesh.io/problems/internal-error",
+    type: problemType("Internal error"),
     title: "Internal error",
     status: 500,
     detail: "The server failed to handle this request; the server log has the details",
@@ -84,7 +72,7 @@ export function toProblem(error: unknown, path: string): Problem {
 }
 
 /** Renders a problem as `application/problem+json`. */
-export function problemResponse(c: Context, problem: Problem): Response {
+export function problemResponse(c: Context, problem: RenderedProblem): Response {
   const headers: Record<string, string> = { "content-type": "application/problem+json" };
   if (problem.status === 401) headers["www-authenticate"] = 'Bearer realm="ironmesh"';
   const { retryAfter, ...body } = problem;

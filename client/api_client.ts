@@ -1,21 +1,21 @@
 /**
- * A small client for the Ironmesh REST API, used by the CLI verbs and the
- * end-to-end tests. It speaks the server's error vocabulary back: a problem
- * document (RFC 9457) becomes the matching error class from `core/errors.ts`,
- * so callers handle a 404 from the server and a local `NotFoundError` alike.
+ * The one client of the Ironmesh REST API: the CLI verbs, the end-to-end
+ * tests and the agent (`agent/server_api.ts`, over its own TLS clients) all
+ * call through it. It speaks the server's error vocabulary back: a problem
+ * document (RFC 9457) becomes the error class of its kind, read through the
+ * one table in `core/errors.ts`, so callers handle a 404 from the server and
+ * a local `NotFoundError` alike.
  */
 import {
-  ConflictError,
-  ForbiddenError,
+  errorOfKind,
+  type FieldProblem,
   InvalidError,
+  kindOfAnswer,
   type MeshError,
-  NotFoundError,
-  PreconditionFailedError,
-  TooLargeError,
-  UnauthorizedError,
+  type Problem,
   UnavailableError,
 } from "../core/errors.ts";
-import type { FieldProblem } from "../core/errors.ts";
+import { formatDuration } from "../core/duration.ts";
 
 /** Options of {@link ApiClient}. */
 export interface ApiClientOptions {
@@ -23,11 +23,18 @@ export interface ApiClientOptions {
   server: string;
   /** Bearer token sent with every request; none by default. */
   token?: string;
-  /** The `fetch` to use; `globalThis.fetch` by default. */
+  /**
+   * The `fetch` to use; `globalThis.fetch` by default. It may read the body
+   * before it resolves (the agent does, to release its TLS client).
+   */
   fetch?: typeof fetch;
+  /** Headers sent with every request, e.g. `User-Agent`; none by default. */
+  headers?: Record<string, string>;
+  /** Time after which a request gives up, in milliseconds; no limit by default. */
+  timeoutMs?: number;
 }
 
-/** Options of {@link ApiClient.request}. */
+/** Options of {@link ApiClient.request} and {@link ApiClient.call}. */
 export interface RequestOptions {
   /** Sent as JSON; no body by default. */
   body?: unknown;
@@ -35,6 +42,10 @@ export interface RequestOptions {
   headers?: Record<string, string>;
   /** Query parameters; `undefined` values are left out. None by default. */
   query?: Record<string, string | number | boolean | undefined>;
+  /** Aborts the request; none by default. */
+  signal?: AbortSignal;
+  /** Overrides {@link ApiClientOptions.timeoutMs} for this request. */
+  timeoutMs?: number;
 }
 
 /** One page of a list endpoint. */
@@ -44,22 +55,35 @@ export interface Page<T> {
   next?: string | null;
 }
 
-/** The server answered a status that has no kind of its own (e.g. 500, 502, 429). */
+/** The server answered a status that has no kind of its own (e.g. 500, 502, 415). */
 export class ServerError extends UnavailableError {
   constructor(message: string, readonly status: number) {
     super(message);
   }
 }
 
-/** A problem document as the server sends it (RFC 9457). */
-interface Problem {
-  type?: unknown;
-  title?: unknown;
-  status?: unknown;
-  detail?: unknown;
-  problems?: unknown;
-  current?: unknown;
+/** A problem document as received: read leniently, with `problems` always present. */
+export type ReceivedProblem = Required<Problem>;
+
+/** A non-2xx answer, decoded. */
+export interface Rejection {
+  kind: "rejected";
+  status: number;
+  /** The problem document, or one made up from the status when the body is not one. */
+  problem: ReceivedProblem;
+  /** The error class of the answer's kind ({@link ServerError} for a status of no kind). */
+  error: MeshError;
+  /** The `Retry-After` header in milliseconds, when sent. */
+  retryAfterMs?: number;
 }
+
+/** The outcome of one call, for callers that switch on it rather than catch. */
+export type ApiResult<T> =
+  /** A 2xx answer with its decoded body (`null` when empty, the text when not JSON). */
+  | { kind: "ok"; status: number; body: T }
+  | Rejection
+  /** No answer: refused connection, DNS failure, TLS failure, timeout. */
+  | { kind: "unreachable"; error: string };
 
 /** A typed client for the `/v1` REST API. */
 export class ApiClient {
@@ -68,6 +92,8 @@ export class ApiClient {
   #base: URL;
   #token: string | undefined;
   #fetch: typeof fetch;
+  #headers: Record<string, string>;
+  #timeoutMs: number | undefined;
 
   /** Checks the server URL now, so that a typo fails before any request. */
   constructor(options: ApiClientOptions) {
@@ -89,49 +115,26 @@ export class ApiClient {
     this.#token = options.token;
     // Bound, because a detached `fetch` throws "Illegal invocation" in some runtimes.
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
+    this.#headers = options.headers ?? {};
+    this.#timeoutMs = options.timeoutMs;
   }
 
   /**
    * Sends one request to `path` (e.g. `/v1/services`; segments already
    * encoded) and returns the parsed JSON answer, or `undefined` for an empty
    * one (204). The answer is cast to `T`, not validated. Throws the error
-   * class matching the status of a non-2xx answer, with the server's `detail`
-   * as the message, and an `UnavailableError` when the server cannot be reached.
+   * class of the kind of a non-2xx answer, with the server's `detail` as the
+   * message, and an `UnavailableError` when the server cannot be reached.
    */
   async request<T = unknown>(
     method: string,
     path: string,
     options: RequestOptions = {},
   ): Promise<T> {
-    const url = this.#url(path, options.query);
-    const headers = new Headers({ accept: "application/json, application/problem+json" });
-    if (this.#token !== undefined) headers.set("authorization", `Bearer ${this.#token}`);
-    let body: string | undefined;
-    if (options.body !== undefined) {
-      body = JSON.stringify(options.body);
-      headers.set("content-type", "application/json");
-    }
-    for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
-
-    let response: Response;
-    try {
-      response = await this.#fetch(url, {
-        method,
-        headers,
-        ...(body === undefined ? {} : { body }),
-      });
-    } catch (error) {
-      throw new UnavailableError(`Cannot reach server "${this.server}": ${networkReason(error)}`);
-    }
-    let text: string;
-    try {
-      text = await response.text();
-    } catch (error) {
-      throw new UnavailableError(
-        `Cannot read the answer of server "${this.server}": ${messageOf(error)}`,
-      );
-    }
-    if (!response.ok) throw errorFor(this.server, response, text);
+    const answer = await this.#exchange(method, path, options, "application/json");
+    if ("unreachable" in answer) throw new UnavailableError(answer.unreachable);
+    const { response, text } = answer;
+    if (!response.ok) throw rejection(this.server, path, response, text).error;
     if (text.trim() === "") return undefined as T;
     try {
       return JSON.parse(text) as T;
@@ -143,18 +146,29 @@ export class ApiClient {
     }
   }
 
+  /**
+   * Like {@link request}, but resolves to the outcome instead of throwing,
+   * for loops that retry each failure their own way (the agent's).
+   */
+  async call<T = unknown>(
+    method: string,
+    path: string,
+    options: RequestOptions = {},
+  ): Promise<ApiResult<T>> {
+    const answer = await this.#exchange(method, path, options, "application/json");
+    if ("unreachable" in answer) return { kind: "unreachable", error: answer.reason };
+    const { response, text } = answer;
+    if (!response.ok) return rejection(this.server, path, response, text);
+    return { kind: "ok", status: response.status, body: parseLenient(text) as T };
+  }
+
   /** GETs `path` and returns the raw body bytes (e.g. a backup archive); errors as {@link request}. */
   async download(path: string): Promise<Uint8Array> {
-    const headers = new Headers({ accept: "*/*" });
-    if (this.#token !== undefined) headers.set("authorization", `Bearer ${this.#token}`);
-    let response: Response;
-    try {
-      response = await this.#fetch(this.#url(path, undefined), { headers });
-    } catch (error) {
-      throw new UnavailableError(`Cannot reach server "${this.server}": ${networkReason(error)}`);
-    }
-    if (!response.ok) throw errorFor(this.server, response, await response.text());
-    return new Uint8Array(await response.arrayBuffer());
+    const answer = await this.#exchange("GET", path, {}, "*/*", true);
+    if ("unreachable" in answer) throw new UnavailableError(answer.unreachable);
+    const { response, text, bytes } = answer;
+    if (!response.ok) throw rejection(this.server, path, response, text).error;
+    return bytes!;
   }
 
   /**
@@ -193,6 +207,67 @@ export class ApiClient {
     return items;
   }
 
+  /**
+   * One round trip, the answer read to the end; no answer becomes
+   * `unreachable` (the sentence for a thrown error) and `reason` (for a result).
+   */
+  async #exchange(
+    method: string,
+    path: string,
+    options: RequestOptions,
+    accept: string,
+    binary = false,
+  ): Promise<
+    | { response: Response; text: string; bytes?: Uint8Array }
+    | { unreachable: string; reason: string }
+  > {
+    const headers = new Headers({
+      ...this.#headers,
+      accept: `${accept}, application/problem+json`,
+    });
+    if (this.#token !== undefined) headers.set("authorization", `Bearer ${this.#token}`);
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = JSON.stringify(options.body);
+      headers.set("content-type", "application/json");
+    }
+    for (const [name, value] of Object.entries(options.headers ?? {})) headers.set(name, value);
+    const timeoutMs = options.timeoutMs ?? this.#timeoutMs;
+    const timeout = new AbortController();
+    const timer = timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => timeout.abort(), timeoutMs);
+    const signals = [timeout.signal, ...(options.signal ? [options.signal] : [])];
+    const noAnswer = (error: unknown, what: string) => {
+      const reason = timeout.signal.aborted
+        ? `No answer within ${formatDuration(timeoutMs!)}`
+        : networkReason(error);
+      return { unreachable: `${what} "${this.server}": ${reason}`, reason };
+    };
+    let response: Response;
+    try {
+      response = await this.#fetch(this.#url(path, options.query), {
+        method,
+        headers,
+        signal: AbortSignal.any(signals),
+        ...(body === undefined ? {} : { body }),
+      });
+    } catch (error) {
+      clearTimeout(timer);
+      return noAnswer(error, "Cannot reach server");
+    }
+    try {
+      if (binary && response.ok) {
+        return { response, text: "", bytes: new Uint8Array(await response.arrayBuffer()) };
+      }
+      return { response, text: await response.text() };
+    } catch (error) {
+      return noAnswer(error, "Cannot read the answer of server");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   #url(path: string, query: RequestOptions["query"]): URL {
     const prefix = this.#base.pathname.replace(/\/+$/, "");
     const url = new URL(prefix + (path.startsWith("/") ? path : `/${path}`), this.#base);
@@ -210,54 +285,88 @@ function isPage(value: unknown): value is Page<unknown> {
     (page.next === undefined || page.next === null || typeof page.next === "string");
 }
 
-/** Maps a non-2xx answer to the error class of its status, keeping the server's words. */
-function errorFor(server: string, response: Response, text: string): MeshError {
-  const problem = parseProblem(text);
-  // A proxy in front of the server may answer with plain text or HTML; its first line still helps.
-  const firstLine = text.trim().split("\n", 1)[0]?.slice(0, 200) ?? "";
-  const message = nonEmpty(problem?.detail) ?? nonEmpty(problem?.title) ??
-    `Server "${server}" answered HTTP ${response.status}${firstLine ? `: ${firstLine}` : ""}`;
-  switch (response.status) {
-    case 400:
-    case 422:
-      return new InvalidError(message, problemsOf(problem?.problems));
-    case 401:
-      return new UnauthorizedError(message);
-    case 403:
-      return new ForbiddenError(message);
-    case 404:
-      return new NotFoundError(message);
-    case 409:
-      return new ConflictError(message);
-    case 412: {
-      const current = typeof problem?.current === "number" ? problem.current : null;
-      return new PreconditionFailedError(message, current);
-    }
-    case 413:
-      return new TooLargeError(message);
-    case 503:
-      return new UnavailableError(message);
-    default:
-      return new ServerError(message, response.status);
+/**
+ * Decodes a non-2xx answer to `path`: its problem document, read leniently
+ * (a proxy in front of the server may answer with HTML or plain text, and
+ * the status must still reach the caller), and the error class of its kind,
+ * with the server's words as the message.
+ */
+export function rejection(
+  server: string,
+  path: string,
+  response: { status: number; statusText: string; headers: Headers },
+  text: string,
+): Rejection {
+  const { status } = response;
+  const json = parseLenient(text);
+  const object = typeof json === "object" && json !== null ? json as Record<string, unknown> : {};
+  // Not a document: its first line still helps.
+  const firstLine = typeof json === "string" ? json.trim().split("\n", 1)[0]!.slice(0, 200) : "";
+  const problem: ReceivedProblem = {
+    type: stringOr(object.type, "about:blank"),
+    title: stringOr(object.title, response.statusText || `HTTP ${status}`),
+    status,
+    detail: stringOr(object.detail, firstLine),
+    instance: stringOr(object.instance, path),
+    problems: problemsOf(object.problems),
+  };
+  const message = nonEmpty(object.detail) ?? nonEmpty(object.title) ??
+    `Server "${server}" answered HTTP ${status}${firstLine ? `: ${firstLine}` : ""}`;
+  const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), Date.now());
+  const kind = kindOfAnswer(status, object.type);
+  const error = kind === undefined ? new ServerError(message, status) : errorOfKind(kind, message, {
+    problems: problem.problems,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  });
+  return {
+    kind: "rejected",
+    status,
+    problem,
+    error,
+    ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+  };
+}
+
+/**
+ * Reads a `Retry-After` header: delay-seconds or an HTTP date, in
+ * milliseconds from `now`; `undefined` when absent or unreadable.
+ */
+export function parseRetryAfter(value: string | null, now: number): number | undefined {
+  if (value === null) return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/** JSON, `null` for nothing, the text itself when it is not JSON. */
+function parseLenient(text: string): unknown {
+  if (text === "") return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
   }
 }
 
-function parseProblem(text: string): Problem | undefined {
-  try {
-    const value: unknown = JSON.parse(text);
-    return typeof value === "object" && value !== null ? value as Problem : undefined;
-  } catch {
-    return undefined;
-  }
-}
+const LOCATIONS: ReadonlySet<unknown> = new Set(["query", "path", "header"]);
 
 function problemsOf(value: unknown): FieldProblem[] {
   if (!Array.isArray(value)) return [];
   return value.flatMap((p: unknown) => {
     if (typeof p !== "object" || p === null) return [];
-    const { pointer, message } = p as { pointer?: unknown; message?: unknown };
-    return typeof pointer === "string" && typeof message === "string" ? [{ pointer, message }] : [];
+    const { pointer, message, in: where } = p as Record<string, unknown>;
+    if (typeof pointer !== "string" || typeof message !== "string") return [];
+    return [{
+      pointer,
+      message,
+      ...(LOCATIONS.has(where) ? { in: where as NonNullable<FieldProblem["in"]> } : {}),
+    }];
   });
+}
+
+function stringOr(value: unknown, fallback: string): string {
+  return typeof value === "string" ? value : fallback;
 }
 
 function nonEmpty(value: unknown): string | undefined {
@@ -268,7 +377,10 @@ function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Deno's `fetch` says only "fetch failed"; the reason (e.g. "Connection refused") is in its cause. */
+/**
+ * Deno's `fetch` says only "fetch failed"; the reason (e.g. "Connection
+ * refused", "invalid peer certificate: UnknownIssuer") is in its cause.
+ */
 function networkReason(error: unknown): string {
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : undefined;
   if (cause === undefined) return messageOf(error);

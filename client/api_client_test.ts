@@ -9,7 +9,7 @@ import {
   UnauthorizedError,
   UnavailableError,
 } from "../core/errors.ts";
-import { ApiClient, ServerError } from "./api_client.ts";
+import { ApiClient, parseRetryAfter, ServerError } from "./api_client.ts";
 
 /** Starts a test-double HTTP server on a free loopback port and returns its URL. */
 async function withServer(
@@ -188,4 +188,13 @@ Deno.test("ApiClient.list() refuses an answer without items or with a repeating 
     await assert.rejects(client.list("/v1/bad"), /expected \{"items": \[\.\.\.\]\}/);
     await assert.rejects(client.list("/v1/loop"), /cursor "again" repeats/);
   });
+});
+
+Deno.test("parseRetryAfter() reads seconds and HTTP dates", () => {
+  const now = Date.UTC(2026, 0, 1);
+  assert.equal(parseRetryAfter(null, now), undefined);
+  assert.equal(parseRetryAfter(" 3 ", now), 3_000);
+  assert.equal(parseRetryAfter("Thu, 01 Jan 2026 00:00:10 GMT", now), 10_000);
+  assert.equal(parseRetryAfter("Wed, 31 Dec 2025 00:00:00 GMT", now), 0);
+  assert.equal(parseRetryAfter("soon", now), undefined);
 });

@@ -26,7 +26,7 @@
  */
 import type * as grpc from "@grpc/grpc-js";
 import { status as grpcStatus } from "@grpc/grpc-js";
-import { MeshError } from "../core/errors.ts";
+import { grpcCodeOf } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
 import * as codec from "./proto/codec.ts";
@@ -685,12 +685,9 @@ function endWith(
   call.emit("error", { code, details });
 }
 
+/** The status of a refused stream, from the one error table (`core/errors.ts`). */
 function refusalCode(error: unknown): grpcStatus {
-  if (error instanceof MeshError && error.kind === "Unauthorized") {
-    return grpcStatus.UNAUTHENTICATED;
-  }
-  if (error instanceof MeshError && error.kind === "Forbidden") return grpcStatus.PERMISSION_DENIED;
-  return grpcStatus.INVALID_ARGUMENT;
+  return grpcStatus[grpcCodeOf(error)];
 }
 
 /** True when a delta subscription covers `name`. */
