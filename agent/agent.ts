@@ -37,6 +37,11 @@ import { ClientPool } from "./tls_clients.ts";
 import { sleep, Wakeup } from "./wait.ts";
 import { defaultXdsServer, startXdsRelay, type XdsRelay } from "./xds_relay.ts";
 
+/** Where the local xDS endpoint keeps the server's last configuration. */
+function xdsCachePath(dataDir: string): string {
+  return `${dataDir}/xds/cache.json`;
+}
+
 /** Options of {@link runAgent}. */
 export interface AgentOptions {
   /**
@@ -224,6 +229,7 @@ async function runLocalXds(
         upstream,
         material: tlsMaterial(identity()),
         log,
+        cachePath: xdsCachePath(options.dataDir),
       });
     } catch (error) {
       const delay = backoffDelay(attempt, { baseMs: 1_000, capMs: 30_000 }, random);

@@ -2,67 +2,88 @@
  * The agent's local xDS endpoint. Proxyless gRPC applications
  * (`@grpc/grpc-js-xds`) can only reach an xDS server in plaintext, and the
  * server's gRPC port demands mTLS with a mesh certificate; so, like Istio's
- * agent, ours listens on loopback without TLS and relays each application
- * stream to the server over its own mTLS identity. Envoy sidecars on the
- * host use the same endpoint (see `envoy.ts`).
+ * agent, ours listens on loopback without TLS and serves each application
+ * stream over its own mTLS identity. Envoy sidecars on the host use the same
+ * endpoint (see `envoy.ts`). State of the world and delta are both served.
  *
- * One application stream is one upstream stream: messages are passed on
- * unchanged in both directions (raw bytes), a half-close or a cancellation on
- * one side ends the other, and the server's final status reaches the
- * application as it is. When the server cannot be reached the application's
- * stream fails with UNAVAILABLE at once; its xDS client retries with backoff
- * and keeps its last configuration meanwhile.
+ * It is a cache, not a pipe (issue 12). Each client stream is a session
+ * (`xds_relay_sotw.ts`, `xds_relay_delta.ts`) with an upstream stream of its
+ * own to the server; the server sees the agent's certificate, so every
+ * stream counts as this agent's node and identity. When the server cannot be
+ * reached, the client's stream stays open and is answered from what the
+ * server last sent for the client's node (`xds_relay_cache.ts`, also on disk
+ * so it outlives an agent restart), while the upstream stream is retried
+ * with a short, jittered backoff (at most {@link UPSTREAM_BACKOFF}'s cap
+ * apart); once the server is back the client gets the current configuration
+ * on the stream it never left. The client is never failed because the server
+ * is away: its stream ends only when it ends it, when the agent stops, or
+ * when it sends something that is not xDS.
  *
- * One exception: the sidecar's workload certificate. Envoy asks for the SDS
- * secret `default` on its ADS stream, and the relay answers that itself with
- * the agent's certificate chain and private key, so the key never leaves the
- * host and the server never serves it; the rest of the request (`ROOTCA`)
- * goes to the server. After a renewal every subscribed Envoy gets the new
- * certificate on its running stream. See `sds.ts` for how requests are split;
- * server→application messages are never decoded.
+ * The upstream streams run over the runtime's `fetch` (`grpc_fetch.ts`), not
+ * grpc-js, whose HTTP/2 layer aborted the agent when the server went away
+ * under open streams. A small probe (gRPC health, every
+ * {@link PROBE_INTERVAL_MS}) finds a server that vanished without closing
+ * its connections, and opens fresh ones.
  *
- * The server sees the agent's certificate, so every stream relayed by an
- * agent counts as that agent's node and identity: the loopback endpoint
- * grants what the agent is, to processes on its host only.
- *
- * After a certificate renewal or a trust bundle change ({@link XdsRelay.update})
- * new streams use a channel built on the new material; streams already
- * running stay on the channel they started on, which closes once its last
- * stream ends. A stream never breaks because of a renewal (and its Envoy gets
- * the renewed `default` on it).
+ * The agent answers the sidecar's workload certificate (SDS `default`)
+ * itself, so the key never leaves the host (`sds.ts`). After a certificate
+ * renewal or a trust bundle change ({@link XdsRelay.update}) new upstream
+ * streams use the new material, and every Envoy subscribed to `default` gets
+ * the new certificate on its running stream.
  */
 import * as grpc from "@grpc/grpc-js";
-import { isIP } from "node:net";
-import { checkServerIdentity } from "node:tls";
 import { formatHostPort, type HostPort, isLoopback } from "../core/address.ts";
+import { HEALTH_CHECK_PATH } from "../core/grpc_health.ts";
 import type { Logger } from "../core/log.ts";
-import { type WorkloadCertificate, workloadCertificate } from "../core/workload_secret.ts";
-import { SdsSplitter } from "./sds.ts";
-import type { TlsMaterial } from "./tls_clients.ts";
+import { workloadCertificate } from "../core/workload_secret.ts";
+import { backoffDelay } from "./backoff.ts";
+import { type CallStatus, type GrpcStream, grpcUnary, openGrpcStream } from "./grpc_fetch.ts";
+import { LocalResources } from "./sds.ts";
+import { ClientPool, type Lease, type TlsMaterial } from "./tls_clients.ts";
+import { XdsCache } from "./xds_relay_cache.ts";
+import { DeltaSession } from "./xds_relay_delta.ts";
+import type { RelaySession, SessionOptions } from "./xds_relay_session.ts";
+import { SotwSession } from "./xds_relay_sotw.ts";
 
 /** The full method name of state-of-the-world ADS. */
 export const ADS_METHOD =
   "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+/** The full method name of incremental (delta) ADS. */
+export const DELTA_ADS_METHOD =
+  "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
 /** The default loopback address of the local xDS endpoint. */
 export const DEFAULT_LOCAL_XDS_ADDR = "127.0.0.1:15010";
 /** The port of the server's gRPC (xDS) address when only its host is known. */
 export const DEFAULT_XDS_SERVER_PORT = 15012;
+/**
+ * Retries of an upstream stream: full jitter up to 100 ms doubling to 1 s.
+ * Short, because a client's next configuration waits on it; cheap, because
+ * each retry is one connection attempt per client stream.
+ */
+export const UPSTREAM_BACKOFF = { baseMs: 100, capMs: 1_000 } as const;
+/** How often the server's gRPC port is probed while streams are up. */
+export const PROBE_INTERVAL_MS = 15_000;
 
 const identity = (bytes: Buffer): Buffer => bytes;
 
-/** Both directions are raw bytes: the relay never decodes a message. */
-const relayServiceDefinition: grpc.ServiceDefinition = {
-  streamAggregatedResources: {
-    path: ADS_METHOD,
+function rawMethod(path: string, originalName: string): grpc.MethodDefinition<Buffer, Buffer> {
+  return {
+    path,
     requestStream: true,
     responseStream: true,
     requestSerialize: identity,
     requestDeserialize: identity,
     responseSerialize: identity,
     responseDeserialize: identity,
-    originalName: "StreamAggregatedResources",
-  },
+    originalName,
+  };
+}
+
+/** Both ADS variants with raw bytes: the sessions read what they need. */
+const relayServiceDefinition: grpc.ServiceDefinition = {
+  streamAggregatedResources: rawMethod(ADS_METHOD, "StreamAggregatedResources"),
+  deltaAggregatedResources: rawMethod(DELTA_ADS_METHOD, "DeltaAggregatedResources"),
 };
 
 /** Options of {@link startXdsRelay}. */
@@ -74,17 +95,29 @@ export interface XdsRelayOptions {
   /** The agent's trust bundle, certificate chain and key. */
   material: TlsMaterial;
   log: Logger;
-  /** Extra options for the upstream channels (tests shorten the backoff). */
-  channelOptions?: grpc.ChannelOptions;
+  /** The cache file (`DATA_DIR/xds/cache.json`); absent: the cache lives in memory only. */
+  cachePath?: string;
+  /** Counts what the relay does, for metrics. */
+  events?: RelayEvents;
+}
+
+/** Hooks for metrics. */
+export interface RelayEvents {
+  /** A client stream opened (+1) or ended (-1). */
+  stream?: (variant: "sotw" | "delta", delta: 1 | -1) => void;
+  /** A response to a client came from the cache while the server was away. */
+  servedFromCache?: (typeUrl: string) => void;
+  /** An upstream stream failed. */
+  upstreamFailure?: () => void;
 }
 
 /** Counts of what the relay is doing, for logs and tests. */
 export interface RelayStats {
-  /** Application streams open now. */
+  /** Client streams open now. */
   streams: number;
-  /** Upstream channels open now (the current one plus retired ones still in use). */
-  channels: number;
-  /** Application streams accepted since the start. */
+  /** Client streams whose upstream stream is answering now. */
+  upstreamLive: number;
+  /** Client streams accepted since the start. */
   total: number;
 }
 
@@ -93,12 +126,12 @@ export interface XdsRelay {
   /** The address actually bound (port 0 resolved). */
   readonly address: HostPort;
   /**
-   * Makes new upstream streams use `material`; running streams keep theirs.
+   * Makes new upstream streams use `material`; running ones keep theirs.
    * A new certificate goes to every Envoy subscribed to `default` at once.
    */
   update(material: TlsMaterial): void;
   stats(): RelayStats;
-  /** Stops listening and cancels every stream, both sides. */
+  /** Stops listening, ends every stream both sides, writes the cache file. */
   close(): Promise<void>;
 }
 
@@ -131,30 +164,133 @@ export function defaultXdsServer(serverUrl: string): string {
   return `${host}:${DEFAULT_XDS_SERVER_PORT}`;
 }
 
-/** The host part of `host:port` or `[ipv6]:port`, unbracketed. */
-function upstreamHost(address: string): string {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):\d+$/.exec(address);
-  if (!m) throw new Error(`Invalid xDS server address "${address}": expected HOST:PORT`);
-  return m[1] ?? m[2]!;
-}
-
-interface Channel {
-  client: grpc.Client;
-  key: string;
-  streams: number;
-  retired: boolean;
-  closed: boolean;
-}
-
-function materialKey(m: TlsMaterial): string {
-  return JSON.stringify([m.caPem, m.certPem ?? "", m.keyPem ?? ""]);
-}
-
-function certificateOf(material: TlsMaterial): WorkloadCertificate {
+function certificateOf(material: TlsMaterial) {
   if (material.certPem === undefined || material.keyPem === undefined) {
     throw new Error("The xDS relay needs the agent's certificate and key");
   }
   return workloadCertificate(material.certPem, material.keyPem);
+}
+
+function describeStatus(status: CallStatus): Record<string, unknown> {
+  const code = status.code === null ? "none" : grpc.status[status.code] ?? String(status.code);
+  return { code, details: status.details };
+}
+
+/**
+ * The upstream stream of one client session: opened on the session's first
+ * message, reopened with backoff whenever it ends, until {@link close}.
+ */
+class UpstreamLink {
+  #stream: GrpcStream | null = null;
+  #lease: Lease | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #attempt = 0;
+  #closed = false;
+  /** Whether the current stream has answered. */
+  live = false;
+  /** Whether a failure was logged and the recovery is still to be logged. */
+  #failing = false;
+
+  constructor(
+    private readonly session: RelaySession,
+    private readonly options: {
+      id: number;
+      url: URL;
+      pool: () => ClientPool;
+      log: Logger;
+      upstream: string;
+      events: RelayEvents | undefined;
+    },
+  ) {}
+
+  /** Opens the stream unless it is open or waiting to reopen. */
+  ensure(): void {
+    if (this.#closed || this.#stream !== null || this.#timer !== undefined) return;
+    this.#open();
+  }
+
+  /** Ends the current stream and opens a new one at once (a fresh connection was made). */
+  restart(): void {
+    if (this.#closed || this.#stream === null) return;
+    this.#drop();
+    this.#open();
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#drop();
+  }
+
+  #drop(): void {
+    this.#stream?.cancel();
+    this.#stream = null;
+    this.live = false;
+    this.#lease?.release();
+    this.#lease = null;
+    this.session.upstreamClosed();
+  }
+
+  #open(): void {
+    const { log } = this.options;
+    let lease: Lease;
+    try {
+      lease = this.options.pool().acquire();
+    } catch {
+      return; // The relay is closing.
+    }
+    this.#lease = lease;
+    const stream = openGrpcStream({
+      client: lease.client,
+      url: this.options.url,
+      onMessage: (message) => {
+        if (this.#stream !== stream) return;
+        if (!this.live && this.#failing) {
+          log.info("xDS stream to the server restored", { stream: this.options.id });
+          this.#failing = false;
+        }
+        this.live = true;
+        this.#attempt = 0;
+        try {
+          this.session.fromUpstream(message);
+        } catch (error) {
+          log.warn("Ignoring an unreadable message from the server", {
+            stream: this.options.id,
+            error: error instanceof Error ? error.message : String(error),
+          });
+        }
+      },
+      onClose: (status) => {
+        if (this.#stream !== stream) return;
+        this.#stream = null;
+        this.live = false;
+        lease.release();
+        this.#lease = null;
+        this.session.upstreamClosed();
+        this.options.events?.upstreamFailure?.();
+        const delay = backoffDelay(this.#attempt++, UPSTREAM_BACKOFF);
+        const fields = {
+          stream: this.options.id,
+          upstream: this.options.upstream,
+          ...describeStatus(status),
+          retryIn: `${delay}ms`,
+        };
+        if (this.#failing) {
+          log.debug("xDS stream to the server failed again", fields);
+        } else {
+          // One line per outage: retries are frequent, and the client is served meanwhile.
+          log.warn("xDS stream to the server failed; serving from the cache", fields);
+          this.#failing = true;
+        }
+        this.#timer = setTimeout(() => {
+          this.#timer = undefined;
+          if (!this.#closed) this.#open();
+        }, delay);
+      },
+    });
+    this.#stream = stream;
+    this.session.upstreamOpened((bytes) => stream.send(bytes));
+  }
 }
 
 /** Starts the relay; rejects when the address cannot be bound or is not loopback. */
@@ -167,149 +303,102 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
       }": it must be a loopback address`,
     );
   }
-  const channelOptions: grpc.ChannelOptions = {
-    // The application's own client enforces its message limits; the relay passes everything.
-    "grpc.max_receive_message_length": -1,
-    "grpc.max_send_message_length": -1,
-    // A server outage should not leave proxies waiting grpc's default 2 minutes once it is back.
-    "grpc.max_reconnect_backoff_ms": 10_000,
-    // Find a server that vanished without closing its connections.
-    "grpc.keepalive_time_ms": 60_000,
-    "grpc.keepalive_timeout_ms": 20_000,
-    ...options.channelOptions,
-  };
-  // An IP literal is no valid TLS server name (RFC 6066), and Deno's TLS refuses one: send a
-  // placeholder name and check the certificate against the IP itself (its IP SAN).
-  const target = upstreamHost(options.upstream);
-  const verify: grpc.VerifyOptions = {};
-  if (isIP(target) !== 0) {
-    channelOptions["grpc.ssl_target_name_override"] = "localhost";
-    verify.checkServerIdentity = (_name, cert) => checkServerIdentity(target, cert);
+  const base = `https://${options.upstream}`;
+  try {
+    new URL(base);
+  } catch {
+    throw new Error(`Invalid xDS server address "${options.upstream}": expected HOST:PORT`);
   }
-  const newChannel = (material: TlsMaterial): Channel => {
-    if (material.certPem === undefined || material.keyPem === undefined) {
-      throw new Error("The xDS relay needs the agent's certificate and key");
-    }
-    const credentials = grpc.credentials.createSsl(
-      Buffer.from(material.caPem),
-      Buffer.from(material.keyPem),
-      Buffer.from(material.certPem),
-      verify,
-    );
-    return {
-      client: new grpc.Client(options.upstream, credentials, channelOptions),
-      key: materialKey(material),
-      streams: 0,
-      retired: false,
-      closed: false,
-    };
-  };
-  const closeIfIdle = (channel: Channel) => {
-    if (channel.retired && channel.streams === 0 && !channel.closed) {
-      channel.closed = true;
-      channel.client.close();
-    }
-  };
-
-  let current = newChannel(options.material);
-  let certificate = certificateOf(options.material);
-  const channels = new Set<Channel>([current]);
+  let material = options.material;
+  let certificate = certificateOf(material);
+  const local = new LocalResources(() => certificate);
+  const cache = new XdsCache({
+    log,
+    ...(options.cachePath === undefined ? {} : { path: options.cachePath }),
+  });
+  await cache.load();
+  let pool = new ClientPool(material);
+  const links = new Map<RelaySession, UpstreamLink>();
   const calls = new Set<() => void>();
-  const splitters = new Set<SdsSplitter>();
   let total = 0;
   let closed = false;
 
-  const relay = (app: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-    total++;
-    const channel = current;
-    channel.streams++;
-    const id = total;
+  const serve = (variant: "sotw" | "delta") => (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+    if (closed) {
+      call.emit("error", { code: grpc.status.UNAVAILABLE, details: "The agent is stopping" });
+      return;
+    }
+    const id = ++total;
     let finished = false;
-    const upstream = channel.client.makeBidiStreamRequest(
-      ADS_METHOD,
-      identity,
-      identity,
-      new grpc.Metadata(),
-      {},
-    );
-    const sds = new SdsSplitter({
-      send: (bytes) => {
-        if (!finished) app.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      },
-      certificate: () => certificate,
+    const sessionOptions: SessionOptions = {
+      id,
+      cache,
+      local,
       log,
-      stream: id,
+      wantUpstream: () => link.ensure(),
+      down: (bytes) => {
+        if (!finished) call.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      },
+      ...(options.events?.servedFromCache
+        ? { servedFromCache: options.events.servedFromCache }
+        : {}),
+    };
+    const session = variant === "sotw"
+      ? new SotwSession(sessionOptions)
+      : new DeltaSession(sessionOptions);
+    const link = new UpstreamLink(session, {
+      id,
+      url: new URL(variant === "sotw" ? ADS_METHOD : DELTA_ADS_METHOD, base),
+      pool: () => pool,
+      log,
+      upstream: options.upstream,
+      events: options.events,
     });
-    splitters.add(sds);
+    links.set(session, link);
+    options.events?.stream?.(variant, 1);
     const finish = () => {
       if (finished) return false;
       finished = true;
-      splitters.delete(sds);
-      calls.delete(cancelBoth);
-      channel.streams--;
-      closeIfIdle(channel);
-      if (channel.closed) channels.delete(channel);
+      link.close();
+      links.delete(session);
+      calls.delete(stop);
+      options.events?.stream?.(variant, -1);
       return true;
     };
-    // Used by close(): the application is told the relay went away.
-    const cancelBoth = () => {
-      if (!finish()) return;
-      upstream.cancel();
-      app.emit("error", { code: grpc.status.UNAVAILABLE, details: "The agent is shutting down" });
-    };
-    calls.add(cancelBoth);
-
-    // Application → server, with backpressure both ways; the agent answers `default` itself.
-    app.on("data", (bytes: Buffer) => {
-      if (finished) return;
-      const up = sds.fromApp(bytes);
-      if (up === null) return;
-      const message = up === bytes ? bytes : Buffer.from(up.buffer, up.byteOffset, up.byteLength);
-      if (!upstream.write(message)) app.pause();
-    });
-    upstream.on("drain", () => app.resume());
-    app.on("end", () => {
-      if (!finished) upstream.end();
-    });
-    app.on("cancelled", () => {
-      if (finish()) upstream.cancel();
-    });
-
-    // Server → application.
-    upstream.on("data", (bytes: Buffer) => {
-      if (!app.write(bytes)) upstream.pause();
-    });
-    app.on("drain", () => upstream.resume());
-    upstream.on("status", (status: grpc.StatusObject) => {
-      if (!finish()) return;
-      if (status.code === grpc.status.OK) {
-        app.end();
-        return;
+    // Used by close(): the client is told the agent went away.
+    const stop = () => {
+      if (finish()) {
+        call.emit("error", {
+          code: grpc.status.UNAVAILABLE,
+          details: "The agent is shutting down",
+        });
       }
-      // The application's client retries with backoff, which bounds these lines.
-      log.warn("xDS stream to the server failed", {
-        stream: id,
-        upstream: options.upstream,
-        code: grpc.status[status.code],
-        details: status.details,
-      });
-      app.emit("error", { code: status.code, details: status.details });
+    };
+    calls.add(stop);
+    call.on("data", (bytes: Buffer) => {
+      if (finished) return;
+      try {
+        session.fromClient(bytes);
+      } catch (error) {
+        const details = `Invalid xDS request: ${error instanceof Error ? error.message : error}`;
+        log.warn("Ending a local xDS stream: the client sent something that is not xDS", {
+          stream: id,
+          details,
+        });
+        if (finish()) call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details });
+      }
     });
-    // The status event carries the outcome; an error event without a listener would throw.
-    upstream.on("error", () => {});
+    call.on("end", () => {
+      if (finish()) call.end();
+    });
+    call.on("cancelled", finish);
+    call.on("error", finish);
   };
 
-  const server = new grpc.Server({
-    "grpc.max_receive_message_length": 4 * 1024 * 1024,
-  });
+  const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
   server.addService(relayServiceDefinition, {
-    streamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      if (closed) {
-        call.emit("error", { code: grpc.status.UNAVAILABLE, details: "The agent is stopping" });
-        return;
-      }
-      relay(call);
-    },
+    streamAggregatedResources: serve("sotw"),
+    deltaAggregatedResources: serve("delta"),
   });
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(
@@ -318,7 +407,7 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
       (error, bound) => error ? reject(error) : resolve(bound),
     );
   }).catch((error) => {
-    for (const c of channels) c.client.close();
+    pool.close();
     throw new Error(
       `Cannot listen on local xDS address ${formatHostPort(options.listen)}: ${
         error instanceof Error ? error.message : String(error)
@@ -331,28 +420,54 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
     upstream: options.upstream,
   });
 
+  // A server that vanished without closing its connections leaves streams that never end:
+  // a health call on the same connections finds out, and fresh ones replace them.
+  let probing = false;
+  const probe = setInterval(async () => {
+    if (probing || closed || ![...links.values()].some((l) => l.live)) return;
+    probing = true;
+    const lease = pool.acquire();
+    try {
+      await grpcUnary(lease.client, new URL(HEALTH_CHECK_PATH, base), new Uint8Array(), 5_000);
+    } catch (error) {
+      if (closed) return;
+      log.warn("The server's gRPC port stopped answering; reconnecting", {
+        upstream: options.upstream,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      const old = pool;
+      pool = new ClientPool(material);
+      old.close();
+      for (const link of links.values()) link.restart();
+    } finally {
+      lease.release();
+      probing = false;
+    }
+  }, PROBE_INTERVAL_MS);
+
   return {
     address,
-    update(material) {
+    update(next) {
       if (closed) return;
-      if (materialKey(material) === current.key) return;
-      // Built before the old one retires: bad PEM throws and the relay keeps a working channel.
-      const next = newChannel(material);
-      const old = current;
-      current = next;
-      certificate = certificateOf(material);
-      for (const sds of splitters) sds.renewed();
-      channels.add(next);
-      old.retired = true;
-      closeIfIdle(old);
-      if (old.closed) channels.delete(old);
-      log.debug("xDS relay uses new TLS material for new streams", { openOnOld: old.streams });
+      // Both built before anything changes: bad PEM throws and the relay keeps working.
+      const nextCertificate = certificateOf(next);
+      const changed = nextCertificate.version !== certificate.version;
+      pool.update(next);
+      material = next;
+      certificate = nextCertificate;
+      if (changed) { for (const session of links.keys()) session.localChanged(); }
+      log.debug("xDS relay uses new TLS material for new upstream streams", {});
     },
-    stats: () => ({ streams: calls.size, channels: channels.size, total }),
+    stats: () => ({
+      streams: calls.size,
+      upstreamLive: [...links.values()].filter((l) => l.live).length,
+      total,
+    }),
     async close() {
       if (closed) return;
       closed = true;
-      for (const cancel of [...calls]) cancel();
+      clearInterval(probe);
+      for (const stop of [...calls]) stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {
           server.forceShutdown();
@@ -363,12 +478,8 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
           resolve();
         });
       });
-      for (const c of channels) {
-        c.retired = true;
-        c.closed = true;
-        c.client.close();
-      }
-      channels.clear();
+      pool.close();
+      await cache.flush();
     },
   };
 }

@@ -1,235 +1,334 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { parseAgentConfig } from "../core/agent_config.ts";
-import { jsonLogger, silentLogger } from "../core/log.ts";
+import { jsonLogger, type Logger, silentLogger } from "../core/log.ts";
 import { runAgent } from "./agent.ts";
-import { createTestCa, startTlsServerDouble, type TestCa } from "./_tls_server_double.ts";
-import type { TlsMaterial } from "./tls_clients.ts";
+import { createTestCa, startTlsServerDouble } from "./_tls_server_double.ts";
 import { HOST, nodeRequests, waitFor } from "./_test_agent.ts";
-// Tests may reach sideways: the Envoy-like client and the server double speak real protobuf.
-import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
 import {
-  ADS_METHOD,
+  AdsClient,
+  agentMaterial,
+  CDS,
+  EDS,
+  LDS,
+  leaf,
+  SDS,
+  TcpCut,
+  XdsServerDouble,
+} from "./_xds_relay_testing.ts";
+import {
   defaultXdsServer,
   parseLocalXdsAddr,
   startXdsRelay,
   type XdsRelay,
+  type XdsRelayOptions,
 } from "./xds_relay.ts";
+// Tests may reach sideways: the doubles speak real protobuf, checked against Envoy's descriptor.
+import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
 
-const ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
-const raw = (b: Buffer) => b;
+const codec = { decodeStrict, encodeStrict };
+const NODE = { id: "app-1", cluster: "app", locality: {} };
 
-async function leaf(
-  ca: TestCa,
-  usage: "server" | "client",
-  names: { cn: string; uris?: string[]; ips?: string[] },
-): Promise<{ key: string; cert: string }> {
-  const keys = await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"]);
-  const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-  const b64 = btoa(String.fromCharCode(...der)).replace(/(.{64})/g, "$1\n");
-  const key = `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`;
-  const cert = await ca.issue({
-    publicKey: keys.publicKey,
-    commonName: names.cn,
-    uris: names.uris ?? [],
-    ips: names.ips ?? [],
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 3_600_000),
-    usage,
-  });
-  return { key, cert };
+function relayAddress(relay: XdsRelay): string {
+  return `127.0.0.1:${relay.address.port}`;
 }
 
-/** One stream the upstream double received. */
-interface UpstreamStream {
-  san: string | undefined;
-  serial: string | undefined;
-  received: string[];
-  ended: boolean;
-  cancelled: boolean;
-  call: grpc.ServerDuplexStream<Buffer, Buffer>;
+/** A logger that keeps its lines, to wait for what the relay says. */
+function lines(): { log: Logger; lines: string[] } {
+  const kept: string[] = [];
+  return { log: jsonLogger((l) => kept.push(l), { level: "debug" }), lines: kept };
 }
 
-/**
- * A test double of the server's ADS port: mTLS with client certificates
- * required, answering every message with `echo:<message>`, recording what
- * each stream saw, and ending a stream with OK when the client half-closes.
- */
-async function startUpstreamDouble(
-  ca: TestCa,
-  serving?: { key: string; cert: string },
-) {
-  serving ??= await leaf(ca, "server", { cn: "server", ips: ["127.0.0.1"] });
-  const streams: UpstreamStream[] = [];
-  const server = new grpc.Server();
-  server.addService({
-    ads: {
-      path: ADS_METHOD,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: raw,
-      requestDeserialize: raw,
-      responseSerialize: raw,
-      responseDeserialize: raw,
-    },
-  }, {
-    ads: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      const seen: UpstreamStream = {
-        san: call.getAuthContext().sslPeerCertificate?.subjectaltname,
-        serial: call.getAuthContext().sslPeerCertificate?.serialNumber?.toLowerCase(),
-        received: [],
-        ended: false,
-        cancelled: false,
-        call,
-      };
-      streams.push(seen);
-      call.on("data", (b: Buffer) => {
-        const text = b.toString();
-        seen.received.push(text);
-        if (text === "fail") {
-          call.emit("error", { code: grpc.status.PERMISSION_DENIED, details: "not you" });
-        } else {
-          call.write(Buffer.concat([Buffer.from("echo:"), b]));
-        }
-      });
-      call.on("end", () => {
-        seen.ended = true;
-        call.end();
-      });
-      call.on("cancelled", () => seen.cancelled = true);
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createSsl(
-        Buffer.from(ca.rootPem),
-        [{ private_key: Buffer.from(serving.key), cert_chain: Buffer.from(serving.cert) }],
-        true,
-      ),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
-  return { address: `127.0.0.1:${port}`, streams, stop: () => server.forceShutdown() };
-}
-
-/** An application's ADS stream through the relay, as grpc-js-xds opens it (plaintext). */
-function openApp(relay: XdsRelay | string) {
-  const client = new grpc.Client(
-    typeof relay === "string" ? relay : `127.0.0.1:${relay.address.port}`,
-    grpc.credentials.createInsecure(),
-  );
-  const call = client.makeBidiStreamRequest(ADS_METHOD, raw, raw, new grpc.Metadata(), {});
-  const received: string[] = [];
-  call.on("data", (b: Buffer) => received.push(b.toString()));
-  call.on("error", () => {});
-  const status = new Promise<grpc.StatusObject>((resolve) => call.on("status", resolve));
-  return { client, call, received, status };
-}
-
-async function agentMaterial(ca: TestCa, sa: string): Promise<TlsMaterial> {
-  const { key, cert } = await leaf(ca, "client", {
-    cn: "vm-1",
-    uris: [`spiffe://ironmesh.test/ns/default/sa/${sa}`],
-  });
-  return { caPem: ca.rootPem, certPem: cert, keyPem: key };
-}
-
-async function setUp() {
+async function setUp(options: Partial<XdsRelayOptions> = {}) {
   const ca = await createTestCa("Relay Test");
-  const upstream = await startUpstreamDouble(ca);
+  const server = await XdsServerDouble.start(codec, ca);
+  const cut = new TcpCut(server.port);
+  cut.up();
   const relay = await startXdsRelay({
     listen: { host: "127.0.0.1", port: 0 },
-    upstream: upstream.address,
+    upstream: cut.address,
     material: await agentMaterial(ca, "web"),
     log: silentLogger,
+    ...options,
   });
   return {
     ca,
-    upstream,
+    server,
+    cut,
     relay,
     async finish() {
       await relay.close();
-      upstream.stop();
+      cut.down();
+      server.stop();
     },
   };
 }
 
-Deno.test("xDS relay passes bytes both ways over mTLS with the agent's certificate", async () => {
-  const { upstream, relay, finish } = await setUp();
-  const app = openApp(relay);
+Deno.test("xDS relay serves the server's resources over mTLS with the agent's certificate", async () => {
+  const { server, relay, finish } = await setUp();
+  server.set(LDS, "echo.default", {});
+  const app = AdsClient.sotw(codec, relayAddress(relay));
   try {
-    assert.notEqual(relay.address.port, 0);
-    app.call.write(Buffer.from("one"));
-    app.call.write(Buffer.from("two"));
-    await waitFor(() => app.received.length === 2, "two echoes");
-    assert.deepEqual(app.received, ["echo:one", "echo:two"]);
-    assert.equal(upstream.streams.length, 1);
-    assert.equal(upstream.streams[0]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
-    assert.deepEqual(upstream.streams[0]!.received, ["one", "two"]);
-
-    // Binary payloads arrive byte for byte.
-    const bytes = Buffer.from([0, 1, 2, 0x80, 0xff, 0x0a]);
-    const echoed = new Promise<Buffer>((resolve) => app.call.once("data", resolve));
-    app.call.write(bytes);
-    const back = await echoed;
-    assert.deepEqual([...back.subarray(5)], [...bytes]);
-
-    // The application half-closes: the server sees the end and its OK reaches the application.
-    app.call.end();
-    const status = await app.status;
-    assert.equal(status.code, grpc.status.OK);
-    assert.equal(upstream.streams[0]!.ended, true);
-    await waitFor(() => relay.stats().streams === 0, "relay stream closed");
+    app.send({ node: NODE, type_url: LDS });
+    await waitFor(() => app.responses.length === 1, "the listeners");
+    const first = app.responses[0]!;
+    assert.equal(first.type_url, LDS);
+    assert.equal(first.version_info, server.version);
+    assert.deepEqual(first.resources, [{ "@type": LDS, name: "echo.default" }]);
+    assert.equal(server.streams.length, 1);
+    assert.equal(server.streams[0]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
+    assert.deepEqual(server.streams[0]!.requests, [{ node: NODE, type_url: LDS }]);
+    app.end();
   } finally {
-    app.client.close();
+    app.close();
     await finish();
   }
 });
 
-Deno.test("xDS relay propagates a cancel to the server and the server's error to the app", async () => {
-  const { upstream, relay, finish } = await setUp();
-  const cancelled = openApp(relay);
-  const refused = openApp(relay);
+Deno.test("xDS relay: the client's ACKs and NACKs reach the server as answers to its own nonces", async () => {
+  const { server, relay, finish } = await setUp();
+  server.set(CDS, "a", {});
+  const app = AdsClient.sotw(codec, relayAddress(relay));
   try {
-    cancelled.call.write(Buffer.from("hello"));
-    await waitFor(() => cancelled.received.length === 1, "an echo");
-    cancelled.call.cancel();
-    await waitFor(() => upstream.streams[0]?.cancelled === true, "server sees the cancel");
+    app.send({ node: NODE, type_url: CDS });
+    await waitFor(() => app.responses.length === 1, "the clusters");
+    const upstream = server.streams[0]!;
+    const ack = (r: (typeof app.responses)[number]) => ({
+      version_info: r.version_info!,
+      type_url: CDS,
+      response_nonce: r.nonce!,
+    });
+    app.send(ack(app.responses[0]!));
+    await waitFor(() => upstream.requests.length === 2, "the ACK upstream");
+    // The server's nonce was "1"; the relay's nonce is its own, and translated back.
+    assert.deepEqual(upstream.requests[1], {
+      version_info: "1",
+      type_url: CDS,
+      response_nonce: "1",
+    });
 
-    refused.call.write(Buffer.from("fail"));
-    const status = await refused.status;
-    assert.equal(status.code, grpc.status.PERMISSION_DENIED);
-    assert.equal(status.details, "not you");
-    await waitFor(() => relay.stats().streams === 0, "both relay streams closed");
+    server.set(CDS, "b", {});
+    await waitFor(() => app.responses.length === 2, "the push");
+    assert.deepEqual(app.responses[1]!.resources!.map((r) => r.name).sort(), ["a", "b"]);
+    app.send({ ...ack(app.responses[1]!), version_info: "1", error_detail: { message: "no b" } });
+    await waitFor(() => upstream.requests.length === 3, "the NACK upstream");
+    assert.deepEqual(upstream.requests[2], {
+      version_info: "1",
+      type_url: CDS,
+      response_nonce: "2",
+      error_detail: { message: "no b" },
+    });
+    app.end();
   } finally {
-    cancelled.client.close();
-    refused.client.close();
+    app.close();
     await finish();
   }
 });
 
-Deno.test("xDS relay: an unreachable server gives the app UNAVAILABLE", async () => {
-  const ca = await createTestCa("Relay Test");
-  // A port that was free a moment ago: nothing listens there.
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (probe.addr as Deno.NetAddr).port;
-  probe.close();
-  const relay = await startXdsRelay({
-    listen: { host: "127.0.0.1", port: 0 },
-    upstream: `127.0.0.1:${port}`,
-    material: await agentMaterial(ca, "web"),
-    log: silentLogger,
-  });
-  const app = openApp(relay);
+Deno.test("xDS relay keeps clients' streams through a server outage and serves them from its cache", async () => {
+  const log = lines();
+  const { server, cut, relay, finish } = await setUp({ log: log.log });
+  server.set(LDS, "echo.default", { stat_prefix: "v1" });
+  server.set(CDS, "echo", {});
+  const first = AdsClient.sotw(codec, relayAddress(relay));
+  let second: ReturnType<typeof AdsClient.sotw> | undefined;
   try {
-    app.call.write(Buffer.from("anyone?"));
-    const status = await app.status;
-    assert.equal(status.code, grpc.status.UNAVAILABLE);
-    await waitFor(() => relay.stats().streams === 0, "relay stream closed");
+    first.send({ node: NODE, type_url: LDS });
+    first.send({ node: NODE, type_url: CDS });
+    await waitFor(() => first.responses.length === 2, "listeners and clusters");
+    await waitFor(() => relay.stats().upstreamLive === 1, "the upstream stream answering");
+
+    // The server goes away: the client's stream stays, a new client is answered from the cache.
+    cut.down();
+    await waitFor(
+      () => log.lines.some((l) => l.includes("serving from the cache")),
+      "the relay noticing",
+    );
+    second = AdsClient.sotw(codec, relayAddress(relay));
+    second.send({ node: NODE, type_url: LDS });
+    await waitFor(() => second!.responses.length === 1, "an answer from the cache");
+    assert.deepEqual(second.responses[0]!.resources, first.responses[0]!.resources);
+    assert.equal(second.responses[0]!.version_info, first.responses[0]!.version_info);
+    second.send({
+      version_info: second.responses[0]!.version_info!,
+      type_url: LDS,
+      response_nonce: second.responses[0]!.nonce!,
+    });
+
+    // A change made meanwhile reaches both clients once the server is back, on the same streams.
+    server.set(LDS, "echo.default", { stat_prefix: "v2" });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(relay.stats().streams, 2, "no client stream ended");
+    const before = server.streams.length;
+    cut.up();
+    await waitFor(
+      () =>
+        [first, second!].every((c) =>
+          c.responses.some((r) => r.resources?.[0]?.stat_prefix === "v2")
+        ),
+      "the current listener on both streams",
+      5_000,
+    );
+    assert.equal(relay.stats().total, 2, "the clients never reconnected");
+    // The second client's subscription went up again with the version it held from the cache.
+    const replayed = server.streams.slice(before).flatMap((s) => s.requests) as {
+      type_url?: string;
+      version_info?: string;
+      node?: unknown;
+    }[];
+    assert.ok(
+      replayed.some((r) =>
+        r.type_url === LDS && r.version_info === first.responses[0]!.version_info &&
+        r.node !== undefined
+      ),
+      JSON.stringify(replayed),
+    );
+    assert.ok(log.lines.some((l) => l.includes("xDS stream to the server restored")));
+    first.end();
+    second.end();
+    assert.equal((await first.status).code, grpc.status.OK);
   } finally {
-    app.client.close();
+    first.close();
+    second?.close();
+    await finish();
+  }
+});
+
+Deno.test("xDS relay: a server unreachable from the start leaves the client waiting, not failed", async () => {
+  const { server, cut, relay, finish } = await setUp();
+  server.set(CDS, "a", {});
+  cut.down();
+  const app = AdsClient.sotw(codec, relayAddress(relay));
+  let ended = false;
+  app.status.then(() => ended = true);
+  try {
+    app.send({ node: NODE, type_url: CDS });
+    await new Promise((r) => setTimeout(r, 1_500));
+    assert.equal(ended, false, "the stream is still open");
+    assert.equal(app.responses.length, 0, "nothing cached, nothing sent");
+    cut.up();
+    await waitFor(() => app.responses.length === 1, "the clusters once the server listens", 5_000);
+    assert.equal(relay.stats().total, 1);
+    app.end();
+  } finally {
+    app.close();
+    await finish();
+  }
+});
+
+Deno.test("xDS relay writes its cache to disk (0600) and configures clients from it after a restart", async () => {
+  const dir = await Deno.makeTempDir();
+  const cachePath = `${dir}/xds/cache.json`;
+  const { ca, server, cut, relay, finish } = await setUp({ cachePath });
+  server.set(LDS, "echo.default", {});
+  server.set(EDS, "echo", { endpoints: [{ locality: { zone: "z1" } }] });
+  const app = AdsClient.sotw(codec, relayAddress(relay));
+  let restarted: XdsRelay | undefined;
+  const apps = [app];
+  try {
+    app.send({ node: NODE, type_url: LDS });
+    app.send({ node: NODE, type_url: EDS, resource_names: ["echo"] });
+    await waitFor(() => app.responses.length === 2, "listeners and endpoints");
+    app.end();
     await relay.close();
+    assert.equal((await Deno.stat(cachePath)).mode! & 0o777, 0o600);
+    const file = JSON.parse(await Deno.readTextFile(cachePath));
+    assert.equal(file.nodes.length, 1);
+    assert.deepEqual(file.nodes[0].sotw.map((t: { type: string }) => t.type).sort(), [EDS, LDS]);
+
+    // The agent restarts while the server is down: the cache file configures the client.
+    cut.down();
+    restarted = await startXdsRelay({
+      listen: { host: "127.0.0.1", port: 0 },
+      upstream: cut.address,
+      material: await agentMaterial(ca, "web"),
+      log: silentLogger,
+      cachePath,
+    });
+    const again = AdsClient.sotw(codec, relayAddress(restarted));
+    apps.push(again);
+    again.send({ node: NODE, type_url: LDS });
+    again.send({ node: NODE, type_url: EDS, resource_names: ["echo"] });
+    await waitFor(() => again.responses.length === 2, "both types from disk");
+    assert.deepEqual(
+      again.responses.map((r) => r.version_info),
+      app.responses.map((r) => r.version_info),
+    );
+    assert.deepEqual(again.responses[1]!.resources, [
+      { "@type": EDS, cluster_name: "echo", endpoints: [{ locality: { zone: "z1" } }] },
+    ]);
+    // Another node's client gets nothing from this node's cache.
+    const stranger = AdsClient.sotw(codec, relayAddress(restarted));
+    apps.push(stranger);
+    stranger.send({ node: { ...NODE, id: "other" }, type_url: LDS });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(stranger.responses.length, 0);
+    stranger.end();
+    again.end();
+  } finally {
+    for (const a of apps) a.close();
+    await restarted?.close();
+    await finish();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("xDS relay serves delta xDS: changes and removals, the cache through an outage, versions on reconnect", async () => {
+  const { server, cut, relay, finish } = await setUp();
+  server.set(CDS, "a", {});
+  server.set(CDS, "b", {});
+  server.set(EDS, "a", { endpoints: [{ locality: { zone: "z1" } }] });
+  const app = AdsClient.delta(codec, relayAddress(relay));
+  let late: ReturnType<typeof AdsClient.delta> | undefined;
+  type Response = (typeof app.responses)[number];
+  const names = (r: Response) => (r.resources ?? []).map((x) => x.name).sort();
+  try {
+    app.send({ node: NODE, type_url: CDS });
+    app.send({ node: NODE, type_url: EDS, resource_names_subscribe: ["a"] });
+    await waitFor(() => app.responses.length === 2, "clusters and endpoints");
+    const cds = app.responses.find((r) => r.type_url === CDS)!;
+    assert.deepEqual(names(cds), ["a", "b"]);
+    app.send({ type_url: CDS, response_nonce: cds.nonce! });
+    const upstream = server.streams[0]!;
+    await waitFor(
+      () => upstream.requests.some((r) => (r as { response_nonce?: string }).response_nonce),
+      "the ACK upstream",
+    );
+
+    server.remove(CDS, "b");
+    await waitFor(() => app.responses.length === 3, "the removal");
+    assert.deepEqual(app.responses[2]!.removed_resources, ["b"]);
+
+    cut.down();
+    await waitFor(() => relay.stats().upstreamLive === 0, "the upstream gone");
+    late = AdsClient.delta(codec, relayAddress(relay));
+    late.send({ node: NODE, type_url: CDS });
+    await waitFor(() => late!.responses.length === 1, "a delta answer from the cache");
+    assert.deepEqual(names(late.responses[0]!), ["a"]);
+
+    server.set(CDS, "c", {});
+    const before = server.streams.length;
+    cut.up();
+    await waitFor(() => app.responses.some((r) => names(r).includes("c")), "c", 5_000);
+    await waitFor(() => late!.responses.some((r) => names(r).includes("c")), "c, late", 5_000);
+    // On the new upstream streams the relay told the server the versions each client has.
+    const resumed = server.streams.slice(before).map((s) =>
+      s.requests[0] as { type_url?: string; initial_resource_versions?: Record<string, string> }
+    );
+    assert.ok(
+      resumed.some((r) =>
+        r.type_url === CDS && Object.keys(r.initial_resource_versions ?? {}).join() === "a"
+      ),
+      JSON.stringify(resumed),
+    );
+    // The client got only what changed: "c", not "a" again.
+    assert.deepEqual(names(app.responses.at(-1)!), ["c"]);
+    app.end();
+    late.end();
+  } finally {
+    app.close();
+    late?.close();
+    await finish();
   }
 });
 
@@ -241,74 +340,92 @@ Deno.test("xDS relay refuses a server outside the mesh roots or without the dial
     await leaf(ca, "server", { cn: "server", ips: ["10.1.2.3"] }),
   ];
   for (const serving of cases) {
-    const upstream = await startUpstreamDouble(ca, serving);
+    const server = await XdsServerDouble.start(codec, ca, serving);
+    const log = lines();
     const relay = await startXdsRelay({
       listen: { host: "127.0.0.1", port: 0 },
-      upstream: upstream.address,
+      upstream: server.address,
       material: await agentMaterial(ca, "web"),
-      log: silentLogger,
+      log: log.log,
     });
-    const app = openApp(relay);
+    const app = AdsClient.sotw(codec, relayAddress(relay));
     try {
-      app.call.write(Buffer.from("secret"));
-      const status = await app.status;
-      assert.equal(status.code, grpc.status.UNAVAILABLE);
-      assert.equal(upstream.streams.length, 0, "no stream reached the wrong server");
+      app.send({ node: NODE, type_url: CDS });
+      await waitFor(
+        () =>
+          log.lines.some((l) =>
+            l.includes("xDS stream to the server failed") && /certificate/i.test(l)
+          ),
+        "the refused handshake",
+      );
+      assert.equal(server.streams.length, 0, "no stream reached the wrong server");
+      assert.equal(relay.stats().streams, 1, "the client's stream is still open");
+      app.end();
     } finally {
-      app.client.close();
+      app.close();
       await relay.close();
-      upstream.stop();
+      server.stop();
     }
   }
 });
 
-Deno.test("xDS relay: new streams use renewed material, running ones keep theirs", async () => {
-  const { ca, upstream, relay, finish } = await setUp();
-  const old = openApp(relay);
-  let renewed: ReturnType<typeof openApp> | undefined;
+Deno.test("xDS relay: new upstream streams use renewed material, running ones keep theirs", async () => {
+  const { ca, server, relay, finish } = await setUp();
+  server.set(CDS, "a", {});
+  const old = AdsClient.sotw(codec, relayAddress(relay));
+  const renewed = AdsClient.sotw(codec, relayAddress(relay));
   try {
-    old.call.write(Buffer.from("a"));
-    await waitFor(() => old.received.length === 1, "first echo");
-    const material = await agentMaterial(ca, "renewed");
-    relay.update(material);
-    assert.equal(relay.stats().channels, 2);
-    // The same material again changes nothing.
-    relay.update({ ...material });
-    assert.equal(relay.stats().channels, 2);
-    renewed = openApp(relay);
-    renewed.call.write(Buffer.from("b"));
-    await waitFor(() => renewed!.received.length === 1, "echo on the new stream");
-    assert.equal(upstream.streams[1]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/renewed");
-
-    // The old stream still works on the old channel.
-    old.call.write(Buffer.from("c"));
-    await waitFor(() => old.received.length === 2, "second echo on the old stream");
-    assert.deepEqual(upstream.streams[0]!.received, ["a", "c"]);
-    assert.equal(upstream.streams[0]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
-
-    // Once its last stream ends, the retired channel closes.
-    old.call.end();
-    assert.equal((await old.status).code, grpc.status.OK);
-    await waitFor(() => relay.stats().channels === 1, "retired channel closed");
+    old.send({ node: NODE, type_url: CDS });
+    await waitFor(() => old.responses.length === 1, "the clusters");
+    relay.update(await agentMaterial(ca, "renewed"));
+    renewed.send({ node: NODE, type_url: CDS });
+    await waitFor(() => renewed.responses.length === 1, "the clusters on a new stream");
+    await waitFor(() => server.streams.length === 2, "the second upstream stream");
+    assert.deepEqual(server.streams.map((s) => s.san), [
+      "URI:spiffe://ironmesh.test/ns/default/sa/web",
+      "URI:spiffe://ironmesh.test/ns/default/sa/renewed",
+    ]);
+    server.set(CDS, "b", {});
+    await waitFor(() => old.responses.length === 2, "a push on the old stream");
+    assert.equal(server.streams.length, 2, "no stream was replaced");
+    old.end();
+    renewed.end();
   } finally {
-    old.client.close();
-    renewed?.client.close();
+    old.close();
+    renewed.close();
     await finish();
   }
 });
 
-Deno.test("xDS relay: close() ends app streams with UNAVAILABLE and cancels upstream", async () => {
-  const { upstream, relay, finish } = await setUp();
-  const app = openApp(relay);
+Deno.test("xDS relay: close() ends clients' streams with UNAVAILABLE and cancels upstream", async () => {
+  const { server, relay, finish } = await setUp();
+  server.set(CDS, "a", {});
+  const app = AdsClient.sotw(codec, relayAddress(relay));
   try {
-    app.call.write(Buffer.from("x"));
-    await waitFor(() => app.received.length === 1, "an echo");
+    app.send({ node: NODE, type_url: CDS });
+    await waitFor(() => app.responses.length === 1, "the clusters");
     await relay.close();
     const status = await app.status;
     assert.equal(status.code, grpc.status.UNAVAILABLE);
-    await waitFor(() => upstream.streams[0]?.cancelled === true, "server sees the cancel");
+    assert.equal(status.details, "The agent is shutting down");
+    await waitFor(() => server.streams[0]?.cancelled === true, "the server sees the cancel");
   } finally {
-    app.client.close();
+    app.close();
+    await finish();
+  }
+});
+
+Deno.test("xDS relay ends a stream that sends something that is not xDS, with INVALID_ARGUMENT", async () => {
+  const { relay, finish } = await setUp();
+  const app = AdsClient.sotw(codec, relayAddress(relay));
+  try {
+    app.sendRaw(new Uint8Array([0x0a, 0xff, 0xff, 0xff]));
+    const status = await app.status;
+    assert.equal(status.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(status.details, /^Invalid xDS request: /);
+    await waitFor(() => relay.stats().streams === 0, "the session gone");
+  } finally {
+    app.close();
     await finish();
   }
 });
@@ -327,189 +444,113 @@ Deno.test("parseLocalXdsAddr() accepts loopback only; defaultXdsServer() uses po
   assert.equal(defaultXdsServer("https://[::1]:8443"), "[::1]:15012");
 });
 
-const DISCOVERY_REQUEST = "envoy.service.discovery.v3.DiscoveryRequest";
-const DISCOVERY_RESPONSE = "envoy.service.discovery.v3.DiscoveryResponse";
-const SDS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-const CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const BUNDLE = "-----BEGIN CERTIFICATE-----\nTHEBUNDLE\n-----END CERTIFICATE-----\n";
-
-interface Discovery {
-  version_info?: string;
-  node?: Record<string, unknown>;
-  resource_names?: string[];
-  type_url?: string;
-  response_nonce?: string;
-  nonce?: string;
-  resources?: { "@type": string; name: string; [key: string]: unknown }[];
-}
+const ROOTCA = { validation_context: { trusted_ca: { inline_string: BUNDLE } } };
 
 /**
- * A test double of the server's ADS port that speaks xDS: it records every
- * request (raw and decoded) and answers a fresh SDS request with the trust
- * bundle `ROOTCA` when it is named, with its own nonces, as the server does.
+ * Issue 17, item 13. Every SDS response to Envoy carries every secret it
+ * subscribed to that the relay knows: `default` (the agent's) and `ROOTCA`
+ * (the server's) together. Envoy's unified xDS mux delivers a
+ * state-of-the-world response to each watch, and a watch that had a
+ * resource and finds none in the response is told it was removed
+ * (envoy `source/common/config/watch_map.cc`, `WatchMap::onConfigUpdate`: "If
+ * this watch previously had some resources, it means this update is
+ * removing all of this watch's resources, so the watch must be informed with
+ * an onConfigUpdate"). A response with `default` alone would remove `ROOTCA`.
  */
-async function startSdsUpstreamDouble(ca: TestCa) {
-  const serving = await leaf(ca, "server", { cn: "server", ips: ["127.0.0.1"] });
-  const raws: Buffer[] = [];
-  const requests: Discovery[] = [];
-  let nonce = 0;
-  const server = new grpc.Server();
-  server.addService({
-    ads: {
-      path: ADS_METHOD,
-      requestStream: true,
-      responseStream: true,
-      requestSerialize: raw,
-      requestDeserialize: raw,
-      responseSerialize: raw,
-      responseDeserialize: raw,
-    },
-  }, {
-    ads: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      call.on("data", (b: Buffer) => {
-        raws.push(b);
-        const request = decodeStrict(DISCOVERY_REQUEST, b) as Discovery;
-        requests.push(request);
-        const fresh = (request.response_nonce ?? "") === "";
-        if (request.type_url === SDS && fresh && request.resource_names?.includes("ROOTCA")) {
-          call.write(Buffer.from(encodeStrict(DISCOVERY_RESPONSE, {
-            version_info: "bundle-1",
-            type_url: SDS,
-            nonce: String(++nonce),
-            resources: [{
-              "@type": SDS,
-              name: "ROOTCA",
-              validation_context: { trusted_ca: { inline_string: BUNDLE } },
-            }],
-          })));
-        }
-      });
-      call.on("end", () => call.end());
-    },
-  });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createSsl(
-        Buffer.from(ca.rootPem),
-        [{ private_key: Buffer.from(serving.key), cert_chain: Buffer.from(serving.cert) }],
-        true,
-      ),
-      (e, p) => e ? reject(e) : resolve(p),
-    )
-  );
-  return { address: `127.0.0.1:${port}`, raws, requests, stop: () => server.forceShutdown() };
-}
-
-/** An Envoy sidecar's ADS stream through the relay: protobuf requests out, decoded responses in. */
-function openEnvoy(relay: XdsRelay) {
-  const app = openApp(relay);
-  const responses: Discovery[] = [];
-  app.call.removeAllListeners("data");
-  app.call.on("data", (b: Buffer) => {
-    responses.push(decodeStrict(DISCOVERY_RESPONSE, b) as Discovery);
-  });
-  return {
-    ...app,
-    responses,
-    send(request: Discovery) {
-      app.call.write(Buffer.from(encodeStrict(DISCOVERY_REQUEST, request)));
-    },
-  };
-}
-
-Deno.test("xDS relay serves Envoy's `default` secret itself; ROOTCA and the rest come from the server", async () => {
-  const ca = await createTestCa("Relay Test");
-  const upstream = await startSdsUpstreamDouble(ca);
-  const material = await agentMaterial(ca, "web");
-  const relay = await startXdsRelay({
-    listen: { host: "127.0.0.1", port: 0 },
-    upstream: upstream.address,
-    material,
-    log: silentLogger,
-  });
-  const envoy = openEnvoy(relay);
+Deno.test("xDS relay serves `default` itself and every SDS response carries `default` and ROOTCA together", async () => {
+  const { ca, server, relay, finish } = await setUp();
+  server.set(SDS, "ROOTCA", ROOTCA);
+  const envoy = AdsClient.sotw(codec, relayAddress(relay));
   const node = { id: "vm-1", cluster: "vm-1", metadata: { IRONMESH_PROXY: "sidecar" } };
-  const secret = (r: Discovery) => r.resources?.[0];
+  const names = (r: (typeof envoy.responses)[number]) => (r.resources ?? []).map((x) => x.name);
   try {
     envoy.send({ node, resource_names: ["ROOTCA", "default"], type_url: SDS });
-    await waitFor(() => envoy.responses.length === 2, "default from the agent and ROOTCA");
-    const mine = envoy.responses.find((r) => secret(r)?.name === "default")!;
-    const theirs = envoy.responses.find((r) => secret(r)?.name === "ROOTCA")!;
-    assert.equal(mine.type_url, SDS);
-    assert.match(mine.version_info!, /^[0-9a-f]{16}$/);
-    assert.deepEqual(secret(mine)!.tls_certificate, {
-      certificate_chain: { inline_string: material.certPem },
-      private_key: { inline_string: material.keyPem },
-    });
-    assert.deepEqual(secret(theirs)!.validation_context, {
-      trusted_ca: { inline_string: BUNDLE },
-    });
-    // The server got Envoy's node and ROOTCA alone.
-    assert.deepEqual(upstream.requests, [{ node, resource_names: ["ROOTCA"], type_url: SDS }]);
+    await waitFor(() => envoy.responses.some((r) => names(r).length === 2), "both secrets");
+    // Before the server answers, the agent may send `default` alone (ROOTCA was never seen, so
+    // nothing is removed); from the server's answer on, both come in each response.
+    const both = envoy.responses.find((r) => names(r).length === 2)!;
+    assert.deepEqual(names(both), ["ROOTCA", "default"]);
+    const [rootca, mine] = both.resources!;
+    assert.deepEqual(rootca, { "@type": SDS, name: "ROOTCA", ...ROOTCA });
+    assert.equal(mine!.name, "default");
+    const tls = mine!.tls_certificate as { certificate_chain: { inline_string: string } };
+    assert.match(tls.certificate_chain.inline_string, /BEGIN CERTIFICATE/);
+    assert.match(
+      both.version_info!,
+      /^\d+\+[0-9a-f]{16}$/,
+      "the server's version and the certificate's",
+    );
+    const upstream = server.streams[0]!;
+    assert.deepEqual(upstream.requests[0], { node, resource_names: ["ROOTCA"], type_url: SDS });
 
-    // Envoy ACKs both on its one SDS slot; only the ACK of the server's response goes up.
+    // Envoy ACKs: the server gets the ACK of its own response, with its version and nonce.
     envoy.send({
-      version_info: mine.version_info!,
+      version_info: both.version_info!,
       resource_names: ["ROOTCA", "default"],
       type_url: SDS,
-      response_nonce: mine.nonce!,
+      response_nonce: both.nonce!,
     });
-    envoy.send({
-      version_info: theirs.version_info!,
-      resource_names: ["ROOTCA", "default"],
-      type_url: SDS,
-      response_nonce: theirs.nonce!,
-    });
-    await waitFor(() => upstream.requests.length === 2, "the ACK of ROOTCA");
+    await waitFor(() => upstream.requests.length === 2, "the ACK upstream");
     assert.deepEqual(upstream.requests[1], {
-      version_info: "bundle-1",
+      version_info: server.version,
       resource_names: ["ROOTCA"],
       type_url: SDS,
-      response_nonce: theirs.nonce!,
+      response_nonce: "1",
     });
 
-    // A renewal reaches Envoy on its running stream.
+    // A renewal: the new `default`, with ROOTCA, on the running stream.
+    const count = envoy.responses.length;
     const renewed = await agentMaterial(ca, "web");
     relay.update(renewed);
-    await waitFor(() => envoy.responses.length === 3, "the renewed certificate");
-    const next = envoy.responses[2]!;
-    assert.equal(secret(next)!.name, "default");
-    assert.notEqual(next.version_info, mine.version_info);
-    assert.notEqual(next.nonce, mine.nonce);
-    assert.deepEqual(secret(next)!.tls_certificate, {
+    await waitFor(() => envoy.responses.length === count + 1, "the renewed certificate");
+    const next = envoy.responses.at(-1)!;
+    assert.deepEqual(names(next), ["ROOTCA", "default"]);
+    assert.deepEqual(next.resources![1]!.tls_certificate, {
       certificate_chain: { inline_string: renewed.certPem },
       private_key: { inline_string: renewed.keyPem },
     });
-    envoy.send({
-      version_info: next.version_info!,
-      resource_names: ["ROOTCA", "default"],
-      type_url: SDS,
-      response_nonce: next.nonce!,
-    });
-    // Anything else still goes up, after the ACK above (one stream keeps the order).
-    envoy.send({ type_url: CDS });
-    await waitFor(() => upstream.requests.length === 3, "the CDS request");
-    assert.deepEqual(upstream.requests[2], { type_url: CDS });
+    // A new bundle from the server: ROOTCA, with `default`.
+    server.set(SDS, "ROOTCA", { validation_context: { trusted_ca: { inline_string: "NEW" } } });
+    await waitFor(() => envoy.responses.length === count + 2, "the new bundle");
+    assert.deepEqual(names(envoy.responses.at(-1)!), ["ROOTCA", "default"]);
 
-    // Neither the secret's name nor a key, nor the agent's nonces, ever went to the server.
-    const seen: Discovery[] = upstream.requests;
-    for (const request of seen) {
+    // Neither the secret's name nor a key ever went to the server.
+    for (const request of upstream.requests as { resource_names?: string[] }[]) {
       assert.ok(!request.resource_names?.includes("default"), JSON.stringify(request));
-      assert.ok(!request.response_nonce?.startsWith("agent-"), JSON.stringify(request));
-      assert.ok(!request.version_info || request.version_info === "bundle-1");
     }
-    const keyBody = (pem: string) => pem.split("\n")[1]!;
     for (const bytes of upstream.raws) {
-      const text = bytes.toString("latin1");
-      assert.ok(!text.includes("PRIVATE KEY"));
-      assert.ok(!text.includes(keyBody(material.keyPem!)));
-      assert.ok(!text.includes(keyBody(renewed.keyPem!)));
+      assert.ok(!bytes.toString("latin1").includes("PRIVATE KEY"));
     }
+    envoy.end();
   } finally {
-    envoy.client.close();
-    await relay.close();
-    upstream.stop();
+    envoy.close();
+    await finish();
+  }
+});
+
+Deno.test("xDS relay serves `default` on delta streams too, without asking the server", async () => {
+  const { server, relay, finish } = await setUp();
+  server.set(SDS, "ROOTCA", ROOTCA);
+  const envoy = AdsClient.delta(codec, relayAddress(relay));
+  try {
+    envoy.send({ node: NODE, type_url: SDS, resource_names_subscribe: ["default"] });
+    await waitFor(() => envoy.responses.length === 1, "the certificate");
+    assert.deepEqual(envoy.responses[0]!.resources!.map((r) => r.name), ["default"]);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(server.streams.length, 0, "nothing to ask the server");
+    envoy.send({ type_url: SDS, resource_names_subscribe: ["ROOTCA"] });
+    await waitFor(() => envoy.responses.length === 2, "the bundle from the server");
+    assert.deepEqual(envoy.responses[1]!.resources!.map((r) => r.name), ["ROOTCA"]);
+    assert.deepEqual(server.streams[0]!.requests[0], {
+      node: NODE,
+      type_url: SDS,
+      resource_names_subscribe: ["ROOTCA"],
+    });
+    envoy.end();
+  } finally {
+    envoy.close();
+    await finish();
   }
 });
 
@@ -526,11 +567,12 @@ async function readJson(path: string): Promise<Record<string, unknown> | undefin
   }
 }
 
-Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, renewed certificate", async () => {
+Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, cache file, renewed certificate", async () => {
   const double = await startTlsServerDouble();
-  const upstream = await startUpstreamDouble(double.ca);
+  const server = await XdsServerDouble.start(codec, double.ca);
+  server.set(CDS, "a", {});
   const dataDir = `${await Deno.makeTempDir()}/data`;
-  const lines: string[] = [];
+  const log: string[] = [];
   const controller = new AbortController();
   const done = runAgent({
     joinToken: double.joinToken({ node: "vm-1" }),
@@ -538,11 +580,11 @@ Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, rene
     dataDir,
     host: HOST,
     random: () => 0.5,
-    logger: jsonLogger((l) => lines.push(l)),
-    localXds: { listen: { host: "127.0.0.1", port: 0 }, upstream: upstream.address },
+    logger: jsonLogger((l) => log.push(l)),
+    localXds: { listen: { host: "127.0.0.1", port: 0 }, upstream: server.address },
   }, controller.signal);
   done.catch(() => {});
-  const apps: ReturnType<typeof openApp>[] = [];
+  const apps: ReturnType<typeof AdsClient.sotw>[] = [];
   try {
     let state: Record<string, unknown> | undefined;
     await waitFor(async () => {
@@ -566,12 +608,15 @@ Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, rene
       Number(xds.split(":")[1]),
     );
 
-    const first = openApp(xds);
+    const first = AdsClient.sotw(codec, xds);
     apps.push(first);
-    first.call.write(Buffer.from("before"));
-    await waitFor(() => first.received.length === 1, "echo through the agent");
-    assert.equal(upstream.streams[0]!.serial, double.issued[0]!.toLowerCase());
-    assert.equal(upstream.streams[0]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
+    first.send({ node: NODE, type_url: CDS });
+    await waitFor(() => first.responses.length === 1, "clusters through the agent");
+    assert.equal(server.streams[0]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
+    await waitFor(
+      async () => (await readJson(`${dataDir}/xds/cache.json`)) !== undefined,
+      "the cache file",
+    );
 
     double.askRenewal();
     await waitFor(async () => {
@@ -579,25 +624,23 @@ Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, rene
       const cert = s?.certificate as { serial?: string } | undefined;
       return double.issued.length >= 2 && cert?.serial === double.issued[1] && s?.xds === xds;
     }, "renewal recorded in agent.json");
-    const second = openApp(xds);
+    const second = AdsClient.sotw(codec, xds);
     apps.push(second);
-    second.call.write(Buffer.from("after"));
-    await waitFor(() => second.received.length === 1, "echo on a new stream");
-    assert.equal(upstream.streams[1]!.serial, double.issued[1]!.toLowerCase());
-    // The stream opened before the renewal still works.
-    first.call.write(Buffer.from("still"));
-    await waitFor(() => first.received.length === 2, "old stream still relays");
-    assert.equal(upstream.streams.length, 2);
+    second.send({ node: NODE, type_url: CDS });
+    await waitFor(() => server.streams.length === 2, "a second upstream stream");
+    assert.equal(server.streams[1]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
+    server.set(CDS, "b", {});
+    await waitFor(() => first.responses.length === 2, "the old stream still served");
 
     controller.abort();
     await done;
     assert.equal((await first.status).code, grpc.status.UNAVAILABLE);
-    assert.ok(lines.some((l) => l.includes("Local xDS endpoint listening")));
+    assert.ok(log.some((l) => l.includes("Local xDS endpoint listening")));
   } finally {
     controller.abort();
     await done.catch(() => {});
-    for (const app of apps) app.client.close();
-    upstream.stop();
+    for (const app of apps) app.close();
+    server.stop();
     await double.close();
     await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true });
   }
@@ -609,7 +652,7 @@ Deno.test("runAgent() keeps serving its node while the local xDS address is take
   const port = (taken.addr as Deno.NetAddr).port;
   let released = false;
   const dataDir = `${await Deno.makeTempDir()}/data`;
-  const lines: string[] = [];
+  const log: string[] = [];
   const controller = new AbortController();
   const done = runAgent({
     joinToken: double.joinToken({ node: "vm-1" }),
@@ -617,13 +660,13 @@ Deno.test("runAgent() keeps serving its node while the local xDS address is take
     dataDir,
     host: HOST,
     random: () => 0.5,
-    logger: jsonLogger((l) => lines.push(l)),
+    logger: jsonLogger((l) => log.push(l)),
     localXds: { listen: { host: "127.0.0.1", port }, upstream: "127.0.0.1:1" },
   }, controller.signal);
   done.catch(() => {});
   try {
     await waitFor(
-      () => lines.some((l) => l.includes("Cannot start the local xDS endpoint")),
+      () => log.some((l) => l.includes("Cannot start the local xDS endpoint")),
       "the bind failure",
     );
     await waitFor(() => nodeRequests(double).length >= 3, "registration and heartbeats");

@@ -176,11 +176,13 @@ unknown fields are refused.
 
 Local xDS endpoint: proxyless gRPC apps (grpc-js-xds and others that can only
 reach xDS in plaintext) and the host's Envoy use --local-xds-addr (default
-127.0.0.1:15010, loopback only). The agent relays each stream, bytes
-unchanged, to the server's gRPC port (--xds-server) over mTLS with its own
-certificate, so the server sees this node's identity; after a renewal new
-streams use the new certificate. If the server is unreachable a stream fails
-with UNAVAILABLE and the client retries, keeping its last configuration.
+127.0.0.1:15010, loopback only; state of the world and delta). The agent
+serves each stream from the server's gRPC port (--xds-server), over mTLS with
+its own certificate, so the server sees this node's identity. It caches what
+the server sent (DATA_DIR/xds/cache.json, mode 0600): while the server is
+unreachable, clients keep their streams and new ones are answered from the
+cache; the agent retries the server every second at most and clients get the
+current configuration once it is back.
 The agent writes DATA_DIR/envoy/bootstrap.json for Envoy: ADS through the
 local endpoint, node id and cluster = the node name, locality from the
 region and zone labels, admin on 127.0.0.1:15000.

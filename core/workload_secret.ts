@@ -1,13 +1,12 @@
 /**
  * The workload-certificate secret the agent serves its own Envoy over SDS:
  * an `envoy.extensions.transport_sockets.tls.v3.Secret` with a
- * `tls_certificate`, in a DiscoveryResponse, written at the wire level with
- * protobufjs's Writer (the agent passes Envoy's stream through byte for byte
- * and splices this in; see `agent/sds.ts`). The tests check these bytes
- * against Envoy's descriptor with the strict codec.
+ * `tls_certificate`, as a `google.protobuf.Any`, written at the wire level
+ * with protobufjs's Writer (the agent's relay keeps resources as bytes and
+ * adds this one to its SDS responses; see `agent/sds.ts`). The tests check
+ * these bytes against Envoy's descriptor with the strict codec.
  *
- * Field numbers: DiscoveryResponse version_info 1, resources 2 (Any: type_url
- * 1, value 2), type_url 4, nonce 5; Secret name 1, tls_certificate 2;
+ * Field numbers: Any type_url 1, value 2; Secret name 1, tls_certificate 2;
  * TlsCertificate certificate_chain 1, private_key 2; DataSource inline_string 3.
  */
 import { createHash } from "node:crypto";
@@ -37,14 +36,11 @@ export function workloadCertificate(chainPem: string, keyPem: string): WorkloadC
 }
 
 /**
- * A DiscoveryResponse carrying one Secret named `name` with a
- * `tls_certificate` (`envoy.extensions.transport_sockets.tls.v3.Secret`).
+ * One Secret named `name` with a `tls_certificate`
+ * (`envoy.extensions.transport_sockets.tls.v3.Secret`), as the
+ * `google.protobuf.Any` a discovery response carries.
  */
-export function tlsCertificateResponse(
-  name: string,
-  cert: WorkloadCertificate,
-  nonce: string,
-): Uint8Array {
+export function tlsCertificateSecret(name: string, cert: WorkloadCertificate): Uint8Array {
   const dataSource = (text: string) =>
     protobuf.Writer.create().uint32(tag(3, LEN)).string(text).finish();
   const tlsCertificate = protobuf.Writer.create()
@@ -55,14 +51,8 @@ export function tlsCertificateResponse(
     .uint32(tag(1, LEN)).string(name)
     .uint32(tag(2, LEN)).bytes(tlsCertificate)
     .finish();
-  const any = protobuf.Writer.create()
+  return protobuf.Writer.create()
     .uint32(tag(1, LEN)).string(SDS_TYPE_URL)
     .uint32(tag(2, LEN)).bytes(secret)
-    .finish();
-  return protobuf.Writer.create()
-    .uint32(tag(1, LEN)).string(cert.version)
-    .uint32(tag(2, LEN)).bytes(any)
-    .uint32(tag(4, LEN)).string(SDS_TYPE_URL)
-    .uint32(tag(5, LEN)).string(nonce)
     .finish();
 }
