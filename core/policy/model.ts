@@ -392,6 +392,35 @@ export const rateLimitSpecSchema = z.strictObject({
 });
 export type RateLimitSpec = z.infer<typeof rateLimitSpecSchema>;
 
+/**
+ * How a sidecar normalizes a request's path before authorization and routing
+ * see it: RFC 3986 (`.` and `..` segments, percent-encoded unreserved
+ * characters), and adjacent slashes merged. `BASE` is Istio's default.
+ */
+export const PATH_NORMALIZATIONS = ["NONE", "BASE", "MERGE_SLASHES"] as const;
+/** The default {@link PATH_NORMALIZATIONS} value: stricter than Istio's `BASE`. */
+export const DEFAULT_PATH_NORMALIZATION = "MERGE_SLASHES";
+
+/**
+ * What a sidecar does with a path holding an escaped slash (`%2F`, `%5C`,
+ * either case): refuse it (400; gRPC: INTERNAL), redirect the caller to the
+ * decoded path, decode it and forward, or keep it as it is.
+ */
+export const ESCAPED_SLASH_ACTIONS = ["REJECT", "REDIRECT", "DECODE", "KEEP"] as const;
+/** The default {@link ESCAPED_SLASH_ACTIONS} value (Istio keeps escaped slashes by default). */
+export const DEFAULT_ESCAPED_SLASHES = "REJECT";
+
+/** Path normalization settings, each of which may weaken path-based rules (see the docs). */
+export const pathNormalizationSchema = z.strictObject({
+  normalization: z.enum(PATH_NORMALIZATIONS).optional().describe(
+    `Default: ${DEFAULT_PATH_NORMALIZATION}. NONE and BASE let paths past path-based rules`,
+  ),
+  escapedSlashes: z.enum(ESCAPED_SLASH_ACTIONS).optional().describe(
+    `Default: ${DEFAULT_ESCAPED_SLASHES}. KEEP lets paths past path-based rules`,
+  ),
+});
+export type PathNormalization = z.infer<typeof pathNormalizationSchema>;
+
 export const meshConfigSpecSchema = z.strictObject({
   mtls: z.strictObject({ mode: z.enum(["STRICT", "PERMISSIVE"]) }).optional().describe(
     "Default: STRICT. PERMISSIVE also accepts plaintext on inbound listeners, for migrations",
@@ -406,6 +435,9 @@ export const meshConfigSpecSchema = z.strictObject({
   ),
   certificates: z.strictObject({ ttl: durationText({ min: 60_000, max: 366 * 86_400_000 }) })
     .optional().describe("Lifetime of workload certificates issued from now on"),
+  pathNormalization: pathNormalizationSchema.optional().describe(
+    "How sidecars normalize request paths before AuthorizationPolicy, RateLimit and routes see them",
+  ),
   push: z.strictObject({
     debounce: durationText({ min: 0, max: 60_000 }).optional(),
     maxDelay: durationText({ min: 0, max: 600_000 }).optional(),

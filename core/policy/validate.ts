@@ -591,13 +591,13 @@ export function checkPolicy(draft: PolicyDraft, ctx: ValidationContext): PolicyC
       c.destinationPolicy(draft.metadata.name, draft.spec);
       break;
     case "AuthorizationPolicy":
-      if (draft.spec.service !== undefined) c.service(draft.spec.service, ["spec", "service"]);
+      c.authorizationPolicy(draft.spec);
       break;
     case "RateLimit":
       c.rateLimit(draft.metadata.name, draft.spec);
       break;
     case "MeshConfig":
-      // Nothing else in the mesh constrains it.
+      c.meshConfig(draft.spec);
       break;
   }
   return check;
@@ -784,6 +784,32 @@ class Checker {
     }
   }
 
+  authorizationPolicy(spec: AuthorizationPolicySpec): void {
+    if (spec.service !== undefined) this.service(spec.service, ["spec", "service"]);
+    const weakened = pathNormalizationWeaknesses(this.#ctx.policies.meshConfig?.spec ?? {});
+    if (weakened.length === 0) return;
+    // One warning per policy, at its first path rule: the cause is the MeshConfig.
+    for (const [i, rule] of (spec.rules ?? []).entries()) {
+      for (const [j, op] of (rule.to ?? []).entries()) {
+        const field = op.paths ? "paths" : op.notPaths ? "notPaths" : undefined;
+        if (field === undefined) continue;
+        this.#warn(
+          ["spec", "rules", i, "to", j, field],
+          `Path rules can be bypassed: MeshConfig "${MESH_CONFIG_NAME}" weakens path normalization (${
+            weakened.map((w) => `${w.field} "${w.value}"`).join(", ")
+          })`,
+        );
+        return;
+      }
+    }
+  }
+
+  meshConfig(spec: MeshConfigSpec): void {
+    for (const w of pathNormalizationWeaknesses(spec)) {
+      this.#warn(["spec", "pathNormalization", w.field], w.message);
+    }
+  }
+
   rateLimit(name: string, spec: RateLimitSpec): void {
     this.service(spec.service, ["spec", "service"]);
     this.#unique("RateLimit", this.#ctx.policies.rateLimits, name, spec.service);
@@ -814,6 +840,48 @@ class Checker {
       }
     });
   }
+}
+
+/** A `pathNormalization` setting that lets a path past path-based rules. */
+interface PathWeakness {
+  field: "normalization" | "escapedSlashes";
+  value: string;
+  message: string;
+}
+
+/**
+ * The settings of MeshConfig's `pathNormalization` that weaken path-based
+ * AuthorizationPolicy, RateLimit and route rules, each with the path that
+ * gets past them. `DECODE` is not one: the rules see the decoded path, and
+ * so does the app.
+ */
+export function pathNormalizationWeaknesses(spec: MeshConfigSpec): PathWeakness[] {
+  const { normalization, escapedSlashes } = spec.pathNormalization ?? {};
+  const out: PathWeakness[] = [];
+  if (normalization === "NONE") {
+    out.push({
+      field: "normalization",
+      value: normalization,
+      message:
+        `Normalization "NONE" weakens path rules: "/public/../admin/x" and "//admin/x" reach the app as sent, and a rule on "/admin/*" does not see them`,
+    });
+  } else if (normalization === "BASE") {
+    out.push({
+      field: "normalization",
+      value: normalization,
+      message:
+        `Normalization "BASE" weakens path rules: "//admin/x" does not match a rule on "/admin/*", though many apps serve it as "/admin/x"`,
+    });
+  }
+  if (escapedSlashes === "KEEP") {
+    out.push({
+      field: "escapedSlashes",
+      value: escapedSlashes,
+      message:
+        `Escaped slashes "KEEP" weakens path rules: "/public/..%2Fadmin" matches a rule on "/public/*", though an app that decodes "%2F" serves "/admin"`,
+    });
+  }
+  return out;
 }
 
 function isCatchAll(m: RouteMatch): boolean {

@@ -465,6 +465,57 @@ const CHECKS: {
     ],
   },
   {
+    name: "path normalization settings that weaken path rules are warnings",
+    input: doc("MeshConfig", {
+      pathNormalization: { normalization: "NONE", escapedSlashes: "KEEP" },
+    }, { name: "mesh" }),
+    warnings: [
+      p(
+        "/spec/pathNormalization/normalization",
+        'Normalization "NONE" weakens path rules: "/public/../admin/x" and "//admin/x" reach the app as sent, and a rule on "/admin/*" does not see them',
+      ),
+      p(
+        "/spec/pathNormalization/escapedSlashes",
+        'Escaped slashes "KEEP" weakens path rules: "/public/..%2Fadmin" matches a rule on "/public/*", though an app that decodes "%2F" serves "/admin"',
+      ),
+    ],
+  },
+  {
+    name: "path normalization without merged slashes is a warning",
+    input: doc("MeshConfig", { pathNormalization: { normalization: "BASE" } }, { name: "mesh" }),
+    warnings: [
+      p(
+        "/spec/pathNormalization/normalization",
+        'Normalization "BASE" weakens path rules: "//admin/x" does not match a rule on "/admin/*", though many apps serve it as "/admin/x"',
+      ),
+    ],
+  },
+  {
+    name: "decoding or redirecting escaped slashes keeps path rules whole",
+    input: doc("MeshConfig", {
+      pathNormalization: { normalization: "MERGE_SLASHES", escapedSlashes: "DECODE" },
+    }, { name: "mesh" }),
+  },
+  {
+    name: "path rules of an AuthorizationPolicy under weakened path normalization",
+    input: doc("AuthorizationPolicy", {
+      service: "echo",
+      action: "DENY",
+      rules: [{ to: [{ methods: ["GET"] }] }, { to: [{ ports: [8080] }, { notPaths: ["/a"] }] }],
+    }),
+    others: [
+      doc("MeshConfig", { pathNormalization: { normalization: "BASE", escapedSlashes: "KEEP" } }, {
+        name: "mesh",
+      }),
+    ],
+    warnings: [
+      p(
+        "/spec/rules/1/to/1/notPaths",
+        'Path rules can be bypassed: MeshConfig "mesh" weakens path normalization (normalization "BASE", escapedSlashes "KEEP")',
+      ),
+    ],
+  },
+  {
     name: "an AuthorizationPolicy for a service that has not registered",
     input: doc("AuthorizationPolicy", { service: "billing", action: "DENY" }),
     warnings: [p("/spec/service", notRegistered("billing"))],

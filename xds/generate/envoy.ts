@@ -90,11 +90,22 @@ export type RouteSource =
   /** A route configuration written into the listener. */
   | { inline: JsonObject };
 
+/** Options of {@link httpConnectionManager}. */
+export interface ConnectionManagerOptions {
+  /** HTTP filters, in order, before the router. Default: none. */
+  httpFilters?: readonly JsonObject[];
+  /**
+   * More HttpConnectionManager fields: how a sidecar treats requests (path
+   * normalization, upgrades, timeouts). Default: none, Envoy's defaults.
+   */
+  settings?: JsonObject;
+}
+
 /** The HttpConnectionManager message (no Any wrapper): `httpFilters`, then the router. */
 export function httpConnectionManager(
   statPrefix: string,
   routes: RouteSource,
-  httpFilters: readonly JsonObject[] = [],
+  options: ConnectionManagerOptions = {},
 ): JsonObject {
   const routeSpecifier: JsonObject = "rds" in routes
     ? { rds: { route_config_name: routes.rds, config_source: adsConfigSource() } }
@@ -102,7 +113,8 @@ export function httpConnectionManager(
   return {
     stat_prefix: statPrefix,
     ...routeSpecifier,
-    http_filters: [...httpFilters, routerFilter()],
+    ...options.settings,
+    http_filters: [...options.httpFilters ?? [], routerFilter()],
   };
 }
 
@@ -110,13 +122,13 @@ export function httpConnectionManager(
 export function httpConnectionManagerFilter(
   statPrefix: string,
   routes: RouteSource,
-  httpFilters: readonly JsonObject[] = [],
+  options: ConnectionManagerOptions = {},
 ): JsonObject {
   return {
     name: "envoy.filters.network.http_connection_manager",
     typed_config: anyOf(
       TYPE.httpConnectionManager,
-      httpConnectionManager(statPrefix, routes, httpFilters),
+      httpConnectionManager(statPrefix, routes, options),
     ),
   };
 }

@@ -16,6 +16,7 @@ import {
   type ProxyKind,
   trafficSettings,
 } from "./destination.ts";
+import { sidecarConnectionManager } from "./connection_manager.ts";
 import { upstreamMtls } from "./envoy.ts";
 import type {
   InboundEntry,
@@ -322,6 +323,7 @@ function sidecarInboundListeners(ctx: SidecarContext): Emitted[] {
           permissive: push.mesh.mtls?.mode === "PERMISSIVE",
           filters: [...rbacFilters(push, entry, http), ...limits?.filters ?? []],
           ...(limits ? { routes: limits.routes } : {}),
+          connectionManager: sidecarConnectionManager(push.mesh),
         });
       }),
     };
@@ -346,6 +348,7 @@ function sidecarOutboundListeners(ctx: SidecarContext): Emitted[] {
       protocol: u.port.protocol,
       cluster: defaultCluster(u),
       routeConfig: routeName(u),
+      connectionManager: sidecarConnectionManager(ctx.push.mesh),
     }),
   }));
 }

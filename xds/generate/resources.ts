@@ -68,6 +68,8 @@ export interface InboundOptions {
   filters?: readonly JsonObject[];
   /** HTTP only: the routes to the app. Default: one route for everything. */
   routes?: readonly JsonObject[];
+  /** HTTP only: more HttpConnectionManager fields (see `connection_manager.ts`). Default: none. */
+  connectionManager?: JsonObject;
 }
 
 /**
@@ -94,7 +96,7 @@ export function inboundListener(
           ["*"],
           options.routes ?? [appRoute(cluster, { prefix: "/" })],
         ),
-      }, before),
+      }, { httpFilters: before, settings: options.connectionManager ?? {} }),
     ]
     : [...before, tcpProxyFilter(statPrefix, cluster)];
   const mtls = { filters, transport_socket: downstreamMtls(trustDomain) };
@@ -142,13 +144,18 @@ export interface OutboundTarget {
   cluster: string;
   /** The route configuration (RDS), for HTTP. */
   routeConfig: string;
+  /** HTTP only: more HttpConnectionManager fields (see `connection_manager.ts`). Default: none. */
+  connectionManager?: JsonObject;
 }
 
 /** `outbound|<localPort>` on `127.0.0.1`: HTTP through RDS, or TCP to the cluster. */
 export function outboundListener(localPort: number, target: OutboundTarget): JsonObject {
   const statPrefix = `outbound_${localPort}`;
   const filter = isHttp(target.protocol)
-    ? httpConnectionManagerFilter(statPrefix, { rds: target.routeConfig }, [faultFilter()])
+    ? httpConnectionManagerFilter(statPrefix, { rds: target.routeConfig }, {
+      httpFilters: [faultFilter()],
+      settings: target.connectionManager ?? {},
+    })
     : tcpProxyFilter(statPrefix, target.cluster);
   return {
     name: outboundListenerName(localPort),
@@ -170,7 +177,7 @@ export function apiListener(name: string, routeConfig: string): JsonObject {
     api_listener: {
       api_listener: anyOf(
         TYPE.httpConnectionManager,
-        httpConnectionManager(name, { rds: routeConfig }, [faultFilter()]),
+        httpConnectionManager(name, { rds: routeConfig }, { httpFilters: [faultFilter()] }),
       ),
     },
   };

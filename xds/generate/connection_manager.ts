@@ -1,0 +1,50 @@
+/**
+ * How a sidecar's HTTP connection managers, inbound and outbound, treat
+ * requests before any filter or route sees them. Proxyless clients get none
+ * of this: grpc-js-xds ignores these fields, and their paths are gRPC
+ * method names.
+ *
+ * Path normalization (MeshConfig `pathNormalization`) comes first because
+ * AuthorizationPolicy paths compile to RBAC `url_path` matches and route
+ * paths to route matches: unnormalized, `/public/../admin`, `//admin` or
+ * `/public/..%2Fadmin` pass a DENY on `/admin/*` or match an ALLOW on
+ * `/public/*`, and an app that resolves them serves `/admin` (the
+ * CVE-2019-9901 class). Envoy unescapes slashes first, then normalizes
+ * (RFC 3986), then merges slashes, so every rule sees the path the app will.
+ */
+import {
+  DEFAULT_ESCAPED_SLASHES,
+  DEFAULT_PATH_NORMALIZATION,
+  type ESCAPED_SLASH_ACTIONS,
+  type MeshConfigSpec,
+} from "../../core/policy/model.ts";
+import type { JsonObject } from "./model.ts";
+
+/** Envoy's `PathWithEscapedSlashesAction` for each of our `escapedSlashes` values. */
+const ESCAPED_SLASH_ACTION: Readonly<Record<typeof ESCAPED_SLASH_ACTIONS[number], string>> = {
+  REJECT: "REJECT_REQUEST",
+  REDIRECT: "UNESCAPE_AND_REDIRECT",
+  DECODE: "UNESCAPE_AND_FORWARD",
+  KEEP: "KEEP_UNCHANGED",
+};
+
+/**
+ * The HttpConnectionManager fields of MeshConfig's `pathNormalization`. Each
+ * is written out, even `normalize_path: false`: left out, Envoy would fall
+ * back on runtime defaults that its versions change.
+ */
+export function pathNormalizationFields(mesh: MeshConfigSpec): JsonObject {
+  const normalization = mesh.pathNormalization?.normalization ?? DEFAULT_PATH_NORMALIZATION;
+  const escaped = mesh.pathNormalization?.escapedSlashes ?? DEFAULT_ESCAPED_SLASHES;
+  return {
+    normalize_path: normalization !== "NONE",
+    // A bool whose default is false: the wire leaves it out, and so does the canonical form.
+    ...(normalization === "MERGE_SLASHES" ? { merge_slashes: true } : {}),
+    path_with_escaped_slashes_action: ESCAPED_SLASH_ACTION[escaped],
+  };
+}
+
+/** The HttpConnectionManager fields of every sidecar connection manager, inbound and outbound. */
+export function sidecarConnectionManager(mesh: MeshConfigSpec): JsonObject {
+  return { ...pathNormalizationFields(mesh) };
+}
