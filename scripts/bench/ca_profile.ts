@@ -35,7 +35,7 @@ const CATEGORIES: [string, (f: CallFrame) => boolean][] = [
     (f) => (f.functionName === "sign" || f.functionName === "verify") && f.url === "",
   ],
   ["(garbage collector)", (f) => f.functionName === "(garbage collector)"],
-  ["SQLite store (store/sqlite.ts)", (f) => f.url.includes("/store/sqlite.ts")],
+  ["SQLite store (store/sqlite*.ts)", (f) => f.url.includes("/store/sqlite")],
   ["jose (JWT verify)", (f) => f.url.includes("/jose")],
   ["zod (request schema)", (f) => f.url.includes("/zod")],
   [
