@@ -12,7 +12,7 @@ import { createServer, type Server } from "node:https";
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { fingerprint } from "./pki.ts";
-import { x509 } from "./x509.ts";
+import { x509 } from "../ca/x509.ts";
 
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 

@@ -3,7 +3,8 @@ import { InvalidError } from "../core/errors.ts";
 import { nodeRequests, removeDataDir, startAgent, type TestAgent, waitFor } from "./_test_agent.ts";
 import { csrUris, startTlsServerDouble, tlsProblem } from "./_tls_server_double.ts";
 import { keyMatchesCertificate, parseCertificates } from "./pki.ts";
-import { x509 } from "./x509.ts";
+import { decodePem, type PemBlock } from "../ca/pem.ts";
+import { x509 } from "../ca/x509.ts";
 
 const VM1 = `
 node: {name: vm-1, address: 127.0.0.1}
@@ -205,7 +206,7 @@ async function expireCertificate(
   ca: Awaited<ReturnType<typeof startTlsServerDouble>>["ca"],
 ): Promise<string> {
   const dir = `${dataDir}/identity`;
-  const der = x509.PemConverter.decodeFirst(await Deno.readTextFile(`${dir}/key.pem`));
+  const [{ der }] = decodePem(await Deno.readTextFile(`${dir}/key.pem`)) as [PemBlock];
   const algorithm = { name: "ECDSA", namedCurve: "P-256" };
   const privateKey = await crypto.subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
   const { d: _d, key_ops: _ops, ...jwk } = await crypto.subtle.exportKey("jwk", privateKey);

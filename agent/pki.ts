@@ -4,8 +4,9 @@
  * made here, on the host, and only its PEM goes to disk and to the TLS
  * client; what leaves the host is the CSR, which holds the public key only.
  */
+import { decodePem, encodePem } from "../ca/pem.ts";
+import { x509 } from "../ca/x509.ts";
 import { InvalidError } from "../core/errors.ts";
-import { x509 } from "./x509.ts";
 
 /** ECDSA P-256 with SHA-256: what the server's CA uses, and cheap for TLS handshakes. */
 const KEY_ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
@@ -21,8 +22,7 @@ export async function generateKeyPair(): Promise<CryptoKeyPair> {
 
 /** The private key as PKCS#8 PEM (`BEGIN PRIVATE KEY`), the form TLS libraries read. */
 export async function privateKeyPem(key: CryptoKey): Promise<string> {
-  const der = await crypto.subtle.exportKey("pkcs8", key);
-  return x509.PemConverter.encode(der, "PRIVATE KEY") + "\n";
+  return encodePem("PRIVATE KEY", new Uint8Array(await crypto.subtle.exportKey("pkcs8", key)));
 }
 
 /**
@@ -50,9 +50,9 @@ export async function createCsr(
 export function parseCertificates(pem: string, what: string): x509.X509Certificate[] {
   let certs: x509.X509Certificate[];
   try {
-    certs = x509.PemConverter.decodeWithHeaders(pem)
-      .filter((block) => block.type === "CERTIFICATE")
-      .map((block) => new x509.X509Certificate(block.rawData));
+    certs = decodePem(pem)
+      .filter((block) => block.label === "CERTIFICATE")
+      .map((block) => new x509.X509Certificate(block.der));
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     throw new InvalidError(`Invalid ${what}: ${why}`);
@@ -104,8 +104,9 @@ export async function keyMatchesCertificate(
 ): Promise<boolean> {
   let key: CryptoKey;
   try {
-    const der = x509.PemConverter.decodeFirst(keyPem);
-    key = await crypto.subtle.importKey("pkcs8", der, KEY_ALGORITHM, true, ["sign"]);
+    const [block] = decodePem(keyPem);
+    if (!block) return false;
+    key = await crypto.subtle.importKey("pkcs8", block.der, KEY_ALGORITHM, true, ["sign"]);
   } catch {
     return false;
   }

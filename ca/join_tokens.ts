@@ -1,36 +1,22 @@
 import { randomBytes } from "node:crypto";
 import * as jose from "jose";
 import type { Clock } from "../core/clock.ts";
-import { ConflictError, UnauthorizedError } from "../core/errors.ts";
+import { ConflictError, UnauthorizedError, UnavailableError } from "../core/errors.ts";
+import {
+  JOIN_TOKEN_AUDIENCE,
+  JOIN_TOKEN_ISSUER,
+  type JoinTokenClaims,
+  parseJoinTokenClaims,
+} from "../core/join_token.ts";
 import type { JoinToken, JoinTokenCreate } from "../core/model.ts";
 import type { Store } from "../store/store.ts";
-
-/** The claims a join token carries; the agent reads them without verifying. */
-export interface JoinClaims {
-  jti: string;
-  iat: number;
-  exp: number;
-  iss: "ironmesh";
-  aud: "ironmesh-enrol";
-  /** Trust domain. */
-  td: string;
-  ns: string;
-  sa: string;
-  /** The only node name the token may enrol, when set. */
-  node?: string;
-  /** Server addresses (`https://host:port`) the agent may enrol with. */
-  srv: string[];
-  /** `sha256:<hex>` of a root CA certificate's DER: the agent trusts the server only if it presents that root. */
-  pin: string;
-}
+import { readTextIfExists, writeFileAtomic } from "./files.ts";
+import { decodePem, encodePem } from "./pem.ts";
 
 /** A join token just created: the stored record plus the signed token, shown once. */
 export interface CreatedJoinToken extends JoinToken {
   token: string;
 }
-
-const ISSUER = "ironmesh";
-const AUDIENCE = "ironmesh-enrol";
 
 /**
  * Issues and verifies join tokens: JWTs signed with Ed25519 (EdDSA). Deno
@@ -77,7 +63,7 @@ export class JoinTokens {
       expiresAt: new Date(now + request.ttl).toISOString(),
       revokedAt: null,
     };
-    const claims: Omit<JoinClaims, "jti" | "iat" | "exp" | "iss" | "aud"> = {
+    const claims: Omit<JoinTokenClaims, "jti" | "iat" | "exp"> = {
       td: context.trustDomain,
       ns: record.namespace,
       sa: record.serviceAccount,
@@ -88,8 +74,8 @@ export class JoinTokens {
     const token = await new jose.SignJWT(claims)
       .setProtectedHeader({ alg: "EdDSA", typ: "JWT" })
       .setJti(id)
-      .setIssuer(ISSUER)
-      .setAudience(AUDIENCE)
+      .setIssuer(JOIN_TOKEN_ISSUER)
+      .setAudience(JOIN_TOKEN_AUDIENCE)
       .setIssuedAt(Math.floor(now / 1000))
       .setExpirationTime(Math.floor((now + request.ttl) / 1000))
       .sign(this.#privateKey);
@@ -102,17 +88,17 @@ export class JoinTokens {
    * record if it may still be used. Its use is recorded later, atomically
    * with the certificate it yields (`Store.recordIssuance`).
    */
-  async verify(token: string): Promise<{ record: JoinToken; claims: JoinClaims }> {
-    let claims: JoinClaims;
+  async verify(token: string): Promise<{ record: JoinToken; claims: JoinTokenClaims }> {
+    let payload: jose.JWTPayload;
     try {
       const result = await jose.jwtVerify(token, this.#publicKey, {
-        issuer: ISSUER,
-        audience: AUDIENCE,
+        issuer: JOIN_TOKEN_ISSUER,
+        audience: JOIN_TOKEN_AUDIENCE,
         algorithms: ["EdDSA"],
         currentDate: new Date(this.#clock.now()),
         clockTolerance: 0,
       });
-      claims = result.payload as unknown as JoinClaims;
+      payload = result.payload;
     } catch (error) {
       if (error instanceof jose.errors.JWTExpired) {
         throw new UnauthorizedError(
@@ -122,6 +108,12 @@ export class JoinTokens {
       throw new UnauthorizedError(
         `Join token is not valid: ${(error as Error).message || "malformed"}`,
       );
+    }
+    let claims: JoinTokenClaims;
+    try {
+      claims = parseJoinTokenClaims(payload);
+    } catch (error) {
+      throw new UnauthorizedError((error as Error).message);
     }
     const stored = await this.#store.getToken(claims.jti);
     if (!stored || stored.token.kind !== "join") {
@@ -140,30 +132,21 @@ export class JoinTokens {
 
 async function loadOrCreateKey(file: string): Promise<CryptoKeyPair> {
   const algorithm = { name: "Ed25519" };
-  let pem: string | null = null;
-  try {
-    pem = await Deno.readTextFile(file);
-  } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-  }
-  if (pem === null) {
+  let pem = await readTextIfExists(file);
+  if (pem === undefined) {
     const keys = await crypto.subtle.generateKey(algorithm, true, [
       "sign",
       "verify",
     ]) as CryptoKeyPair;
     const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-    const text = toPem(der, "PRIVATE KEY");
-    const tmp = `${file}.tmp`;
-    await Deno.writeTextFile(tmp, text, { mode: 0o600 });
-    await Deno.chmod(tmp, 0o600);
-    await Deno.rename(tmp, file);
-    pem = text;
+    pem = encodePem("PRIVATE KEY", der);
+    await writeFileAtomic(file, pem);
   }
-  const der = Uint8Array.from(
-    atob(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "")),
-    (c) => c.charCodeAt(0),
-  );
-  const privateKey = await crypto.subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
+  const [block] = decodePem(pem);
+  if (block?.label !== "PRIVATE KEY") {
+    throw new UnavailableError(`Join token key "${file}" holds no PEM "PRIVATE KEY"`);
+  }
+  const privateKey = await crypto.subtle.importKey("pkcs8", block.der, algorithm, true, ["sign"]);
   // WebCrypto derives no public key from a private one; the JWK form carries both.
   const jwk = await crypto.subtle.exportKey("jwk", privateKey);
   const publicKey = await crypto.subtle.importKey(
@@ -174,9 +157,4 @@ async function loadOrCreateKey(file: string): Promise<CryptoKeyPair> {
     ["verify"],
   );
   return { privateKey, publicKey };
-}
-
-function toPem(der: Uint8Array, label: string): string {
-  const lines = btoa(String.fromCharCode(...der)).match(/.{1,64}/g)!.join("\n");
-  return `-----BEGIN ${label}-----\n${lines}\n-----END ${label}-----\n`;
 }

@@ -1,10 +1,18 @@
 /**
- * PEM (RFC 7468) in both directions. Hand-written because the pipeline needs
- * to count and label blocks before any parser sees them (a CSR field must hold
- * exactly one `CERTIFICATE REQUEST`), and because encoding a few hundred bytes
- * per issued certificate should not go through a general ASN.1 library.
+ * PEM (RFC 7468), for the CA and the agent alike. Encoding is
+ * `@peculiar/x509`'s `PemConverter`: on a 600-byte certificate it took 24 µs
+ * where the hand-written encoder it replaced took 65 (two runs on a loaded
+ * machine, ratio 2.7 and 3.5). Decoding stays hand-written, because the
+ * library's decoder skips a broken block without a word: an END line that
+ * names another label, a body that is not base64 and a BEGIN without END all
+ * decode as "no block" (checked against `@peculiar/x509` 2.2.0;
+ * `pem_test.ts` pins what ours says instead), so a truncated CSR or bundle
+ * would be reported as missing rather than broken. The pipeline also needs
+ * to count and label blocks before any parser sees them (a CSR field must
+ * hold exactly one `CERTIFICATE REQUEST`).
  */
 import type { Bytes } from "./der.ts";
+import { x509 } from "./x509.ts";
 
 /** One `-----BEGIN X----- … -----END X-----` block, decoded. */
 export interface PemBlock {
@@ -44,11 +52,8 @@ export function decodePem(text: string): PemBlock[] {
 }
 
 /** Encodes `der` as one PEM block with 64-character lines and a final newline. */
-export function encodePem(label: string, der: Uint8Array): string {
-  const b64 = toBase64(der);
-  let out = `-----BEGIN ${label}-----\n`;
-  for (let i = 0; i < b64.length; i += 64) out += b64.slice(i, i + 64) + "\n";
-  return out + `-----END ${label}-----\n`;
+export function encodePem(label: string, der: Uint8Array<ArrayBuffer>): string {
+  return x509.PemConverter.encode(der, label) + "\n";
 }
 
 /** The DER of every `CERTIFICATE` block in `text`, in order; other blocks are an error. */
@@ -66,13 +71,4 @@ function fromBase64(b64: string): Bytes {
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let bin = "";
-  // Chunks keep String.fromCharCode's argument count bounded for large inputs.
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(bin);
 }

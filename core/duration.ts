@@ -32,7 +32,7 @@ export function formatDuration(ms: number): string {
   return parts.join("");
 }
 
-/** Options of {@link durationSchema}. */
+/** Options of {@link durationSchema} and {@link durationText}. */
 export interface DurationBounds {
   /** Smallest accepted value in milliseconds. Default: 1. */
   min?: number;
@@ -40,28 +40,47 @@ export interface DurationBounds {
   max?: number;
 }
 
-/** A zod schema that accepts duration text and yields milliseconds, within bounds. */
-export function durationSchema(bounds: DurationBounds = {}) {
+/** Milliseconds of `text`, or the message that says why it is not a duration within `bounds`. */
+function checkDuration(text: string, bounds: DurationBounds): number | { message: string } {
   const min = bounds.min ?? 1;
   const max = bounds.max ?? 30 * 86_400_000;
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    return {
+      message: `Invalid duration "${text}": use a number with a unit, e.g. 500ms, 5s, 1m`,
+    };
+  }
+  if (ms < min || ms > max) {
+    return {
+      message: `Duration "${text}" is out of range: must be between ${formatDuration(min)} and ${
+        formatDuration(max)
+      }`,
+    };
+  }
+  return ms;
+}
+
+/**
+ * A zod schema that accepts duration text and yields milliseconds, within
+ * bounds: for settings the program uses as numbers (config files, flags).
+ */
+export function durationSchema(bounds: DurationBounds = {}) {
   return z.string().transform((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: `Invalid duration "${text}": use a number with a unit, e.g. 500ms, 5s, 1m, 72h`,
-      });
-      return z.NEVER;
-    }
-    if (ms < min || ms > max) {
-      ctx.addIssue({
-        code: "custom",
-        message: `Duration "${text}" is out of range: must be between ${formatDuration(min)} and ${
-          formatDuration(max)
-        }`,
-      });
-      return z.NEVER;
-    }
-    return ms;
+    const checked = checkDuration(text, bounds);
+    if (typeof checked === "number") return checked;
+    ctx.addIssue({ code: "custom", message: checked.message });
+    return z.NEVER;
+  });
+}
+
+/**
+ * A zod schema that accepts duration text within bounds and keeps it as
+ * written (`500ms`, `2s`, `1m30s`): for stored objects whose history and
+ * diffs should show the operator's own words.
+ */
+export function durationText(bounds: DurationBounds = {}) {
+  return z.string().superRefine((text, ctx) => {
+    const checked = checkDuration(text, bounds);
+    if (typeof checked !== "number") ctx.addIssue({ code: "custom", message: checked.message });
   });
 }

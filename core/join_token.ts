@@ -137,13 +137,7 @@ export function decodeJoinToken(text: string, clock: Clock): JoinTokenClaims {
       }`,
     );
   }
-  const result = claimsSchema.safeParse(payload);
-  if (!result.success) {
-    const problems = zodProblems(result.error);
-    const list = problems.map((p) => `${p.pointer.slice(1) || "payload"}: ${p.message}`);
-    throw new InvalidError(`Invalid join token: ${list.join("; ")}`, problems);
-  }
-  const claims = result.data;
+  const claims = parseJoinTokenClaims(payload);
   if (claims.exp * 1000 <= clock.now()) {
     throw new InvalidError(
       `Join token expired at ${
@@ -151,6 +145,23 @@ export function decodeJoinToken(text: string, clock: Clock): JoinTokenClaims {
       }: join tokens are short-lived; create a new one with ${joinTokenCommand(claims)}`,
     );
   }
+  return claims;
+}
+
+/**
+ * Checks that a join token's payload has the claims of {@link JoinTokenClaims}
+ * and returns them; the server uses it on tokens whose signature it verified,
+ * the agent on tokens it only decoded. Throws an {@link InvalidError} naming
+ * each claim that is wrong.
+ */
+export function parseJoinTokenClaims(payload: unknown): JoinTokenClaims {
+  const result = claimsSchema.safeParse(payload);
+  if (!result.success) {
+    const problems = zodProblems(result.error);
+    const list = problems.map((p) => `${p.pointer.slice(1) || "payload"}: ${p.message}`);
+    throw new InvalidError(`Invalid join token: ${list.join("; ")}`, problems);
+  }
+  const claims = result.data;
   return {
     jti: claims.jti,
     iat: claims.iat,

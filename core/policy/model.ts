@@ -9,7 +9,7 @@
  * do; a split or mirror may name a service of another namespace.
  */
 import { z } from "zod";
-import { formatDuration, parseDuration } from "../duration.ts";
+import { durationText, parseDuration } from "../duration.ts";
 import { labelsSchema } from "../labels.ts";
 import { labelName } from "../names.ts";
 
@@ -34,28 +34,6 @@ export const MESH_CONFIG_NAME = "mesh";
 export function policyKindFromText(text: string): PolicyKind | undefined {
   const lower = text.toLowerCase();
   return POLICY_KINDS.find((k) => k.toLowerCase() === lower || `${k.toLowerCase()}s` === lower);
-}
-
-/** A duration as text (`500ms`, `2s`, `1m30s`), kept as written; {@link durationMs} reads it. */
-export function durationText(bounds: { min?: number; max?: number } = {}) {
-  const min = bounds.min ?? 1;
-  const max = bounds.max ?? 30 * 86_400_000;
-  return z.string().superRefine((text, ctx) => {
-    const ms = parseDuration(text);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: "custom",
-        message: `Invalid duration "${text}": use a number with a unit, e.g. 500ms, 5s, 1m`,
-      });
-    } else if (ms < min || ms > max) {
-      ctx.addIssue({
-        code: "custom",
-        message: `Duration "${text}" is out of range: must be between ${formatDuration(min)} and ${
-          formatDuration(max)
-        }`,
-      });
-    }
-  });
 }
 
 /** Milliseconds of a duration text that passed {@link durationText}. */

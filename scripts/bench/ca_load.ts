@@ -7,7 +7,7 @@
  *
  * Usage: deno run -A scripts/bench/ca_load.ts '<LoadConfig as JSON>'
  */
-import { x509 } from "../../agent/x509.ts";
+import { x509 } from "../../ca/x509.ts";
 import { processCpuSeconds } from "./ca_server.ts";
 import { type LatencySummary, summarize } from "./ca_report.ts";
 
