@@ -3,6 +3,7 @@
  * directories, CSRs of any key type, and running `openssl` for cross-checks.
  */
 import { join } from "node:path";
+import type { JoinTokenCreate } from "../core/model.ts";
 import { x509 } from "./x509.ts";
 
 /** A fresh temporary directory, removed by the returned function. */
@@ -106,4 +107,17 @@ export async function opensslVerify(
   if (at !== undefined) args.push("-attime", String(Math.floor(at / 1000)));
   args.push("v-leaf.pem");
   return await openssl(args, dir);
+}
+
+/** A join token request for `default/web`, one use, one hour, with `extra` on top. */
+export function joinRequest(extra: Partial<JoinTokenCreate> = {}): JoinTokenCreate {
+  return {
+    kind: "join",
+    namespace: "default",
+    serviceAccount: "web",
+    uses: 1,
+    description: "",
+    ttl: 3_600_000,
+    ...extra,
+  };
 }

@@ -11,7 +11,7 @@ import { silentLogger } from "../core/log.ts";
 import type { JoinTokenCreate } from "../core/model.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
-import { makeCsr, tempDir } from "./_testing.ts";
+import { joinRequest, makeCsr, tempDir } from "./_testing.ts";
 import { CertificateAuthority } from "./authority.ts";
 import { type CertificatePrincipal, IdentityService } from "./identity.ts";
 import { JoinTokens } from "./join_tokens.ts";
@@ -50,15 +50,7 @@ async function withWorld(
     alive: [],
     identity: undefined as unknown as IdentityService,
     async join(extra = {}) {
-      const request: JoinTokenCreate = {
-        kind: "join",
-        namespace: "default",
-        serviceAccount: "web",
-        uses: 1,
-        description: "",
-        ttl: 3_600_000,
-        ...extra,
-      };
+      const request = joinRequest(extra);
       return (await world.identity.createJoinToken(request, ["https://127.0.0.1:1"])).token;
     },
     principal(issued, root = authority.signingRootFingerprint) {
@@ -112,6 +104,33 @@ Deno.test("IdentityService.enrol() issues the identity the token allows, once", 
       "a replayed token is refused",
     );
     assert.equal((await w.store.listCertificates({})).length, 1);
+  }));
+
+Deno.test("IdentityService.enrol() refuses a replayed token at the token check, signing nothing", () =>
+  withWorld(async (w) => {
+    const refusals: string[] = [];
+    w.identity.events.refused = (kind, reason) => refusals.push(`${kind}:${reason}`);
+    let signed = 0;
+    const issue = w.authority.issue.bind(w.authority);
+    w.authority.issue = (request) => {
+      signed++;
+      return issue(request);
+    };
+    const token = await w.join();
+    const first = await w.identity.enrol({ token, csr: await csr("vm-1"), node: "vm-1" });
+    assert.equal(signed, 1);
+    const { jti } = JSON.parse(
+      atob(token.split(".")[1]!.replaceAll("-", "+").replaceAll("_", "/")),
+    );
+    await assert.rejects(
+      w.identity.enrol({ token, csr: await csr("vm-2"), node: "vm-2" }),
+      (e: unknown) =>
+        e instanceof ConflictError &&
+        e.message === `Join token "${jti}" has already been used (1 of 1): create a new one`,
+    );
+    assert.deepEqual(refusals, ["enrol:token"], "refused at the token check, not by the store");
+    assert.equal(signed, 1, "no certificate was signed for the replay");
+    assert.deepEqual((await w.store.listCertificates({})).map((c) => c.serial), [first.serial]);
   }));
 
 Deno.test("IdentityService issues with the lifetime MeshConfig sets now, else the server's", () => {

@@ -375,7 +375,9 @@ export function storeContract(
       await store.recordIssuance(sampleCertificate("02", "vm-2"), { tokenId: "join1", at });
       await assert.rejects(
         store.recordIssuance(sampleCertificate("03", "vm-3"), { tokenId: "join1", at }),
-        (e: unknown) => e instanceof ConflictError && /used up/.test(e.message),
+        (e: unknown) =>
+          e instanceof ConflictError &&
+          e.message === 'Join token "join1" has been used up (2 of 2 uses)',
       );
       assert.equal(await store.getCertificate("03"), null, "a refused use records nothing");
       assert.equal((await store.getToken("join1"))?.token.kind, "join");
@@ -399,6 +401,21 @@ export function storeContract(
         /does not exist/,
       );
       assert.deepEqual((await store.listCertificates({})).map((c) => c.serial), ["01", "02"]);
+    }));
+
+  Deno.test(`${backend} store: an issuance that fails to record gives the token's use back`, () =>
+    withStore(async (store) => {
+      await store.createToken(sampleJoinToken("join1"), "");
+      const at = "2026-01-01T00:10:00.000Z";
+      // A record the database refuses (a certificate always names its node), written after
+      // the token's use inside the same transaction: the use must be rolled back with it.
+      const unwritable = sampleCertificate("01", null as unknown as string);
+      await assert.rejects(store.recordIssuance(unwritable, { tokenId: "join1", at }));
+      assert.equal(((await store.getToken("join1"))!.token as JoinToken).used, 0);
+      assert.deepEqual(await store.listCertificates({}), []);
+      await store.recordIssuance(sampleCertificate("02", "vm-1"), { tokenId: "join1", at });
+      assert.equal(((await store.getToken("join1"))!.token as JoinToken).used, 1);
+      assert.deepEqual((await store.listCertificates({})).map((c) => c.serial), ["02"]);
     }));
 
   Deno.test(`${backend} store: renewals supersede, revocation reaches a node or a token lineage`, () =>
