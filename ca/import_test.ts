@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { FakeClock } from "../core/clock.ts";
 import { ConflictError, InvalidError } from "../core/errors.ts";
 import { makeCsr, opensslOk, opensslVerify, tempDir } from "./_testing.ts";
-import { CertificateAuthority, fingerprintOf } from "./authority.ts";
+import { CertificateAuthority } from "./authority.ts";
+import { fingerprintOf } from "./ca_certificates.ts";
 import { decodeCertificates } from "./pem.ts";
 
 const TD = "example.org";
