@@ -11,8 +11,16 @@ import { InvalidError, UnauthorizedError } from "../core/errors.ts";
 /** Where the client verbs look for the server when neither `--server` nor `IRONMESH_SERVER` is set. */
 export const DEFAULT_SERVER = "http://127.0.0.1:15080";
 
+/** The output formats of every verb that prints objects. */
 export const FORMATS = ["table", "json", "yaml"] as const;
+/** One of {@link FORMATS}. */
 export type Format = typeof FORMATS[number];
+
+/** `-o, --output table|json|yaml`, also from `IRONMESH_OUTPUT`; default `table`. */
+export function outputOption(): Option {
+  return new Option("-o, --output <format>", "Output format").choices(FORMATS).default("table")
+    .env("IRONMESH_OUTPUT");
+}
 
 /** A verb with the settings the root command has; `addCommand` does not copy them. */
 export function verb(name: string): Command {

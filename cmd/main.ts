@@ -6,9 +6,14 @@
 import { Command, CommanderError } from "commander";
 import { VERSION } from "../core/version.ts";
 import { agentCommand } from "./agent.ts";
-import { clientCommands } from "./client.ts";
-import { serverCommand } from "./server.ts";
+import { backupCommand, restoreCommand } from "./backup.ts";
+import { caCommand } from "./ca.ts";
+import { getCommand } from "./get.ts";
 import { reportError } from "./output.ts";
+import { policyCommands } from "./policy.ts";
+import { serverCommand } from "./server.ts";
+import { tokenCommand } from "./token.ts";
+import { versionCommand } from "./version.ts";
 
 function program(): Command {
   const root = new Command("ironmesh")
@@ -16,9 +21,18 @@ function program(): Command {
     .version(VERSION, "--version", "Print the version and exit")
     .showHelpAfterError()
     .exitOverride();
-  root.addCommand(serverCommand());
-  root.addCommand(agentCommand());
-  for (const command of clientCommands()) root.addCommand(command);
+  const verbs = [
+    serverCommand(),
+    agentCommand(),
+    getCommand(),
+    tokenCommand(),
+    caCommand(),
+    backupCommand(),
+    restoreCommand(),
+    ...policyCommands(),
+    versionCommand(),
+  ];
+  for (const verb of verbs) root.addCommand(verb);
   return root;
 }
 

@@ -18,14 +18,14 @@ import {
   addConnectionOptions,
   type ConnectionOptions,
   type Format,
-  FORMATS,
   formatTable,
+  outputOption,
   print,
   verb,
   withClient,
 } from "./client_support.ts";
 
-/** The verbs of this file, for `cmd/client.ts`. */
+/** The verbs of this file, for `cmd/main.ts`. */
 export function policyCommands(): Command[] {
   return [
     applyCommand(),
@@ -66,11 +66,6 @@ function namespaceOption(): Option {
 /** `--dry-run`, also from `IRONMESH_DRY_RUN=true`. */
 function dryRunOption(description: string): Option {
   return new Option("--dry-run", description).env("IRONMESH_DRY_RUN");
-}
-
-function outputOption(): Option {
-  return new Option("-o, --output <format>", "Output format").choices(FORMATS).default("table")
-    .env("IRONMESH_OUTPUT");
 }
 
 // --- apply -------------------------------------------------------------------
