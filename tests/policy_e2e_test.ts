@@ -55,7 +55,7 @@ function agentConfig(
 ): string {
   return `
 node: {name: ${node}, address: 127.0.0.1, labels: {region: r1, zone: z1}}
-heartbeat: {interval: 200ms}
+heartbeat: {interval: 1s}
 services:
 ${
     instances.map((i) =>

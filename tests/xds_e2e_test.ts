@@ -18,10 +18,14 @@ import { ServerProc, startAgent, tempDir, waitFor } from "./harness.ts";
 const ECHO = ECHO_METHOD;
 const raw = (b: Buffer) => b;
 
+/**
+ * A 1 s heartbeat (TTL 3 s): nothing here tests staleness, and a shorter TTL let a busy machine
+ * mark the agents stale mid-test, emptying the client's endpoints.
+ */
 function agentConfig(node: string, port: number): string {
   return `
 node: {name: ${node}, address: 127.0.0.1, labels: {region: r1, zone: z1}}
-heartbeat: {interval: 200ms}
+heartbeat: {interval: 1s}
 services:
   - name: echo
     port: ${port}
