@@ -18,6 +18,7 @@ import { VERSION } from "../core/version.ts";
 import { ChangeFeed } from "../registry/feed.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
+import { isPostgresUrl, openPostgresStore } from "../store/postgres.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
 import { AdsServer, type NodeInfo, type ProxyPeer } from "../xds/ads_server.ts";
@@ -54,7 +55,7 @@ const MAINTENANCE_MS = 12 * 3_600_000;
 /** Starts every part of the server on `config` and returns once all ports are bound. */
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const store = openStore(config);
+  const store = await openStore(config);
   // What has started so far, stopped in reverse if a later step fails.
   const started: (() => Promise<void> | void)[] = [() => store.close()];
   const unwind = async () => {
@@ -405,19 +406,22 @@ function listenHttp(
   }
 }
 
-function openStore(config: ServerConfig): Store {
+async function openStore(config: ServerConfig): Promise<Store> {
   const url = config.store ?? `sqlite:${config.dataDir}/ironmesh.db`;
   if (url.startsWith("sqlite:")) {
     return openSqliteStore(url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, ""));
   }
-  if (/^postgres(ql)?:/.test(url)) {
-    throw new InvalidError(
-      `Store "${
-        url.split("@").pop()
-      }" is not supported yet: PostgreSQL support is planned; use sqlite:PATH`,
-    );
+  if (isPostgresUrl(url)) {
+    if (!URL.canParse(url)) {
+      throw new InvalidError(
+        `Invalid --store: not a URL; expected postgres://USER@HOST:PORT/DATABASE`,
+      );
+    }
+    return await openPostgresStore(url);
   }
-  throw new InvalidError(`Invalid --store "${url}": expected sqlite:PATH`);
+  throw new InvalidError(
+    `Invalid --store "${url}": expected sqlite:PATH or postgres://USER@HOST:PORT/DATABASE`,
+  );
 }
 
 /**
@@ -567,7 +571,7 @@ const SERVER_OPTIONS: [string, string, string][] = [
   [
     "--store <url>",
     "IRONMESH_STORE",
-    "storage URL, sqlite:PATH (default: sqlite:DATA_DIR/ironmesh.db)",
+    "storage URL, sqlite:PATH or postgres://USER@HOST:PORT/DB (default: sqlite:DATA_DIR/ironmesh.db)",
   ],
   [
     "--reap-after <duration>",

@@ -39,6 +39,8 @@ export async function createBackup(store: Store, dataDir: string): Promise<Uint8
   try {
     const revision = await store.revision();
     await store.snapshot(`${tmp}/${DB_FILE}`);
+    // The snapshot's own version: a PostgreSQL store's snapshot is a SQLite file at SQLite's.
+    const schemaVersion = sqliteSchemaVersion(`${tmp}/${DB_FILE}`);
     const files: BackupArchive["files"] = [{
       path: DB_FILE,
       mode: 0o600,
@@ -50,13 +52,25 @@ export async function createBackup(store: Store, dataDir: string): Promise<Uint8
       version: 1,
       createdAt: new Date().toISOString(),
       serverVersion: VERSION,
-      schemaVersion: await store.schemaVersion(),
+      schemaVersion,
       revision,
       files,
     };
     return await gzip(new TextEncoder().encode(JSON.stringify(archive)));
   } finally {
     await Deno.remove(tmp, { recursive: true });
+  }
+}
+
+function sqliteSchemaVersion(path: string): number {
+  const db = new DatabaseSync(path);
+  try {
+    const row = db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as {
+      v: number | null;
+    };
+    return row.v ?? 0;
+  } finally {
+    db.close();
   }
 }
 

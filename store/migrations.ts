@@ -103,3 +103,102 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
     `,
   },
 ];
+
+/**
+ * The PostgreSQL migrations, in order. The tables hold what SQLite's hold,
+ * column for column where they can (so a snapshot copies into a SQLite file
+ * row by row), plus `counters` (the revisions SQLite keeps in `meta`, and
+ * the audit and log sequences, each handed out under its row's lock so they
+ * increase in commit order) and the revision log that other replicas follow.
+ * Keys and the text columns compared with `<` use `COLLATE "C"`: byte order,
+ * as SQLite's, whatever the database's locale, so key order and cursors
+ * agree between backends.
+ */
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description:
+      "registry objects, tokens, certificates, policies with history and audit, settings, revision log",
+    sql: `
+      CREATE TABLE meta (key text COLLATE "C" PRIMARY KEY, value text NOT NULL);
+      CREATE TABLE counters (name text COLLATE "C" PRIMARY KEY, value bigint NOT NULL);
+      INSERT INTO counters (name, value) VALUES
+        ('registry', 0), ('policies', 0), ('audit', 0), ('log', 0);
+      CREATE TABLE objects (
+        kind text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        namespace text COLLATE "C",
+        service text COLLATE "C",
+        node text COLLATE "C",
+        health text COLLATE "C",
+        revision bigint NOT NULL,
+        heartbeat text COLLATE "C",
+        data text NOT NULL,
+        PRIMARY KEY (kind, key)
+      );
+      CREATE INDEX objects_by_node ON objects (kind, node, key);
+      CREATE INDEX objects_by_service ON objects (kind, namespace, service, key);
+      CREATE TABLE tokens (
+        id text COLLATE "C" PRIMARY KEY,
+        secret_hash text NOT NULL,
+        created_at text COLLATE "C" NOT NULL,
+        data text NOT NULL
+      );
+      CREATE TABLE certificates (
+        serial text COLLATE "C" PRIMARY KEY,
+        node text COLLATE "C" NOT NULL,
+        token_id text COLLATE "C",
+        root text COLLATE "C" NOT NULL,
+        not_after text COLLATE "C" NOT NULL,
+        superseded_at text COLLATE "C",
+        revoked_at text COLLATE "C",
+        data text NOT NULL
+      );
+      CREATE INDEX certificates_by_node ON certificates (node, not_after);
+      CREATE INDEX certificates_by_token ON certificates (token_id);
+      CREATE INDEX certificates_by_root ON certificates (root, not_after);
+      CREATE TABLE policies (
+        kind text COLLATE "C" NOT NULL,
+        namespace text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        revision bigint NOT NULL,
+        data text NOT NULL,
+        PRIMARY KEY (kind, namespace, name)
+      );
+      CREATE TABLE policy_history (
+        kind text COLLATE "C" NOT NULL,
+        namespace text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        revision bigint NOT NULL,
+        op text NOT NULL CHECK (op IN ('create', 'update', 'delete', 'rollback')),
+        at text NOT NULL,
+        actor text NOT NULL,
+        data text,
+        PRIMARY KEY (kind, namespace, name, revision)
+      );
+      CREATE TABLE audit (
+        id bigint PRIMARY KEY,
+        at text NOT NULL,
+        actor text NOT NULL,
+        action text NOT NULL,
+        kind text COLLATE "C" NOT NULL,
+        namespace text COLLATE "C" NOT NULL,
+        name text COLLATE "C" NOT NULL,
+        outcome text NOT NULL CHECK (outcome IN ('ok', 'refused')),
+        status integer NOT NULL,
+        revision bigint,
+        detail text NOT NULL
+      );
+      CREATE INDEX audit_by_object ON audit (kind, namespace, name, id);
+      CREATE TABLE revision_log (
+        revision bigint PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        origin text NOT NULL,
+        registry bigint,
+        policies bigint,
+        changes text NOT NULL
+      );
+      CREATE INDEX revision_log_by_time ON revision_log (at);
+    `,
+  },
+];

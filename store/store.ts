@@ -111,7 +111,86 @@ export interface Store {
   ping(): Promise<void>;
   /** Flushes and closes; the store is unusable afterwards. */
   close(): Promise<void>;
+  /**
+   * The revision log, on a store that several replicas share (PostgreSQL);
+   * absent on one that only this process writes (SQLite).
+   */
+  readonly log?: RevisionLog;
 }
+
+/**
+ * The log of every write to a shared store, which other replicas follow.
+ * Each write appends one entry in its own transaction, so an acknowledged
+ * write is in the log and nothing in the log was rolled back. Entries name
+ * the keys a write changed, not their values: a follower re-reads what it
+ * needs, so applying an entry twice, or after a later write to the same key,
+ * is harmless. Heartbeat times ({@link Store.touchNodes}) are not logged:
+ * they change no revision and no other replica acts on them one by one.
+ *
+ * Follow it by revision, woken by {@link watch}: read after the last
+ * revision applied until the page is short; on a gap, reload everything,
+ * then go on after the page's `head`.
+ */
+export interface RevisionLog {
+  /** This replica's name in the entries it writes ({@link LogEntry.origin}). */
+  readonly origin: string;
+  /** The newest revision in the log; 0 before the first write. */
+  head(): Promise<number>;
+  /** Entries after revision `after`, oldest first, at most `limit`. */
+  read(after: number, limit: number): Promise<LogPage>;
+  /**
+   * Calls `wake` whenever entries may have been appended, by any replica,
+   * and after every (re)connection of the notification channel, since
+   * notifications sent while it was down are lost. Returns the function that
+   * stops it.
+   */
+  watch(wake: () => void): () => void;
+}
+
+/** What {@link RevisionLog.read} returns. */
+export interface LogPage {
+  entries: LogEntry[];
+  /** The newest revision when the read began. */
+  head: number;
+  /**
+   * True when entries after `after` are no longer in the log (pruned, or the
+   * database was replaced): the reader must reload its whole view, then
+   * continue after `head`.
+   */
+  gap: boolean;
+}
+
+/** One write, as the revision log records it. */
+export interface LogEntry {
+  /** Increasing without gaps, in commit order. */
+  revision: number;
+  /** When it was committed, by the database's clock (ISO 8601). */
+  at: string;
+  /** The replica that wrote it ({@link RevisionLog.origin}). */
+  origin: string;
+  /** The registry revision this write made, for a registry commit. */
+  registry: number | null;
+  /** The policy revision this write made, for a policy change. */
+  policies: number | null;
+  /** Every key the write changed, each once. */
+  changes: LogChange[];
+}
+
+/**
+ * One key a write changed; keys are those of the store's own calls. A
+ * follower turns them into the keyed change events a local write makes:
+ * `service` → the service's shape; `instance` → the endpoints of each of
+ * its `services`; `node` → the node; `policy` (`policyKey()`, MeshConfig's
+ * namespace `""`) → the policy; `certificate` → its `node`, and a revoked
+ * one (re-read it) cuts that node's connections; `token` → drop what is
+ * cached about it; `meta` → a setting.
+ */
+export type LogChange =
+  | { kind: "service" | "node" | "policy" | "token" | "meta"; key: string }
+  /** `services`: the keys of the services it belonged to before and after the write. */
+  | { kind: "instance"; key: string; services: string[] }
+  /** A certificate issued, superseded or revoked; `node` is its holder. */
+  | { kind: "certificate"; key: string; node: string };
 
 /** The kinds of registry object and their types. */
 export interface Objects {

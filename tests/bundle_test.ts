@@ -20,8 +20,11 @@ import {
   projectAbove,
   ROOT,
 } from "../scripts/build.ts";
+import { sharedCluster } from "../store/_postgres_testing.ts";
 
 let built: Promise<string> | undefined;
+/** The PostgreSQL the bundled server is run against (started here, outside any test). */
+const cluster = await sharedCluster();
 
 /** The bundle under test: `IRONMESH_BUNDLE`, or one built by the first test that asks. */
 function bundle(): Promise<string> {
@@ -130,49 +133,78 @@ async function waitFor<T>(
   );
 }
 
-Deno.test("bundle: server and agent run from ironmesh.js alone in an empty directory", async () => {
+/** An empty directory holding only the bundle, to run it from. */
+interface SingleFile {
+  dir: string;
+  /** Runs `deno run -A ironmesh.js ARGS…` in `dir`, with an empty `DENO_DIR`. */
+  run(name: string, args: string[]): Child;
+  children: Child[];
+  /** Kills whatever still runs and removes everything. */
+  remove(): Promise<void>;
+}
+
+async function singleFile(): Promise<SingleFile> {
   const file = await bundle();
   const base = await isolatedTempDir("ironmesh-single-file-");
   const dir = `${base}/app`;
-  const denoDir = `${base}/deno-dir`;
   await Deno.mkdir(dir);
+  await Deno.copyFile(file, `${dir}/${BUNDLE_NAME}`);
   const children: Child[] = [];
-  try {
-    assert.equal(await projectAbove(dir), null, "a project file is visible from the run directory");
-    await Deno.copyFile(file, `${dir}/${BUNDLE_NAME}`);
-    const env = { DENO_DIR: denoDir };
-    const run = (name: string, args: string[]) => {
+  const env = { DENO_DIR: `${base}/deno-dir` };
+  return {
+    dir,
+    children,
+    run(name, args) {
       const child = new Child(name, ["run", "-A", BUNDLE_NAME, ...args], dir, env);
       children.push(child);
       return child;
-    };
+    },
+    async remove() {
+      await Promise.all(children.map((c) => c.stop("SIGKILL")));
+      await Deno.remove(base, { recursive: true }).catch(() => {});
+    },
+  };
+}
 
-    const server = run("server", [
-      "server",
-      "--data-dir",
-      "./data",
-      "--http-addr",
-      "127.0.0.1:0",
-      "--https-addr",
-      "127.0.0.1:0",
-      "--grpc-addr",
-      "127.0.0.1:0",
-    ]);
-    const info = await waitFor("./data/server.json", async () => {
-      const text = await Deno.readTextFile(`${dir}/data/server.json`);
-      return JSON.parse(text) as { http: string; https: string };
-    }, children);
-    const admin = (await Deno.readTextFile(`${dir}/data/admin.token`)).trim();
-    const api = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`http://${info.http}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-      return JSON.parse(text);
-    };
+/** Starts the bundled server on port 0 (plus `args`) and waits until it serves. */
+async function startServer(place: SingleFile, args: string[] = []) {
+  const server = place.run("server", [
+    "server",
+    "--data-dir",
+    "./data",
+    "--http-addr",
+    "127.0.0.1:0",
+    "--https-addr",
+    "127.0.0.1:0",
+    "--grpc-addr",
+    "127.0.0.1:0",
+    ...args,
+  ]);
+  const info = await waitFor("./data/server.json", async () => {
+    const text = await Deno.readTextFile(`${place.dir}/data/server.json`);
+    return JSON.parse(text) as { http: string; https: string };
+  }, place.children);
+  const admin = (await Deno.readTextFile(`${place.dir}/data/admin.token`)).trim();
+  /** Calls the REST API as admin; throws on an error status. */
+  const api = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`http://${info.http}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${admin}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+    return JSON.parse(text);
+  };
+  return { server, info, api };
+}
+
+Deno.test("bundle: server and agent run from ironmesh.js alone in an empty directory", async () => {
+  const place = await singleFile();
+  const { dir, run, children } = place;
+  try {
+    assert.equal(await projectAbove(dir), null, "a project file is visible from the run directory");
+    const { server, info, api } = await startServer(place);
 
     let join: string;
     try {
@@ -225,7 +257,19 @@ services:
     for await (const e of Deno.readDir(dir)) entries.push(e.name);
     assert.ok(!entries.includes("node_modules"), "the bundle created node_modules");
   } finally {
-    await Promise.all(children.map((c) => c.stop("SIGKILL")));
-    await Deno.remove(base, { recursive: true }).catch(() => {});
+    await place.remove();
+  }
+});
+
+Deno.test("bundle: the server runs on PostgreSQL from ironmesh.js alone", async () => {
+  const place = await singleFile();
+  try {
+    const { server, api } = await startServer(place, ["--store", await cluster.createDatabase()]);
+    await api("PUT", "/v1/services/default/web", {});
+    assert.equal((await api("GET", "/readyz")).store, "postgres");
+    const status = await server.stop("SIGTERM");
+    assert.equal(status.code, 0, `server exit code\n${server.output}`);
+  } finally {
+    await place.remove();
   }
 });
