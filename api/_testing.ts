@@ -17,6 +17,9 @@ import { createBackup } from "../store/backup.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import { createApp } from "./app.ts";
 import { Metrics } from "./metrics.ts";
+import { type DeclaredOperation, declaredOperations } from "./openapi.ts";
+import { RESOURCES } from "./resources.ts";
+import { z } from "zod";
 
 /** What a test gets. */
 export interface TestApp {
@@ -89,4 +92,31 @@ export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<vo
     await store.close();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+/** Every declared operation of the API, with its full path. */
+export const DECLARED: readonly DeclaredOperation[] = declaredOperations(
+  RESOURCES.map((r) => r.declared),
+);
+
+const SAMPLE_PATH_VALUES: Record<string, string> = {
+  namespace: "default",
+  id: "web@vm-9",
+  name: "vm-9",
+  kind: "trafficroute",
+};
+
+/**
+ * A route's path with sample values for its parameters, none of which
+ * exists; a parameter that allows one value only (MeshConfig's
+ * `/v1/policies/meshconfig/mesh`) gets that value.
+ */
+export function samplePath(route: DeclaredOperation): string {
+  return route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const schema = route.params?.find((p) => p.in === "path" && p.name === name)?.schema;
+    if (schema instanceof z.ZodLiteral) return String(schema.value);
+    const value = SAMPLE_PATH_VALUES[name];
+    if (value === undefined) throw new Error(`No sample value for {${name}} of ${route.path}`);
+    return value;
+  });
 }

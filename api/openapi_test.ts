@@ -7,20 +7,27 @@ import type { CreatedJoinToken } from "../ca/join_tokens.ts";
 import type { FieldProblem, Problem } from "../core/errors.ts";
 import type { AppliedPolicy, ServiceRef } from "../core/policy/match.ts";
 import type { AnyPolicy } from "../core/policy/model.ts";
-import { type Role, ROLES, type Token } from "../core/model.ts";
+import { type Role, ROLES, serviceSchema, type Token } from "../core/model.ts";
 import type { ApplyResult, HistoryEntry } from "../policy/service.ts";
 import type { Page, Registry as RegistryType } from "../registry/registry.ts";
 import type { AuditEntry } from "../store/store.ts";
 import type { createApp } from "./app.ts";
-import { withTestApp } from "./_testing.ts";
+import { DECLARED as ROUTES, samplePath, withTestApp } from "./_testing.ts";
+import { auditEntrySchema } from "./audit.ts";
 import {
-  COMPONENTS,
-  type JsonSchema,
-  openApiDocument,
-  rolesFor,
-  type Route,
-  ROUTES,
-} from "./openapi.ts";
+  bundleRootSchema,
+  generationStatusSchema,
+  issuedIdentitySchema,
+  rotationStatusSchema,
+} from "./ca.ts";
+import { registrationResultSchema } from "./nodes.ts";
+import { rolesFor } from "./openapi.ts";
+import { fieldProblemSchema, type JsonSchema, problemSchema } from "./operation.ts";
+import { applyResultSchema, policyRevisionSchema, policySchema } from "./policy_schemas.ts";
+import { appliedPolicySchema, serviceRefSchema } from "./proxies.ts";
+import { namespaceList, serviceList } from "./services.ts";
+import { openApiDocument, RESOURCES } from "./resources.ts";
+import { createdTokenSchema, tokenSchema } from "./tokens.ts";
 
 type App = ReturnType<typeof createApp>;
 
@@ -48,36 +55,14 @@ function documentedRoutes(): Set<string> {
   );
 }
 
-const SAMPLE_PATH_VALUES: Record<string, string> = {
-  namespace: "default",
-  id: "web@vm-9",
-  name: "vm-9",
-  kind: "trafficroute",
-};
-
-/**
- * A route's path with sample values for its parameters, none of which
- * exists; a parameter that allows one value only (MeshConfig's
- * `/v1/policies/meshconfig/mesh`) gets that value.
- */
-function samplePath(route: Route): string {
-  return route.path.replace(/\{(\w+)\}/g, (_, name: string) => {
-    const schema = route.params?.find((p) => p.in === "path" && p.name === name)?.schema;
-    if (schema instanceof z.ZodLiteral) return String(schema.value);
-    const value = SAMPLE_PATH_VALUES[name];
-    if (value === undefined) throw new Error(`No sample value for {${name}} of ${route.path}`);
-    return value;
-  });
-}
-
 Deno.test("openApiDocument() describes every route createApp() registers, and no other", () =>
   withApp((app) => {
     const registered = honoRoutes(app);
     const documented = documentedRoutes();
     const undocumented = [...registered].filter((r) => !documented.has(r));
     const unregistered = [...documented].filter((r) => !registered.has(r));
-    assert.deepEqual(undocumented, [], "Routes missing from ROUTES in api/openapi.ts");
-    assert.deepEqual(unregistered, [], "Routes in ROUTES that createApp() does not register");
+    assert.deepEqual(undocumented, [], "Routes registered without a declaration");
+    assert.deepEqual(unregistered, [], "Declared operations that createApp() does not register");
     return Promise.resolve();
   }));
 
@@ -136,7 +121,7 @@ Deno.test("openApiDocument() is OpenAPI 3.1 whose every $ref resolves", () => {
 
 Deno.test("request body schemas refuse unknown fields exactly where the zod schema does", () => {
   const schemas = openApiDocument().components.schemas;
-  const samples: Record<keyof typeof COMPONENTS.requests, unknown> = {
+  const samples: Record<string, unknown> = {
     ServicePut: {},
     NodeRegistration: {},
     InstanceRegistration: {},
@@ -151,10 +136,12 @@ Deno.test("request body schemas refuse unknown fields exactly where the zod sche
     PolicyPut: {},
     PolicyRollback: {},
   };
-  for (const [name, zodSchema] of Object.entries(COMPONENTS.requests)) {
+  const requests = Object.assign({}, ...RESOURCES.map((r) => r.declared.requests ?? {}));
+  assert.deepEqual(Object.keys(requests).sort(), Object.keys(samples).sort());
+  for (const [name, zodSchema] of Object.entries(requests as Record<string, z.ZodType>)) {
     const json = schemas[name]!;
     const objects = json.oneOf ? json.oneOf as JsonSchema[] : [json];
-    const sample = samples[name as keyof typeof samples] as Record<string, unknown>;
+    const sample = samples[name] as Record<string, unknown>;
     const result = zodSchema.safeParse({ ...sample, unknownField: 1 });
     const strict = !result.success &&
       result.error.issues.some((i) => i.code === "unrecognized_keys");
@@ -175,42 +162,40 @@ Deno.test("request body schemas refuse unknown fields exactly where the zod sche
 
 type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true
   : false;
-type Out<K extends keyof typeof COMPONENTS.responses> = z.output<
-  typeof COMPONENTS.responses[K]
->;
+type Out<S extends z.ZodType> = z.output<S>;
 
 Deno.test("response schemas have exactly the types the handlers return", () => {
   // Checked by the compiler: a `false` here fails `deno check`.
   const same: true[] = [
-    true satisfies Equal<Out<"IssuedIdentity">, IssuedIdentity>,
-    true satisfies Equal<Out<"BundleRoot">, BundleRoot>,
-    true satisfies Equal<Out<"GenerationStatus">, GenerationStatus>,
+    true satisfies Equal<Out<typeof issuedIdentitySchema>, IssuedIdentity>,
+    true satisfies Equal<Out<typeof bundleRootSchema>, BundleRoot>,
+    true satisfies Equal<Out<typeof generationStatusSchema>, GenerationStatus>,
     true satisfies Equal<
-      Out<"RotationStatus">,
+      Out<typeof rotationStatusSchema>,
       Awaited<ReturnType<IdentityService["rotationStatus"]>>
     >,
-    true satisfies Equal<Out<"Problem">, Problem>,
-    true satisfies Equal<Out<"FieldProblem">, FieldProblem>,
-    true satisfies Equal<Out<"Token">, Token>,
-    true satisfies Equal<Out<"CreatedToken">, CreatedToken | CreatedJoinToken>,
+    true satisfies Equal<Out<typeof problemSchema>, Problem>,
+    true satisfies Equal<Out<typeof fieldProblemSchema>, FieldProblem>,
+    true satisfies Equal<Out<typeof tokenSchema>, Token>,
+    true satisfies Equal<Out<typeof createdTokenSchema>, CreatedToken | CreatedJoinToken>,
     true satisfies Equal<
-      Out<"RegistrationResult">,
+      Out<typeof registrationResultSchema>,
       Awaited<ReturnType<RegistryType["register"]>>
     >,
     true satisfies Equal<
-      Out<"NamespaceList">["items"],
+      Out<typeof namespaceList>["items"],
       Awaited<ReturnType<RegistryType["namespaces"]>>
     >,
     true satisfies Equal<
-      Out<"ServiceList">["items"],
-      Page<z.output<typeof COMPONENTS.responses.Service>>["items"]
+      Out<typeof serviceList>["items"],
+      Page<z.output<typeof serviceSchema>>["items"]
     >,
-    true satisfies Equal<Out<"Policy">, AnyPolicy>,
-    true satisfies Equal<Out<"ApplyResult">, ApplyResult>,
-    true satisfies Equal<Out<"PolicyRevision">, HistoryEntry>,
-    true satisfies Equal<Out<"AuditEntry">, AuditEntry>,
-    true satisfies Equal<Out<"AppliedPolicy">, AppliedPolicy>,
-    true satisfies Equal<Out<"ServiceRef">, ServiceRef>,
+    true satisfies Equal<Out<typeof policySchema>, AnyPolicy>,
+    true satisfies Equal<Out<typeof applyResultSchema>, ApplyResult>,
+    true satisfies Equal<Out<typeof policyRevisionSchema>, HistoryEntry>,
+    true satisfies Equal<Out<typeof auditEntrySchema>, AuditEntry>,
+    true satisfies Equal<Out<typeof appliedPolicySchema>, AppliedPolicy>,
+    true satisfies Equal<Out<typeof serviceRefSchema>, ServiceRef>,
   ];
   assert.ok(same.every((s) => s));
 });

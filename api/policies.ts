@@ -1,21 +1,12 @@
 /**
- * The policy routes of the REST API:
- *
- * | route | what |
- * | --- | --- |
- * | `GET /v1/policies[?kind=&namespace=]` | every policy |
- * | `POST /v1/policies[?dryRun=true]` | apply a batch `{"items": [...]}` atomically (`ironmesh apply`) |
- * | `GET /v1/policies/{kind}[?namespace=]` | the policies of a kind |
- * | `GET/PUT/DELETE /v1/policies/{kind}/{namespace}/{name}` | one policy (`PUT`/`DELETE` take `?dryRun=true`, `If-Match`) |
- * | `GET /v1/policies/{kind}/{namespace}/{name}/history` | every revision, with what changed |
- * | `POST /v1/policies/{kind}/{namespace}/{name}/rollback` | `{"revision": N}`: store revision N's content again |
- * | `GET /v1/audit` | every policy write, refused ones included |
- *
- * MeshConfig has no namespace: its path is `/v1/policies/meshconfig/mesh`.
+ * The policy routes of the REST API (declared in `policy_operations.ts`):
+ * batches applied atomically (`ironmesh apply`), one policy at its path,
+ * history and rollback, dry runs that report what would change. MeshConfig
+ * has no namespace: its path is `/v1/policies/meshconfig/mesh`.
  */
-import type { Context, Hono } from "hono";
+import type { Context } from "hono";
 import { z } from "zod";
-import { authorize, type Principal } from "../auth/tokens.ts";
+import { authorize } from "../auth/tokens.ts";
 import { ForbiddenError, InvalidError, NotFoundError } from "../core/errors.ts";
 import {
   type AnyPolicy,
@@ -25,8 +16,10 @@ import {
   policyKindFromText,
 } from "../core/policy/model.ts";
 import { matchesSelector } from "../core/labels.ts";
-import type { ChangeFeed } from "../registry/feed.ts";
-import type { ApplyResult, PolicyService } from "../policy/service.ts";
+import type { ApplyResult } from "../policy/service.ts";
+import type { ApiContext } from "./app.ts";
+import { type ApiEnv, filtersOf, resourceApp } from "./operation.ts";
+import { POLICIES } from "./policy_operations.ts";
 import { HttpProblem } from "./problem.ts";
 import {
   encodeCursor,
@@ -36,8 +29,6 @@ import {
   readListQuery,
   readPreconditions,
 } from "./request.ts";
-
-type Env = { Variables: { principal: Principal } };
 
 /** A policy's address from the path: its kind, namespace (`""` for MeshConfig) and name. */
 interface PolicyRef {
@@ -107,24 +98,21 @@ function expectationOf(c: Context): number | null | undefined {
   return pre.ifMatch ?? (pre.ifNoneMatch ? null : undefined);
 }
 
+/**
+ * A batch as read here: its documents are validated together by the policy
+ * service, which points at every problem of every one.
+ */
 const batchSchema = z.strictObject({ items: z.array(z.unknown()).min(1).max(1000) });
-const rollbackSchema = z.strictObject({ revision: z.number().int().min(1) });
-const auditQuerySchema = z.strictObject({
-  after: z.coerce.number().int().min(0).optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  kind: z.string().optional(),
-  namespace: z.string().optional(),
-  name: z.string().optional(),
-  outcome: z.enum(["ok", "refused"]).optional(),
-});
 
-/** Adds the policy routes to the authenticated `/v1` app. */
-export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: ChangeFeed): void {
-  const actor = (c: Context<Env>) => c.get("principal").tokenId;
+/** The sub-app of {@link POLICIES}. */
+export function policiesApp({ deps, middleware }: ApiContext) {
+  const { policies, policyFeed: feed } = deps;
+  const ops = POLICIES.operations;
+  const actor = (c: Context<ApiEnv>) => c.get("principal").tokenId;
 
   /** `authorize(…, "write")`, with a refusal recorded in the audit log like any refused write. */
   async function mayWrite(
-    c: Context<Env>,
+    c: Context<ApiEnv>,
     action: string,
     ref: { kind: string; namespace: string; name: string },
   ): Promise<void> {
@@ -139,7 +127,7 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: Chang
   }
 
   /** Renders one write: the object with its ETag, or the dry run's report. */
-  function written(c: Context<Env>, result: ApplyResult) {
+  function written(c: Context<ApiEnv>, result: ApplyResult) {
     const item = result.items[0]!;
     if (result.dryRun || !item.object) return c.json(result);
     c.header("etag", etag(item.object.metadata.revision));
@@ -151,7 +139,7 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: Chang
     return c.json(item.object, item.action === "created" ? 201 : 200);
   }
 
-  async function putOne(c: Context<Env>, ref: PolicyRef) {
+  async function putOne(c: Context<ApiEnv>, ref: PolicyRef) {
     await mayWrite(c, "apply", ref);
     const expect = expectationOf(c);
     const dryRun = dryRunOf(c);
@@ -209,14 +197,14 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: Chang
     return written(c, result);
   }
 
-  async function getOne(c: Context<Env>, ref: PolicyRef) {
+  async function getOne(c: Context<ApiEnv>, ref: PolicyRef) {
     authorize(c.get("principal"), "read");
     const policy = await policies.get(ref.kind, ref.namespace, ref.name);
     c.header("etag", etag(policy.metadata.revision));
     return c.json(policy);
   }
 
-  async function deleteOne(c: Context<Env>, ref: PolicyRef) {
+  async function deleteOne(c: Context<ApiEnv>, ref: PolicyRef) {
     await mayWrite(c, "delete", ref);
     const expect = expectationOf(c);
     const result = await policies.delete(ref.kind, ref.namespace, ref.name, {
@@ -227,16 +215,16 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: Chang
     return c.json(result);
   }
 
-  async function historyOf(c: Context<Env>, ref: PolicyRef) {
+  async function historyOf(c: Context<ApiEnv>, ref: PolicyRef) {
     authorize(c.get("principal"), "read");
     return c.json({ items: await policies.history(ref.kind, ref.namespace, ref.name), next: null });
   }
 
-  async function rollbackOf(c: Context<Env>, ref: PolicyRef) {
+  async function rollbackOf(c: Context<ApiEnv>, ref: PolicyRef) {
     await mayWrite(c, "rollback", ref);
     const expect = expectationOf(c);
     const dryRun = dryRunOf(c);
-    const body = await readBody(c, rollbackSchema, "rollback");
+    const body = await readBody(c, ops.rollbackPolicy.body, "rollback");
     const result = await policies.rollback(ref.kind, ref.namespace, ref.name, body.revision, {
       actor: actor(c),
       dryRun,
@@ -252,10 +240,10 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: Chang
    * (the policy revision of `X-Ironmesh-Index`), like the registry lists.
    */
   async function listPage(
-    c: Context<Env>,
+    c: Context<ApiEnv>,
     kind: PolicyKind | undefined,
     namespace: string | undefined,
-    allowed: string[],
+    allowed: readonly string[],
   ) {
     authorize(c.get("principal"), "read");
     const request = readListQuery(c, allowed);
@@ -274,92 +262,62 @@ export function policyRoutes(v1: Hono<Env>, policies: PolicyService, feed: Chang
     return c.json({ items, next: encodeCursor(more ? keyOf(items.at(-1)!) : null) });
   }
 
-  v1.get("/policies", (c) => {
-    const kindText = c.req.query("kind");
-    const kind = kindText === undefined ? undefined : policyKindFromText(kindText);
-    if (kindText !== undefined && !kind) {
-      throw new InvalidError(`Unknown policy kind "${kindText}"`, [{
-        in: "query",
-        pointer: "/kind",
-        message: "Not a policy kind",
-      }]);
-    }
-    return listPage(c, kind, undefined, ["namespace", "kind"]);
-  });
-  v1.post("/policies", async (c) => {
-    await mayWrite(c, "apply", { kind: "", namespace: "", name: "" });
-    const dryRun = dryRunOf(c);
-    const body = await readBody(c, batchSchema, "policy batch");
-    const result = await policies.apply(body.items, { actor: actor(c), dryRun });
-    const created = !dryRun && result.items.some((i) => i.action === "created");
-    return c.json(result, created ? 201 : 200);
-  });
-  v1.get("/policies/:kind", (c) => listPage(c, kindOf(c), undefined, ["namespace"]));
-  // Two segments: MeshConfig's one object, or a namespaced kind's list in one namespace.
-  v1.get("/policies/:kind/:namespace", (c) => {
-    const kind = kindOf(c);
-    if (kind === "MeshConfig") return getOne(c, meshConfigRef(c, "namespace"));
-    return listPage(c, kind, pathName(c, "namespace", "label"), []);
-  });
-  v1.put("/policies/:kind/:namespace", (c) => {
-    kindOfMeshConfig(c);
-    return putOne(c, meshConfigRef(c, "namespace"));
-  });
-  v1.delete("/policies/:kind/:namespace", (c) => {
-    kindOfMeshConfig(c);
-    return deleteOne(c, meshConfigRef(c, "namespace"));
-  });
-  // Three segments: a namespaced object, or MeshConfig's history and rollback.
-  v1.get("/policies/:kind/:namespace/:name", (c) => {
-    const kind = kindOf(c);
-    if (kind === "MeshConfig" && c.req.param("name") === "history") {
-      return historyOf(c, meshConfigRef(c, "namespace"));
-    }
-    return getOne(c, namespacedRef(c, kind));
-  });
-  v1.put("/policies/:kind/:namespace/:name", (c) => putOne(c, namespacedRef(c, kindOf(c))));
-  v1.delete("/policies/:kind/:namespace/:name", (c) => deleteOne(c, namespacedRef(c, kindOf(c))));
-  v1.post("/policies/:kind/:namespace/:name", (c) => {
-    const kind = kindOf(c);
-    if (kind !== "MeshConfig" || c.req.param("name") !== "rollback") {
-      throw new NotFoundError(`No route for POST ${c.req.path}`);
-    }
-    return rollbackOf(c, meshConfigRef(c, "namespace"));
-  });
-  v1.get(
-    "/policies/:kind/:namespace/:name/history",
-    (c) => historyOf(c, namespacedRef(c, kindOf(c))),
-  );
-  v1.post(
-    "/policies/:kind/:namespace/:name/rollback",
-    (c) => rollbackOf(c, namespacedRef(c, kindOf(c))),
-  );
-
-  v1.get("/audit", async (c) => {
-    authorize(c.get("principal"), "read");
-    const parsed = auditQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) {
-      const problems = parsed.error.issues.map((i) => ({
-        in: "query" as const,
-        pointer: i.code === "unrecognized_keys" ? `/${i.keys[0]}` : `/${i.path.join("/")}`,
-        message: i.code === "unrecognized_keys" ? "Unknown query parameter" : i.message,
-      }));
-      throw new InvalidError(
-        `Invalid audit query: ${problems[0]!.pointer}: ${problems[0]!.message}`,
-        problems,
-      );
-    }
-    const q = parsed.data;
-    const items = await policies.audit({
-      limit: q.limit,
-      ...(q.after !== undefined ? { after: q.after } : {}),
-      ...(q.kind !== undefined ? { kind: policyKindFromText(q.kind) ?? q.kind } : {}),
-      ...(q.namespace !== undefined ? { namespace: q.namespace } : {}),
-      ...(q.name !== undefined ? { name: q.name } : {}),
-      ...(q.outcome !== undefined ? { outcome: q.outcome } : {}),
-    });
-    const last = items.at(-1);
-    return c.json({ items, next: items.length === q.limit && last ? String(last.id) : null });
+  return resourceApp(POLICIES, middleware, {
+    listPolicies: (c) => {
+      const kindText = c.req.query("kind");
+      const kind = kindText === undefined ? undefined : policyKindFromText(kindText);
+      if (kindText !== undefined && !kind) {
+        throw new InvalidError(`Unknown policy kind "${kindText}"`, [{
+          in: "query",
+          pointer: "/kind",
+          message: "Not a policy kind",
+        }]);
+      }
+      return listPage(c, kind, undefined, filtersOf(ops.listPolicies));
+    },
+    applyPolicies: async (c) => {
+      await mayWrite(c, "apply", { kind: "", namespace: "", name: "" });
+      const dryRun = dryRunOf(c);
+      const body = await readBody(c, batchSchema, "policy batch");
+      const result = await policies.apply(body.items, { actor: actor(c), dryRun });
+      const created = !dryRun && result.items.some((i) => i.action === "created");
+      return c.json(result, created ? 201 : 200);
+    },
+    listPoliciesOfKind: (c) => listPage(c, kindOf(c), undefined, filtersOf(ops.listPoliciesOfKind)),
+    // Two segments: MeshConfig's one object, or a namespaced kind's list in one namespace.
+    listPoliciesInNamespace: (c) => {
+      const kind = kindOf(c);
+      if (kind === "MeshConfig") return getOne(c, meshConfigRef(c, "namespace"));
+      const namespace = pathName(c, "namespace", "label");
+      return listPage(c, kind, namespace, filtersOf(ops.listPoliciesInNamespace));
+    },
+    putMeshConfig: (c) => {
+      kindOfMeshConfig(c);
+      return putOne(c, meshConfigRef(c, "namespace"));
+    },
+    deleteMeshConfig: (c) => {
+      kindOfMeshConfig(c);
+      return deleteOne(c, meshConfigRef(c, "namespace"));
+    },
+    // Three segments: a namespaced object, or MeshConfig's history and rollback.
+    getPolicy: (c) => {
+      const kind = kindOf(c);
+      if (kind === "MeshConfig" && c.req.param("name") === "history") {
+        return historyOf(c, meshConfigRef(c, "namespace"));
+      }
+      return getOne(c, namespacedRef(c, kind));
+    },
+    putPolicy: (c) => putOne(c, namespacedRef(c, kindOf(c))),
+    deletePolicy: (c) => deleteOne(c, namespacedRef(c, kindOf(c))),
+    rollbackMeshConfig: (c) => {
+      const kind = kindOf(c);
+      if (kind !== "MeshConfig" || c.req.param("name") !== "rollback") {
+        throw new NotFoundError(`No route for POST ${c.req.path}`);
+      }
+      return rollbackOf(c, meshConfigRef(c, "namespace"));
+    },
+    getPolicyHistory: (c) => historyOf(c, namespacedRef(c, kindOf(c))),
+    rollbackPolicy: (c) => rollbackOf(c, namespacedRef(c, kindOf(c))),
   });
 }
 

@@ -3,16 +3,18 @@
  * `application/problem+json`, with the status and title of its kind from
  * the one table, `ERROR_KINDS` in `core/errors.ts`.
  */
-import type { Context } from "hono";
+import type { Context, ErrorHandler, NotFoundHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import {
   ERROR_KINDS,
   type FieldProblem,
   MeshError,
+  NotFoundError,
   type Problem,
   problemType,
   RateLimitedError,
 } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
 
 /**
  * An HTTP-only failure that has no domain meaning (malformed JSON, a wrong
@@ -78,4 +80,40 @@ export function problemResponse(c: Context, problem: RenderedProblem): Response 
   const { retryAfter, ...body } = problem;
   if (retryAfter !== undefined) headers["retry-after"] = String(retryAfter);
   return c.body(JSON.stringify(body), problem.status as ContentfulStatusCode, headers);
+}
+
+/** Options of {@link renderErrors}. */
+export interface RenderErrorsOptions {
+  /** Where a failure of ours (a 500) is logged with its stack. */
+  log: Logger;
+}
+
+/**
+ * The app's `onError` and `notFound`: every error leaves as a problem
+ * document; a failure of ours (not a refusal, not a 503) is logged with its
+ * stack, which the answer never shows.
+ */
+export function renderErrors(
+  options: RenderErrorsOptions,
+): { onError: ErrorHandler; notFound: NotFoundHandler } {
+  const { log } = options;
+  if (!log) throw new TypeError("Error rendering needs a logger");
+  return {
+    onError: function renderError(error, c) {
+      const problem = toProblem(error, c.req.path);
+      if (problem.status >= 500 && problem.status !== 503) {
+        log.error("Request failed", {
+          method: c.req.method,
+          path: c.req.path,
+          error: String(error),
+          stack: (error as Error).stack,
+        });
+      }
+      return problemResponse(c, problem);
+    },
+    notFound: function noRoute(c) {
+      const error = new NotFoundError(`No route for ${c.req.method} ${c.req.path}`);
+      return problemResponse(c, toProblem(error, c.req.path));
+    },
+  };
 }

@@ -16,7 +16,8 @@ import {
   variants,
   whoMayCall,
 } from "../api/docs_page.ts";
-import { type JsonSchema, type OpenApiDocument, openApiDocument } from "../api/openapi.ts";
+import type { JsonSchema, OpenApiDocument } from "../api/openapi.ts";
+import { openApiDocument } from "../api/resources.ts";
 
 /** Where the reference lives. */
 export const REFERENCE_FILE = new URL("../docs/rest-reference.md", import.meta.url);

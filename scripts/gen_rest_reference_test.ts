@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { openApiDocument } from "../api/openapi.ts";
+import { openApiDocument } from "../api/resources.ts";
 import {
   REFERENCE_FILE,
   referenceMarkdown,
