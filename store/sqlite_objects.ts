@@ -4,9 +4,14 @@
  * itself as JSON, and one registry revision in `meta`.
  */
 import type { SQLInputValue } from "node:sqlite";
-import { PreconditionFailedError } from "../core/errors.ts";
-import type { Instance, MeshNode, Service } from "../core/model.ts";
-import type { Row, SqliteDb } from "./sqlite_db.ts";
+import {
+  decodeObject,
+  expectationFailed,
+  indexColumns,
+  objectData,
+  type ObjectRow,
+} from "./object_rows.ts";
+import type { SqliteDb } from "./sqlite_db.ts";
 import {
   type Batch,
   keyOf,
@@ -29,8 +34,8 @@ export function registryRevision(db: SqliteDb): number {
 export function getObject<K extends Kind>(db: SqliteDb, kind: K, key: string): Objects[K] | null {
   const row = db.stmt(
     "SELECT data, revision, heartbeat FROM objects WHERE kind = ? AND key = ?",
-  ).get(kind, key) as Row | undefined;
-  return row ? decode<K>(row) : null;
+  ).get(kind, key) as ObjectRow | undefined;
+  return row ? decodeObject<K>(row) : null;
 }
 
 /** Objects of a kind in key order, filtered, after the cursor, at most `query.limit`. */
@@ -58,7 +63,7 @@ export function listObjects<K extends Kind>(
   const items: Objects[K][] = [];
   if (query.limit <= 0) return items;
   for (const row of db.stmt(sql).iterate(...params)) {
-    const value = decode<K>(row as Row);
+    const value = decodeObject<K>(row as unknown as ObjectRow);
     if (query.where && !query.where(value)) continue;
     items.push(value);
     if (items.length >= query.limit) break;
@@ -85,16 +90,7 @@ export function commitBatch(db: SqliteDb, batch: Batch): number {
       const row = db.stmt("SELECT revision FROM objects WHERE kind = ? AND key = ?")
         .get(expected.kind, expected.key) as { revision: number } | undefined;
       const actual = row?.revision ?? null;
-      if (actual !== expected.revision) {
-        throw new PreconditionFailedError(
-          expected.revision === null
-            ? `The ${expected.kind} "${expected.key}" already exists`
-            : actual === null
-            ? `The ${expected.kind} "${expected.key}" no longer exists`
-            : `The ${expected.kind} "${expected.key}" changed: it is at revision ${actual}, not ${expected.revision}`,
-          actual,
-        );
-      }
+      if (actual !== expected.revision) throw expectationFailed(expected, actual);
     }
     if (batch.writes.length === 0) return registryRevision(db);
     const revision = registryRevision(db) + 1;
@@ -107,7 +103,6 @@ export function commitBatch(db: SqliteDb, batch: Batch): number {
         del.run(write.kind, write.key);
         continue;
       }
-      const { revision: _ignored, ...data } = write.value;
       const cols = indexColumns(write.kind, write.value);
       put.run(
         write.kind,
@@ -118,7 +113,7 @@ export function commitBatch(db: SqliteDb, batch: Batch): number {
         cols.health,
         revision,
         cols.heartbeat,
-        JSON.stringify(data),
+        objectData(write.value),
       );
     }
     db.stmt("UPDATE meta SET value = ? WHERE key = 'revision'").run(String(revision));
@@ -135,47 +130,4 @@ export function touchNodes(db: SqliteDb, entries: readonly NodeTouch[]): void {
   db.transaction(() => {
     for (const e of entries) stmt.run(e.lastHeartbeat, e.name, e.lastHeartbeat);
   });
-}
-
-interface IndexColumns {
-  namespace: string | null;
-  service: string | null;
-  node: string | null;
-  health: string | null;
-  heartbeat: string | null;
-}
-
-function indexColumns(kind: Kind, value: Service | MeshNode | Instance): IndexColumns {
-  const none = { namespace: null, service: null, node: null, health: null, heartbeat: null };
-  switch (kind) {
-    case "service": {
-      const s = value as Service;
-      return { ...none, namespace: s.namespace, service: s.name };
-    }
-    case "node": {
-      const n = value as MeshNode;
-      return { ...none, node: n.name, heartbeat: n.lastHeartbeat };
-    }
-    case "instance": {
-      const i = value as Instance;
-      return {
-        ...none,
-        namespace: i.namespace,
-        service: i.service,
-        node: i.node,
-        health: i.health,
-      };
-    }
-  }
-}
-
-/**
- * The object from its row. The revision and the heartbeat live in their own
- * columns: heartbeats are touched in bulk without rewriting the JSON.
- */
-function decode<K extends Kind>(row: Row): Objects[K] {
-  const value = JSON.parse(row.data as string) as Record<string, unknown>;
-  value.revision = Number(row.revision);
-  if (typeof row.heartbeat === "string") value.lastHeartbeat = row.heartbeat;
-  return value as unknown as Objects[K];
 }

@@ -4,8 +4,17 @@
  * the audit log, and the policy revision that tells watchers something changed.
  */
 import type { SQLInputValue } from "node:sqlite";
-import { InvalidError, NotFoundError, PreconditionFailedError } from "../core/errors.ts";
-import { type AnyPolicy, policyKey, type PolicyKind } from "../core/policy/model.ts";
+import { NotFoundError } from "../core/errors.ts";
+import type { AnyPolicy } from "../core/policy/model.ts";
+import {
+  auditOf,
+  describePolicy,
+  expectationFailed,
+  type PolicyKey,
+  refuseRepeatedKeys,
+  stampPolicy,
+  writeKey,
+} from "./policy_rules.ts";
 import type { Row, SqliteDb } from "./sqlite_db.ts";
 import type {
   AuditEntry,
@@ -17,13 +26,6 @@ import type {
   PolicyRevision,
   PolicyWrite,
 } from "./store.ts";
-
-/** The key of a policy. */
-interface PolicyKey {
-  kind: PolicyKind;
-  namespace: string;
-  name: string;
-}
 
 /** One policy, or `null`. */
 export function getPolicy(db: SqliteDb, key: PolicyKey): AnyPolicy | null {
@@ -139,16 +141,7 @@ function checkExpectation(db: SqliteDb, expected: PolicyExpectation): void {
     "SELECT revision FROM policies WHERE kind = ? AND namespace = ? AND name = ?",
   ).get(expected.kind, expected.namespace, expected.name) as { revision: number } | undefined;
   const actual = row?.revision ?? null;
-  if (actual === expected.revision) return;
-  const what = describePolicy(expected);
-  throw new PreconditionFailedError(
-    expected.revision === null
-      ? `The ${what} already exists: it is at revision ${actual}`
-      : actual === null
-      ? `The ${what} no longer exists`
-      : `The ${what} changed: it is at revision ${actual}, not ${expected.revision}`,
-    actual,
-  );
+  if (actual !== expected.revision) throw expectationFailed(expected, actual);
 }
 
 /** Applies one write inside {@link writePolicies}' transaction; returns what it stored. */
@@ -170,16 +163,7 @@ function writePolicy(db: SqliteDb, write: PolicyWrite, change: PolicyChange): An
     recordWrite(db, { ...entry, op: "delete", object: null }, 200);
     return null;
   }
-  const policy = {
-    ...write.policy,
-    metadata: {
-      ...write.policy.metadata,
-      revision,
-      createdAt: current?.metadata.createdAt ?? change.at,
-      updatedAt: change.at,
-      updatedBy: change.actor,
-    },
-  } as AnyPolicy;
+  const policy = stampPolicy(write, current, revision, change);
   db.stmt(
     "INSERT OR REPLACE INTO policies (kind, namespace, name, revision, data) VALUES (?, ?, ?, ?, ?)",
   ).run(key.kind, key.namespace, key.name, revision, JSON.stringify(policy));
@@ -202,50 +186,5 @@ function recordWrite(db: SqliteDb, entry: PolicyRevision, status: number): void 
     entry.actor,
     entry.object && JSON.stringify(entry.object),
   );
-  appendAudit(db, {
-    at: entry.at,
-    actor: entry.actor,
-    action: entry.op === "create" || entry.op === "update" ? "apply" : entry.op,
-    kind: entry.kind,
-    namespace: entry.namespace,
-    name: entry.name,
-    outcome: "ok",
-    status,
-    revision: entry.revision,
-    detail: entry.op,
-  });
-}
-
-function writeKey(write: PolicyWrite): PolicyKey {
-  return write.op === "put"
-    ? {
-      kind: write.policy.kind,
-      namespace: write.policy.metadata.namespace,
-      name: write.policy.metadata.name,
-    }
-    : { kind: write.kind, namespace: write.namespace, name: write.name };
-}
-
-/** `TrafficRoute "default/web"`, or `MeshConfig "mesh"` for the one object without a namespace. */
-function describePolicy(key: PolicyKey): string {
-  return `${key.kind} "${key.namespace === "" ? key.name : `${key.namespace}/${key.name}`}"`;
-}
-
-/**
- * Refuses a change that writes one object twice: its history would need two
- * entries at one revision, and which write should win is the caller's call.
- */
-function refuseRepeatedKeys(writes: readonly PolicyWrite[]): void {
-  const seen = new Set<string>();
-  for (const [i, write] of writes.entries()) {
-    const key = writeKey(write);
-    const text = policyKey(key.kind, key.namespace, key.name);
-    if (seen.has(text)) {
-      const message = `${describePolicy(key)} is written twice: write each object once per change`;
-      throw new InvalidError(`Cannot apply the change: ${message}`, [
-        { pointer: `/writes/${i}`, message },
-      ]);
-    }
-    seen.add(text);
-  }
+  appendAudit(db, auditOf(entry, status));
 }
