@@ -7,8 +7,10 @@
  * again at once, an outage is retried with backoff, and a refused
  * certificate is reported loudly but retried slowly in case an operator
  * fixes it. Beside that loop, when asked, the agent serves the local xDS
- * endpoint (`xds_relay.ts`), writes the Envoy bootstrap and supervises Envoy
- * (`envoy.ts`); a renewal hands the relay its new certificate.
+ * endpoint, writes the Envoy bootstrap and supervises Envoy, answers DNS
+ * and serves its metrics (`local_endpoints.ts`); a renewal hands the relay
+ * its new certificate, and a change in the node's conditions (Envoy missing
+ * or down where the node declares sidecar ports) registers the node again.
  */
 import type { AgentConfig } from "../core/agent_config.ts";
 import { formatHostPort, type HostPort } from "../core/address.ts";
@@ -17,8 +19,6 @@ import { formatDuration } from "../core/duration.ts";
 import { backoffDelay, jitter, retryCapMs } from "./backoff.ts";
 import { createCheckRunner } from "./checks.ts";
 import { establishIdentity } from "./enrol.ts";
-import { envoyBootstrap } from "../core/envoy_bootstrap.ts";
-import { superviseEnvoy, writeBootstrap } from "./envoy.ts";
 import { type AgentState, ensureDataDir, readHostInfo, writeAgentState } from "./host.ts";
 import type { Identity } from "./identity.ts";
 import type { Logger } from "../core/log.ts";
@@ -35,12 +35,9 @@ import { CertificateRotation, type HeartbeatCa, tlsMaterial } from "./rotation.t
 import { type ApiResult, ServerApi } from "./server_api.ts";
 import { ClientPool } from "./tls_clients.ts";
 import { sleep, Wakeup } from "./wait.ts";
-import { defaultXdsServer, startXdsRelay, type XdsRelay } from "./xds_relay.ts";
-
-/** Where the local xDS endpoint keeps the server's last configuration. */
-function xdsCachePath(dataDir: string): string {
-  return `${dataDir}/xds/cache.json`;
-}
+import { defaultXdsServer, type XdsRelay } from "./xds_relay.ts";
+import { runDns, runLocalXds, SidecarState, startWithRetry } from "./local_endpoints.ts";
+import { AgentMetrics, type MetricsServer, serveMetrics } from "./metrics.ts";
 
 /** Options of {@link runAgent}. */
 export interface AgentOptions {
@@ -76,8 +73,15 @@ export interface AgentOptions {
    * local endpoint and no Envoy bootstrap.
    */
   localXds?: { listen: HostPort; upstream?: string | undefined } | undefined;
-  /** Start and supervise this Envoy executable with the bootstrap; needs `localXds`. */
+  /**
+   * Start and supervise this Envoy executable with the bootstrap; needs
+   * `localXds`. Absent: no Envoy (the caller looks for one on `PATH`).
+   */
   envoyBinary?: string | undefined;
+  /** The DNS server: where it listens and what it answers. Absent: no DNS server. */
+  dns?: { listen: HostPort; domain: string; ttlMs: number; forward: boolean } | undefined;
+  /** Where the metrics endpoint listens (loopback). Absent: none. */
+  metricsAddr?: HostPort | undefined;
 }
 
 /** Spread of the heartbeat interval, so agents started together drift apart. */
@@ -144,11 +148,11 @@ async function runEnrolled(
   // endpoint listens, or the node registered), then on every change. Writes
   // go one at a time: they share a temporary file.
   let stateWritten = false;
-  let xds: string | undefined;
+  const addresses: LocalAddresses = {};
   let writing = Promise.resolve();
   const writeState = (): Promise<void> =>
     writing = writing.then(async () => {
-      const ok = await recordState(options, node.name, rotation.identity, log, xds);
+      const ok = await recordState(options, node.name, rotation.identity, log, addresses);
       stateWritten ||= ok;
     });
   let relay: XdsRelay | undefined;
@@ -180,94 +184,76 @@ async function runEnrolled(
     heartbeatInterval: formatDuration(intervalMs),
   });
 
-  const local = options.localXds
-    ? runLocalXds(options, options.localXds, node, () => rotation.identity, {
+  const metrics = new AgentMetrics();
+  const sidecar = new SidecarState(config, options.localXds ? options.envoyBinary : undefined);
+  for (const condition of sidecar.conditions()) log.warn(condition.message, { ...condition });
+  const identityNow = () => rotation.identity;
+  const local: Promise<unknown>[] = [];
+  if (options.localXds) {
+    local.push(runLocalXds({
+      listen: options.localXds.listen,
+      upstream: options.localXds.upstream ?? defaultXdsServer(identity.server),
+      dataDir: options.dataDir,
+      node,
+      identity: identityNow,
+      envoyBinary: options.envoyBinary,
+      sidecar,
+      metrics,
+      log,
+      random,
       started: async (r) => {
         relay = r;
-        xds = formatHostPort(r.address);
+        addresses.xds = formatHostPort(r.address);
         await writeState();
       },
-    }, signal)
-    : Promise.resolve();
-  if (!options.localXds && options.envoyBinary !== undefined) {
+    }, signal));
+  } else if (options.envoyBinary !== undefined) {
     log.warn("Envoy not started: it needs the local xDS endpoint", {
       binary: options.envoyBinary,
     });
   }
+  if (options.dns) {
+    local.push(runDns({
+      ...options.dns,
+      api,
+      identity: identityNow,
+      metrics,
+      log,
+      random,
+      started: async (server) => {
+        addresses.dns = formatHostPort(server.address);
+        await writeState();
+      },
+    }, signal));
+  }
+  if (options.metricsAddr) {
+    const listen = options.metricsAddr;
+    local.push((async () => {
+      const server: MetricsServer | undefined = await startWithRetry(
+        "metrics endpoint",
+        listen,
+        () => serveMetrics(metrics, listen, log),
+        { log, random },
+        signal,
+      );
+      if (server === undefined) return;
+      addresses.metrics = formatHostPort(server.address);
+      await writeState();
+      await new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      await server.close();
+    })());
+  }
   try {
-    await runServices(options, node, api, rotation, signal, async () => {
+    await runServices(options, node, api, rotation, sidecar, signal, async () => {
       if (!stateWritten) await writeState();
     });
   } finally {
-    await local;
+    await Promise.all(local);
     await writing;
   }
-}
-
-/**
- * The local xDS endpoint, the Envoy bootstrap and Envoy, until `signal`
- * aborts. An address in use (an old agent still stopping, another program)
- * does not stop the agent: its node keeps registering and heartbeating while
- * this loop retries the bind with backoff and logs each failure.
- */
-async function runLocalXds(
-  options: AgentOptions,
-  localXds: NonNullable<AgentOptions["localXds"]>,
-  node: ResolvedNode,
-  identity: () => Identity,
-  hooks: { started: (relay: XdsRelay) => Promise<void> },
-  signal: AbortSignal,
-): Promise<void> {
-  const log = options.logger;
-  const random = options.random ?? Math.random;
-  const upstream = localXds.upstream ?? defaultXdsServer(identity().server);
-  let relay: XdsRelay | undefined;
-  for (let attempt = 0; !signal.aborted && relay === undefined; attempt++) {
-    try {
-      relay = await startXdsRelay({
-        listen: localXds.listen,
-        upstream,
-        material: tlsMaterial(identity()),
-        log,
-        cachePath: xdsCachePath(options.dataDir),
-      });
-    } catch (error) {
-      const delay = backoffDelay(attempt, { baseMs: 1_000, capMs: 30_000 }, random);
-      log.error("Cannot start the local xDS endpoint; retrying", {
-        address: formatHostPort(localXds.listen),
-        error,
-        retryIn: formatDuration(delay),
-      });
-      await sleep(delay, signal);
-    }
-  }
-  if (relay === undefined) return;
-  if (signal.aborted) {
-    await relay.close();
-    return;
-  }
-  let envoy: Promise<void> | undefined;
-  try {
-    // Material may have changed while the bind was retried.
-    relay.update(tlsMaterial(identity()));
-    await hooks.started(relay);
-    const path = await writeBootstrap(
-      options.dataDir,
-      envoyBootstrap({ node: node.name, labels: node.labels, xds: relay.address }),
-    );
-    log.info("Envoy bootstrap written", { path, xds: formatHostPort(relay.address) });
-    if (options.envoyBinary !== undefined) {
-      envoy = superviseEnvoy({ binary: options.envoyBinary, bootstrap: path, log, random }, signal);
-    }
-  } catch (error) {
-    log.error("Cannot write the Envoy bootstrap", { dir: options.dataDir, error });
-  }
-  await new Promise<void>((resolve) => {
-    if (signal.aborted) resolve();
-    else signal.addEventListener("abort", () => resolve(), { once: true });
-  });
-  await envoy;
-  await relay.close();
 }
 
 /**
@@ -279,6 +265,7 @@ async function runServices(
   node: ResolvedNode,
   api: ServerApi,
   rotation: CertificateRotation,
+  sidecar: SidecarState,
   signal: AbortSignal,
   onRegistered: () => Promise<void>,
 ): Promise<void> {
@@ -322,8 +309,18 @@ async function runServices(
 
     let registered = false;
     let failures = 0;
+    // The conditions last registered: a change is news for the whole node, so it registers again.
+    let conditions = "";
     while (!signal.aborted) {
-      if (!registered) registrationSent = true;
+      const now = sidecar.conditions();
+      if (registered && JSON.stringify(now) !== conditions) {
+        log.info("Node conditions changed; registering again", { conditions: now });
+        registered = false;
+      }
+      if (!registered) {
+        registrationSent = true;
+        conditions = JSON.stringify(now);
+      }
       const sentAt = clock.now();
       const result: ApiResult<unknown> = registered
         ? await api.heartbeat(
@@ -331,7 +328,9 @@ async function runServices(
           heartbeatBody(config, reports(), rotation.identity.bundleFingerprint),
           { signal },
         )
-        : await api.register(node.name, registrationBody(node, config, reports()), { signal });
+        : await api.register(node.name, registrationBody(node, config, reports(), now), {
+          signal,
+        });
       if (signal.aborted) break;
       if (result.kind === "ok") {
         if (!registered) {
@@ -395,12 +394,22 @@ function heartbeatCa(body: unknown): HeartbeatCa | undefined {
   return typeof ca === "object" && ca !== null ? ca as HeartbeatCa : undefined;
 }
 
-/** `agent.json`: {@link AgentState} and, once the local xDS endpoint listens, its address. */
+/** The addresses the agent's local endpoints bound, as `agent.json` lists them. */
+interface LocalAddresses {
+  /** The local xDS endpoint. */
+  xds?: string;
+  /** The DNS server (UDP and TCP). */
+  dns?: string;
+  /** The metrics endpoint. */
+  metrics?: string;
+}
+
+/** `agent.json`: {@link AgentState} and the addresses of the local endpoints that listen. */
 function agentState(
   node: string,
   identity: Identity,
-  xds: string | undefined,
-): AgentState & { xds?: string } {
+  addresses: LocalAddresses,
+): AgentState & LocalAddresses {
   return {
     node,
     server: identity.server,
@@ -410,7 +419,7 @@ function agentState(
       identity: identity.identity,
       serial: identity.leaf.serial,
     },
-    ...(xds === undefined ? {} : { xds }),
+    ...addresses,
   };
 }
 
@@ -419,10 +428,10 @@ async function recordState(
   node: string,
   identity: Identity,
   log: Logger,
-  xds: string | undefined,
+  addresses: LocalAddresses,
 ): Promise<boolean> {
   try {
-    await writeAgentState(options.dataDir, agentState(node, identity, xds));
+    await writeAgentState(options.dataDir, agentState(node, identity, addresses));
     return true;
   } catch (error) {
     // The node is registered and serving; a missing state file only hurts

@@ -1,6 +1,7 @@
 /**
- * The host's Envoy sidecar: the bootstrap the agent writes for it, and (when
- * `--envoy-binary` names one) the supervision of the Envoy process.
+ * The host's Envoy sidecar: the bootstrap the agent writes for it, where the
+ * Envoy executable is (`--envoy-binary`, else `envoy` on `PATH`), and the
+ * supervision of the Envoy process.
  *
  * The bootstrap sends Envoy to the agent's local xDS endpoint over plaintext
  * on loopback; the agent relays that stream to the server over mTLS with its
@@ -15,6 +16,27 @@ import { formatDuration } from "../core/duration.ts";
 import type { Logger } from "../core/log.ts";
 import { backoffDelay } from "./backoff.ts";
 import { sleep } from "./wait.ts";
+
+/** The executable looked for on `PATH` when `--envoy-binary` is not given. */
+export const ENVOY_COMMAND = "envoy";
+
+/**
+ * The first executable file named `command` in the directories of `path`
+ * (a `PATH` value, `:`-separated; an empty entry is the current directory,
+ * as for a shell), or `undefined`.
+ */
+export async function findOnPath(command: string, path: string): Promise<string | undefined> {
+  for (const dir of path.split(":")) {
+    const candidate = `${dir === "" ? "." : dir.replace(/\/+$/, "")}/${command}`;
+    try {
+      const info = await Deno.stat(candidate);
+      if (info.isFile && info.mode !== null && (info.mode & 0o111) !== 0) return candidate;
+    } catch {
+      // Not there, or not readable: the next directory.
+    }
+  }
+  return undefined;
+}
 
 /** Where the bootstrap lives: `DATA_DIR/envoy/bootstrap.json`. */
 export function bootstrapPath(dataDir: string): string {
@@ -49,6 +71,8 @@ export interface EnvoySupervision {
   graceMs?: number;
   /** Backoff between restarts. Default: 500 ms doubling up to 30 s, full jitter, at least 100 ms. */
   backoff?: { baseMs: number; capMs: number };
+  /** Told when Envoy starts (`true`) and when it exits (`false`, with how). */
+  onState?: (running: boolean, outcome?: string) => void;
 }
 
 /**
@@ -75,6 +99,7 @@ export async function superviseEnvoy(
     } catch (error) {
       outcome = `cannot start: ${error instanceof Error ? error.message : String(error)}`;
     }
+    options.onState?.(false, outcome);
     if (signal.aborted) break;
     if (performance.now() - startedAt >= stableMs) attempt = 0;
     const delay = Math.max(100, backoffDelay(attempt++, backoff, random));
@@ -97,6 +122,7 @@ async function runOnce(options: EnvoySupervision, signal: AbortSignal, n: number
     stderr: "piped",
   }).spawn();
   log.info("Envoy started", { binary: options.binary, pid: child.pid, start: n });
+  options.onState?.(true);
   const forward = async (stream: ReadableStream<Uint8Array>, name: string) => {
     let rest = "";
     const emit = (line: string) => {

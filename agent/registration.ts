@@ -8,7 +8,12 @@ import type { AgentConfig, ServiceConfig, UpstreamConfig } from "../core/agent_c
 import { formatDuration } from "../core/duration.ts";
 import { InvalidError } from "../core/errors.ts";
 import type { Labels } from "../core/labels.ts";
-import type { CheckStatus, heartbeatSchema, nodeRegistrationSchema } from "../core/model.ts";
+import type {
+  CheckStatus,
+  heartbeatSchema,
+  NodeCondition,
+  nodeRegistrationSchema,
+} from "../core/model.ts";
 import { isSubdomainName } from "../core/names.ts";
 import { VERSION } from "../core/version.ts";
 
@@ -72,7 +77,8 @@ const NO_CHECK: CheckReport = { status: "none", output: "" };
 
 /**
  * The node's whole state for the server: its instances (with their sidecar
- * inbound ports) and the upstreams its sidecar exposes. An instance without a check reports
+ * inbound ports), the upstreams its sidecar exposes and its conditions (what
+ * is wrong on it, e.g. no Envoy where one is needed). An instance without a check reports
  * `none`; one whose check has not run yet cannot occur, because the agent runs
  * every check once before registering.
  */
@@ -80,6 +86,7 @@ export function registrationBody(
   node: ResolvedNode,
   config: AgentConfig,
   reports: ReadonlyMap<string, CheckReport>,
+  conditions: NodeCondition[] = [],
 ): RegistrationBody {
   return {
     hostname: node.hostname,
@@ -112,6 +119,7 @@ export function registrationBody(
         ...(upstream.port !== undefined ? { port: upstream.port } : {}),
       };
     }),
+    conditions,
   };
 }
 

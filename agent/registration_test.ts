@@ -104,10 +104,19 @@ Deno.test("registrationBody() matches nodeRegistrationSchema", () => {
       { service: "api", namespace: "shop", localPort: 9001 },
       { service: "db", namespace: "data", localPort: 9002, port: 5433 },
     ],
+    conditions: [],
   });
   const parsed = nodeRegistrationSchema.parse(body);
   assert.equal(parsed.heartbeatInterval, 90_000);
   assert.equal(parsed.instances[1]?.inboundPort, undefined);
+  // The node's conditions go along as they are, and pass the server's schema.
+  const condition = {
+    type: "SidecarNotRunning" as const,
+    reason: "EnvoyNotFound",
+    message: "Sidecar ports are declared but no Envoy runs",
+  };
+  const withCondition = registrationBody(NODE, CONFIG, REPORTS, [condition]);
+  assert.deepEqual(nodeRegistrationSchema.parse(withCondition).conditions, [condition]);
 });
 
 Deno.test("heartbeatBody() reports every instance and matches heartbeatSchema", () => {

@@ -59,17 +59,54 @@ export interface CallOptions {
 export class ServerApi {
   readonly server: string;
   #client: ApiClient;
+  #options: ServerApiOptions;
+  /** `fetch` over the pool's current TLS client, or the runtime's own without a pool. */
+  #fetch: typeof fetch;
 
   /** `server` is the base URL, e.g. `https://10.0.0.1:8443`; a path prefix is kept. */
   constructor(server: string, options: ServerApiOptions = {}) {
     this.server = server;
+    this.#options = options;
     const clients = options.clients;
-    this.#client = new ApiClient({
-      server,
+    this.#fetch = clients
+      ? (input, init) => fetchWith(clients, input, init)
+      : (input, init) => fetch(input, init);
+    this.#client = this.#newClient(this.#fetch);
+  }
+
+  #newClient(fetchFn: typeof fetch): ApiClient {
+    return new ApiClient({
+      server: this.server,
       headers: { "user-agent": `ironmesh-agent/${VERSION}` },
-      timeoutMs: options.timeoutMs ?? 10_000,
-      ...(clients ? { fetch: (input, init) => fetchWith(clients, input, init) } : {}),
+      timeoutMs: this.#options.timeoutMs ?? 10_000,
+      fetch: fetchFn,
     });
+  }
+
+  /**
+   * One page of the list at `path` (e.g. `/v1/instances`), a blocking query
+   * when `query` has `index` and `wait`: the outcome, and the answer's
+   * `X-Ironmesh-Index` (`null` when it has none) to pass as the next `index`.
+   */
+  async watchList<T>(
+    path: string,
+    query: Record<string, string>,
+    options: CallOptions = {},
+  ): Promise<{ result: ApiResult<{ items: T[]; next?: string | null }>; index: number | null }> {
+    let index: number | null = null;
+    // A client of its own for this call, to read the header the shared one does not return.
+    const client = this.#newClient(async (input, init) => {
+      const response = await this.#fetch(input, init);
+      const header = response.headers.get("x-ironmesh-index");
+      if (header !== null && /^\d+$/.test(header)) index = Number(header);
+      return response;
+    });
+    const result = await client.call<{ items: T[]; next?: string | null }>("GET", path, {
+      query,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    });
+    return { result, index };
   }
 
   /** `GET /v1/ca/roots`: the trust bundle; public. */

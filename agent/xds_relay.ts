@@ -356,18 +356,20 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
     });
     links.set(session, link);
     options.events?.stream?.(variant, 1);
-    const finish = () => {
+    log.info("Local xDS client stream opened", { stream: id, variant });
+    const finish = (how: string) => {
       if (finished) return false;
       finished = true;
       link.close();
       links.delete(session);
       calls.delete(stop);
       options.events?.stream?.(variant, -1);
+      log.info("Local xDS client stream ended", { stream: id, how });
       return true;
     };
     // Used by close(): the client is told the agent went away.
     const stop = () => {
-      if (finish()) {
+      if (finish("the agent is stopping")) {
         call.emit("error", {
           code: grpc.status.UNAVAILABLE,
           details: "The agent is shutting down",
@@ -385,14 +387,14 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
           stream: id,
           details,
         });
-        if (finish()) call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details });
+        if (finish("not xDS")) call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details });
       }
     });
     call.on("end", () => {
-      if (finish()) call.end();
+      if (finish("the client ended it")) call.end();
     });
-    call.on("cancelled", finish);
-    call.on("error", finish);
+    call.on("cancelled", () => finish("the client cancelled it"));
+    call.on("error", () => finish("transport error"));
   };
 
   const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });

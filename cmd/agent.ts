@@ -11,7 +11,11 @@ import { jsonLogger, type Level, LEVELS } from "../core/log.ts";
 import { stderrLine } from "./output.ts";
 import { loadAgentConfig, readTokenFile } from "../agent/host.ts";
 import { DEFAULT_LOCAL_XDS_ADDR, parseLocalXdsAddr } from "../agent/xds_relay.ts";
-import type { HostPort } from "../core/address.ts";
+import { DEFAULT_DNS_ADDR } from "../agent/dns_server.ts";
+import { DEFAULT_METRICS_ADDR } from "../agent/metrics.ts";
+import { ENVOY_COMMAND, findOnPath } from "../agent/envoy.ts";
+import { type HostPort, parseHostPort } from "../core/address.ts";
+import { isIP } from "node:net";
 
 interface AgentFlags {
   server?: string | undefined;
@@ -24,6 +28,8 @@ interface AgentFlags {
   localXdsAddr: HostPort;
   xdsServer?: string | undefined;
   envoyBinary?: string | undefined;
+  dnsAddr: HostPort;
+  metricsAddr: HostPort;
 }
 
 const KEEP_ENV = "IRONMESH_KEEP_INSTANCES_ON_EXIT";
@@ -46,6 +52,24 @@ function serverUrl(value: string): string {
 function localXdsAddr(value: string): HostPort {
   try {
     return parseLocalXdsAddr(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+}
+
+/** `HOST:PORT` to listen on, the host an IP literal or `localhost`; a message fit for the user otherwise. */
+export function parseListenAddr(value: string): HostPort {
+  const parsed = parseHostPort(value);
+  if (typeof parsed === "string") throw new Error(parsed);
+  if (parsed.host !== "localhost" && isIP(parsed.host) === 0) {
+    throw new Error(`Invalid address "${value}": the host must be an IP address or localhost`);
+  }
+  return parsed;
+}
+
+function listenAddr(value: string): HostPort {
+  try {
+    return parseListenAddr(value);
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
@@ -151,8 +175,24 @@ export function agentCommand(): Command {
     .addOption(
       new Option(
         "--envoy-binary <path>",
-        "Start and supervise this Envoy with DATA_DIR/envoy/bootstrap.json (restarted with backoff; stopped on SIGTERM)",
+        "Start and supervise this Envoy with DATA_DIR/envoy/bootstrap.json (restarted with backoff; stopped on SIGTERM); default: envoy on PATH, if any",
       ).env("IRONMESH_ENVOY_BINARY"),
+    )
+    .addOption(
+      new Option(
+        "--dns-addr <host:port>",
+        "Address of the agent's DNS server, UDP and TCP (<service>.<namespace>.svc.ironmesh); port 0 picks a free port",
+      ).env("IRONMESH_DNS_ADDR").default(parseListenAddr(DEFAULT_DNS_ADDR), DEFAULT_DNS_ADDR)
+        .argParser(listenAddr),
+    )
+    .addOption(
+      new Option(
+        "--metrics-addr <host:port>",
+        "Address of the agent's Prometheus metrics endpoint (GET /metrics); port 0 picks a free port",
+      ).env("IRONMESH_METRICS_ADDR").default(
+        parseListenAddr(DEFAULT_METRICS_ADDR),
+        DEFAULT_METRICS_ADDR,
+      ).argParser(listenAddr),
     )
     .addOption(
       new Option("--log-level <level>", "Log level").env("IRONMESH_LOG_LEVEL").choices(LEVELS)
@@ -185,12 +225,22 @@ cache; the agent retries the server every second at most and clients get the
 current configuration once it is back.
 The agent writes DATA_DIR/envoy/bootstrap.json for Envoy: ADS through the
 local endpoint, node id and cluster = the node name, locality from the
-region and zone labels, admin on 127.0.0.1:15000.
+region and zone labels, admin on 127.0.0.1:15000. It runs --envoy-binary, or
+envoy from PATH; when the node declares sidecar ports (inboundPort,
+upstreams) and no Envoy runs, it says so at start and in the node's
+conditions (ironmesh get nodes).
 
-Once the local endpoint listens (and after each renewal) the agent writes
+DNS (--dns-addr, default 127.0.0.1:8600): <service>.<namespace>.svc.<domain>
+gives the healthy instances (A, AAAA, SRV), <subset>.<service>.<namespace>.svc
+a DestinationPolicy subset, <service>.svc the node's own namespace; other
+names are REFUSED, or forwarded to /etc/resolv.conf's resolvers with
+dns.forward in the configuration file. Answers come from the agent's own
+watch of the registry and go on while the server is down.
+
+Once the local endpoints listen (and after each renewal) the agent writes
 DATA_DIR/agent.json ({"node", "server", "pid", "certificate": {"notAfter",
-"identity", "serial"}, "xds": "127.0.0.1:PORT"}). Logs are JSON lines on
-stderr.`,
+"identity", "serial"}, "xds", "dns", "metrics"}, the last three the
+addresses bound). Logs are JSON lines on stderr.`,
     )
     .showHelpAfterError("(run ironmesh agent --help for usage)")
     .exitOverride()
@@ -208,16 +258,19 @@ stderr.`,
         : given("keepInstancesOnExit")
         ? flags.keepInstancesOnExit === true
         : config.keepInstancesOnExit ?? false;
-      let listen = flags.localXdsAddr;
-      if (!given("localXdsAddr") && config.localXdsAddr !== undefined) {
+      // An address from the file, checked as its flag would be.
+      const addrFromFile = (
+        key: "localXdsAddr" | "dnsAddr" | "metricsAddr",
+        parse: (text: string) => HostPort,
+      ): HostPort => {
+        const text = config[key];
+        if (given(key) || text === undefined) return flags[key];
         try {
-          listen = parseLocalXdsAddr(config.localXdsAddr);
+          return parse(text);
         } catch (error) {
-          throw new InvalidError(
-            `Invalid ${flags.config}: /localXdsAddr: ${(error as Error).message}`,
-          );
+          throw new InvalidError(`Invalid ${flags.config}: /${key}: ${(error as Error).message}`);
         }
-      }
+      };
       const settings: AgentFlags = {
         ...flags,
         server: fromFile("server", config.server, flags.server),
@@ -226,8 +279,16 @@ stderr.`,
         logLevel: fromFile("logLevel", config.logLevel, flags.logLevel),
         xdsServer: fromFile("xdsServer", config.xdsServer, flags.xdsServer),
         envoyBinary: fromFile("envoyBinary", config.envoyBinary, flags.envoyBinary),
-        localXdsAddr: listen,
+        localXdsAddr: addrFromFile("localXdsAddr", parseLocalXdsAddr),
+        dnsAddr: addrFromFile("dnsAddr", parseListenAddr),
+        metricsAddr: addrFromFile("metricsAddr", parseListenAddr),
       };
+      const logger = jsonLogger(stderrLine, { level: settings.logLevel });
+      let envoyBinary = settings.envoyBinary === "" ? undefined : settings.envoyBinary;
+      if (envoyBinary === undefined) {
+        envoyBinary = await findOnPath(ENVOY_COMMAND, Deno.env.get("PATH") ?? "");
+        if (envoyBinary !== undefined) logger.info("Envoy found on PATH", { binary: envoyBinary });
+      }
       const joinToken = await resolveJoinToken(settings, command);
       const controller = new AbortController();
       const stop = () => controller.abort();
@@ -243,8 +304,10 @@ stderr.`,
           dataDir: settings.dataDir,
           keepInstancesOnExit: keep,
           localXds: { listen: settings.localXdsAddr, upstream: settings.xdsServer },
-          envoyBinary: settings.envoyBinary === "" ? undefined : settings.envoyBinary,
-          logger: jsonLogger(stderrLine, { level: settings.logLevel }),
+          envoyBinary,
+          dns: { listen: settings.dnsAddr, ...config.dns },
+          metricsAddr: settings.metricsAddr,
+          logger,
         }, controller.signal);
       } finally {
         for (const name of signals) Deno.removeSignalListener(name, stop);

@@ -100,8 +100,16 @@ export const KINDS = {
     filters: ["status", "selector"],
     itemPath: (name) => `/v1/nodes/${encodeURIComponent(name)}`,
     key: (n) => n.name,
-    columns: ["NAME", "STATUS", "DRAINING", "ADDRESSES", "LAST-HEARTBEAT"],
-    row: (n) => [n.name, n.status, n.draining, (n.addresses ?? []).join(","), n.lastHeartbeat],
+    columns: ["NAME", "STATUS", "DRAINING", "ADDRESSES", "LAST-HEARTBEAT", "CONDITIONS"],
+    row: (n) => [
+      n.name,
+      n.status,
+      n.draining,
+      (n.addresses ?? []).join(","),
+      n.lastHeartbeat,
+      // Absent on nodes registered by an agent older than conditions.
+      (n.conditions ?? []).map((c) => `${c.type}(${c.reason})`).join(",") || null,
+    ],
   } satisfies KindSpec<MeshNode>,
   tokens: {
     path: "/v1/tokens",

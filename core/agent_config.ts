@@ -16,6 +16,17 @@ export const DEFAULT_INTERVAL_MS = 5_000;
 /** Default check timeout, in milliseconds (lowered to the interval when that is shorter). */
 export const DEFAULT_CHECK_TIMEOUT_MS = 1_000;
 
+/** The domain of the agent's DNS names by default. */
+export const DEFAULT_DNS_DOMAIN = "ironmesh";
+/** The TTL of the agent's DNS answers by default, in milliseconds. */
+export const DEFAULT_DNS_TTL_MS = 5_000;
+
+/** A DNS domain: dot-separated DNS-1123 labels, at most 200 characters, no trailing dot. */
+const dnsDomain = z.string().max(200, "Must be at most 200 characters").regex(
+  /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$/,
+  'Must be lower-case DNS labels separated by dots, e.g. "ironmesh" or "mesh.internal"',
+);
+
 /** The kinds of health check, in the order the error messages list them. */
 export const CHECK_KINDS = ["http", "tcp", "grpc", "exec"] as const;
 
@@ -184,8 +195,26 @@ export const agentConfigSchema = z.strictObject({
     "The server's gRPC (xDS) address, as --xds-server; default: the server's host, port 15012",
   ),
   envoyBinary: z.string().min(1).optional().describe(
-    "Envoy executable to start and supervise, as --envoy-binary",
+    "Envoy executable to start and supervise, as --envoy-binary; default: envoy on PATH",
   ),
+  dnsAddr: z.string().min(1).optional().describe(
+    "Address of the agent's DNS server (UDP and TCP), as --dns-addr; default 127.0.0.1:8600",
+  ),
+  metricsAddr: z.string().min(1).optional().describe(
+    "Loopback address of the agent's metrics endpoint, as --metrics-addr; default 127.0.0.1:15020",
+  ),
+  dns: z.strictObject({
+    domain: dnsDomain.default(DEFAULT_DNS_DOMAIN).describe(
+      "The domain the agent answers for: <service>.<namespace>.svc.<domain>; default ironmesh",
+    ),
+    ttl: durationSchema({ min: 0, max: 3_600_000 }).default(DEFAULT_DNS_TTL_MS).describe(
+      "TTL of every answer, also of negative ones; default 5s, at most 1h",
+    ),
+    forward: z.boolean().default(false).describe(
+      "Forward names outside the domain to the resolvers of /etc/resolv.conf (else REFUSED); default false",
+    ),
+  }).prefault({}).transform((d) => ({ domain: d.domain, ttlMs: d.ttl, forward: d.forward }))
+    .describe("The agent's DNS server"),
   node: z.strictObject({
     name: subdomainName.optional().describe(
       "Node name (DNS-1123 subdomain); default: the host name, lower-cased",

@@ -97,6 +97,7 @@ Deno.test("parseAgentConfig() applies defaults to an empty file", () => {
     heartbeat: { intervalMs: 5_000 },
     services: [],
     upstreams: [],
+    dns: { domain: "ironmesh", ttlMs: 5_000, forward: false },
   });
 });
 

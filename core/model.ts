@@ -88,6 +88,27 @@ export const nodeUpstreamSchema = z.object({
 /** One service a node's sidecar exposes to the node's applications on a loopback port. */
 export type NodeUpstream = z.infer<typeof nodeUpstreamSchema>;
 
+/** The kinds of {@link NodeCondition}. */
+export const NODE_CONDITION_TYPES = ["SidecarNotRunning"] as const;
+
+/**
+ * Something wrong on a node that its agent reports, present while it lasts:
+ * `SidecarNotRunning` when the node declares sidecar ports (an instance's
+ * `inboundPort`, an upstream) but no Envoy runs (reason `EnvoyNotFound` or
+ * `EnvoyExited`).
+ */
+export const nodeConditionSchema = z.strictObject({
+  type: z.enum(NODE_CONDITION_TYPES),
+  reason: z.string().regex(
+    /^[A-Za-z][A-Za-z0-9]{0,63}$/,
+    "Must be a CamelCase word of 1 to 64 letters and digits",
+  )
+    .describe("Why, as one CamelCase word, e.g. `EnvoyNotFound`"),
+  message: z.string().max(1024).describe("What the agent says about it, for operators"),
+}).describe("Something wrong on a node that its agent reports, present while it lasts");
+/** Parsed {@link nodeConditionSchema}. */
+export type NodeCondition = z.infer<typeof nodeConditionSchema>;
+
 /** A host running an agent. */
 export const meshNodeSchema = z.object({
   name: z.string(),
@@ -109,6 +130,9 @@ export const meshNodeSchema = z.object({
   /** What the node's sidecar exposes to its applications; empty without a sidecar. */
   upstreams: z.array(nodeUpstreamSchema).describe(
     "What the node's sidecar exposes to its applications; empty without a sidecar",
+  ),
+  conditions: z.array(nodeConditionSchema).describe(
+    "What is wrong on the node, as its agent last registered it; empty when all is well",
   ),
   registeredAt: timestamp,
   lastHeartbeat: timestamp,
@@ -212,6 +236,9 @@ export const nodeRegistrationSchema = z.strictObject({
   }).describe("Every instance on the node; the ones left out are removed"),
   upstreams: z.array(upstreamRegistrationSchema).max(256).default([]).describe(
     "Services the node's sidecar exposes to its applications on loopback ports",
+  ),
+  conditions: z.array(nodeConditionSchema).max(16).default([]).describe(
+    "What is wrong on the node now, e.g. sidecar ports declared and no Envoy running",
   ),
 }).superRefine((reg, ctx) => {
   // The sidecar binds every inbound port and every upstream's local port on this host.

@@ -434,6 +434,11 @@ export class Registry {
           localPort: u.localPort,
           ...(u.port !== undefined ? { port: u.port } : {}),
         })),
+        conditions: reg.conditions.map((c) => ({
+          type: c.type,
+          reason: c.reason,
+          message: c.message,
+        })),
         registeredAt: existing?.registeredAt ?? now,
         lastHeartbeat: now,
         revision: existing?.revision ?? 0,

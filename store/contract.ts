@@ -68,6 +68,7 @@ export function sampleNode(name: string, extra: Partial<MeshNode> = {}): MeshNod
     draining: false,
     owner: "tok1",
     upstreams: [],
+    conditions: [],
     registeredAt: T0,
     lastHeartbeat: T0,
     revision: 0,

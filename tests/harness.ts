@@ -225,6 +225,8 @@ export interface AgentStart {
   /** Reuse this data directory (a restart); default: a new one. */
   dataDir?: string;
   extraArgs?: string[];
+  /** Extra environment variables, e.g. `PATH`. */
+  env?: Record<string, string>;
 }
 
 /** Starts `ironmesh agent` with a config file written from `config` (YAML text). */
@@ -247,9 +249,14 @@ export async function startAgent(
     `${dataDir}/agent.yaml`,
     "--data-dir",
     dataDir,
+    // Free ports, so agents of parallel tests never fight over the defaults; extraArgs win.
+    "--dns-addr",
+    "127.0.0.1:0",
+    "--metrics-addr",
+    "127.0.0.1:0",
     ...(options.joinToken ? ["--join-token", options.joinToken] : []),
     ...(options.extraArgs ?? []),
-  ]);
+  ], options.env);
   return { proc, dataDir };
 }
 
