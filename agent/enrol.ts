@@ -179,11 +179,8 @@ export function fetchUnverified(
           for (const [name, value] of Object.entries(res.headers)) {
             if (typeof value === "string") headers.set(name, value);
           }
-          settle(rejection(url.origin, url.pathname, {
-            status,
-            statusText: res.statusMessage ?? "",
-            headers,
-          }, text));
+          const answer = { status, statusText: res.statusMessage ?? "", headers, text };
+          settle(rejection(answer, { server: url.origin, path: url.pathname }));
         }
       });
       res.on("error", (error) => settle({ kind: "unreachable", error: error.message }));

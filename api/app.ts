@@ -20,7 +20,7 @@ import { measure } from "./measure.ts";
 import type { Metrics } from "./metrics.ts";
 import { HEARTBEAT_ROUTE } from "./nodes.ts";
 import type { OpenApiDocument } from "./openapi.ts";
-import type { ApiEnv, RouteMiddleware } from "./operation.ts";
+import { type ApiEnv, type ResourceApp, resourceApps } from "./operation.ts";
 import { renderErrors } from "./problem.ts";
 import { openApiDocument, RESOURCES } from "./resources.ts";
 
@@ -58,7 +58,8 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 /** What each resource's sub-app is built with. */
 export interface ApiContext {
   deps: AppDeps;
-  middleware: RouteMiddleware;
+  /** Builds a resource's sub-app from its handlers, behind the middleware its routes declare. */
+  resourceApp: ResourceApp;
   /** The certificate the TLS peer proved, `null` when none; throws a 401 when it is not good. */
   certificateOf(c: Context): CertificatePrincipal | null;
   /** The OpenAPI document of the API. */
@@ -72,9 +73,10 @@ export interface ApiContext {
  */
 export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const { authenticate, certificateOf } = authentication(deps);
+  const limit = limitBody({ maxBytes: MAX_BODY_BYTES });
   const context: ApiContext = {
     deps,
-    middleware: { authenticate, limitBody: limitBody({ maxBytes: MAX_BODY_BYTES }) },
+    resourceApp: resourceApps({ authenticate, limitBody: limit }),
     certificateOf,
     document: openApiDocument,
   };
@@ -85,6 +87,6 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.notFound(errors.notFound);
   for (const resource of RESOURCES) app.route(resource.declared.prefix, resource.app(context));
   // Reached only when no route answered: a caller without credentials learns nothing of /v1.
-  app.use("/v1/*", context.middleware.limitBody, authenticate);
+  app.use("/v1/*", limit, authenticate);
   return app;
 }

@@ -4,7 +4,7 @@ import { authorize } from "../auth/tokens.ts";
 import { InvalidError } from "../core/errors.ts";
 import { policyKindFromText } from "../core/policy/model.ts";
 import type { ApiContext } from "./app.ts";
-import { QUERY, queryParam, resource, resourceApp, timestamp } from "./operation.ts";
+import { QUERY, queryParam, resource, timestamp } from "./operation.ts";
 
 /** One policy write, stored or refused. */
 export const auditEntrySchema = z.object({
@@ -70,9 +70,9 @@ export const AUDIT = resource({
 });
 
 /** The sub-app of {@link AUDIT}. */
-export function auditApp({ deps, middleware }: ApiContext) {
+export function auditApp({ deps, resourceApp }: ApiContext) {
   const { policies } = deps;
-  return resourceApp(AUDIT, middleware, {
+  return resourceApp(AUDIT, {
     listAudit: async (c) => {
       authorize(c.get("principal"), "read");
       const parsed = auditQuerySchema.safeParse(c.req.query());

@@ -1,7 +1,7 @@
 /** The backup route: an online backup of the server's state, admin only. */
 import { authorize } from "../auth/tokens.ts";
 import type { ApiContext } from "./app.ts";
-import { resource, resourceApp } from "./operation.ts";
+import { resource } from "./operation.ts";
 
 /** The backup route. */
 export const BACKUP = resource({
@@ -27,9 +27,9 @@ export const BACKUP = resource({
 });
 
 /** The sub-app of {@link BACKUP}. */
-export function backupApp({ deps, middleware }: ApiContext) {
+export function backupApp({ deps, resourceApp }: ApiContext) {
   const { log, registry } = deps;
-  return resourceApp(BACKUP, middleware, {
+  return resourceApp(BACKUP, {
     getBackup: async (c) => {
       authorize(c.get("principal"), "admin");
       const archive = await deps.backup();

@@ -8,7 +8,7 @@ import { authorize } from "../auth/tokens.ts";
 import { ForbiddenError, InvalidError } from "../core/errors.ts";
 import { enrolRequestSchema, renewRequestSchema } from "../core/model.ts";
 import type { ApiContext } from "./app.ts";
-import { queryParam, resource, resourceApp, timestamp } from "./operation.ts";
+import { queryParam, resource, timestamp } from "./operation.ts";
 import { readBody } from "./request.ts";
 
 /** One root of the trust bundle. */
@@ -176,10 +176,10 @@ export const CA = resource({
 });
 
 /** The sub-app of {@link CA}. */
-export function caApp({ deps, middleware, certificateOf }: ApiContext) {
+export function caApp({ deps, resourceApp, certificateOf }: ApiContext) {
   const { identity } = deps;
   const ops = CA.operations;
-  return resourceApp(CA, middleware, {
+  return resourceApp(CA, {
     getTrustBundle: (c) => {
       const bundle = identity.bundle();
       let cert = null;

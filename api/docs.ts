@@ -1,7 +1,7 @@
 /** The API's own documentation: the OpenAPI document and the page rendered from it, both public. */
 import type { ApiContext } from "./app.ts";
 import { docsPage } from "./docs_page.ts";
-import { json, resource, resourceApp } from "./operation.ts";
+import { json, resource } from "./operation.ts";
 
 /** The documentation routes. */
 export const DOCS = resource({
@@ -37,8 +37,8 @@ export const DOCS = resource({
 });
 
 /** The sub-app of {@link DOCS}. */
-export function docsApp({ middleware, document }: ApiContext) {
-  return resourceApp(DOCS, middleware, {
+export function docsApp({ resourceApp, document }: ApiContext) {
+  return resourceApp(DOCS, {
     getOpenApi: (c) => c.json(document()),
     getDocs: (c) => c.html(docsPage(document())),
   });

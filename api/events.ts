@@ -3,7 +3,7 @@ import { z } from "zod";
 import { streamSSE } from "hono/streaming";
 import { authorize } from "../auth/tokens.ts";
 import type { ApiContext } from "./app.ts";
-import { headerParam, resource, resourceApp } from "./operation.ts";
+import { headerParam, resource } from "./operation.ts";
 
 /** How long a quiet stream waits before a keepalive comment. */
 const KEEPALIVE_MS = 15_000;
@@ -38,9 +38,9 @@ export const EVENTS = resource({
 });
 
 /** The sub-app of {@link EVENTS}. */
-export function eventsApp({ deps, middleware }: ApiContext) {
+export function eventsApp({ deps, resourceApp }: ApiContext) {
   const { registry } = deps;
-  return resourceApp(EVENTS, middleware, {
+  return resourceApp(EVENTS, {
     streamEvents: (c) => {
       authorize(c.get("principal"), "read");
       const lastId = Number(c.req.header("last-event-id") ?? -1);

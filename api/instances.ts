@@ -4,15 +4,7 @@ import { authorize } from "../auth/tokens.ts";
 import { drainPatchSchema, instanceSchema } from "../core/model.ts";
 import type { ApiContext } from "./app.ts";
 import { listHandler } from "./list.ts";
-import {
-  IF_MATCH,
-  listOf,
-  listQuery,
-  pathParam,
-  type Reply,
-  resource,
-  resourceApp,
-} from "./operation.ts";
+import { IF_MATCH, listOf, listQuery, pathParam, type Reply, resource } from "./operation.ts";
 import { etag, pathInstanceId, readBody, readPreconditions } from "./request.ts";
 
 const instanceList = listOf(instanceSchema, "instances");
@@ -69,15 +61,14 @@ export const INSTANCES = resource({
 });
 
 /** The sub-app of {@link INSTANCES}. */
-export function instancesApp({ deps, middleware }: ApiContext) {
+export function instancesApp({ deps, resourceApp }: ApiContext) {
   const { registry } = deps;
   const ops = INSTANCES.operations;
-  return resourceApp(INSTANCES, middleware, {
-    listInstances: listHandler(
-      ops.listInstances,
-      registry.feed,
-      (filter) => registry.listInstances(filter),
-    ),
+  return resourceApp(INSTANCES, {
+    listInstances: listHandler(ops.listInstances, {
+      feed: registry.feed,
+      page: (filter) => registry.listInstances(filter),
+    }),
     getInstance: async (c) => {
       authorize(c.get("principal"), "read");
       const instance = await registry.getInstance(pathInstanceId(c));

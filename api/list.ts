@@ -5,17 +5,25 @@ import type { ListFilter, Page } from "../registry/registry.ts";
 import { type ApiHandler, filtersOf, type Operation } from "./operation.ts";
 import { encodeCursor, readListQuery } from "./request.ts";
 
+/** Where a list's pages come from. */
+export interface ListSource<T> {
+  /** Published on every change the list reflects; a blocking query waits on it. */
+  feed: ChangeFeed;
+  /** One page of the list. */
+  page(filter: ListFilter): Promise<Page<T> & { revision: number }>;
+}
+
 /**
  * The handler of the list `op` declares: its filters are the query
  * parameters `op` declares. It answers one page, blocking first when the
- * caller passed `?index=` until `feed` is past it; `X-Ironmesh-Index` is the
- * revision the page reflects.
+ * caller passed `?index=` until the feed is past it; `X-Ironmesh-Index` is
+ * the revision the page reflects.
  */
 export function listHandler<T>(
   op: Operation & { access: Permission },
-  feed: ChangeFeed,
-  run: (filter: ListFilter) => Promise<Page<T> & { revision: number }>,
+  source: ListSource<T>,
 ): ApiHandler {
+  const { feed } = source;
   const allowed = filtersOf(op);
   return async (c) => {
     authorize(c.get("principal"), op.access);
@@ -25,7 +33,7 @@ export function listHandler<T>(
       // an abandoned wait simply ends at its (bounded) timeout.
       await feed.wait(request.index, request.waitMs);
     }
-    const page = await run(request.filter);
+    const page = await source.page(request.filter);
     c.header("x-ironmesh-index", String(page.revision));
     return c.json({ items: page.items, next: encodeCursor(page.next) });
   };

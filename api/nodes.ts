@@ -14,15 +14,7 @@ import {
 import { subdomainName } from "../core/names.ts";
 import type { ApiContext } from "./app.ts";
 import { listHandler } from "./list.ts";
-import {
-  IF_MATCH,
-  listOf,
-  listQuery,
-  pathParam,
-  type Reply,
-  resource,
-  resourceApp,
-} from "./operation.ts";
+import { IF_MATCH, listOf, listQuery, pathParam, type Reply, resource } from "./operation.ts";
 import { etag, pathName, readBody, readPreconditions } from "./request.ts";
 
 /** What a registration answers. */
@@ -159,7 +151,7 @@ export const NODES = resource({
 export const HEARTBEAT_ROUTE = "/v1/nodes/:name/heartbeat";
 
 /** The sub-app of {@link NODES}. */
-export function nodesApp({ deps, middleware }: ApiContext) {
+export function nodesApp({ deps, resourceApp }: ApiContext) {
   const { registry, identity, metrics } = deps;
   const ops = NODES.operations;
   // Labelled children, cached: looking labels up per heartbeat costs at 20,000/s.
@@ -168,8 +160,11 @@ export function nodesApp({ deps, middleware }: ApiContext) {
     unchanged: metrics.heartbeats.labels({ result: "unchanged" }),
     rejected: metrics.heartbeats.labels({ result: "rejected" }),
   };
-  return resourceApp(NODES, middleware, {
-    listNodes: listHandler(ops.listNodes, registry.feed, (filter) => registry.listNodes(filter)),
+  return resourceApp(NODES, {
+    listNodes: listHandler(ops.listNodes, {
+      feed: registry.feed,
+      page: (filter) => registry.listNodes(filter),
+    }),
     getNode: async (c) => {
       authorize(c.get("principal"), "read");
       const node = await registry.getNode(pathName(c, "name", "subdomain"));

@@ -2,7 +2,7 @@
  * How a route of the REST API is declared. Each resource's file declares its
  * operations (method, path, who may call, parameters, body, answers) as
  * data, and registers each handler *through* its declaration with
- * {@link resourceApp}: the route's method and path, its authentication and
+ * {@link resourceApps}: the route's method and path, its authentication and
  * body limit, and the schema its body is read with all come from the
  * declaration, and the OpenAPI document (`openapi.ts`) is built from the same
  * declarations. A route cannot exist without its documentation, nor the
@@ -178,7 +178,7 @@ export function resource<const Ops extends Record<string, Omit<Operation, "opera
   >;
 }
 
-/** The middleware {@link resourceApp} puts in front of handlers, as their declarations ask. */
+/** The middleware {@link resourceApps} puts in front of handlers, as their declarations ask. */
 export interface RouteMiddleware {
   /** Refuses a body over the limit (413); runs first, before authentication. */
   limitBody: MiddlewareHandler<ApiEnv>;
@@ -189,34 +189,33 @@ export interface RouteMiddleware {
 /** A route handler of the API. */
 export type ApiHandler = (c: Context<ApiEnv>) => Response | Promise<Response>;
 
-/**
- * The sub-app of `declared`: `register` gives each operation its handler,
- * which Hono routes at the operation's method and path, behind the body
- * limit (any route that is not public, or that takes a body) and
- * authentication (any route that is not public).
- */
-export function resourceApp<Ops extends Record<string, Operation>>(
+/** Builds the sub-app of a resource from its handlers, one per declared operation. */
+export type ResourceApp = <Ops extends Record<string, Operation>>(
   declared: Resource<Ops>,
-  middleware: RouteMiddleware,
   handlers: { [K in keyof Ops]: ApiHandler },
-): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
-  for (const [id, op] of Object.entries(declared.operations)) {
-    const chain: MiddlewareHandler<ApiEnv>[] = [];
-    if (op.access !== "public" || op.body) chain.push(middleware.limitBody);
-    if (op.access !== "public") chain.push(middleware.authenticate);
-    const path = op.path.replace(/\{(\w+)\}/g, ":$1") || "/";
-    const handler = handlers[id as keyof Ops] as MiddlewareHandler<ApiEnv>;
-    // Hono's typed overloads take a fixed number of handlers; the chain here varies.
-    (app.on as (method: string, path: string, ...h: MiddlewareHandler<ApiEnv>[]) => unknown).call(
-      app,
-      op.method.toUpperCase(),
-      path,
-      ...chain,
-      handler,
-    );
-  }
-  return app;
+) => Hono<ApiEnv>;
+
+/**
+ * The builder of every resource's sub-app behind `middleware`: Hono routes
+ * each handler at its operation's method and path, behind the body limit
+ * (any route that is not public, or that takes a body) and authentication
+ * (any route that is not public).
+ */
+export function resourceApps(middleware: RouteMiddleware): ResourceApp {
+  return (declared, handlers) => {
+    const app = new Hono<ApiEnv>();
+    for (const [id, op] of Object.entries(declared.operations)) {
+      const chain: MiddlewareHandler<ApiEnv>[] = [];
+      if (op.access !== "public" || op.body) chain.push(middleware.limitBody);
+      if (op.access !== "public") chain.push(middleware.authenticate);
+      const path = op.path.replace(/\{(\w+)\}/g, ":$1") || "/";
+      const handler = handlers[id] as MiddlewareHandler<ApiEnv>;
+      // Hono's typed overloads take a fixed number of handlers; the chain here varies.
+      (app.on as (method: string, path: string, ...h: MiddlewareHandler<ApiEnv>[]) => unknown)
+        .call(app, op.method.toUpperCase(), path, ...chain, handler);
+    }
+    return app;
+  };
 }
 
 // ---------------------------------------------------------------------------

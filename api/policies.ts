@@ -18,7 +18,7 @@ import {
 import { matchesSelector } from "../core/labels.ts";
 import type { ApplyResult } from "../policy/service.ts";
 import type { ApiContext } from "./app.ts";
-import { type ApiEnv, filtersOf, resourceApp } from "./operation.ts";
+import { type ApiEnv, filtersOf } from "./operation.ts";
 import { POLICIES } from "./policy_operations.ts";
 import { HttpProblem } from "./problem.ts";
 import {
@@ -105,7 +105,7 @@ function expectationOf(c: Context): number | null | undefined {
 const batchSchema = z.strictObject({ items: z.array(z.unknown()).min(1).max(1000) });
 
 /** The sub-app of {@link POLICIES}. */
-export function policiesApp({ deps, middleware }: ApiContext) {
+export function policiesApp({ deps, resourceApp }: ApiContext) {
   const { policies, policyFeed: feed } = deps;
   const ops = POLICIES.operations;
   const actor = (c: Context<ApiEnv>) => c.get("principal").tokenId;
@@ -262,7 +262,7 @@ export function policiesApp({ deps, middleware }: ApiContext) {
     return c.json({ items, next: encodeCursor(more ? keyOf(items.at(-1)!) : null) });
   }
 
-  return resourceApp(POLICIES, middleware, {
+  return resourceApp(POLICIES, {
     listPolicies: (c) => {
       const kindText = c.req.query("kind");
       const kind = kindText === undefined ? undefined : policyKindFromText(kindText);

@@ -5,7 +5,7 @@ import { NotFoundError } from "../core/errors.ts";
 import { POLICY_KINDS } from "../core/policy/model.ts";
 import { proxyStatusSchema } from "../core/proxy_status.ts";
 import type { ApiContext } from "./app.ts";
-import { listOf, pathParam, resource, resourceApp } from "./operation.ts";
+import { listOf, pathParam, resource } from "./operation.ts";
 
 /** A service, by namespace and name. */
 export const serviceRefSchema = z.object({
@@ -110,8 +110,8 @@ export const PROXIES = resource({
 });
 
 /** The sub-app of {@link PROXIES}. */
-export function proxiesApp({ deps, middleware }: ApiContext) {
-  return resourceApp(PROXIES, middleware, {
+export function proxiesApp({ deps, resourceApp }: ApiContext) {
+  return resourceApp(PROXIES, {
     listProxies: (c) => {
       authorize(c.get("principal"), "read");
       const items = deps.proxies().sort((a, b) => a.id.localeCompare(b.id));

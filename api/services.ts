@@ -5,15 +5,7 @@ import { servicePortSchema, servicePutSchema, serviceSchema } from "../core/mode
 import { labelName } from "../core/names.ts";
 import type { ApiContext } from "./app.ts";
 import { listHandler } from "./list.ts";
-import {
-  IF_MATCH,
-  IF_NONE_MATCH,
-  listOf,
-  listQuery,
-  pathParam,
-  resource,
-  resourceApp,
-} from "./operation.ts";
+import { IF_MATCH, IF_NONE_MATCH, listOf, listQuery, pathParam, resource } from "./operation.ts";
 import { etag, pathName, readBody, readPreconditions } from "./request.ts";
 
 const namespaceSchema = z.object({
@@ -127,9 +119,9 @@ export const SERVICES = resource({
 });
 
 /** The sub-app of {@link NAMESPACES}. */
-export function namespacesApp({ deps, middleware }: ApiContext) {
+export function namespacesApp({ deps, resourceApp }: ApiContext) {
   const { registry } = deps;
-  return resourceApp(NAMESPACES, middleware, {
+  return resourceApp(NAMESPACES, {
     listNamespaces: async (c) => {
       authorize(c.get("principal"), "read");
       const items = await registry.namespaces();
@@ -140,15 +132,14 @@ export function namespacesApp({ deps, middleware }: ApiContext) {
 }
 
 /** The sub-app of {@link SERVICES}. */
-export function servicesApp({ deps, middleware }: ApiContext) {
+export function servicesApp({ deps, resourceApp }: ApiContext) {
   const { registry } = deps;
   const ops = SERVICES.operations;
-  return resourceApp(SERVICES, middleware, {
-    listServices: listHandler(
-      ops.listServices,
-      registry.feed,
-      (filter) => registry.listServices(filter),
-    ),
+  return resourceApp(SERVICES, {
+    listServices: listHandler(ops.listServices, {
+      feed: registry.feed,
+      page: (filter) => registry.listServices(filter),
+    }),
     getService: async (c) => {
       authorize(c.get("principal"), "read");
       const service = await registry.getService(

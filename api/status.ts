@@ -3,7 +3,7 @@ import { z } from "zod";
 import { UnavailableError } from "../core/errors.ts";
 import { VERSION } from "../core/version.ts";
 import type { ApiContext } from "./app.ts";
-import { resource, resourceApp } from "./operation.ts";
+import { resource } from "./operation.ts";
 
 const liveness = z.object({ status: z.literal("ok") }).describe("The process serves HTTP");
 const readiness = z.object({
@@ -61,9 +61,9 @@ export const STATUS = resource({
 });
 
 /** The sub-app of {@link STATUS}. */
-export function statusApp({ deps, middleware }: ApiContext) {
+export function statusApp({ deps, resourceApp }: ApiContext) {
   const { store, registry, metrics } = deps;
-  return resourceApp(STATUS, middleware, {
+  return resourceApp(STATUS, {
     getLiveness: (c) => c.json({ status: "ok" }),
     getReadiness: async (c) => {
       if (deps.stopping?.()) throw new UnavailableError("The server is shutting down");

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { authorize } from "../auth/tokens.ts";
 import { apiTokenSchema, joinTokenSchema, tokenCreateSchema } from "../core/model.ts";
 import type { ApiContext } from "./app.ts";
-import { listOf, pathParam, resource, resourceApp } from "./operation.ts";
+import { listOf, pathParam, resource } from "./operation.ts";
 import { readBody } from "./request.ts";
 
 /** Any token the server issues, without its secret. */
@@ -83,9 +83,9 @@ export const TOKENS = resource({
 });
 
 /** The sub-app of {@link TOKENS}. */
-export function tokensApp({ deps, middleware }: ApiContext) {
+export function tokensApp({ deps, resourceApp }: ApiContext) {
   const { tokens, identity, log } = deps;
-  return resourceApp(TOKENS, middleware, {
+  return resourceApp(TOKENS, {
     listTokens: async (c) => {
       authorize(c.get("principal"), "admin");
       return c.json({ items: await tokens.list(), next: null });

@@ -134,7 +134,9 @@ export class ApiClient {
     const answer = await this.#exchange(method, path, options, "application/json");
     if ("unreachable" in answer) throw new UnavailableError(answer.unreachable);
     const { response, text } = answer;
-    if (!response.ok) throw rejection(this.server, path, response, text).error;
+    if (!response.ok) {
+      throw rejection(answerOf(response, text), { server: this.server, path }).error;
+    }
     if (text.trim() === "") return undefined as T;
     try {
       return JSON.parse(text) as T;
@@ -158,7 +160,7 @@ export class ApiClient {
     const answer = await this.#exchange(method, path, options, "application/json");
     if ("unreachable" in answer) return { kind: "unreachable", error: answer.reason };
     const { response, text } = answer;
-    if (!response.ok) return rejection(this.server, path, response, text);
+    if (!response.ok) return rejection(answerOf(response, text), { server: this.server, path });
     return { kind: "ok", status: response.status, body: parseLenient(text) as T };
   }
 
@@ -167,7 +169,9 @@ export class ApiClient {
     const answer = await this.#exchange("GET", path, {}, "*/*", true);
     if ("unreachable" in answer) throw new UnavailableError(answer.unreachable);
     const { response, text, bytes } = answer;
-    if (!response.ok) throw rejection(this.server, path, response, text).error;
+    if (!response.ok) {
+      throw rejection(answerOf(response, text), { server: this.server, path }).error;
+    }
     return bytes!;
   }
 
@@ -278,6 +282,11 @@ export class ApiClient {
   }
 }
 
+function answerOf(response: Response, text: string): Answer {
+  const { status, statusText, headers } = response;
+  return { status, statusText, headers, text };
+}
+
 function isPage(value: unknown): value is Page<unknown> {
   if (typeof value !== "object" || value === null) return false;
   const page = value as { items?: unknown; next?: unknown };
@@ -285,26 +294,34 @@ function isPage(value: unknown): value is Page<unknown> {
     (page.next === undefined || page.next === null || typeof page.next === "string");
 }
 
+/** A non-2xx answer, read to the end. */
+export interface Answer {
+  status: number;
+  statusText: string;
+  headers: Headers;
+  /** The body. */
+  text: string;
+}
+
 /**
- * Decodes a non-2xx answer to `path`: its problem document, read leniently
- * (a proxy in front of the server may answer with HTML or plain text, and
- * the status must still reach the caller), and the error class of its kind,
- * with the server's words as the message.
+ * Decodes a non-2xx answer of `server` to `path`: its problem document, read
+ * leniently (a proxy in front of the server may answer with HTML or plain
+ * text, and the status must still reach the caller), and the error class of
+ * its kind, with the server's words as the message.
  */
 export function rejection(
-  server: string,
-  path: string,
-  response: { status: number; statusText: string; headers: Headers },
-  text: string,
+  answer: Answer,
+  request: { server: string; path: string },
 ): Rejection {
-  const { status } = response;
+  const { status, text } = answer;
+  const { server, path } = request;
   const json = parseLenient(text);
   const object = typeof json === "object" && json !== null ? json as Record<string, unknown> : {};
   // Not a document: its first line still helps.
   const firstLine = typeof json === "string" ? json.trim().split("\n", 1)[0]!.slice(0, 200) : "";
   const problem: ReceivedProblem = {
     type: stringOr(object.type, "about:blank"),
-    title: stringOr(object.title, response.statusText || `HTTP ${status}`),
+    title: stringOr(object.title, answer.statusText || `HTTP ${status}`),
     status,
     detail: stringOr(object.detail, firstLine),
     instance: stringOr(object.instance, path),
@@ -312,7 +329,7 @@ export function rejection(
   };
   const message = nonEmpty(object.detail) ?? nonEmpty(object.title) ??
     `Server "${server}" answered HTTP ${status}${firstLine ? `: ${firstLine}` : ""}`;
-  const retryAfterMs = parseRetryAfter(response.headers.get("retry-after"), Date.now());
+  const retryAfterMs = parseRetryAfter(answer.headers.get("retry-after"), Date.now());
   const kind = kindOfAnswer(status, object.type);
   const error = kind === undefined ? new ServerError(message, status) : errorOfKind(kind, message, {
     problems: problem.problems,
