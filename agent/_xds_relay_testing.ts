@@ -10,7 +10,7 @@
  * the test passes in: only test files may reach into the `xds` layer.
  */
 import * as grpc from "@grpc/grpc-js";
-import type { TestCa } from "./_tls_server_double.ts";
+import type { TestCa } from "./_tls_server_testing.ts";
 import type { TlsMaterial } from "./tls_clients.ts";
 import { ADS_METHOD, DELTA_ADS_METHOD } from "./xds_relay.ts";
 

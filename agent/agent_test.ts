@@ -1,13 +1,19 @@
 import assert from "node:assert/strict";
 import { heartbeatSchema, nodeRegistrationSchema } from "../core/model.ts";
-import { nodeRequests, removeDataDir, startAgent, type TestAgent, waitFor } from "./_test_agent.ts";
+import {
+  nodeRequests,
+  problem,
+  removeDataDir,
+  startAgent,
+  type TestAgent,
+  waitFor,
+} from "./_testing.ts";
 import {
   type SeenRequest,
   startTlsServerDouble,
   type TlsAnswer,
-  tlsProblem,
   type TlsServerDouble,
-} from "./_tls_server_double.ts";
+} from "./_tls_server_testing.ts";
 
 function kinds(requests: SeenRequest[]): string[] {
   return requests.map((r) => r.method);
@@ -119,7 +125,7 @@ Deno.test("runAgent() registers again when a heartbeat answers 404 or 409", asyn
     const { double, agent, finish } = await setUp(ONE_SERVICE, {
       keepInstancesOnExit: true,
       answer: onNodeCalls((_, index) =>
-        index === 1 ? tlsProblem(status, 'Node "vm-1" is not registered') : undefined
+        index === 1 ? problem(status, 'Node "vm-1" is not registered') : undefined
       ),
     });
     try {
@@ -137,7 +143,7 @@ Deno.test("runAgent() registers again when a heartbeat answers 404 or 409", asyn
 Deno.test("runAgent() backs off on 5xx and recovers without registering again", async () => {
   const { double, agent, finish } = await setUp(ONE_SERVICE, {
     answer: onNodeCalls((request, index) =>
-      request.method === "POST" && index <= 3 ? tlsProblem(503, "Store unavailable") : undefined
+      request.method === "POST" && index <= 3 ? problem(503, "Store unavailable") : undefined
     ),
   });
   try {
@@ -165,7 +171,7 @@ Deno.test("runAgent() reports a refused certificate and retries without spinning
   const { double, agent, finish } = await setUp(ONE_SERVICE, {
     answer: onNodeCalls(() => {
       start ||= performance.now();
-      return tlsProblem(401, "Certificate revoked");
+      return problem(401, "Certificate revoked");
     }),
   });
   try {

@@ -1,7 +1,14 @@
 import assert from "node:assert/strict";
 import { InvalidError } from "../core/errors.ts";
-import { nodeRequests, removeDataDir, startAgent, type TestAgent, waitFor } from "./_test_agent.ts";
-import { csrUris, startTlsServerDouble, tlsProblem } from "./_tls_server_double.ts";
+import {
+  nodeRequests,
+  problem,
+  removeDataDir,
+  startAgent,
+  type TestAgent,
+  waitFor,
+} from "./_testing.ts";
+import { csrUris, startTlsServerDouble } from "./_tls_server_testing.ts";
 import { keyMatchesCertificate, parseCertificates } from "./pki.ts";
 import { decodePem, type PemBlock } from "../ca/pem.ts";
 import { x509 } from "../ca/x509.ts";
@@ -153,7 +160,7 @@ Deno.test("runAgent() retries enrolment while the server is unavailable", async 
   let refusals = 0;
   const double = await startTlsServerDouble({
     answer: (request) =>
-      request.path === "/v1/ca/roots" && refusals++ < 2 ? tlsProblem(503, "Starting") : undefined,
+      request.path === "/v1/ca/roots" && refusals++ < 2 ? problem(503, "Starting") : undefined,
   });
   const agent = startAgent(VM1, { joinToken: double.joinToken() });
   try {

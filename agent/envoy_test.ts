@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { jsonLogger } from "../core/log.ts";
-import { waitFor } from "./_test_agent.ts";
+import { waitFor } from "./_testing.ts";
 import { envoyBootstrap } from "../core/envoy_bootstrap.ts";
 import { bootstrapPath, superviseEnvoy, writeBootstrap } from "./envoy.ts";
 

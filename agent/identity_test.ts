@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createTestCa, type TestCa } from "./_tls_server_double.ts";
+import { createTestCa, type TestCa } from "./_tls_server_testing.ts";
 import { type Identity, loadIdentity, saveIdentity } from "./identity.ts";
 import { describeLeaf, generateKeyPair, parseCertificates, privateKeyPem } from "./pki.ts";
 

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { nodeRequests, removeDataDir, startAgent, type TestAgent, waitFor } from "./_test_agent.ts";
-import { startTlsServerDouble, tlsProblem } from "./_tls_server_double.ts";
+import {
+  nodeRequests,
+  problem,
+  removeDataDir,
+  startAgent,
+  type TestAgent,
+  waitFor,
+} from "./_testing.ts";
+import { startTlsServerDouble } from "./_tls_server_testing.ts";
 import { parseCertificates } from "./pki.ts";
 import { renewalTime } from "./rotation.ts";
 
@@ -70,7 +77,7 @@ Deno.test("runAgent() waits as long as a 429 Retry-After asks before renewing ag
     leafLifetimeMs: 4_000,
     answer: (request) =>
       request.path === "/v1/ca/renew" && limited++ === 0
-        ? tlsProblem(429, "Too many renewals", { "retry-after": "1" })
+        ? problem(429, "Too many renewals", { "retry-after": "1" })
         : undefined,
   });
   const agent = startAgent(VM1, { joinToken: double.joinToken() });

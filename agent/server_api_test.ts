@@ -3,8 +3,8 @@ import { InvalidError } from "../core/errors.ts";
 import { ServerError } from "../client/api_client.ts";
 import { ServerApi } from "./server_api.ts";
 import type { RegistrationBody } from "./registration.ts";
-import { problem, startServerDouble } from "./_server_double.ts";
-import { createTestCa, startTlsServerDouble } from "./_tls_server_double.ts";
+import { problem, startServerDouble } from "./_testing.ts";
+import { createTestCa, startTlsServerDouble } from "./_tls_server_testing.ts";
 import { ClientPool } from "./tls_clients.ts";
 
 const BODY: RegistrationBody = {
@@ -140,11 +140,7 @@ Deno.test("ServerApi reports an unreachable server and a timeout", async () => {
 });
 
 Deno.test("ServerApi reports Retry-After of a rejected call", async () => {
-  const double = startServerDouble(() => {
-    const response = problem(429, "Slow down");
-    response.headers.set("retry-after", "7");
-    return response;
-  });
+  const double = startServerDouble(() => problem(429, "Slow down", { "retry-after": "7" }));
   try {
     const result = await new ServerApi(double.url).renew({ csr: "x" });
     assert.equal(result.kind, "rejected");

@@ -3,8 +3,8 @@ import * as grpc from "@grpc/grpc-js";
 import { parseAgentConfig } from "../core/agent_config.ts";
 import { jsonLogger, type Logger, silentLogger } from "../core/log.ts";
 import { runAgent } from "./agent.ts";
-import { createTestCa, startTlsServerDouble } from "./_tls_server_double.ts";
-import { HOST, nodeRequests, waitFor } from "./_test_agent.ts";
+import { createTestCa, startTlsServerDouble } from "./_tls_server_testing.ts";
+import { HOST, nodeRequests, waitFor } from "./_testing.ts";
 import {
   AdsClient,
   agentMaterial,

@@ -3,7 +3,7 @@ import { FakeClock } from "../core/clock.ts";
 import { ConflictError, UnauthorizedError } from "../core/errors.ts";
 import { decodeJoinToken } from "../core/join_token.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
-import { sampleCertificate } from "../store/contract.ts";
+import { sampleCertificate } from "../store/_testing.ts";
 import { joinRequest, tempDir } from "./_testing.ts";
 import { JoinTokens } from "./join_tokens.ts";
 

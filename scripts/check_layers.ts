@@ -1,15 +1,19 @@
 /**
  * The import-layer check of the quality gate (`deno task layers`): every
- * relative import must point inward, `cmd → api/xds/agent → registry/ca/
- * policy/auth/client → store → core`, so the architecture in DESIGN.md
- * cannot rot one convenient import at a time. It reads the sources with a
- * small scanner rather than a full parser: comments, string contents and
- * regular expressions are masked first, so only real import syntax counts.
+ * import between our files must point inward, `cmd → api/xds/agent →
+ * registry/ca/policy/auth/client → store → core`, so the architecture in
+ * docs/architecture.md cannot rot one convenient import at a time.
  *
- * Run: `deno run -A scripts/check_layers.ts`; exits 1 listing each problem.
+ * The imports come from Deno's own module graph (`deno info --json`), not from
+ * reading the sources: the graph resolves every specifier as the runtime and
+ * the type checker do (import map, `import type`, re-exports, dynamic
+ * `import()` of a literal), so no import syntax can slip past a scanner of
+ * ours, and there is no scanner to keep.
+ *
+ * Run: `deno run -A scripts/check_layers.ts [ROOT]`; exits 1 listing each problem.
  */
 import { posix } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 /**
  * The rank of each top-level folder: a file may import only lower ranks.
@@ -38,22 +42,16 @@ export const LAYERS: Readonly<Record<string, number>> = {
 /** Folders whose files may import anything: they wire the program or test it from outside. */
 const UNRESTRICTED: ReadonlySet<string> = new Set(["cmd", "scripts", "tests", ""]);
 
-/** The one file of a lower layer that test files may import whatever their layer. */
-const SHARED_TEST_SUITE = "store/contract.ts";
-
 /** Folders that hold no sources of ours. */
 const SKIPPED_DIRS: ReadonlySet<string> = new Set(["node_modules", "dist"]);
 
-/** One import found in a source file. */
-export interface ImportRef {
+/** One import that breaks a rule. */
+export interface Violation {
+  file: string;
+  /** The specifier as written; `""` for a problem of the file itself. */
   specifier: string;
   /** 1-based line of the specifier. */
   line: number;
-}
-
-/** One import that breaks a rule. */
-export interface Violation extends ImportRef {
-  file: string;
   reason: string;
 }
 
@@ -63,9 +61,13 @@ function folderOf(path: string): string {
   return slash < 0 ? "" : path.slice(0, slash);
 }
 
-/** True for the files `deno test` picks up by default. */
-export function isTestFile(path: string): boolean {
-  return /(?:^|\/|[._])test\.(?:m?ts|tsx)$/.test(path);
+/**
+ * True for test code: the files `deno test` picks up by default and the
+ * helpers beside them, named `_testing.ts` or `_<topic>_testing.ts`.
+ */
+export function isTestCode(path: string): boolean {
+  return /(?:^|\/|[._])test\.(?:m?ts|tsx)$/.test(path) ||
+    /(?:^|\/)_(?:\w+_)?testing\.ts$/.test(path);
 }
 
 function noLayer(folder: string): string {
@@ -84,13 +86,11 @@ export function importProblem(from: string, to: string): string | undefined {
   const toRank = LAYERS[toFolder];
   if (fromRank === undefined) return noLayer(fromFolder);
   if (toRank === undefined) return noLayer(toFolder);
-  if (fromFolder === toFolder || UNRESTRICTED.has(fromFolder) || toFolder === "core") {
-    return undefined;
-  }
+  if (UNRESTRICTED.has(fromFolder)) return undefined;
+  if (isTestCode(to) && !isTestCode(from)) return "production code may not import test code";
+  if (fromFolder === toFolder || toFolder === "core") return undefined;
   // Tests may reach sideways (a registry test may use a CA helper) but never outward.
-  const allowed = isTestFile(from)
-    ? toRank <= fromRank || to === SHARED_TEST_SUITE
-    : toRank < fromRank;
+  const allowed = isTestCode(from) ? toRank <= fromRank : toRank < fromRank;
   return allowed ? undefined : `layer ${fromFolder} may not import layer ${toFolder}`;
 }
 
@@ -109,183 +109,99 @@ export function specifierProblem(specifier: string): string | undefined {
   return undefined;
 }
 
-/** Checks every import of one file; `path` is relative to the repository root. */
-export function checkFile(path: string, source: string): Violation[] {
-  const violations: Violation[] = [];
-  for (const ref of importsOf(source)) {
-    let reason = specifierProblem(ref.specifier);
-    if (reason === undefined && /^\.\.?\//.test(ref.specifier)) {
-      const target = posix.normalize(posix.join(posix.dirname(path), ref.specifier));
-      reason = importProblem(path, target);
-    }
-    if (reason !== undefined) violations.push({ file: path, ...ref, reason });
-  }
-  return violations;
+/** Where one import of the module graph resolved to. */
+interface GraphResolution {
+  specifier?: string;
+  span?: { start: { line: number } };
 }
 
-const IMPORT_PATTERNS: readonly RegExp[] = [
-  // `import … from "x"`, `export … from "x"`, `import type …`, `export * as n from "x"`
-  /(?<![\w$.])(?:import|export)\b[\w$*{},\s]*?\bfrom\s*"#(\d+)"/g,
-  // `import "x"` (side effects only)
-  /(?<![\w$.])import\s*"#(\d+)"/g,
-  // `import("x")`, also in type positions such as `typeof import("x")`
-  /(?<![\w$.])import\s*\(\s*"#(\d+)"/g,
-];
+/** One import of a module, as `deno info --json` reports it. */
+export interface GraphDependency {
+  /** The specifier as written. */
+  specifier: string;
+  code?: GraphResolution;
+  /** Set instead of `code` for `import type`. */
+  type?: GraphResolution;
+}
 
-/** Every static, side-effect and dynamic import of a TypeScript or JavaScript source. */
-export function importsOf(source: string): ImportRef[] {
-  const { code, strings } = maskSource(source);
-  const refs: ImportRef[] = [];
-  for (const pattern of IMPORT_PATTERNS) {
-    for (const match of code.matchAll(pattern)) {
-      const specifier = strings[Number(match[1])];
-      if (specifier === undefined) continue;
-      const end = match.index + match[0].length;
-      refs.push({ specifier, line: code.slice(0, end).split("\n").length });
-    }
-  }
-  return refs.sort((a, b) => a.line - b.line);
+/** One module, as `deno info --json` reports it. */
+export interface GraphModule {
+  specifier: string;
+  error?: string;
+  dependencies?: GraphDependency[];
 }
 
 /**
- * Replaces every string literal (and template without substitutions) by a
- * placeholder `"#N"` and blanks comments, regular expressions and template
- * text, keeping line breaks. The import patterns then cannot match inside a
- * comment or a string, and every `"` left in the code starts a placeholder.
+ * The module graph of `files` (repository-relative) as Deno resolves it with
+ * the repository's `deno.json`: one `deno info --json` over a temporary entry
+ * module that imports every file.
  */
-function maskSource(source: string): { code: string; strings: string[] } {
-  const strings: string[] = [];
-  let code = "";
-  // The brace depth at which each open `${` of a template literal closes.
-  const substitutions: number[] = [];
-  let depth = 0;
-  let i = 0;
-  const placeholder = (raw: string, text: string) => {
-    strings.push(text);
-    code += `"#${strings.length - 1}"` + raw.replace(/[^\n]/g, "");
-  };
-  while (i < source.length) {
-    const c = source[i]!;
-    const next = source[i + 1];
-    let stop: number | undefined;
-    if (c === "/" && next === "/") {
-      const newline = source.indexOf("\n", i);
-      stop = newline < 0 ? source.length : newline;
-      code += blank(source.slice(i, stop));
-    } else if (c === "/" && next === "*") {
-      const close = source.indexOf("*/", i + 2);
-      stop = close < 0 ? source.length : close + 2;
-      code += blank(source.slice(i, stop));
-    } else if (c === '"' || c === "'") {
-      stop = endOfString(source, i + 1, c);
-      placeholder(source.slice(i, stop), source.slice(i + 1, stop - 1));
-    } else if (c === "`" || (c === "}" && substitutions.at(-1) === depth)) {
-      if (c === "}") substitutions.pop();
-      const part = endOfTemplatePart(source, i + 1);
-      stop = part.stop;
-      if (c === "`" && !part.opens) {
-        placeholder(source.slice(i, stop), source.slice(i + 1, stop - 1));
-      } else {
-        code += blank(source.slice(i, stop));
-        if (part.opens) substitutions.push(depth);
+export async function moduleGraph(root: string, files: readonly string[]): Promise<GraphModule[]> {
+  const dir = await Deno.makeTempDir({ prefix: "check_layers_" });
+  try {
+    const entry = posix.join(dir, "entry.ts");
+    const lines = files.map((file) => {
+      const url = pathToFileURL(posix.join(root, file)).href;
+      return `import ${JSON.stringify(url)};\n`;
+    });
+    await Deno.writeTextFile(entry, lines.join(""));
+    const config = posix.join(root, "deno.json");
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", ...(await exists(config) ? ["--config", config] : []), entry],
+      cwd: root,
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+    if (!output.success) {
+      throw new Error(`deno info failed: ${new TextDecoder().decode(output.stderr).trim()}`);
+    }
+    const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as { modules: GraphModule[] };
+    const entryUrl = pathToFileURL(entry).href;
+    return graph.modules.filter((m) => m.specifier !== entryUrl);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The repository-relative path of a `file:` URL, or `undefined` for a package or a remote module. */
+function ourPath(root: string, url: string): string | undefined {
+  if (!url.startsWith("file:")) return undefined;
+  const path = posix.relative(root, fileURLToPath(url));
+  return path.split("/").some((part) => SKIPPED_DIRS.has(part)) ? undefined : path;
+}
+
+/** Every broken rule among the imports of our modules in `graph`, by file and line. */
+export function checkGraph(root: string, graph: readonly GraphModule[]): Violation[] {
+  const violations: Violation[] = [];
+  for (const module of graph) {
+    const file = ourPath(root, module.specifier);
+    if (file === undefined || file.startsWith("../")) continue;
+    if (module.error !== undefined) {
+      violations.push({ file, specifier: "", line: 1, reason: module.error });
+      continue;
+    }
+    for (const dependency of module.dependencies ?? []) {
+      const resolved = dependency.code ?? dependency.type;
+      const line = (resolved?.span?.start.line ?? 0) + 1;
+      let reason = specifierProblem(dependency.specifier);
+      const to = resolved?.specifier === undefined ? undefined : ourPath(root, resolved.specifier);
+      if (reason === undefined && to !== undefined) reason = importProblem(file, to);
+      if (reason !== undefined) {
+        violations.push({ file, specifier: dependency.specifier, line, reason });
       }
-    } else if (c === "/" && regexMayStart(code)) {
-      stop = endOfRegex(source, i + 1);
-      if (stop !== undefined) code += blank(source.slice(i, stop));
     }
-    if (stop !== undefined) {
-      i = stop;
-      continue;
-    }
-    if (c === "{") depth++;
-    else if (c === "}") depth--;
-    code += c;
-    i++;
   }
-  return { code, strings };
-}
-
-function blank(text: string): string {
-  return text.replace(/[^\n]/g, " ");
-}
-
-/** Index after the closing quote; an unterminated string ends at the line break. */
-function endOfString(source: string, start: number, quote: string): number {
-  let j = start;
-  while (j < source.length) {
-    const ch = source[j];
-    if (ch === "\\") j += 2;
-    else if (ch === quote) return j + 1;
-    else if (ch === "\n") return j;
-    else j++;
-  }
-  return source.length;
-}
-
-/** Index after the closing backtick or after the next `${`, and which one it was. */
-function endOfTemplatePart(source: string, start: number): { stop: number; opens: boolean } {
-  let j = start;
-  while (j < source.length) {
-    const ch = source[j];
-    if (ch === "\\") j += 2;
-    else if (ch === "`") return { stop: j + 1, opens: false };
-    else if (ch === "$" && source[j + 1] === "{") return { stop: j + 2, opens: true };
-    else j++;
-  }
-  return { stop: source.length, opens: false };
-}
-
-const KEYWORDS_BEFORE_EXPRESSION = new Set([
-  "return",
-  "typeof",
-  "case",
-  "do",
-  "else",
-  "in",
-  "of",
-  "void",
-  "yield",
-  "await",
-  "delete",
-  "instanceof",
-  "new",
-  "throw",
-]);
-
-/** Whether a `/` after `code` starts a regular expression rather than a division. */
-function regexMayStart(code: string): boolean {
-  let j = code.length - 1;
-  while (j >= 0 && /\s/.test(code[j]!)) j--;
-  if (j < 0) return true;
-  const last = code[j]!;
-  if ("(,=:[!&|?{};+-*%<>~^}".includes(last)) return true;
-  if (!/[\w$]/.test(last)) return false;
-  let k = j;
-  while (k > 0 && /[\w$]/.test(code[k - 1]!)) k--;
-  return KEYWORDS_BEFORE_EXPRESSION.has(code.slice(k, j + 1));
-}
-
-/** Index after a regular expression's flags, or `undefined` when the line ends first. */
-function endOfRegex(source: string, start: number): number | undefined {
-  let j = start;
-  let inClass = false;
-  while (j < source.length) {
-    const ch = source[j];
-    if (ch === "\n") return undefined;
-    if (ch === "\\") {
-      j += 2;
-      continue;
-    }
-    if (ch === "/" && !inClass) {
-      j++;
-      while (j < source.length && /[a-z]/i.test(source[j]!)) j++;
-      return j;
-    }
-    if (ch === "[") inClass = true;
-    else if (ch === "]") inClass = false;
-    j++;
-  }
-  return undefined;
+  return violations.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
 }
 
 /** Repository-relative paths of every TypeScript source below `root`, sorted. */
@@ -300,22 +216,35 @@ async function sourceFiles(root: string, dir = ""): Promise<string[]> {
   return files.sort();
 }
 
-async function main(root: string): Promise<number> {
+/** The result of {@link checkLayers}. */
+export interface LayerReport {
+  files: number;
+  imports: number;
+  violations: Violation[];
+}
+
+/** Checks every TypeScript source below `root` (a checkout with its `deno.json`). */
+export async function checkLayers(root: string): Promise<LayerReport> {
   const files = await sourceFiles(root);
   const violations: Violation[] = [];
-  let imports = 0;
   for (const file of files) {
     const folder = folderOf(file);
     if (LAYERS[folder] === undefined) {
       violations.push({ file, specifier: "", line: 1, reason: noLayer(folder) });
-      continue;
     }
-    const source = await Deno.readTextFile(posix.join(root, file));
-    imports += importsOf(source).length;
-    violations.push(...checkFile(file, source));
   }
+  const graph = await moduleGraph(root, files);
+  const imports = graph
+    .filter((m) => ourPath(root, m.specifier) !== undefined)
+    .reduce((n, m) => n + (m.dependencies?.length ?? 0), 0);
+  violations.push(...checkGraph(root, graph));
+  return { files: files.length, imports, violations };
+}
+
+async function main(root: string): Promise<number> {
+  const { files, imports, violations } = await checkLayers(root);
   if (violations.length === 0) {
-    console.log(`Layers OK: ${imports} imports in ${files.length} files point inward`);
+    console.log(`Layers OK: ${imports} imports in ${files} files point inward`);
     return 0;
   }
   for (const v of violations) {
@@ -334,5 +263,6 @@ async function main(root: string): Promise<number> {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(fileURLToPath(new URL("..", import.meta.url))));
+  const root = Deno.args[0] ?? fileURLToPath(new URL("..", import.meta.url));
+  Deno.exit(await main(posix.resolve(root)));
 }

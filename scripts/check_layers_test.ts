@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkFile, importProblem, importsOf, specifierProblem } from "./check_layers.ts";
+import { checkLayers, importProblem, specifierProblem } from "./check_layers.ts";
 
 Deno.test("importProblem() lets imports point inward", () => {
   assert.equal(importProblem("store/sqlite.ts", "core/model.ts"), undefined);
@@ -41,17 +41,25 @@ Deno.test("importProblem() refuses outward and sideways imports", () => {
   );
 });
 
-Deno.test("importProblem() lets test files reach their own layer and the store contract", () => {
+Deno.test("importProblem() lets test code reach its own layer, never production code", () => {
   assert.equal(importProblem("registry/registry_test.ts", "ca/root.ts"), undefined);
-  assert.equal(importProblem("store/sqlite_test.ts", "store/contract.ts"), undefined);
-  assert.equal(importProblem("core/model_test.ts", "store/contract.ts"), undefined);
+  assert.equal(importProblem("ca/join_tokens_test.ts", "store/_testing.ts"), undefined);
+  assert.equal(importProblem("agent/_testing.ts", "api/_testing.ts"), undefined);
+  assert.equal(
+    importProblem("core/model_test.ts", "store/_testing.ts"),
+    "layer core may not import layer store",
+  );
   assert.equal(
     importProblem("registry/registry_test.ts", "api/app.ts"),
     "layer registry may not import layer api",
   );
   assert.equal(
-    importProblem("core/model_test.ts", "store/store.ts"),
-    "layer core may not import layer store",
+    importProblem("store/sqlite.ts", "store/_testing.ts"),
+    "production code may not import test code",
+  );
+  assert.equal(
+    importProblem("agent/agent.ts", "agent/_xds_relay_testing.ts"),
+    "production code may not import test code",
   );
 });
 
@@ -73,64 +81,78 @@ Deno.test("specifierProblem() refuses remote and absolute specifiers only", () =
   assert.equal(specifierProblem("./x.ts"), undefined);
 });
 
-Deno.test("importsOf() finds static, type, re-export, side-effect and dynamic imports", () => {
-  const source = [
-    `import { a,`,
-    `  b } from "./a.ts";`,
-    `import type { T } from '../core/model.ts';`,
-    `export * as ns from "./ns.ts";`,
-    `export { x } from "./x.ts";`,
-    `import "./side.ts";`,
-    `const m = await import("./lazy.ts");`,
-    "type S = typeof import(`./typed.ts`);",
-    `import data from "./data.json" with { type: "json" };`,
-  ].join("\n");
-  assert.deepEqual(importsOf(source), [
-    { specifier: "./a.ts", line: 2 },
-    { specifier: "../core/model.ts", line: 3 },
-    { specifier: "./ns.ts", line: 4 },
-    { specifier: "./x.ts", line: 5 },
-    { specifier: "./side.ts", line: 6 },
-    { specifier: "./lazy.ts", line: 7 },
-    { specifier: "./typed.ts", line: 8 },
-    { specifier: "./data.json", line: 9 },
-  ]);
+/** Writes `files` (path → source) and a `deno.json` into a new temporary directory. */
+async function tree(files: Record<string, string>): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "layers_test_" });
+  await Deno.writeTextFile(`${root}/deno.json`, JSON.stringify({ imports: { zod: "npm:zod" } }));
+  for (const [path, source] of Object.entries(files)) {
+    await Deno.mkdir(`${root}/${path.split("/").slice(0, -1).join("/")}`, { recursive: true });
+    await Deno.writeTextFile(`${root}/${path}`, source);
+  }
+  return root;
+}
+
+Deno.test("checkLayers() fails on a wrong-direction import, with its file and line", async () => {
+  const root = await tree({
+    "core/model.ts": `export const a = 1;\n`,
+    "store/store.ts":
+      `// a comment: import "../api/app.ts"\nimport { a } from "../core/model.ts";\nexport const b = a;\n`,
+    "api/app.ts": `import { b } from "../store/store.ts";\nexport const c = b;\n`,
+    "core/bad.ts": [
+      `import { a } from "./model.ts";`,
+      `import type { c } from "../api/app.ts";`,
+      `export const d: typeof c = a;`,
+      `export const lazy = () => import("../store/store.ts");`,
+    ].join("\n"),
+  });
+  try {
+    const report = await checkLayers(root);
+    assert.equal(report.files, 4);
+    assert.deepEqual(report.violations, [
+      {
+        file: "core/bad.ts",
+        specifier: "../api/app.ts",
+        line: 2,
+        reason: "layer core may not import layer api",
+      },
+      {
+        file: "core/bad.ts",
+        specifier: "../store/store.ts",
+        line: 4,
+        reason: "layer core may not import layer store",
+      },
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
-Deno.test("importsOf() ignores imports in comments, strings, templates and regexes", () => {
-  const source = [
-    `// import { a } from "./comment.ts";`,
-    `/** Example: import("./jsdoc.ts") */`,
-    `const s = 'import { b } from "./string.ts"';`,
-    'const t = `${x} import("./template.ts") ${`import "./nested.ts"`}`;',
-    `const r = /import "\\.\\/regex.ts"/;`,
-    `const q = a / b; // import "./after-division.ts"`,
-    `x.import("./method.ts");`,
-    `import { real } from "./real.ts";`,
-  ].join("\n");
-  assert.deepEqual(importsOf(source), [{ specifier: "./real.ts", line: 8 }]);
+Deno.test("checkLayers() passes a tree whose imports point inward, and sees every one", async () => {
+  const root = await tree({
+    "core/model.ts": `export const a = 1;\n`,
+    "store/store.ts": `import { a } from "../core/model.ts";\nexport { a };\n`,
+    "store/_testing.ts": `import { a } from "./store.ts";\nexport const sample = a;\n`,
+    "store/store_test.ts": `import { sample } from "./_testing.ts";\nconsole.log(sample);\n`,
+  });
+  try {
+    assert.deepEqual(await checkLayers(root), { files: 4, imports: 3, violations: [] });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });
 
-Deno.test("checkFile() reports each bad import with its line", () => {
-  const source = [
-    `import { z } from "zod";`,
-    `import { VERSION } from "../core/version.ts";`,
-    `import { app } from "../api/app.ts";`,
-    `import { join } from "jsr:@std/path";`,
-  ].join("\n");
-  assert.deepEqual(checkFile("registry/feed.ts", source), [
-    {
-      file: "registry/feed.ts",
-      specifier: "../api/app.ts",
-      line: 3,
-      reason: "layer registry may not import layer api",
-    },
-    {
-      file: "registry/feed.ts",
-      specifier: "jsr:@std/path",
-      line: 4,
-      reason:
-        "jsr:, http: and https: specifiers are not allowed: add the package to the import map in deno.json",
-    },
-  ]);
+Deno.test("checkLayers() refuses a folder in no layer and a remote import", async () => {
+  const root = await tree({
+    "core/model.ts": `import { z } from "https://example.com/zod.ts";\nexport const a = z;\n`,
+    "vendor/x.ts": `export const x = 1;\n`,
+  });
+  try {
+    const { violations } = await checkLayers(root);
+    assert.deepEqual(violations.map((v) => [v.file, v.line, v.reason.split(":")[0]]), [
+      ["vendor/x.ts", 1, 'folder "vendor" is in no layer'],
+      ["core/model.ts", 1, "jsr"],
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -8,7 +8,7 @@ import {
   sampleNode,
   sampleRoute,
   sampleService,
-} from "./contract.ts";
+} from "./_testing.ts";
 import { openPostgresStore, type PostgresStore } from "./postgres.ts";
 import type { LogEntry, RevisionLog } from "./store.ts";
 

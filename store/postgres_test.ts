@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import postgres from "postgres";
 import { InvalidError, UnavailableError } from "../core/errors.ts";
 import { sharedCluster } from "./_postgres_testing.ts";
-import { sampleNode, storeContract } from "./contract.ts";
+import { sampleNode, storeContract } from "./_testing.ts";
 import { SQLITE_MIGRATIONS } from "./migrations.ts";
 import { openPostgresStore } from "./postgres.ts";
 import { POSTGRES_MIGRATIONS } from "./migrations.ts";

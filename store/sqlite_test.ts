@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { UnavailableError } from "../core/errors.ts";
-import { sampleNode, sampleRoute, storeContract } from "./contract.ts";
+import { sampleNode, sampleRoute, storeContract } from "./_testing.ts";
 import { SQLITE_MIGRATIONS } from "./migrations.ts";
 import { openSqliteStore } from "./sqlite.ts";
 

@@ -11,7 +11,7 @@ import type {
 /**
  * The storage contract. Every backend (the embedded SQLite default, PostgreSQL
  * for several replicas) implements it and passes the same contract suite
- * (`store/contract.ts`). The modules above it never see SQL.
+ * (`store/_testing.ts`). The modules above it never see SQL.
  *
  * Writes to the registry go through {@link Store.commit}: one atomic batch,
  * one new registry revision, optional per-object preconditions. Every object

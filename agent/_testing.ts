@@ -1,14 +1,16 @@
 /**
- * Helpers shared by the agent's tests: run `runAgent()` in-process against
- * a server double with a temporary data directory, and wait for conditions.
- * Tests only.
+ * Helpers shared by the agent's tests: run `runAgent()` in-process with a
+ * temporary data directory, wait for conditions, and a plain HTTP server
+ * double that records requests and answers as a test tells it (for the
+ * failures the real server cannot be made to produce). The TLS double the
+ * enrolled agent talks to is `_tls_server_testing.ts`. Tests only.
  */
 import assert from "node:assert/strict";
 import { parseAgentConfig } from "../core/agent_config.ts";
 import type { Clock } from "../core/clock.ts";
 import { jsonLogger } from "../core/log.ts";
 import { runAgent } from "./agent.ts";
-import type { SeenRequest, TlsServerDouble } from "./_tls_server_double.ts";
+import type { SeenRequest, TlsServerDouble } from "./_tls_server_testing.ts";
 
 /** The host every test agent runs on. */
 export const HOST = { hostname: "test-host", interfaces: [] };
@@ -95,4 +97,63 @@ export function startAgent(yaml: string, options: TestAgentOptions = {}): TestAg
 /** Removes the temporary directory that holds an agent's data directory. */
 export async function removeDataDir(dataDir: string): Promise<void> {
   await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true });
+}
+
+/** One request the plain double received. */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  auth: string | null;
+  contentType: string | null;
+  body: unknown;
+}
+
+/** Decides the answer to a request; `undefined` means the double's default answer. */
+export type Answer = (
+  request: RecordedRequest,
+  index: number,
+) => Response | undefined | Promise<Response | undefined>;
+
+/** A running plain double; call `close()` in a `finally`. */
+export interface ServerDouble {
+  url: string;
+  requests: RecordedRequest[];
+  close(): Promise<void>;
+}
+
+/** A problem document as the server sends errors; `headers` adds e.g. `retry-after`. */
+export function problem(
+  status: number,
+  detail: string,
+  headers: Record<string, string> = {},
+): Response {
+  return new Response(JSON.stringify({ type: "about:blank", title: "Error", status, detail }), {
+    status,
+    headers: { "content-type": "application/problem+json", ...headers },
+  });
+}
+
+/**
+ * Starts a plain HTTP double on 127.0.0.1 and a free port; without an
+ * answer it replies 204 to everything.
+ */
+export function startServerDouble(answer: Answer = () => undefined): ServerDouble {
+  const requests: RecordedRequest[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    const text = await request.text();
+    const recorded: RecordedRequest = {
+      method: request.method,
+      path: new URL(request.url).pathname,
+      auth: request.headers.get("authorization"),
+      contentType: request.headers.get("content-type"),
+      body: text === "" ? undefined : JSON.parse(text),
+    };
+    const index = requests.push(recorded) - 1;
+    return (await answer(recorded, index)) ?? new Response(null, { status: 204 });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}`,
+    requests,
+    close: () => server.shutdown(),
+  };
 }

@@ -224,17 +224,6 @@ function problemResponse(status: number, title: string, detail: string): Respons
   });
 }
 
-/** A problem document as the server sends errors; `headers` adds e.g. `retry-after`. */
-export function tlsProblem(
-  status: number,
-  detail: string,
-  headers: Record<string, string> = {},
-): Response {
-  const response = problemResponse(status, "Error", detail);
-  for (const [k, v] of Object.entries(headers)) response.headers.set(k, v);
-  return response;
-}
-
 async function bundleFingerprint(roots: x509.X509Certificate[]): Promise<string> {
   const parts = roots.map((r) => new Uint8Array(r.rawData));
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
