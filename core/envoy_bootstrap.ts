@@ -5,6 +5,7 @@
  */
 import type { HostPort } from "./address.ts";
 import type { Labels } from "./labels.ts";
+import { MAX_RE2_PROGRAM_SIZE } from "./policy/re2_program_size.ts";
 
 /** Envoy's admin interface: loopback only, the port Istio's sidecars use. */
 export const ENVOY_ADMIN = { host: "127.0.0.1", port: 15000 } as const;
@@ -25,8 +26,8 @@ export interface BootstrapParams {
  * The Envoy bootstrap (`envoy.config.bootstrap.v3.Bootstrap`, proto JSON
  * with snake_case names): node identity and locality, ADS for listeners and
  * clusters (the rest follows through ADS), a static `xds` cluster to the
- * local xDS endpoint over HTTP/2 without TLS, and the admin interface on
- * 127.0.0.1:15000. Pure: the same input gives the same document.
+ * local xDS endpoint over HTTP/2 without TLS, the admin interface on
+ * 127.0.0.1:15000, and the runtime's regex size limit. Pure: the same input gives the same document.
  */
 export function envoyBootstrap(params: BootstrapParams): Record<string, unknown> {
   const locality: Record<string, string> = {};
@@ -72,5 +73,18 @@ export function envoyBootstrap(params: BootstrapParams): Record<string, unknown>
       }],
     },
     admin: { address: socketAddress(ENVOY_ADMIN) },
+    // Envoy refuses a safe_regex whose RE2 program is larger than this runtime key
+    // (default 100: `[a-z]{100}` NACKs its whole route table); Istio's bootstrap sets
+    // 32768, and policy validation refuses what would not fit (core/policy/re2.ts).
+    // The admin layer keeps `/runtime_modify` working for an operator.
+    layered_runtime: {
+      layers: [
+        {
+          name: "global config",
+          static_layer: { "re2.max_program_size.error_level": MAX_RE2_PROGRAM_SIZE },
+        },
+        { name: "admin", admin_layer: {} },
+      ],
+    },
   };
 }

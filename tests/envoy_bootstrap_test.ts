@@ -34,6 +34,12 @@ Deno.test("the agent's Envoy bootstrap is a valid envoy.config.bootstrap.v3.Boot
   assert.equal(decoded.dynamic_resources.ads_config.api_type, "GRPC");
   assert.equal(decoded.static_resources.clusters[0].name, "xds");
   assert.deepEqual(decoded.node.locality, { zone: "z" });
+  // Envoy's default limit (100) refuses `[a-z]{100}` and NACKs the route table that holds it;
+  // the runtime key is read by Envoy's source/common/common/regex.cc (CompiledGoogleReMatcher).
+  assert.deepEqual(decoded.layered_runtime.layers[0].static_layer, {
+    "re2.max_program_size.error_level": 32768,
+  });
+  assert.deepEqual(decoded.layered_runtime.layers[1], { name: "admin", admin_layer: {} });
 });
 
 Deno.test("the strict codec would catch a mistake in the bootstrap", () => {

@@ -160,6 +160,17 @@ export const INVALID: { name: string; input: unknown; problems: FieldProblem[] }
     ],
   },
   {
+    // RE2 measures 35,823 instructions; Envoy refuses more than the bootstrap's 32768.
+    name: "a regex whose RE2 program is too large for Envoy",
+    input: route({ match: { headers: { "x-name": { regex: "\\p{L}{1,30}" } } } }),
+    problems: [
+      p(
+        "/spec/rules/0/match/headers/x-name/regex",
+        'Invalid regex "\\p{L}{1,30}": its RE2 program may take 44793 instructions, over Envoy\'s limit of 32768: use smaller repeat counts or narrower classes',
+      ),
+    ],
+  },
+  {
     name: "match lists: empty, entries of the wrong shape, and neither a match nor a list",
     input: route(
       { match: [] },
@@ -267,6 +278,23 @@ export const INVALID: { name: string; input: unknown; problems: FieldProblem[] }
       p(
         "/spec/rules/0/responseHeaders/remove/0",
         'Header ":status" cannot be modified: Envoy refuses to change pseudo-headers and "host"',
+      ),
+    ],
+  },
+  {
+    name: "header values with CR, LF or NUL",
+    input: route({
+      requestHeaders: { add: { "x-a": "1\r\nx-injected: 1", "x-b": "ok 100%" } },
+      responseHeaders: { add: { "x-c": "a\u0000b" } },
+    }),
+    problems: [
+      p(
+        "/spec/rules/0/requestHeaders/add/x-a",
+        'The value of header "x-a" holds CR and LF: header values cannot contain CR, LF or NUL',
+      ),
+      p(
+        "/spec/rules/0/responseHeaders/add/x-c",
+        'The value of header "x-c" holds NUL: header values cannot contain CR, LF or NUL',
       ),
     ],
   },
@@ -458,7 +486,7 @@ export const INVALID: { name: string; input: unknown; problems: FieldProblem[] }
         },
         limit: { requests: 1, per: "1s" },
       }],
-      response: { headers: { "Retry-After": "1", ":status": "503" } },
+      response: { headers: { "Retry-After": "1", ":status": "503", "x-why": "slow\ndown" } },
     }),
     problems: [
       p(
@@ -477,6 +505,10 @@ export const INVALID: { name: string; input: unknown; problems: FieldProblem[] }
       p(
         "/spec/response/headers/:status",
         'Header ":status" cannot be modified: Envoy refuses to change pseudo-headers and "host"',
+      ),
+      p(
+        "/spec/response/headers/x-why",
+        'The value of header "x-why" holds LF: header values cannot contain CR, LF or NUL',
       ),
     ],
   },

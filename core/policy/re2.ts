@@ -6,10 +6,12 @@
  * JavaScript's engine, so a pattern must also compile there (with `u`, as
  * RE2 reads UTF-8): we accept the subset both engines read alike, and name the
  * RE2 feature at fault where JavaScript's own message would not help
- * (`a*+` is "Nothing to repeat" to it).
+ * (`a*+` is "Nothing to repeat" to it). Last, its RE2 program must fit
+ * Envoy's size limit (`re2_program_size.ts`).
  */
+import { MAX_RE2_PROGRAM_SIZE, re2ProgramSizeBound } from "./re2_program_size.ts";
 
-/** Longest pattern accepted: RE2's program-size limit is not a length, but this keeps us well inside it. */
+/** Longest pattern accepted: a bound on what a policy stores; program size is checked on its own. */
 const MAX_REGEX_LENGTH = 1024;
 
 /** RE2's largest repeat count; nested counts may not multiply past it either. */
@@ -42,6 +44,10 @@ export function re2Problem(pattern: string): string | undefined {
     // V8 says `Invalid regular expression: /<pattern>/u: <reason>`; keep the reason.
     const message = e instanceof Error ? e.message : String(e);
     return `Invalid regex "${pattern}": ${message.slice(message.lastIndexOf(": ") + 2)}`;
+  }
+  const size = re2ProgramSizeBound(pattern);
+  if (size > MAX_RE2_PROGRAM_SIZE) {
+    return `Invalid regex "${pattern}": its RE2 program may take ${size} instructions, over Envoy's limit of ${MAX_RE2_PROGRAM_SIZE}: use smaller repeat counts or narrower classes`;
   }
   return undefined;
 }

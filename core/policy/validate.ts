@@ -271,12 +271,38 @@ function routeMatchProblems(match: RouteMatch, path: Path): FieldProblem[] {
   return out;
 }
 
-function headerOpsProblems(ops: HeaderOps, path: Path): FieldProblem[] {
+/** The characters Envoy's `HeaderValue.value` refuses (its HTTP_HEADER_VALUE rule), by name. */
+const FORBIDDEN_IN_HEADER_VALUES: readonly [string, string][] = [
+  ["\r", "CR"],
+  ["\n", "LF"],
+  ["\0", "NUL"],
+];
+
+/**
+ * A header value Envoy would refuse: a CR or LF would end the header (and
+ * start another), so Envoy NACKs the whole route table or listener instead.
+ * A `%` needs no check: generators escape it (`envoy.ts`, `headerToSet`).
+ */
+function headerValueProblem(name: string, value: string): string | undefined {
+  const found = FORBIDDEN_IN_HEADER_VALUES.filter(([c]) => value.includes(c)).map(([, n]) => n);
+  if (found.length === 0) return undefined;
+  return `The value of header "${name}" holds ${
+    found.join(" and ")
+  }: header values cannot contain CR, LF or NUL`;
+}
+
+/** Names and values of headers a policy sets. */
+function headersToAddProblems(add: Record<string, string>, path: Path): FieldProblem[] {
   const out: FieldProblem[] = [];
-  for (const name of Object.keys(ops.add ?? {})) {
-    const bad = mutableHeaderProblem(name);
-    if (bad) out.push(problem([...path, "add", name], bad));
+  for (const [name, value] of Object.entries(add)) {
+    const bad = mutableHeaderProblem(name) ?? headerValueProblem(name, value);
+    if (bad) out.push(problem([...path, name], bad));
   }
+  return out;
+}
+
+function headerOpsProblems(ops: HeaderOps, path: Path): FieldProblem[] {
+  const out = headersToAddProblems(ops.add ?? {}, [...path, "add"]);
   (ops.remove ?? []).forEach((name, i) => {
     const bad = mutableHeaderProblem(name);
     if (bad) out.push(problem([...path, "remove", i], bad));
@@ -493,10 +519,7 @@ function rateLimitProblems(spec: RateLimitSpec): FieldProblem[] {
     out.push(...routeMatchProblems(route.match, ["spec", "routes", i, "match"]));
   });
   const headers = Object.keys(spec.response?.headers ?? {});
-  for (const name of headers) {
-    const bad = mutableHeaderProblem(name);
-    if (bad) out.push(problem(["spec", "response", "headers", name], bad));
-  }
+  out.push(...headersToAddProblems(spec.response?.headers ?? {}, ["spec", "response", "headers"]));
   if (headers.length > MAX_RATE_LIMIT_HEADERS) {
     out.push(problem(
       ["spec", "response", "headers"],

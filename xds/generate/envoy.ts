@@ -263,9 +263,20 @@ export function methodMatcher(methods: readonly string[]): JsonObject {
   };
 }
 
-/** A header to set, replacing any value it had (a HeaderValueOption). */
+/**
+ * A header to set, replacing any value it had (a HeaderValueOption), to
+ * the literal `value` the operator wrote. Envoy reads header values to add
+ * as format strings ("Custom request/response headers" in Envoy's HTTP
+ * connection manager docs, `configuration/http/http_conn_man/headers`):
+ * `%VAR%` is expanded (`%DOWNSTREAM_PEER_URI_SAN%` would leak the caller's
+ * identity) and a lone `%` NACKs the route table, so every `%` is doubled,
+ * which Envoy reads back as one literal `%`.
+ */
 export function headerToSet(key: string, value: string): JsonObject {
-  return { header: { key, value }, append_action: "OVERWRITE_IF_EXISTS_OR_ADD" };
+  return {
+    header: { key, value: value.replaceAll("%", "%%") },
+    append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
+  };
 }
 
 /**

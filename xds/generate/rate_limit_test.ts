@@ -50,8 +50,12 @@ Deno.test("inboundRateLimit() gives each RateLimit route its bucket, the catch-a
     token_bucket: { max_tokens: 5, tokens_per_fill: 5, fill_interval: "60s" },
     filter_enabled: { default_value: { numerator: 100 } },
     filter_enforced: { default_value: { numerator: 100 } },
+    // A format string to Envoy, as a route's headers are: "%" is escaped.
     response_headers_to_add: [{
       header: { key: "retry-after", value: "60" },
+      append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
+    }, {
+      header: { key: "x-limit", value: "5 per minute, 100%% enforced" },
       append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
     }],
   });

@@ -157,8 +157,13 @@ Deno.test("routePlan() writes redirects, header changes and rewrites for sidecar
   });
   assert.ok(!("route" in moved));
   const search = routeNamed(apiRoutes, "search");
+  // Envoy reads values to add as format strings: "%%" is a literal "%", and a lone one NACKs
+  // the route table (configuration/http/http_conn_man/headers, "Custom request/response headers").
   assert.deepEqual(search["request_headers_to_add"], [{
-    header: { key: "x-route", value: "search" },
+    header: { key: "x-route", value: "search 100%%" },
+    append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
+  }, {
+    header: { key: "x-peer", value: "%%DOWNSTREAM_PEER_URI_SAN%%" },
     append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
   }]);
   assert.deepEqual(search["response_headers_to_remove"], ["server"]);
