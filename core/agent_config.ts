@@ -10,6 +10,7 @@ import { durationSchema } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
 import { ipAddress, labelName, portNumber, PROTOCOLS, subdomainName } from "./model.ts";
 import { parseConfigText } from "./validate.ts";
+import { ENVOY_ADMIN } from "./envoy_bootstrap.ts";
 
 /** Default heartbeat and check interval, in milliseconds. */
 export const DEFAULT_INTERVAL_MS = 5_000;
@@ -20,6 +21,8 @@ export const DEFAULT_CHECK_TIMEOUT_MS = 1_000;
 export const DEFAULT_DNS_DOMAIN = "ironmesh";
 /** The TTL of the agent's DNS answers by default, in milliseconds. */
 export const DEFAULT_DNS_TTL_MS = 5_000;
+/** Where the agent serves xDS to local clients when `localXdsAddr` is not set. */
+export const DEFAULT_LOCAL_XDS_ADDR = "127.0.0.1:15010";
 
 /** A DNS domain: dot-separated DNS-1123 labels, at most 200 characters, no trailing dot. */
 const dnsDomain = z.string().max(200, "Must be at most 200 characters").regex(
@@ -282,6 +285,27 @@ export const agentConfigSchema = z.strictObject({
       });
     }
     inboundPorts.add(port);
+  });
+  // Envoy binds each upstream on 127.0.0.1:<localPort>; a port in use fails the bind and
+  // Envoy refuses the listener update that holds it.
+  const xdsPort = Number(/:(\d+)$/.exec(config.localXdsAddr ?? DEFAULT_LOCAL_XDS_ADDR)?.[1]);
+  config.upstreams.forEach((upstream, i) => {
+    const port = upstream.localPort;
+    const clash = appPorts.has(port)
+      ? "a service's port"
+      : port === ENVOY_ADMIN.port
+      ? "Envoy's admin port"
+      : port === xdsPort
+      ? "the agent's local xDS port"
+      : undefined;
+    if (clash) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["upstreams", i, "localPort"],
+        message:
+          `Port ${port} is already ${clash} on this node: give each upstream's localPort its own port`,
+      });
+    }
   });
 });
 

@@ -251,3 +251,45 @@ Deno.test("parseAgentConfig() refuses an inboundPort taken twice, by an app or b
     ["/services/4/inboundPort", 6, "Must be between 1 and 65535"],
   ]);
 });
+
+Deno.test("parseAgentConfig() refuses an upstream localPort Envoy could not bind", () => {
+  const problems = (text: string) =>
+    problemsOf(text).fileProblems.map((p) => [p.pointer, p.line, p.message]);
+  assert.deepEqual(
+    problems([
+      "services:",
+      "  - {name: web, port: 8080}",
+      "upstreams:",
+      "  - {service: a.default, localPort: 8080}",
+      "  - {service: b.default, localPort: 15000}",
+      "  - {service: c.default, localPort: 15010}",
+    ].join("\n")),
+    [
+      [
+        "/upstreams/0/localPort",
+        4,
+        "Port 8080 is already a service's port on this node: give each upstream's localPort its own port",
+      ],
+      [
+        "/upstreams/1/localPort",
+        5,
+        "Port 15000 is already Envoy's admin port on this node: give each upstream's localPort its own port",
+      ],
+      [
+        "/upstreams/2/localPort",
+        6,
+        "Port 15010 is already the agent's local xDS port on this node: give each upstream's localPort its own port",
+      ],
+    ],
+  );
+  // The local xDS port is the configured one.
+  assert.deepEqual(
+    problems([
+      "localXdsAddr: 127.0.0.1:16010",
+      "upstreams:",
+      "  - {service: c.default, localPort: 15010}",
+      "  - {service: d.default, localPort: 16010}",
+    ].join("\n")).map((p) => p[0]),
+    ["/upstreams/1/localPort"],
+  );
+});

@@ -44,7 +44,35 @@ export function pathNormalizationFields(mesh: MeshConfigSpec): JsonObject {
   };
 }
 
+/** Options of {@link sidecarConnectionManager}. */
+export interface SidecarConnectionManagerOptions {
+  /**
+   * Some route removes the response's `server` header. Envoy's
+   * `server_header_transformation` (default OVERWRITE) writes `server:
+   * envoy` when the response is encoded, after every route's
+   * `response_headers_to_remove` ran, so the removal takes effect only with
+   * PASS_THROUGH (HttpConnectionManager's `server_header_transformation`,
+   * api/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto).
+   * Default: false.
+   */
+  removesServerHeader?: boolean;
+}
+
 /** The HttpConnectionManager fields of every sidecar connection manager, inbound and outbound. */
-export function sidecarConnectionManager(mesh: MeshConfigSpec): JsonObject {
-  return { ...pathNormalizationFields(mesh) };
+export function sidecarConnectionManager(
+  mesh: MeshConfigSpec,
+  options: SidecarConnectionManagerOptions = {},
+): JsonObject {
+  return {
+    ...pathNormalizationFields(mesh),
+    ...(options.removesServerHeader ? { server_header_transformation: "PASS_THROUGH" } : {}),
+  };
+}
+
+/** True when some route of `routes` removes the response's `server` header. */
+export function removesServerHeader(routes: readonly JsonObject[]): boolean {
+  return routes.some((r) => {
+    const removed = r["response_headers_to_remove"];
+    return Array.isArray(removed) && removed.includes("server");
+  });
 }

@@ -112,3 +112,13 @@ Deno.test("proxyless API listeners carry no path normalization: grpc-js-xds igno
     assert.equal(hcm["path_with_escaped_slashes_action"], undefined, listener);
   }
 });
+
+// Envoy's server_header_transformation (default OVERWRITE) sets `server: envoy` as the response
+// is encoded, after the route's response_headers_to_remove: only PASS_THROUGH lets a removal stand
+// (api/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto).
+Deno.test("an outbound HttpConnectionManager passes the server header through when a route removes it", async () => {
+  const managers = new Map(connectionManagers(generate(await readScenario("policy-outbound"))));
+  // api's "search" rule removes `server`; echo's routes do not.
+  assert.equal(managers.get("outbound|9001")!["server_header_transformation"], "PASS_THROUGH");
+  assert.equal(managers.get("outbound|9002")!["server_header_transformation"], undefined);
+});

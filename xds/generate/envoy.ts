@@ -186,7 +186,15 @@ export function upstreamMtls(trustDomain: string, peerIdentities: readonly strin
     : [uriSan({ exact: `spiffe://${trustDomain}/no-endpoints` })];
   return {
     name: "envoy.transport_sockets.tls",
-    typed_config: anyOf(TYPE.upstreamTlsContext, { common_tls_context: commonTlsContext(sans) }),
+    typed_config: anyOf(TYPE.upstreamTlsContext, {
+      common_tls_context: {
+        ...commonTlsContext(sans),
+        // Envoy's client side stops at TLS 1.2 unless told otherwise ("By default, it's
+        // TLSv1_2 for clients and TLSv1_3 for servers": TlsParameters in
+        // api/envoy/extensions/transport_sockets/tls/v3/common.proto); our servers speak 1.3.
+        tls_params: { tls_maximum_protocol_version: "TLSv1_3" },
+      },
+    }),
   };
 }
 

@@ -364,6 +364,25 @@ Deno.test("generateProxy() leaves out upstreams of unknown services and ports", 
   assert.deepEqual(consistent(snapshot), []);
 });
 
+Deno.test("generateProxy() gives no listener to an upstream on a port the host already uses", async () => {
+  const s = await readScenario("sidecar");
+  const request: SidecarRequest = {
+    ...(s.request as SidecarRequest),
+    // An app's port, an inbound listener's port and Envoy's admin port: Envoy would fail to bind
+    // each and refuse the whole listener update.
+    upstreams: [8080, 15001, 15000, 9102].map((localPort) => ({
+      service: "api",
+      namespace: "shop",
+      localPort,
+    })),
+  };
+  const snapshot = generateProxy(s.view, request);
+  assert.deepEqual(
+    snapshot.listeners.map((l) => l.name),
+    ["inbound|15001", "inbound|15002", "outbound|9102"],
+  );
+});
+
 Deno.test("generateProxy() keeps one inbound listener and one upstream per port", async () => {
   const s = await readScenario("sidecar");
   const base = s.request as SidecarRequest;

@@ -3,6 +3,7 @@
  * configuration, and the two ordered lists below read as the table of
  * contents of what a sidecar and a proxyless client receive.
  */
+import { ENVOY_ADMIN } from "../../core/envoy_bootstrap.ts";
 import { parseSpiffeId } from "../../core/spiffe_id.ts";
 import { rbacFilters } from "./authorization.ts";
 import { compareStrings } from "./canonical.ts";
@@ -16,7 +17,7 @@ import {
   type ProxyKind,
   trafficSettings,
 } from "./destination.ts";
-import { sidecarConnectionManager } from "./connection_manager.ts";
+import { removesServerHeader, sidecarConnectionManager } from "./connection_manager.ts";
 import { upstreamMtls } from "./envoy.ts";
 import type {
   InboundEntry,
@@ -189,10 +190,18 @@ export function normaliseInbound(entries: readonly InboundEntry[]): InboundEntry
  * Upstreams resolved against the registry, one per local port (the first by
  * namespace and name wins a clash). An upstream whose service or port is
  * unknown gets no listener until the service appears: the app sees its
- * connection refused rather than a proxy with nowhere to send it.
+ * connection refused rather than a proxy with nowhere to send it. Nor does
+ * one on a port the host already uses (a local app's, an inbound
+ * listener's, Envoy's admin): Envoy would fail to bind it and refuse the
+ * whole listener update. The agent refuses such a configuration; this
+ * guards against an agent that did not.
  */
 export function resolveUpstreams(push: PushContext, request: SidecarRequest): ResolvedUpstream[] {
-  const sorted = [...request.upstreams].sort((a, b) =>
+  const taken = new Set([
+    ENVOY_ADMIN.port,
+    ...request.inbound.flatMap((e) => [e.appPort, e.inboundPort]),
+  ]);
+  const sorted = [...request.upstreams].filter((u) => !taken.has(u.localPort)).sort((a, b) =>
     a.localPort - b.localPort || compareStrings(a.namespace, b.namespace) ||
     compareStrings(a.service, b.service) || (a.port ?? 0) - (b.port ?? 0)
   );
@@ -342,15 +351,23 @@ function sidecarInboundClusters(ctx: SidecarContext): Emitted[] {
 
 /** Each upstream on `127.0.0.1:<localPort>`. */
 function sidecarOutboundListeners(ctx: SidecarContext): Emitted[] {
-  return ctx.upstreams.map((u) => ({
-    kind: "listeners",
-    body: outboundListener(u.localPort, {
-      protocol: u.port.protocol,
-      cluster: defaultCluster(u),
-      routeConfig: routeName(u),
-      connectionManager: sidecarConnectionManager(ctx.push.mesh),
-    }),
-  }));
+  const { push } = ctx;
+  return ctx.upstreams.map((u) => {
+    const routes = isHttp(u.port.protocol)
+      ? sharedRoutePlan(push, u.service, u.port, "sidecar").routes
+      : [];
+    return {
+      kind: "listeners",
+      body: outboundListener(u.localPort, {
+        protocol: u.port.protocol,
+        cluster: defaultCluster(u),
+        routeConfig: routeName(u),
+        connectionManager: sidecarConnectionManager(push.mesh, {
+          removesServerHeader: removesServerHeader(routes),
+        }),
+      }),
+    };
+  });
 }
 
 /** HTTP upstreams route through RDS, by their TrafficRoute's rules and MeshConfig's defaults. */

@@ -18,7 +18,19 @@ import { routeMatch } from "./route_rules.ts";
 /** The filter's name: routes configure it under this key of `typed_per_filter_config`. */
 export const LOCAL_RATE_LIMIT_FILTER = "envoy.filters.http.local_ratelimit";
 
+/** The stat prefix of the filter itself, which holds no bucket and so counts nothing. */
 const STAT_PREFIX = "http_local_rate_limiter";
+
+/**
+ * The stat prefix of one bucket: Envoy counts each per-route configuration
+ * under its own `stat_prefix` (`<prefix>.http_local_rate_limit.rate_limited`),
+ * so each route's bucket gets the listener's and the route's name, or its
+ * position, and the catch-all `service`. Characters other than letters,
+ * digits, `_` and `-` become `_`: a `.` would split the stat name.
+ */
+function bucketStatPrefix(entry: InboundEntry, route: string): string {
+  return `inbound_${entry.inboundPort}_rate_limit_${route.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+}
 
 /** Envoy refuses a token bucket that refills more often than this. */
 const MIN_FILL_INTERVAL_MS = 50;
@@ -36,7 +48,7 @@ export interface InboundRateLimit {
  * stretched to 50 ms with proportionally more tokens per fill, keeping the
  * rate, because Envoy refuses a shorter fill interval.
  */
-function bucketConfig(spec: RateLimitSpec, bucket: Bucket): JsonObject {
+function bucketConfig(spec: RateLimitSpec, bucket: Bucket, statPrefix: string): JsonObject {
   const perMs = durationMs(bucket.per);
   const scale = Math.max(1, MIN_FILL_INTERVAL_MS / perMs);
   const tokensPerFill = Math.round(bucket.requests * scale);
@@ -46,7 +58,7 @@ function bucketConfig(spec: RateLimitSpec, bucket: Bucket): JsonObject {
     : statusCodeName(spec.response.status);
   const headers = Object.entries(spec.response?.headers ?? {}).map(([k, v]) => headerToSet(k, v));
   return anyOf(TYPE.localRateLimit, {
-    stat_prefix: STAT_PREFIX,
+    stat_prefix: statPrefix,
     ...(status !== undefined ? { status: { code: status } } : {}),
     token_bucket: {
       max_tokens: Math.max(bucket.burst ?? bucket.requests, tokensPerFill),
@@ -71,19 +83,25 @@ export function inboundRateLimit(
   const catchAll = { prefix: "/" };
   const spec = rateLimitFor(push.policies, entry.namespace, entry.service)?.spec;
   if (!spec) return { filters: [], routes: [appRoute(catchAll)] };
-  const limited = (route: JsonObject, bucket: Bucket): JsonObject => ({
+  const limited = (route: JsonObject, bucket: Bucket, statName: string): JsonObject => ({
     ...route,
-    typed_per_filter_config: { [LOCAL_RATE_LIMIT_FILTER]: bucketConfig(spec, bucket) },
+    typed_per_filter_config: {
+      [LOCAL_RATE_LIMIT_FILTER]: bucketConfig(spec, bucket, bucketStatPrefix(entry, statName)),
+    },
   });
-  const routes = (spec.routes ?? []).map((r) =>
-    limited({
-      ...(r.name !== undefined ? { name: r.name } : {}),
-      // A sidecar can match everything a RateLimit route matches.
-      ...appRoute(routeMatch(r.match, "sidecar")!),
-    }, r.limit)
+  const routes = (spec.routes ?? []).map((r, i) =>
+    limited(
+      {
+        ...(r.name !== undefined ? { name: r.name } : {}),
+        // A sidecar can match everything a RateLimit route matches.
+        ...appRoute(routeMatch(r.match, "sidecar")!),
+      },
+      r.limit,
+      r.name ?? `route_${i}`,
+    )
   );
   const last = appRoute(catchAll);
-  routes.push(spec.limit ? limited(last, spec.limit) : last);
+  routes.push(spec.limit ? limited(last, spec.limit, "service") : last);
   return {
     filters: [{
       name: LOCAL_RATE_LIMIT_FILTER,

@@ -45,7 +45,9 @@ Deno.test("inboundRateLimit() gives each RateLimit route its bucket, the catch-a
   }
   assert.deepEqual(bucketOf(routes[0]!), {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
-    stat_prefix: "http_local_rate_limiter",
+    // Envoy counts each per-route configuration under its own stat_prefix
+    // (source/extensions/filters/http/local_ratelimit/local_ratelimit.cc, FilterConfig).
+    stat_prefix: "inbound_15001_rate_limit_login",
     status: { code: "ServiceUnavailable" },
     token_bucket: { max_tokens: 5, tokens_per_fill: 5, fill_interval: "60s" },
     filter_enabled: { default_value: { numerator: 100 } },
@@ -59,6 +61,8 @@ Deno.test("inboundRateLimit() gives each RateLimit route its bucket, the catch-a
       append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
     }],
   });
+  assert.equal(bucketOf(routes[1]!)!["stat_prefix"], "inbound_15001_rate_limit_api");
+  assert.equal(bucketOf(routes[2]!)!["stat_prefix"], "inbound_15001_rate_limit_service");
   // The service-wide bucket, with its burst.
   assert.deepEqual(bucketOf(routes[2]!)!["token_bucket"], {
     max_tokens: 200,

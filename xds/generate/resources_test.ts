@@ -89,6 +89,14 @@ Deno.test("upstreamMtls() never leaves the SAN list empty", () => {
   assert.doesNotMatch(tls, /"prefix"/);
 });
 
+Deno.test("upstreamMtls() lets the client side speak TLS 1.3", () => {
+  // Envoy's client default maximum is TLS 1.2 (TlsParameters,
+  // api/envoy/extensions/transport_sockets/tls/v3/common.proto).
+  const tls = upstreamMtls("td", ["spiffe://td/ns/a/sa/b"])["typed_config"] as JsonObject;
+  const common = tls["common_tls_context"] as JsonObject;
+  assert.deepEqual(common["tls_params"], { tls_maximum_protocol_version: "TLSv1_3" });
+});
+
 Deno.test("matchesSelector() needs every label of the selector", () => {
   assert.ok(matchesSelector({ version: "v1", tier: "web" }, {}));
   assert.ok(matchesSelector({ version: "v1", tier: "web" }, { version: "v1" }));
