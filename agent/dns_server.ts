@@ -26,6 +26,8 @@ import type { DnsResponder, Rcode } from "./dns_message.ts";
 export const DEFAULT_DNS_ADDR = "127.0.0.1:8600";
 /** A TCP connection without a query for this long is closed. */
 export const TCP_IDLE_MS = 10_000;
+/** The largest UDP payload, the size of the buffer datagrams are received into. */
+const UDP_RECEIVE_SIZE = 65_507;
 /** Attempts to find a port free for both UDP and TCP when asked for port 0. */
 const FREE_PORT_ATTEMPTS = 20;
 
@@ -59,7 +61,10 @@ export interface DnsServer {
 /** A bound UDP socket, whichever implementation is under it. */
 interface UdpSocket {
   port: number;
-  /** Calls `handler` for each datagram until closed. */
+  /**
+   * Calls `handler` for each datagram until closed. `message` is valid only
+   * until `handler` returns: the next datagram is received into the same buffer.
+   */
   receive(handler: (message: Uint8Array, reply: (bytes: Uint8Array) => void) => void): void;
   close(): Promise<void>;
 }
@@ -75,18 +80,29 @@ async function bindUdp(address: HostPort, log: Logger): Promise<UdpSocket> {
   const listen = (Deno as unknown as { listenDatagram?: ListenDatagram }).listenDatagram;
   if (typeof listen === "function") {
     const conn = listen({ hostname: address.host, port: address.port, transport: "udp" });
+    let closed = false;
     return {
       port: (conn.addr as Deno.NetAddr).port,
       receive(handler) {
+        // One buffer for every datagram: without one the runtime allocates 64 KB per
+        // datagram, and at 10,000 a second the garbage collector took 8 % of the CPU.
+        const buffer = new Uint8Array(UDP_RECEIVE_SIZE);
         (async () => {
-          for await (const [message, peer] of conn) {
+          for (;;) {
+            const [message, peer] = await conn.receive(buffer);
             handler(message, (bytes) => {
               conn.send(bytes, peer).catch(() => {});
             });
           }
-        })().catch((error) => log.warn("DNS UDP socket error", { error }));
+        })().catch((error) => {
+          if (!closed) log.warn("DNS UDP socket error", { error });
+        });
       },
-      close: () => Promise.resolve(conn.close()),
+      close: () => {
+        closed = true;
+        conn.close();
+        return Promise.resolve();
+      },
     };
   }
   const socket = dgram.createSocket(address.host.includes(":") ? "udp6" : "udp4");
@@ -127,7 +143,6 @@ function listenTcp(server: net.Server, address: HostPort): Promise<void> {
 export async function startDnsServer(options: DnsServerOptions): Promise<DnsServer> {
   const { log, responder, forwarder, events } = options;
 
-  /** Answers one message; `null` when there is nothing to send. */
   /**
    * Answers one message through `reply` (not at all when there is nothing to
    * send). The mesh's names are answered before this returns; only a
@@ -148,8 +163,10 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
       events?.duration?.((performance.now() - started) / 1000);
       return;
     }
-    forwarder!.forward(query).then((forwarded) => {
-      const bytes = forwarded ?? responder.serverFailure(query, transport);
+    // The query's bytes are reused for the next datagram: the forward needs its own copy.
+    const own = query.slice();
+    forwarder!.forward(own).then((forwarded) => {
+      const bytes = forwarded ?? responder.serverFailure(own, transport);
       if (bytes !== null) reply(bytes);
       events?.response?.(forwarded === null ? "SERVFAIL" : "forwarded", transport);
       events?.duration?.((performance.now() - started) / 1000);

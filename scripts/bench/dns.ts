@@ -72,8 +72,12 @@ async function load(server: string, port: number, rate: number, seconds: number)
   const target: Deno.NetAddr = { transport: "udp", hostname: "127.0.0.1", port };
   const sentAt = new Float64Array(65536).fill(-1);
   const histogram = new Histogram();
+  // One buffer for every answer: the runtime's default is a new 64 KB buffer per datagram,
+  // whose garbage collection paused this process long enough to lose answers.
+  const buffer = new Uint8Array(65_507);
   const receiving = (async () => {
-    for await (const [m] of socket) {
+    for (;;) {
+      const [m] = await socket.receive(buffer);
       const id = (m[0]! << 8) | m[1]!;
       const at = sentAt[id]!;
       if (at < 0) continue;

@@ -23,7 +23,13 @@ async function main(mode: string | undefined): Promise<void> {
     // The same datagram sockets the agent's DNS server uses (unstable `net`, on in deno.json).
     const conn = Deno.listenDatagram({ hostname: "127.0.0.1", port: 0, transport: "udp" });
     console.log(JSON.stringify({ port: (conn.addr as Deno.NetAddr).port }));
-    for await (const [message, peer] of conn) conn.send(message, peer).catch(() => {});
+    // One receive buffer, as the agent's DNS server has (the runtime's default is 64 KB a datagram).
+    const buffer = new Uint8Array(65_507);
+    for (;;) {
+      const [message, peer] = await conn.receive(buffer);
+      // Its own copy: the send may run after the next datagram overwrote the buffer.
+      conn.send(message.slice(), peer).catch(() => {});
+    }
   } else if (mode === "dns") {
     const zone = new DnsZone({ domain: "ironmesh", ttlSeconds: 5, namespace: "default" });
     const instances = [];
