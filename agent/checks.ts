@@ -3,16 +3,18 @@
  * bounded by its timeout and by the agent's shutdown. A runner only reports
  * the raw outcome of one run; thresholds are applied by the monitor.
  */
+// Only the status codes' names: the probe runs over the runtime's fetch (grpc_fetch.ts).
 import * as grpc from "@grpc/grpc-js";
 import type { CheckConfig, CheckTarget } from "../core/agent_config.ts";
 import { formatDuration } from "../core/duration.ts";
 import {
+  decodeHealthCheckResponse,
+  encodeHealthCheckRequest,
   HEALTH_CHECK_PATH,
-  type HealthCheckResponse,
-  healthServiceDefinition,
   SERVING_STATUS,
   servingStatusName,
 } from "../core/grpc_health.ts";
+import { GrpcStatusError, grpcUnary } from "./grpc_fetch.ts";
 import { VERSION } from "../core/version.ts";
 
 /** The raw outcome of one run of a check. */
@@ -142,39 +144,32 @@ async function probeTcp(
 
 function grpcProbe(hostname: string, port: number, service: string): CheckRunner {
   const target = hostPort(hostname, port);
-  const method = healthServiceDefinition.check;
-  let client: grpc.Client | undefined;
+  const url = new URL(HEALTH_CHECK_PATH, `http://${target}`);
+  let client: Deno.HttpClient | undefined;
   return {
-    run(signal) {
-      // One channel for the life of the check: a new one per run would open
-      // a TCP connection and an HTTP/2 session every interval.
-      client ??= new grpc.Client(target, grpc.credentials.createInsecure());
-      const channel = client;
-      return new Promise<CheckOutcome>((resolve) => {
-        const call = channel.makeUnaryRequest(
-          HEALTH_CHECK_PATH,
-          method.requestSerialize,
-          method.responseDeserialize,
-          { service },
-          new grpc.Metadata(),
-          {},
-          (error: grpc.ServiceError | null, response?: HealthCheckResponse) => {
-            signal.removeEventListener("abort", cancel);
-            if (error) {
-              resolve({ ok: false, output: `gRPC health ${target}: ${error.message}` });
-              return;
-            }
-            const status = response?.status ?? SERVING_STATUS.UNKNOWN;
-            resolve({
-              ok: status === SERVING_STATUS.SERVING,
-              output: `gRPC health ${target} service "${service}": ${servingStatusName(status)}`,
-            });
-          },
+    async run(signal) {
+      // One client for the life of the check: a new one per run would open a TCP
+      // connection and an HTTP/2 session every interval. Cleartext HTTP/2 with prior
+      // knowledge, as gRPC servers speak it, over the runtime's own HTTP/2 (see grpc_fetch.ts).
+      client ??= Deno.createHttpClient({ http1: false, http2: true });
+      try {
+        const answer = await grpcUnary(
+          client,
+          url,
+          encodeHealthCheckRequest({ service }),
+          signal,
         );
-        const cancel = () => call.cancel();
-        if (signal.aborted) cancel();
-        else signal.addEventListener("abort", cancel, { once: true });
-      });
+        const status = decodeHealthCheckResponse(answer).status ?? SERVING_STATUS.UNKNOWN;
+        return {
+          ok: status === SERVING_STATUS.SERVING,
+          output: `gRPC health ${target} service "${service}": ${servingStatusName(status)}`,
+        };
+      } catch (error) {
+        const text = error instanceof GrpcStatusError
+          ? `${error.code} ${grpc.status[error.code] ?? "UNKNOWN"}: ${error.details}`
+          : errorText(error);
+        return { ok: false, output: `gRPC health ${target}: ${text}` };
+      }
     },
     close() {
       client?.close();

@@ -68,10 +68,17 @@ export function frame(message: Uint8Array): Uint8Array<ArrayBuffer> {
 /** Splits a byte stream into gRPC messages as chunks arrive. */
 export class FrameReader {
   #buffer = new Uint8Array(0);
+  readonly #max: number;
+
+  /** `maxMessageBytes`: a longer message is refused. Default: no limit. */
+  constructor(options: { maxMessageBytes?: number } = {}) {
+    this.#max = options.maxMessageBytes ?? Infinity;
+  }
 
   /**
    * Adds a chunk and returns every message it completed.
-   * @throws {Error} On a compressed message, which was never asked for.
+   * @throws {Error} On a compressed message, which was never asked for, or
+   * one longer than the limit.
    */
   push(chunk: Uint8Array): Uint8Array[] {
     const joined = new Uint8Array(this.#buffer.length + chunk.length);
@@ -80,8 +87,11 @@ export class FrameReader {
     const messages: Uint8Array[] = [];
     let at = 0;
     while (joined.length - at >= 5) {
-      if (joined[at] !== 0) throw new Error("The server sent a compressed message");
+      if (joined[at] !== 0) throw new Error("A compressed message, which was not asked for");
       const length = new DataView(joined.buffer, joined.byteOffset + at + 1, 4).getUint32(0);
+      if (length > this.#max) {
+        throw new Error(`A message of ${length} bytes is over the limit of ${this.#max}`);
+      }
       if (joined.length - at - 5 < length) break;
       messages.push(joined.slice(at + 5, at + 5 + length));
       at += 5 + length;
@@ -198,28 +208,37 @@ export function openGrpcStream(options: GrpcStreamOptions): GrpcStream {
   };
 }
 
+/** A call the server answered with a gRPC status other than OK. */
+export class GrpcStatusError extends Error {
+  constructor(readonly code: number, readonly details: string) {
+    super(`gRPC status ${code}: ${details}`);
+    this.name = "GrpcStatusError";
+  }
+}
+
 /**
  * One unary call: sends `message`, returns the server's answer. Rejects with
- * the server's status, or on a transport failure or after `timeoutMs`.
+ * a {@link GrpcStatusError} when the server refused it, or on a transport
+ * failure or when `signal` aborts.
  */
 export async function grpcUnary(
   client: Deno.HttpClient,
   url: URL,
   message: Uint8Array,
-  timeoutMs: number,
+  signal: AbortSignal,
 ): Promise<Uint8Array> {
   const response = await fetch(url, {
     method: "POST",
     headers: HEADERS,
     body: frame(message),
     client,
-    signal: AbortSignal.timeout(timeoutMs),
+    signal,
   });
   const bytes = new Uint8Array(await response.arrayBuffer());
   const status = headerStatus(response.headers);
   if (response.status !== 200) throw new Error(`HTTP status ${response.status}`);
-  if (status !== null && status.code !== 0) {
-    throw new Error(`gRPC status ${status.code}: ${status.details}`);
+  if (status?.code != null && status.code !== 0) {
+    throw new GrpcStatusError(status.code, status.details);
   }
   const [answer] = new FrameReader().push(bytes);
   if (answer === undefined) throw new Error("The server sent no message");

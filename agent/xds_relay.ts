@@ -19,11 +19,21 @@
  * is away: its stream ends only when it ends it, when the agent stops, or
  * when it sends something that is not xDS.
  *
- * The upstream streams run over the runtime's `fetch` (`grpc_fetch.ts`), not
- * grpc-js, whose HTTP/2 layer aborted the agent when the server went away
- * under open streams. A small probe (gRPC health, every
- * {@link PROBE_INTERVAL_MS}) finds a server that vanished without closing
- * its connections, and opens fresh ones.
+ * No HTTP/2 of the agent runs on grpc-js: under Deno it sits on `node:http2`
+ * and its native nghttp2 session, which aborted the agent process when the
+ * server went away under open streams (issue 12). The upstream streams run
+ * over the runtime's `fetch` (`grpc_fetch.ts`), and the clients' side is the
+ * runtime's own HTTP/2 server (`Deno.serve`, cleartext HTTP/2 with prior
+ * knowledge, as gRPC clients speak it); both are the runtime's Rust HTTP/2,
+ * which reports a vanished peer as an error. `Deno.serve` cannot send HTTP/2
+ * trailers, so a stream the relay ends carries its gRPC status only if
+ * nothing was sent on it yet (a "trailers-only" response: the status in the
+ * headers); later, the stream just ends and the client sees `INTERNAL` (or
+ * `UNAVAILABLE` when the agent stops and closes the connection) and
+ * reconnects, as xDS clients do after any status. The relay ends streams only
+ * when the client ended them, sent something that is not xDS, or the agent
+ * stops. A small probe (gRPC health, every {@link PROBE_INTERVAL_MS}) finds a
+ * server that vanished without closing its connections, and opens fresh ones.
  *
  * The agent answers the sidecar's workload certificate (SDS `default`)
  * itself, so the key never leaves the host (`sds.ts`). After a certificate
@@ -31,13 +41,21 @@
  * streams use the new material, and every Envoy subscribed to `default` gets
  * the new certificate on its running stream.
  */
+// Only the status codes' names and numbers: no grpc-js channel or server runs in the agent.
 import * as grpc from "@grpc/grpc-js";
 import { formatHostPort, type HostPort, isLoopback } from "../core/address.ts";
 import { HEALTH_CHECK_PATH } from "../core/grpc_health.ts";
 import type { Logger } from "../core/log.ts";
 import { workloadCertificate } from "../core/workload_secret.ts";
 import { backoffDelay } from "./backoff.ts";
-import { type CallStatus, type GrpcStream, grpcUnary, openGrpcStream } from "./grpc_fetch.ts";
+import {
+  type CallStatus,
+  frame,
+  FrameReader,
+  type GrpcStream,
+  grpcUnary,
+  openGrpcStream,
+} from "./grpc_fetch.ts";
 import { LocalResources } from "./sds.ts";
 import { ClientPool, type Lease, type TlsMaterial } from "./tls_clients.ts";
 import { XdsCache } from "./xds_relay_cache.ts";
@@ -65,26 +83,34 @@ export const UPSTREAM_BACKOFF = { baseMs: 100, capMs: 1_000 } as const;
 /** How often the server's gRPC port is probed while streams are up. */
 export const PROBE_INTERVAL_MS = 15_000;
 
-const identity = (bytes: Buffer): Buffer => bytes;
+/** The largest message a client may send, as grpc-js servers allow by default. */
+const MAX_CLIENT_MESSAGE = 4 * 1024 * 1024;
 
-function rawMethod(path: string, originalName: string): grpc.MethodDefinition<Buffer, Buffer> {
-  return {
-    path,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-    originalName,
-  };
+/** The headers of a gRPC answer; the status alone makes it "trailers-only". */
+function grpcHeaders(status?: { code: number; details: string }): Headers {
+  const headers = new Headers({ "content-type": "application/grpc" });
+  if (status !== undefined) {
+    headers.set("grpc-status", String(status.code));
+    headers.set("grpc-message", percentEncode(status.details));
+  }
+  return headers;
 }
 
-/** Both ADS variants with raw bytes: the sessions read what they need. */
-const relayServiceDefinition: grpc.ServiceDefinition = {
-  streamAggregatedResources: rawMethod(ADS_METHOD, "StreamAggregatedResources"),
-  deltaAggregatedResources: rawMethod(DELTA_ADS_METHOD, "DeltaAggregatedResources"),
-};
+/** `grpc-message` as gRPC over HTTP/2 spells it: UTF-8, `%XX` outside printable ASCII and for `%`. */
+function percentEncode(text: string): string {
+  let out = "";
+  for (const byte of new TextEncoder().encode(text)) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+      ? String.fromCharCode(byte)
+      : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
+}
+
+/** A call refused before anything was sent: the status in the headers, no body. */
+function trailersOnly(code: number, details: string): Response {
+  return new Response(null, { headers: grpcHeaders({ code, details }) });
+}
 
 /** Options of {@link startXdsRelay}. */
 export interface XdsRelayOptions {
@@ -323,13 +349,18 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
   let total = 0;
   let closed = false;
 
-  const serve = (variant: "sotw" | "delta") => (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+  /** One client stream: a session, its upstream link, and the HTTP/2 stream to the client. */
+  const serve = (variant: "sotw" | "delta", request: Request): Promise<Response> => {
     if (closed) {
-      call.emit("error", { code: grpc.status.UNAVAILABLE, details: "The agent is stopping" });
-      return;
+      return Promise.resolve(trailersOnly(grpc.status.UNAVAILABLE, "The agent is stopping"));
     }
     const id = ++total;
     let finished = false;
+    // The response's headers wait for its first message, so that a stream refused before
+    // anything was sent carries its status (trailers-only); after that, see the module comment.
+    let respond!: (response: Response) => void;
+    const response = new Promise<Response>((resolve) => respond = resolve);
+    let body: ReadableStreamDefaultController<Uint8Array> | undefined;
     const sessionOptions: SessionOptions = {
       id,
       cache,
@@ -337,7 +368,23 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
       log,
       wantUpstream: () => link.ensure(),
       down: (bytes) => {
-        if (!finished) call.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+        if (finished) return;
+        if (body === undefined) {
+          respond(
+            new Response(
+              new ReadableStream<Uint8Array>({
+                start: (c) => void (body = c),
+                cancel: () => void finish("the client cancelled it"),
+              }),
+              { headers: grpcHeaders() },
+            ),
+          );
+        }
+        try {
+          body!.enqueue(frame(bytes));
+        } catch {
+          // The client went away; the cancel or the request's end finishes the stream.
+        }
       },
       ...(options.events?.servedFromCache
         ? { servedFromCache: options.events.servedFromCache }
@@ -357,7 +404,8 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
     links.set(session, link);
     options.events?.stream?.(variant, 1);
     log.info("Local xDS client stream opened", { stream: id, variant });
-    const finish = (how: string) => {
+    /** Ends the stream once; `status`, when given, goes to the client if nothing was sent yet. */
+    const finish = (how: string, status?: { code: number; details: string }): boolean => {
       if (finished) return false;
       finished = true;
       link.close();
@@ -365,57 +413,90 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
       calls.delete(stop);
       options.events?.stream?.(variant, -1);
       log.info("Local xDS client stream ended", { stream: id, how });
+      if (body === undefined) {
+        respond(trailersOnly(status?.code ?? grpc.status.OK, status?.details ?? ""));
+      } else {
+        try {
+          body.close();
+        } catch {
+          // The client already went away.
+        }
+      }
       return true;
     };
     // Used by close(): the client is told the agent went away.
-    const stop = () => {
-      if (finish("the agent is stopping")) {
-        call.emit("error", {
-          code: grpc.status.UNAVAILABLE,
-          details: "The agent is shutting down",
-        });
-      }
-    };
+    const stop = () =>
+      void finish("the agent is stopping", {
+        code: grpc.status.UNAVAILABLE,
+        details: "The agent is shutting down",
+      });
     calls.add(stop);
-    call.on("data", (bytes: Buffer) => {
-      if (finished) return;
+    const notXds = (error: unknown) => {
+      const details = `Invalid xDS request: ${error instanceof Error ? error.message : error}`;
+      log.warn("Ending a local xDS stream: the client sent something that is not xDS", {
+        stream: id,
+        details,
+      });
+      finish("not xDS", { code: grpc.status.INVALID_ARGUMENT, details });
+    };
+    (async () => {
+      const reader = new FrameReader({ maxMessageBytes: MAX_CLIENT_MESSAGE });
       try {
-        session.fromClient(bytes);
-      } catch (error) {
-        const details = `Invalid xDS request: ${error instanceof Error ? error.message : error}`;
-        log.warn("Ending a local xDS stream: the client sent something that is not xDS", {
-          stream: id,
-          details,
-        });
-        if (finish("not xDS")) call.emit("error", { code: grpc.status.INVALID_ARGUMENT, details });
+        for await (const chunk of request.body ?? []) {
+          if (finished) return;
+          try {
+            for (const bytes of reader.push(chunk)) {
+              if (finished) return;
+              session.fromClient(bytes);
+            }
+          } catch (error) {
+            notXds(error);
+            return;
+          }
+        }
+      } catch {
+        // The request body failed: the client reset the stream or its connection went away.
+        finish("the client cancelled it");
+        return;
       }
-    });
-    call.on("end", () => {
-      if (finish("the client ended it")) call.end();
-    });
-    call.on("cancelled", () => finish("the client cancelled it"));
-    call.on("error", () => finish("transport error"));
+      finish("the client ended it");
+    })();
+    return response;
   };
 
-  const server = new grpc.Server({ "grpc.max_receive_message_length": 4 * 1024 * 1024 });
-  server.addService(relayServiceDefinition, {
-    streamAggregatedResources: serve("sotw"),
-    deltaAggregatedResources: serve("delta"),
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(
-      formatHostPort(options.listen),
-      grpc.ServerCredentials.createInsecure(),
-      (error, bound) => error ? reject(error) : resolve(bound),
-    );
-  }).catch((error) => {
+  const methods = new Map([[ADS_METHOD, "sotw" as const], [DELTA_ADS_METHOD, "delta" as const]]);
+  const handler = (request: Request): Response | Promise<Response> => {
+    const variant = methods.get(new URL(request.url).pathname);
+    if (request.method !== "POST" || variant === undefined) {
+      return trailersOnly(
+        grpc.status.UNIMPLEMENTED,
+        `No such method: ${new URL(request.url).pathname}`,
+      );
+    }
+    return serve(variant, request);
+  };
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    // The runtime's own HTTP/2 server (cleartext, prior knowledge, as gRPC clients speak it),
+    // not grpc-js: see the module comment.
+    server = Deno.serve({
+      hostname: options.listen.host,
+      port: options.listen.port,
+      onListen: () => {},
+      onError: (error) => {
+        log.warn("Local xDS endpoint: request failed", { error });
+        return new Response(null, { status: 500 });
+      },
+    }, handler);
+  } catch (error) {
     pool.close();
     throw new Error(
       `Cannot listen on local xDS address ${formatHostPort(options.listen)}: ${
         error instanceof Error ? error.message : String(error)
       }`,
     );
-  });
+  }
+  const port = server.addr.port;
   const address = { host: options.listen.host, port };
   log.info("Local xDS endpoint listening", {
     address: formatHostPort(address),
@@ -430,7 +511,12 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
     probing = true;
     const lease = pool.acquire();
     try {
-      await grpcUnary(lease.client, new URL(HEALTH_CHECK_PATH, base), new Uint8Array(), 5_000);
+      await grpcUnary(
+        lease.client,
+        new URL(HEALTH_CHECK_PATH, base),
+        new Uint8Array(),
+        AbortSignal.timeout(5_000),
+      );
     } catch (error) {
       if (closed) return;
       log.warn("The server's gRPC port stopped answering; reconnecting", {
@@ -470,16 +556,7 @@ export async function startXdsRelay(options: XdsRelayOptions): Promise<XdsRelay>
       closed = true;
       clearInterval(probe);
       for (const stop of [...calls]) stop();
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 1_000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      await server.shutdown();
       pool.close();
       await cache.flush();
     },
