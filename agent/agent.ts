@@ -215,6 +215,7 @@ async function runEnrolled(
   if (options.dns) {
     local.push(runDns({
       ...options.dns,
+      dataDir: options.dataDir,
       api,
       identity: identityNow,
       metrics,

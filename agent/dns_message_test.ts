@@ -132,3 +132,29 @@ Deno.test("DnsResponder: NXDOMAIN, REFUSED outside the domain, forward when conf
   notify[2] = (notify[2]! & 0x87) | (4 << 3);
   assert.equal(decode(responder.handle(notify, "udp")).rcode, "NOTIMP");
 });
+
+Deno.test("DnsResponder: an instance the zone drops is out of the very next answer, cached or not", () => {
+  const z = zone(3);
+  const responder = new DnsResponder(z, { forward: false });
+  const ask = () =>
+    decode(responder.handle(query("web.default.svc.ironmesh", "A"), "udp")).answers!
+      .map((r) => String((r as { data: unknown }).data)).sort();
+  // Every shuffled order of the answer is cached by now.
+  for (let i = 0; i < PERMUTATIONS * 20; i++) ask();
+  assert.deepEqual(ask(), ["10.0.0.0", "10.0.0.1", "10.0.0.2"]);
+  // The watch learns that 10.0.0.1 turned unhealthy: the registry lists only the healthy.
+  z.update(
+    ["10.0.0.0", "10.0.0.2"].map((address) => ({
+      namespace: "default",
+      service: "web",
+      address,
+      port: 8080,
+      labels: {},
+    })),
+    [],
+    [{ namespace: "default", name: "web" }],
+  );
+  for (let i = 0; i < PERMUTATIONS * 20; i++) {
+    assert.deepEqual(ask(), ["10.0.0.0", "10.0.0.2"]);
+  }
+});

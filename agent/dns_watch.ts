@@ -6,14 +6,16 @@
  * rebuilds the DNS zone (`dns_zone.ts`) from the latest of the three.
  *
  * When the server cannot be reached, the zone keeps the last view and
- * answers from it; each list is asked again with a backoff of at most
+ * answers from it (also after an agent restart: the view is kept on disk,
+ * `dns_view_file.ts`); each list is asked again with a backoff of at most
  * {@link RETRY_CAP_MS}, and the first answer after an outage replaces the
  * view. One line is logged per outage, one on recovery.
  */
 import { formatDuration } from "../core/duration.ts";
 import type { Logger } from "../core/log.ts";
 import { backoffDelay } from "./backoff.ts";
-import type { DnsInstance, DnsSubset, DnsZone } from "./dns_zone.ts";
+import { loadView, type RegistryView, ViewFile } from "./dns_view_file.ts";
+import type { DnsZone } from "./dns_zone.ts";
 import type { ServerApi } from "./server_api.ts";
 import { sleep } from "./wait.ts";
 
@@ -25,13 +27,6 @@ const WATCH_TIMEOUT_MS = 70_000;
 const PAGE = 1000;
 /** Backoff cap of a failing list. */
 export const RETRY_CAP_MS = 5_000;
-
-/** What the zone is built from, as read from the API. */
-export interface RegistryView {
-  services: { namespace: string; name: string }[];
-  instances: DnsInstance[];
-  subsets: DnsSubset[];
-}
 
 interface InstanceItem {
   namespace: string;
@@ -55,6 +50,11 @@ export interface WatchOptions {
   random?: () => number;
   /** Called after each rebuild of the zone, with the view (for tests and metrics). */
   onView?: (view: RegistryView) => void;
+  /**
+   * Where the view is kept on disk (`dns_view_file.ts`): read before the
+   * first answer from the server, rewritten after every change. Absent: memory only.
+   */
+  viewPath?: string;
 }
 
 /**
@@ -114,7 +114,11 @@ async function follow<T>(
     if (failures > 0) log.info("Registry watch recovered", { list: what, failures });
     failures = 0;
     // An answer at the same index (the wait ran out) changes nothing.
-    if (newIndex === null || newIndex !== index) apply(items);
+    if (newIndex === null || newIndex !== index) {
+      apply(items);
+      // After the zone changed: from this line on, answers say what the registry does.
+      log.debug("Registry view changed", { list: what, items: items.length, index: newIndex });
+    }
     index = newIndex;
   }
 }
@@ -124,11 +128,24 @@ async function follow<T>(
  * module comment. Never rejects.
  */
 export async function watchRegistry(options: WatchOptions, signal: AbortSignal): Promise<void> {
-  const view: RegistryView = { services: [], instances: [], subsets: [] };
+  const { viewPath, log } = options;
+  const file = viewPath === undefined ? undefined : new ViewFile(viewPath, log);
+  const saved = viewPath === undefined ? undefined : await loadView(viewPath, log);
+  const view: RegistryView = saved ?? { services: [], instances: [], subsets: [] };
   const rebuild = () => {
     options.zone.update(view.instances, view.subsets, view.services);
+    file?.save(view);
     options.onView?.(view);
   };
+  if (saved !== undefined) {
+    // Until the server answers, DNS answers what it last said.
+    options.zone.update(view.instances, view.subsets, view.services);
+    log.info("DNS view loaded", {
+      path: viewPath,
+      services: view.services.length,
+      instances: view.instances.length,
+    });
+  }
   await Promise.all([
     follow<{ namespace: string; name: string }>(
       options,
@@ -178,4 +195,5 @@ export async function watchRegistry(options: WatchOptions, signal: AbortSignal):
       signal,
     ),
   ]);
+  await file?.flush();
 }

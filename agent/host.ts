@@ -80,8 +80,20 @@ export interface AgentState {
 
 /** Writes `agent.json` atomically, so a reader never sees half a file. */
 export async function writeAgentState(dir: string, state: AgentState): Promise<void> {
-  const path = `${dir}/agent.json`;
+  await writePrivateFile(`${dir}/agent.json`, JSON.stringify(state, null, 2) + "\n");
+}
+
+/**
+ * Writes `text` to `path` with mode 0600, atomically (through a temporary
+ * file renamed over it: a reader never sees half a file), creating its
+ * directory with mode 0700 if needed.
+ */
+export async function writePrivateFile(path: string, text: string): Promise<void> {
+  const dir = path.slice(0, path.lastIndexOf("/"));
+  if (dir !== "") await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const temp = `${path}.tmp`;
-  await Deno.writeTextFile(temp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 });
+  await Deno.writeTextFile(temp, text, { mode: 0o600 });
+  // The mode of `writeTextFile` applies only to a file it creates.
+  await Deno.chmod(temp, 0o600);
   await Deno.rename(temp, path);
 }

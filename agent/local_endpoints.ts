@@ -21,6 +21,7 @@ import { backoffDelay } from "./backoff.ts";
 import { Forwarder, resolversOf } from "./dns_forward.ts";
 import { DnsResponder } from "./dns_message.ts";
 import { type DnsServer, startDnsServer } from "./dns_server.ts";
+import { dnsViewPath } from "./dns_view_file.ts";
 import { watchRegistry } from "./dns_watch.ts";
 import { DnsZone } from "./dns_zone.ts";
 import { superviseEnvoy, writeBootstrap } from "./envoy.ts";
@@ -198,6 +199,8 @@ export async function runLocalXds(options: LocalXdsOptions, signal: AbortSignal)
 /** What {@link runDns} needs. */
 export interface DnsOptions {
   listen: HostPort;
+  /** The agent's data directory, where the DNS view is kept (`dns_view_file.ts`). */
+  dataDir: string;
   domain: string;
   ttlMs: number;
   forward: boolean;
@@ -237,7 +240,13 @@ export async function runDns(options: DnsOptions, signal: AbortSignal): Promise<
     else log.warn("No resolver to forward to; other names get REFUSED", { file });
   }
   const responder = new DnsResponder(zone, { forward: forwarder !== undefined });
-  const watch = watchRegistry({ api: options.api, zone, log, random: options.random }, signal);
+  const watch = watchRegistry({
+    api: options.api,
+    zone,
+    log,
+    random: options.random,
+    viewPath: dnsViewPath(options.dataDir),
+  }, signal);
   const server = await startWithRetry(
     "DNS server",
     options.listen,

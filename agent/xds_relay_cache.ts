@@ -24,6 +24,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Logger } from "../core/log.ts";
+import { writePrivateFile } from "./host.ts";
 
 /** Nodes kept; past that, the least recently used goes. */
 export const MAX_NODES = 32;
@@ -243,11 +244,7 @@ export class XdsCache {
     const text = JSON.stringify(file);
     this.#writing = this.#writing.then(async () => {
       try {
-        const dir = path.slice(0, path.lastIndexOf("/"));
-        if (dir !== "") await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-        await Deno.writeTextFile(`${path}.tmp`, text, { mode: 0o600 });
-        await Deno.chmod(`${path}.tmp`, 0o600);
-        await Deno.rename(`${path}.tmp`, path);
+        await writePrivateFile(path, text);
       } catch (error) {
         // The relay keeps serving from memory; only a restart during an outage would miss it.
         log.error("Cannot write the xDS cache", { path, error });
