@@ -82,7 +82,8 @@ export interface IdentityOptions {
 
 /** Metrics hooks; counted by the caller's metrics registry. */
 export interface IdentityEvents {
-  issued?: (kind: IssuanceKind) => void;
+  /** A certificate was issued to `node` (an enrolment may give it another identity). */
+  issued?: (kind: IssuanceKind, node: string) => void;
   refused?: (kind: IssuanceKind, reason: string) => void;
   tokenUsed?: () => void;
   tokenRefused?: () => void;
@@ -209,7 +210,7 @@ export class IdentityService {
         at: this.#iso(),
       });
       this.events.tokenUsed?.();
-      this.events.issued?.("enrol");
+      this.events.issued?.("enrol", node);
       this.#options.log.info("Node enrolled", {
         node,
         identity: leaf.identity,
@@ -269,7 +270,7 @@ export class IdentityService {
         ttlMs: this.#options.currentLeafTtlMs?.() ?? this.#options.leafTtlMs,
       });
       await this.#store.recordIssuance(this.#record(leaf, "renew", current?.tokenId ?? null));
-      this.events.issued?.("renew");
+      this.events.issued?.("renew", principal.node);
       this.#options.log.info("Certificate renewed", {
         node: principal.node,
         serial: leaf.serial,

@@ -7,6 +7,7 @@ import { formatHostPort, type HostPort, parseHostPort } from "../core/address.ts
 import { systemClock } from "../core/clock.ts";
 import { InvalidError, UnauthorizedError, UnavailableError } from "../core/errors.ts";
 import { jsonLogger, type Logger } from "../core/log.ts";
+import { meshChange } from "../core/mesh_change.ts";
 import {
   describeServerConfig,
   SERVER_FLAGS,
@@ -83,8 +84,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     const policies = new PolicyService({
       store,
       log,
-      changed: (keys) => {
-        pushRef?.changed("policy", keys);
+      changed: (change) => {
+        pushRef?.changed(change);
         store.policyRevision().then((revision) => policyFeed.publish(revision)).catch((error) =>
           log.error("Cannot read the policy revision", { error })
         );
@@ -176,7 +177,11 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       }).catch((error) => log.error("Cannot reload TLS material", { error }));
     };
     identity.events = {
-      issued: (kind) => metrics.certificatesIssued.inc({ kind }),
+      issued: (kind, node) => {
+        metrics.certificatesIssued.inc({ kind });
+        // An enrolment may give the node another identity, which its peers check.
+        if (kind === "enrol") push.changed(meshChange({ nodes: [node] }));
+      },
       refused: (kind, reason) => metrics.certificatesRefused.inc({ kind, reason }),
       tokenUsed: () => metrics.joinTokens.inc({ result: "used" }),
       tokenRefused: () => metrics.joinTokens.inc({ result: "refused" }),
@@ -185,10 +190,12 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
           tls.closeNode(node);
           ads.closeNode(node);
         }
+        // Peers stop accepting a revoked node's identity.
+        push.changed(meshChange({ nodes }));
       },
       trustChanged: () => {
         reloadTls("trust changed");
-        push.changed("trust");
+        push.changed(meshChange({ trust: true }));
       },
     };
     const timers = [
@@ -249,7 +256,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     adsServers = plainAds ? [ads, plainAds] : [ads];
     await push.start(adsServers);
     pushRef = push;
-    const unsubscribe = registry.feed.subscribe(() => push.changed("registry"));
+    const unsubscribe = registry.subscribe((change) => push.changed(change));
     started.push(() => {
       unsubscribe();
       push.stop();

@@ -17,6 +17,7 @@ import {
 } from "../core/errors.ts";
 import { type JsonChange, jsonDiff } from "../core/json_diff.ts";
 import type { Logger } from "../core/log.ts";
+import { type MeshChange, meshChange } from "../core/mesh_change.ts";
 import {
   type AnyPolicy,
   API_VERSION,
@@ -26,7 +27,12 @@ import {
   type PolicySet,
   policySet,
 } from "../core/policy/model.ts";
-import { checkPolicy, parsePolicy, type ValidationContext } from "../core/policy/validate.ts";
+import {
+  checkPolicy,
+  type KnownService,
+  parsePolicy,
+  type ValidationContext,
+} from "../core/policy/validate.ts";
 import type { AuditEntry, AuditQuery, PolicyRevision, PolicyWrite, Store } from "../store/store.ts";
 
 /** One resource of one proxy that a dry run would change. */
@@ -54,8 +60,8 @@ export interface ProxyChange {
 export interface PolicyServiceOptions {
   store: Store;
   log: Logger;
-  /** Called after every stored change, so the push pipeline recomputes. */
-  changed: (keys: string[]) => void;
+  /** Called after every stored change with the policies written, so the push pipeline recomputes. */
+  changed: (change: MeshChange) => void;
   /** For dry runs: every proxy whose configuration differs under `policies`, with diffs. */
   preview?: (policies: PolicySet) => ProxyChange[];
 }
@@ -192,7 +198,7 @@ export class PolicyService {
     const after = policySet([...next.values()]);
     // The documents that parsed are checked against the mesh too, so that one run reports
     // every problem of the batch, not the first kind of problem only.
-    const ctx = await this.#context(after);
+    const ctx = await this.#context(after, drafts);
     const warnings: FieldProblem[] = [];
     for (const { index, draft } of parsed) {
       const result = checkPolicy(draft, ctx);
@@ -262,7 +268,7 @@ export class PolicyService {
     });
     const storedByKey = new Map<string, AnyPolicy>();
     for (const p of stored) if (p) storedByKey.set(refOf(p), p);
-    this.#o.changed(changed.map(refOf));
+    this.#o.changed(meshChange({ policies: changed.map(refOf) }));
     this.#o.log.info("Policies applied", {
       actor: options.actor,
       changed: changed.map(refOf),
@@ -328,7 +334,7 @@ export class PolicyService {
       }
       throw error;
     });
-    this.#o.changed([key]);
+    this.#o.changed(meshChange({ policies: [key] }));
     this.#o.log.info("Policy deleted", { actor: options.actor, policy: key });
     return { dryRun: false, items: [item], warnings: [] };
   }
@@ -442,7 +448,7 @@ export class PolicyService {
     service: string,
     after: PolicySet,
   ): Promise<FieldProblem[]> {
-    const ctx = await this.#context(after);
+    const ctx = await this.#context(after, after.trafficRoutes);
     const problems: FieldProblem[] = [];
     for (const route of after.trafficRoutes) {
       const targets = route.spec.rules.flatMap((
@@ -465,12 +471,30 @@ export class PolicyService {
     return problems;
   }
 
-  async #context(policies: PolicySet): Promise<ValidationContext> {
-    const services = await this.#o.store.list("service", { limit: 1_000_000 });
-    return {
-      services: new Map(services.map((s) => [`${s.namespace}/${s.name}`, { ports: s.ports }])),
-      policies,
-    };
+  /**
+   * What `checked` is validated against: `policies`, and the services the
+   * checks ask about, read one by one. The checks are dry-run until they ask
+   * for no service not read yet: reading every service of a large mesh cost
+   * more than the write itself.
+   */
+  async #context(
+    policies: PolicySet,
+    checked: readonly PolicyDraft[],
+  ): Promise<ValidationContext> {
+    const services = new Map<string, KnownService>();
+    const read = new Set<string>();
+    while (true) {
+      const asked = new Set<string>();
+      const recorder = new RecordingMap(services, asked);
+      for (const draft of checked) checkPolicy(draft, { services: recorder, policies });
+      const missing = [...asked].filter((k) => !read.has(k));
+      if (missing.length === 0) return { services, policies };
+      await Promise.all(missing.map(async (key) => {
+        read.add(key);
+        const service = await this.#o.store.get("service", key);
+        if (service) services.set(key, { ports: service.ports });
+      }));
+    }
   }
 
   async #refuse(
@@ -567,4 +591,21 @@ function invalid(problems: FieldProblem[]): InvalidError {
     `Invalid policy: ${first.pointer || "/"}: ${first.message}${more}`,
     problems,
   );
+}
+
+/** The services read so far, noting every key a check asks for. */
+class RecordingMap extends Map<string, KnownService> {
+  readonly #asked: Set<string>;
+  constructor(known: ReadonlyMap<string, KnownService>, asked: Set<string>) {
+    super(known);
+    this.#asked = asked;
+  }
+  override get(key: string): KnownService | undefined {
+    this.#asked.add(key);
+    return super.get(key);
+  }
+  override has(key: string): boolean {
+    this.#asked.add(key);
+    return super.has(key);
+  }
 }

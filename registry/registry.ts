@@ -9,6 +9,7 @@ import {
 import { instanceHealth, nodeLiveness } from "../core/health.ts";
 import { matchesSelector, type Selector } from "../core/labels.ts";
 import type { Logger } from "../core/log.ts";
+import type { MeshChange } from "../core/mesh_change.ts";
 import {
   type CheckStatus,
   type Health,
@@ -23,6 +24,7 @@ import {
   type ServicePut,
 } from "../core/model.ts";
 import type { Expectation, Store, Write } from "../store/store.ts";
+import { changeOfWrites } from "./changes.ts";
 import { ChangeFeed } from "./feed.ts";
 
 /** The caller of a registry write, as far as the registry cares. */
@@ -106,6 +108,7 @@ export class Registry {
   readonly #flushIntervalMs: number;
   readonly #live = new Map<string, Live>();
   readonly #locks = new Map<string, Promise<unknown>>();
+  readonly #listeners = new Set<(change: MeshChange) => void>();
   #timers: ReturnType<typeof setInterval>[] = [];
   #stopped = false;
 
@@ -182,11 +185,29 @@ export class Registry {
     return next;
   }
 
-  async #commit(writes: Write[], expect: Expectation[] = []): Promise<number> {
+  /**
+   * Calls `listener` with the keys of every committed change, after the
+   * feed has its revision. Returns the function that stops it.
+   */
+  subscribe(listener: (change: MeshChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Commits `writes`; `gone` are the instances it deletes, so the change names their services. */
+  async #commit(
+    writes: Write[],
+    expect: Expectation[] = [],
+    gone: readonly Instance[] = [],
+  ): Promise<number> {
     if (this.#stopped) throw new UnavailableError("The server is shutting down");
     const before = this.feed.revision;
     const revision = await this.#store.commit({ writes, expect });
-    if (revision !== before) this.feed.publish(revision);
+    if (revision !== before) {
+      this.feed.publish(revision);
+      const change = changeOfWrites(writes, gone);
+      for (const listener of this.#listeners) listener(change);
+    }
     return revision;
   }
 
@@ -496,7 +517,7 @@ export class Registry {
         kind: "node",
         key: name,
         revision: existing?.revision ?? null,
-      }]);
+      }], removed);
       this.#live.set(name, {
         owner: node.owner,
         lastBeatMs: nowMs,
@@ -756,7 +777,7 @@ export class Registry {
       ...instances.map((i) => ({ op: "delete", kind: "instance", key: i.id }) as const),
       ...await this.#orphanedServices(instances, name),
     ];
-    await this.#commit(writes, expectation("node", name, node, pre));
+    await this.#commit(writes, expectation("node", name, node, pre), instances);
     this.#live.delete(name);
     this.#log.info("Node removed", { node: name, reason, instances: instances.length });
   }

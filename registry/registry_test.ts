@@ -8,6 +8,7 @@ import {
   PreconditionFailedError,
 } from "../core/errors.ts";
 import { silentLogger } from "../core/log.ts";
+import { type MeshChange, meshChange } from "../core/mesh_change.ts";
 import { type NodeRegistration, nodeRegistrationSchema } from "../core/model.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import { type Actor, Registry } from "./registry.ts";
@@ -355,3 +356,39 @@ Deno.test("nodeRegistrationSchema refuses inbound ports that clash and duplicate
     "upstreams/2",
   ]);
 });
+
+Deno.test("Registry.subscribe() names the services, endpoints and nodes each commit changed", () =>
+  withRegistry(async (registry) => {
+    const changes: MeshChange[] = [];
+    const stop = registry.subscribe((change) => changes.push(change));
+    await registry.register("vm-1", registration(), agent);
+    assert.deepEqual(
+      changes.pop(),
+      meshChange({
+        services: ["default/api", "default/web"],
+        endpoints: ["default/api", "default/web"],
+        nodes: ["vm-1"],
+      }),
+    );
+    // The same registration again commits nothing and says nothing.
+    await registry.register("vm-1", registration(), agent);
+    assert.equal(changes.length, 0);
+    // A failing check: only web's endpoints (and the node holding them).
+    await registry.heartbeat("vm-1", {
+      checks: [{ id: "web", status: "failing", output: "" }],
+    }, agent);
+    assert.deepEqual(changes.pop(), meshChange({ endpoints: ["default/web"], nodes: ["vm-1"] }));
+    // Leaving: a deleted instance is named by id in the write; its service still is in the change.
+    await registry.deregister("vm-1", agent);
+    assert.deepEqual(
+      changes.pop(),
+      meshChange({
+        services: ["default/api", "default/web"],
+        endpoints: ["default/api", "default/web"],
+        nodes: ["vm-1"],
+      }),
+    );
+    stop();
+    await registry.register("vm-1", registration(), agent);
+    assert.equal(changes.length, 0, "no listener after stop");
+  }));

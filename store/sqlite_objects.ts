@@ -57,7 +57,7 @@ export function listObjects<K extends Kind>(
     clauses.push("key > ?");
     params.push(query.after);
   }
-  const sql = `SELECT data, revision, heartbeat FROM objects WHERE ${
+  const sql = `SELECT data, revision, heartbeat FROM objects ${indexFor(query)} WHERE ${
     clauses.join(" AND ")
   } ORDER BY key`;
   const items: Objects[K][] = [];
@@ -69,6 +69,21 @@ export function listObjects<K extends Kind>(
     if (items.length >= query.limit) break;
   }
   return items;
+}
+
+/**
+ * The index a filtered list must use. Statements are prepared once, often
+ * on a new, empty database, where the planner (with no statistics) prefers
+ * walking the primary key in key order to an index lookup: a list of one
+ * service's instances then read every instance, 6 ms at 20,000 of them
+ * instead of 0.02 ms.
+ */
+function indexFor(query: Pick<ListQuery<unknown>, "namespace" | "service" | "node">): string {
+  if (query.namespace !== undefined && query.service !== undefined) {
+    return "INDEXED BY objects_by_service";
+  }
+  if (query.node !== undefined) return "INDEXED BY objects_by_node";
+  return "";
 }
 
 /** How many objects of each kind exist. */

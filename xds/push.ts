@@ -10,6 +10,7 @@
  * nor serves a service those policies name.
  */
 import type { Logger } from "../core/log.ts";
+import { isEmptyChange, mergeChanges, type MeshChange, NO_CHANGE } from "../core/mesh_change.ts";
 import { parseSpiffeId } from "../core/spiffe_id.ts";
 import { jsonDiff } from "../core/json_diff.ts";
 import {
@@ -44,8 +45,22 @@ import {
 } from "./generate/model.ts";
 import { buildPushContext, type PushContext } from "./generate/push_context.ts";
 
-/** Why a push happened: a fixed set, so the metric's labels stay bounded. */
-export type PushReason = "registry" | "policy" | "trust";
+/**
+ * Why a push happened: a fixed set, so the metric's labels stay bounded.
+ * `endpoints`: only instances changed (Istio's incremental EDS case);
+ * `registry`: a service's shape or a node's setup changed.
+ */
+export type PushReason = "endpoints" | "registry" | "policy" | "trust";
+
+/** The reasons of a change, each once. */
+export function pushReasons(change: MeshChange): PushReason[] {
+  const reasons: PushReason[] = [];
+  if (change.services.length > 0 || change.nodes.length > 0) reasons.push("registry");
+  else if (change.endpoints.length > 0) reasons.push("endpoints");
+  if (change.policies.length > 0 || change.meshConfig) reasons.push("policy");
+  if (change.trust) reasons.push("trust");
+  return reasons;
+}
 
 /** Options of {@link PushPipeline}. */
 export interface PushOptions {
@@ -89,9 +104,8 @@ export class PushPipeline {
   #previous = new Map<string, ProxySnapshot>();
   #timer: ReturnType<typeof setTimeout> | null = null;
   #firstChange = 0;
-  #reasons = new Set<PushReason>();
-  /** Policies written since the last push (`kind/namespace/name`). */
-  #policyKeys = new Set<string>();
+  /** What changed since the last push. */
+  #pending: MeshChange = NO_CHANGE;
   #running: Promise<void> = Promise.resolve();
   #stopped = false;
 
@@ -113,25 +127,22 @@ export class PushPipeline {
 
   /**
    * Records a change; the push follows once changes pause (or the maximum
-   * delay is reached). A policy change names the policies written.
+   * delay is reached).
    */
-  changed(reason: PushReason, policyKeys: readonly string[] = []): void {
-    if (this.#stopped) return;
+  changed(change: MeshChange): void {
+    if (this.#stopped || isEmptyChange(change)) return;
     const now = Date.now();
     if (this.#timer === null) this.#firstChange = now;
     else clearTimeout(this.#timer);
-    this.#reasons.add(reason);
-    for (const key of policyKeys) this.#policyKeys.add(key);
+    this.#pending = mergeChanges(this.#pending, change);
     const { debounceMs, maxDelayMs } = this.#timing();
     const wait = Math.max(0, Math.min(debounceMs, this.#firstChange + maxDelayMs - now));
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      const reasons = [...this.#reasons];
+      const change = this.#pending;
       const causedAt = this.#firstChange;
-      const policyKeys = [...this.#policyKeys];
-      this.#reasons.clear();
-      this.#policyKeys.clear();
-      this.#running = this.#running.then(() => this.#push(reasons, causedAt, policyKeys)).catch((
+      this.#pending = NO_CHANGE;
+      this.#running = this.#running.then(() => this.#push(change, causedAt)).catch((
         error,
       ) =>
         this.#options.log.error("Push failed: proxies keep their last configuration", { error })
@@ -157,13 +168,14 @@ export class PushPipeline {
     };
   }
 
-  async #push(reasons: PushReason[], causedAt: number, policyKeys: string[]): Promise<void> {
+  async #push(change: MeshChange, causedAt: number): Promise<void> {
     const start = performance.now();
+    const reasons = pushReasons(change);
     const previous = this.#context;
     const previousSnapshots = this.#snapshots;
     await this.#rebuild();
     if (previous && reasons.length === 1 && reasons[0] === "policy") {
-      this.#keepUnaffected(previous, previousSnapshots, policyKeys);
+      this.#keepUnaffected(previous, previousSnapshots, change.policies);
     }
     for (const server of this.#servers) await server.push(causedAt);
     const ms = performance.now() - start;

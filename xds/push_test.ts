@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
+import { meshChange } from "../core/mesh_change.ts";
 import { type CertificateRecord, nodeRegistrationSchema } from "../core/model.ts";
 import { type AnyPolicy, policyKey, policySet } from "../core/policy/model.ts";
 import { type Actor, Registry } from "../registry/registry.ts";
@@ -142,7 +143,7 @@ async function withMesh(
       await store.recordIssuance(certificate(node, namespace));
     }
     await push.start([server]);
-    const unsubscribe = registry.feed.subscribe(() => push.changed("registry"));
+    const unsubscribe = registry.subscribe((change) => push.changed(change));
     try {
       await fn({ registry, store, push, pushes: () => pushes });
     } finally {
@@ -337,7 +338,11 @@ async function writePolicy(store: Store, push: PushPipeline, policy: AnyPolicy):
     actor: "test",
     at: "2026-01-01T00:00:00.000Z",
   });
-  push.changed("policy", [policyKey(policy.kind, policy.metadata.namespace, policy.metadata.name)]);
+  push.changed(
+    meshChange({
+      policies: [policyKey(policy.kind, policy.metadata.namespace, policy.metadata.name)],
+    }),
+  );
 }
 
 function policy<K extends AnyPolicy["kind"]>(
