@@ -1,0 +1,212 @@
+/**
+ * State-of-the-world ADS (`StreamAggregatedResources`), over the shared
+ * stream core. Per stream and type it keeps the names the proxy subscribed
+ * to, the version and nonce last sent, the version last ACKed and the last
+ * NACK. A NACKed version is never sent again, so a config a proxy rejects
+ * cannot turn into a push loop; the proxy keeps its last good config until
+ * a new version exists.
+ */
+import type { Logger } from "../core/log.ts";
+import type { ProxyStatus } from "../core/proxy_status.ts";
+import { compareStrings, shortHash } from "./generate/canonical.ts";
+import type { ProxySnapshot, Resource } from "./generate/model.ts";
+import * as codec from "./proto/codec.ts";
+import {
+  type AdsEvents,
+  concat,
+  KIND_BY_URL,
+  type NodeInfo,
+  type SharedState,
+  type SnapshotDiff,
+  type Stream,
+  type StreamIo,
+  stringField,
+  touches,
+  type Variant,
+  WILDCARD_TYPES,
+} from "./stream_core.ts";
+
+/** Per stream and type. */
+export interface SotwState {
+  names: Set<string> | "*";
+  /** `*` or the sorted names: the key of this subscription's selection in a snapshot. */
+  namesKey: string;
+  sentVersion: string | null;
+  sentNonce: string | null;
+  sentAt: number;
+  sentResources: Resource[];
+  ackedVersion: string | null;
+  nack: { version: string; message: string; at: string } | null;
+}
+
+/** The resources of one subscription in one snapshot, with their version and encoding. */
+interface Selection {
+  resources: Resource[];
+  version: string;
+  /** The response's fields but the nonce, built on first use. */
+  bytes: Uint8Array | null;
+}
+
+const DISCOVERY_REQUEST = "envoy.service.discovery.v3.DiscoveryRequest";
+
+/** A DiscoveryRequest, the parts we read. */
+interface SotwRequest {
+  type_url?: string;
+  resource_names?: string[];
+  version_info?: string;
+  response_nonce?: string;
+  error_detail?: { message?: string };
+  node?: NodeInfo;
+}
+
+/** The state-of-the-world variant; see the module comment. */
+export class SotwVariant implements Variant<SotwState> {
+  readonly #shared: SharedState;
+  readonly #log: Logger;
+  readonly #events: AdsEvents;
+  /** Selections per snapshot (see `#select`); dropped with the snapshot. */
+  readonly #selections = new WeakMap<ProxySnapshot, Map<string, Selection>>();
+
+  constructor(shared: SharedState, log: Logger, events: AdsEvents) {
+    this.#shared = shared;
+    this.#log = log;
+    this.#events = events;
+  }
+
+  request(stream: Stream<SotwState>, bytes: Uint8Array, io: StreamIo<SotwState>): void {
+    const request = codec.decodeStrict(DISCOVERY_REQUEST, bytes) as SotwRequest;
+    const peer = io.identify(stream, request.node);
+    const typeUrl = request.type_url ?? "";
+    if (!KIND_BY_URL.has(typeUrl)) {
+      this.#log.debug("Unknown xDS type requested", { stream: stream.id, typeUrl });
+      return;
+    }
+    let state = stream.types.get(typeUrl);
+    if (!state) {
+      state = {
+        names: "*",
+        namesKey: "*",
+        sentVersion: null,
+        sentNonce: null,
+        sentAt: 0,
+        sentResources: [],
+        ackedVersion: null,
+        nack: null,
+      };
+      stream.types.set(typeUrl, state);
+    }
+    const nonce = request.response_nonce ?? "";
+    // A reply to an older response than the last one sent is stale: the proxy will answer the
+    // newest. A nonce on a type nothing was sent for on this stream (a client that kept it across
+    // a reconnect) answers nothing here: the request still counts as a subscription.
+    if (nonce !== "" && state.sentNonce !== null && nonce !== state.sentNonce) return;
+    if (nonce !== "" && nonce === state.sentNonce) {
+      if (request.error_detail) {
+        state.nack = {
+          version: state.sentVersion ?? "",
+          message: request.error_detail.message ?? "",
+          at: new Date().toISOString(),
+        };
+        this.#events.nack?.(typeUrl);
+        this.#log.warn("Proxy rejected configuration (NACK)", {
+          stream: stream.id,
+          node: peer.node,
+          typeUrl,
+          version: state.nack.version,
+          error: state.nack.message,
+        });
+      } else if (state.ackedVersion !== request.version_info) {
+        state.ackedVersion = request.version_info ?? null;
+        this.#events.acked?.(typeUrl, state.sentAt);
+      }
+    }
+    const names = request.resource_names ?? [];
+    const wanted = names.length === 0 && WILDCARD_TYPES.has(typeUrl) ? "*" : new Set(names);
+    const changed = !sameNames(state.names, wanted) || state.sentVersion === null;
+    state.names = wanted;
+    state.namesKey = wanted === "*" ? "*" : [...wanted].sort().join("\n");
+    if (changed) this.#send(io, stream, typeUrl, state, true);
+  }
+
+  refresh(stream: Stream<SotwState>, diff: SnapshotDiff | null, io: StreamIo<SotwState>): void {
+    for (const [typeUrl, state] of stream.types) {
+      if (diff && !touches(state.names, diff.get(KIND_BY_URL.get(typeUrl)!)!)) continue;
+      this.#send(io, stream, typeUrl, state, false);
+    }
+  }
+
+  /** Sends a type's current resources when they differ from what the proxy has (or `force`). */
+  #send(
+    io: StreamIo<SotwState>,
+    stream: Stream<SotwState>,
+    typeUrl: string,
+    state: SotwState,
+    force: boolean,
+  ): void {
+    const selection = this.#select(stream.snapshot, typeUrl, state);
+    const { resources, version } = selection;
+    if (!force && version === state.sentVersion) return;
+    if (state.nack && version === state.nack.version) return;
+    const nonce = io.nonce(stream);
+    selection.bytes ??= concat([
+      stringField(1, version),
+      ...resources.map((r) => this.#shared.encoder.entry(r)),
+      stringField(4, typeUrl),
+    ]);
+    state.sentVersion = version;
+    state.sentNonce = nonce;
+    state.sentAt = this.#shared.sentAt();
+    state.sentResources = resources;
+    io.write(stream, typeUrl, concat([selection.bytes, stringField(5, nonce)]));
+  }
+
+  /**
+   * The resources of one subscription in a snapshot, with their combined
+   * version. Proxies that share a snapshot and subscribe to the same names
+   * (most proxyless clients of a service) share one selection, and its
+   * encoding, so a push costs per distinct subscription, not per stream.
+   */
+  #select(snapshot: ProxySnapshot | null, typeUrl: string, state: SotwState): Selection {
+    const kind = KIND_BY_URL.get(typeUrl)!;
+    if (!snapshot) return { resources: [], version: shortHash(""), bytes: null };
+    let memo = this.#selections.get(snapshot);
+    if (!memo) this.#selections.set(snapshot, memo = new Map());
+    const key = `${kind}|${state.namesKey}`;
+    let selection = memo.get(key);
+    if (!selection) {
+      let resources: Resource[];
+      if (state.names === "*") resources = snapshot[kind];
+      else {
+        const index = this.#shared.index(snapshot, kind);
+        resources = [];
+        for (const name of [...state.names].sort(compareStrings)) {
+          const resource = index.get(name);
+          if (resource) resources.push(resource);
+        }
+      }
+      const version = shortHash(resources.map((r) => `${r.name}:${r.version}`).join(","));
+      memo.set(key, selection = { resources, version, bytes: null });
+    }
+    return selection;
+  }
+
+  status(stream: Stream<SotwState>): ProxyStatus["types"] {
+    return [...stream.types].map(([typeUrl, t]) => ({
+      typeUrl,
+      subscribed: t.names === "*" ? "*" as const : [...t.names].sort(),
+      sentVersion: t.sentVersion,
+      ackedVersion: t.ackedVersion,
+      lastNack: t.nack,
+      inSync: t.sentVersion !== null && t.sentVersion === t.ackedVersion,
+    }));
+  }
+
+  dump(stream: Stream<SotwState>): [string, unknown[]][] {
+    return [...stream.types].map(([typeUrl, t]) => [typeUrl, t.sentResources.map((r) => r.body)]);
+  }
+}
+
+function sameNames(a: Set<string> | "*", b: Set<string> | "*"): boolean {
+  if (a === "*" || b === "*") return a === b;
+  return a.size === b.size && [...a].every((n) => b.has(n));
+}

@@ -1,0 +1,523 @@
+/**
+ * What the state-of-the-world and delta ADS servers share
+ * (go-control-plane's `pkg/server/stream`): the streams and who is at the
+ * other end, the snapshot each stream serves, the push that visits only
+ * the streams a change can concern, the status and config dump, and the
+ * encoding of resources, done once per resource and shared by every
+ * stream that is sent it.
+ *
+ * A variant (`sotw_server.ts`, `delta_server.ts`) decodes its requests,
+ * keeps its per-type state, and sends; the core tells it when its stream's
+ * snapshot changed, with the names that changed, so a stream that
+ * subscribes to none of them costs a set lookup per type.
+ */
+import type * as grpc from "@grpc/grpc-js";
+import { status as grpcStatus } from "@grpc/grpc-js";
+import { grpcCodeOf } from "../core/errors.ts";
+import type { Logger } from "../core/log.ts";
+import type { ProxyStatus } from "../core/proxy_status.ts";
+import { compareStrings } from "./generate/canonical.ts";
+import { TYPE_URLS } from "./generate/generate.ts";
+import {
+  type JsonObject,
+  type ProxySnapshot,
+  type Resource,
+  RESOURCE_KINDS,
+  type ResourceKind,
+} from "./generate/model.ts";
+import * as codec from "./proto/codec.ts";
+
+/** Who is at the other end of a stream, as far as configuration goes. */
+export interface ProxyPeer {
+  node: string;
+  identity: string;
+  kind: "sidecar" | "proxyless";
+}
+
+/** Hooks for metrics; reasons and kinds are fixed sets so label values stay bounded. */
+export interface AdsEvents {
+  connected?: (kind: ProxyPeer["kind"], delta: 1 | -1) => void;
+  sent?: (typeUrl: string) => void;
+  nack?: (typeUrl: string) => void;
+  /** A proxy ACKed; `since` is when the change behind what it ACKed happened (or it was asked). */
+  acked?: (typeUrl: string, since: number) => void;
+}
+
+/** The `node` of a DiscoveryRequest, the parts we read. */
+export interface NodeInfo {
+  id?: string;
+  cluster?: string;
+  user_agent_name?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** Options of the ADS server, shared by both variants. */
+export interface AdsOptions {
+  log: Logger;
+  /** Resources for a proxy from the current push context. */
+  snapshotFor: (peer: ProxyPeer) => ProxySnapshot;
+  /**
+   * The key under which `snapshotFor` caches a peer's snapshot: a push
+   * names the keys whose snapshots changed. Default: one key for all.
+   */
+  snapshotKey?: (peer: ProxyPeer) => string;
+  /** Who the caller is: from its mTLS certificate, or (loopback test listener only) its node. */
+  identify: (call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>, node: NodeInfo) => ProxyPeer;
+  events?: AdsEvents;
+}
+
+/** Which streams a push must look at: those of these snapshot keys, and those of these nodes. */
+export interface PushScope {
+  keys: ReadonlySet<string>;
+  nodes: ReadonlySet<string>;
+}
+
+/** Per kind, the names whose resource was added, removed or changed between two snapshots. */
+export type SnapshotDiff = ReadonlyMap<ResourceKind, ReadonlySet<string>>;
+
+/**
+ * A snapshot that can say, without comparing lists, what changed since the
+ * one before it, and look resources up by name: what the stream servers
+ * need of a snapshot the size of a whole mesh, where any pass over every
+ * resource costs milliseconds (a proxyless client's, `proxyless_snapshot.ts`).
+ */
+export interface IndexedSnapshot extends ProxySnapshot {
+  /** Resources by kind and name. */
+  readonly byName: ReadonlyMap<ResourceKind, ReadonlyMap<string, Resource>>;
+  /** The snapshot this one replaced (while it is alive), and the names that changed since. */
+  readonly previous: { snapshot: WeakRef<ProxySnapshot>; changes: SnapshotDiff } | null;
+}
+
+function isIndexed(snapshot: ProxySnapshot): snapshot is IndexedSnapshot {
+  return "byName" in snapshot;
+}
+
+/** The resource kind of each type URL we serve. */
+export const KIND_BY_URL: ReadonlyMap<string, ResourceKind> = new Map(
+  Object.entries(TYPE_URLS).map(([k, url]) => [url, k as ResourceKind]),
+);
+/** Types whose empty subscription means "everything" (Envoy's wildcard). */
+export const WILDCARD_TYPES: ReadonlySet<string> = new Set([
+  TYPE_URLS.listeners,
+  TYPE_URLS.clusters,
+]);
+
+/** One ADS stream; `S` is its variant's per-type state. */
+export interface Stream<S> {
+  id: string;
+  /** Order of connection, across both variants. */
+  seq: number;
+  peer: ProxyPeer | null;
+  /** The peer's snapshot key when it was last looked at. */
+  key: string;
+  connectedAt: string;
+  call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>;
+  types: Map<string, S>;
+  snapshot: ProxySnapshot | null;
+  nonce: number;
+}
+
+/** What the core does for a variant's streams. */
+export interface StreamIo<S> {
+  /** Identifies the proxy on its stream's first request and takes its first snapshot. */
+  identify(stream: Stream<S>, node: NodeInfo | undefined): ProxyPeer;
+  /** A new nonce of the stream. */
+  nonce(stream: Stream<S>): string;
+  /** Writes a response. */
+  write(stream: Stream<S>, typeUrl: string, bytes: Uint8Array): void;
+}
+
+/** What a variant does with its streams. */
+export interface Variant<S> {
+  /** Handles one request; throws to end the stream with the error's status. */
+  request(stream: Stream<S>, bytes: Uint8Array, io: StreamIo<S>): void;
+  /**
+   * The stream's snapshot changed: send what its subscriptions see of
+   * `diff` (`null`: anything may have changed).
+   */
+  refresh(stream: Stream<S>, diff: SnapshotDiff | null, io: StreamIo<S>): void;
+  /** Per-type status of a stream. */
+  status(stream: Stream<S>): ProxyStatus["types"];
+  /** Per-type configuration of a stream, as JSON. */
+  dump(stream: Stream<S>): [string, unknown[]][];
+}
+
+/** Counters and caches both variants of one server share. */
+export class SharedState {
+  #nextId = 0;
+  /** When the change behind the running push happened; `null` outside pushes. */
+  causedAt: number | null = null;
+  readonly encoder = new ResourceEncoder();
+  readonly #indexes = new WeakMap<ProxySnapshot, Map<ResourceKind, Map<string, Resource>>>();
+  readonly #diffs = new WeakMap<ProxySnapshot, WeakMap<ProxySnapshot, SnapshotDiff>>();
+
+  nextSeq(): number {
+    return ++this.#nextId;
+  }
+
+  /** When what is being sent was caused: the push's change, or now. */
+  sentAt(): number {
+    return this.causedAt ?? Date.now();
+  }
+
+  /**
+   * A snapshot's resources of `kind` by name, built once per snapshot: a
+   * lookup per subscribed name, not a scan of the list per stream.
+   */
+  index(snapshot: ProxySnapshot, kind: ResourceKind): ReadonlyMap<string, Resource> {
+    if (isIndexed(snapshot)) return snapshot.byName.get(kind)!;
+    let kinds = this.#indexes.get(snapshot);
+    if (!kinds) this.#indexes.set(snapshot, kinds = new Map());
+    let index = kinds.get(kind);
+    if (!index) kinds.set(kind, index = new Map(snapshot[kind].map((r) => [r.name, r])));
+    return index;
+  }
+
+  /** What changed from `before` to `after`, computed once per pair. */
+  diff(before: ProxySnapshot, after: ProxySnapshot): SnapshotDiff {
+    let byAfter = this.#diffs.get(before);
+    if (!byAfter) this.#diffs.set(before, byAfter = new WeakMap());
+    let diff = byAfter.get(after);
+    if (!diff) {
+      byAfter.set(after, diff = chainedDiff(before, after) ?? diffSnapshots(before, after));
+    }
+    return diff;
+  }
+}
+
+/**
+ * What changed from `before` to `after` when `after` descends from it by a
+ * few {@link IndexedSnapshot.previous} links: the union of their changes.
+ * `null` when it does not (then the lists are compared).
+ */
+function chainedDiff(before: ProxySnapshot, after: ProxySnapshot): SnapshotDiff | null {
+  const steps: SnapshotDiff[] = [];
+  let at: ProxySnapshot | undefined = after;
+  while (at !== before) {
+    if (!at || !isIndexed(at) || !at.previous || steps.length >= 8) return null;
+    steps.push(at.previous.changes);
+    at = at.previous.snapshot.deref();
+  }
+  if (steps.length === 1) return steps[0]!;
+  const out = new Map<ResourceKind, Set<string>>();
+  for (const kind of RESOURCE_KINDS) {
+    out.set(kind, new Set(steps.flatMap((s) => [...s.get(kind) ?? []])));
+  }
+  return out;
+}
+
+/** Per kind, the names added, removed or changed: a merge of the two name-sorted lists. */
+export function diffSnapshots(before: ProxySnapshot, after: ProxySnapshot): SnapshotDiff {
+  const out = new Map<ResourceKind, Set<string>>();
+  for (const kind of RESOURCE_KINDS) {
+    const a = before[kind];
+    const b = after[kind];
+    const names = new Set<string>();
+    if (a !== b) {
+      let i = 0;
+      let j = 0;
+      while (i < a.length || j < b.length) {
+        const x = a[i];
+        const y = b[j];
+        const order = !x ? 1 : !y ? -1 : compareStrings(x.name, y.name);
+        if (order < 0) names.add(x!.name), i++;
+        else if (order > 0) names.add(y!.name), j++;
+        else {
+          if (x !== y && x!.version !== y!.version) names.add(x!.name);
+          i++;
+          j++;
+        }
+      }
+    }
+    out.set(kind, names);
+  }
+  return out;
+}
+
+/** True when a subscription (`*` or names) covers one of `changed`. */
+export function touches(names: ReadonlySet<string> | "*", changed: ReadonlySet<string>): boolean {
+  if (changed.size === 0) return false;
+  if (names === "*") return true;
+  const [small, large] = names.size <= changed.size ? [names, changed] : [changed, names];
+  for (const n of small) if (large.has(n)) return true;
+  return false;
+}
+
+/**
+ * Resource bytes, encoded once per resource body and shared by every
+ * response that carries it: encoding dominated the cost of a push to many
+ * proxies. Keyed by the body object, so bytes live as long as some snapshot
+ * holds the body and need no sweeping.
+ */
+export class ResourceEncoder {
+  readonly #values = new WeakMap<JsonObject, Uint8Array>();
+  readonly #entries = new WeakMap<JsonObject, Uint8Array>();
+
+  /** The resource's own protobuf bytes (the `value` of its Any). */
+  value(resource: Resource): Uint8Array {
+    let bytes = this.#values.get(resource.body);
+    if (!bytes) {
+      bytes = codec.encodeStrict(
+        resource.typeUrl.slice(resource.typeUrl.indexOf("/") + 1),
+        resource.body,
+      );
+      this.#values.set(resource.body, bytes);
+    }
+    return bytes;
+  }
+
+  /**
+   * `resources` field (2) of a DiscoveryResponse holding the resource as an
+   * Any, tag and length included: responses are these entries concatenated.
+   */
+  entry(resource: Resource): Uint8Array {
+    let bytes = this.#entries.get(resource.body);
+    if (!bytes) {
+      const any = concat([
+        stringField(1, resource.typeUrl),
+        bytesField(2, this.value(resource)),
+      ]);
+      bytes = bytesField(2, any);
+      this.#entries.set(resource.body, bytes);
+    }
+    return bytes;
+  }
+}
+
+const UTF8 = new TextEncoder();
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n > 0x7f) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+/** A length-delimited protobuf field. */
+export function bytesField(field: number, value: Uint8Array): Uint8Array {
+  const head = [...varint((field << 3) | 2), ...varint(value.length)];
+  const out = new Uint8Array(head.length + value.length);
+  out.set(head);
+  out.set(value, head.length);
+  return out;
+}
+
+/** A string protobuf field; empty strings are left out, as protobuf does. */
+export function stringField(field: number, value: string): Uint8Array {
+  return value === "" ? new Uint8Array() : bytesField(field, UTF8.encode(value));
+}
+
+/** The parts, one after the other. */
+export function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * The streams of one variant: open, identify, index by snapshot key and
+ * node, push, status, close.
+ */
+export class StreamCore<S> implements StreamIo<S> {
+  readonly #options: AdsOptions;
+  readonly #shared: SharedState;
+  readonly #variant: Variant<S>;
+  readonly #idPrefix: string;
+  readonly #streams = new Map<string, Stream<S>>();
+  readonly #byKey = new Map<string, Set<Stream<S>>>();
+  readonly #byNode = new Map<string, Set<Stream<S>>>();
+
+  constructor(options: AdsOptions, shared: SharedState, variant: Variant<S>, idPrefix: string) {
+    this.#options = options;
+    this.#shared = shared;
+    this.#variant = variant;
+    this.#idPrefix = idPrefix;
+  }
+
+  /** Serves one gRPC stream. */
+  open(call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>): void {
+    const seq = this.#shared.nextSeq();
+    const stream: Stream<S> = {
+      id: `${this.#idPrefix}${seq}`,
+      seq,
+      peer: null,
+      key: "",
+      connectedAt: new Date().toISOString(),
+      call,
+      types: new Map(),
+      snapshot: null,
+      nonce: 0,
+    };
+    this.#streams.set(stream.id, stream);
+    const close = () => {
+      if (!this.#streams.delete(stream.id)) return;
+      if (stream.peer) {
+        this.#unindex(stream);
+        this.#options.events?.connected?.(stream.peer.kind, -1);
+      }
+    };
+    call.on("data", (bytes: Uint8Array) => {
+      try {
+        this.#variant.request(stream, bytes, this);
+      } catch (error) {
+        this.#options.log.warn("ADS request refused", { stream: stream.id, error });
+        endWith(call, refusalCode(error), error instanceof Error ? error.message : String(error));
+        close();
+      }
+    });
+    call.on("end", () => {
+      call.end();
+      close();
+    });
+    call.on("error", close);
+    call.on("cancelled", close);
+  }
+
+  /** Identifies the proxy on its stream's first request and takes its first snapshot. */
+  identify(stream: Stream<S>, node: NodeInfo | undefined): ProxyPeer {
+    if (!stream.peer) {
+      const peer = this.#options.identify(stream.call, node ?? {});
+      stream.peer = peer;
+      stream.snapshot = this.#options.snapshotFor(peer);
+      stream.key = this.#keyOf(peer);
+      this.#index(stream);
+      this.#options.events?.connected?.(peer.kind, 1);
+      this.#options.log.info("Proxy connected", { stream: stream.id, ...peer });
+    }
+    return stream.peer;
+  }
+
+  /** A new nonce of the stream. */
+  nonce(stream: Stream<S>): string {
+    return String(++stream.nonce);
+  }
+
+  /** Writes a response. */
+  write(stream: Stream<S>, typeUrl: string, bytes: Uint8Array): void {
+    stream.call.write(bytes);
+    this.#options.events?.sent?.(typeUrl);
+  }
+
+  #keyOf(peer: ProxyPeer): string {
+    return this.#options.snapshotKey?.(peer) ?? "";
+  }
+
+  #index(stream: Stream<S>): void {
+    addTo(this.#byKey, stream.key, stream);
+    addTo(this.#byNode, stream.peer!.node, stream);
+  }
+
+  #unindex(stream: Stream<S>): void {
+    removeFrom(this.#byKey, stream.key, stream);
+    removeFrom(this.#byNode, stream.peer!.node, stream);
+  }
+
+  /**
+   * Gives each stream in `scope` (every stream without one) its current
+   * snapshot and lets the variant send what changed. Yields to the event
+   * loop every 100 streams, so a large push never starves request handling.
+   */
+  async push(scope?: PushScope): Promise<void> {
+    let visit: Iterable<Stream<S>>;
+    if (scope) {
+      const set = new Set<Stream<S>>();
+      for (const key of scope.keys) for (const s of this.#byKey.get(key) ?? []) set.add(s);
+      for (const node of scope.nodes) for (const s of this.#byNode.get(node) ?? []) set.add(s);
+      visit = set;
+    } else {
+      visit = [...this.#streams.values()];
+    }
+    let done = 0;
+    for (const stream of visit) {
+      if (!stream.peer || !this.#streams.has(stream.id)) continue;
+      const key = this.#keyOf(stream.peer);
+      if (key !== stream.key) {
+        this.#unindex(stream);
+        stream.key = key;
+        this.#index(stream);
+      }
+      const snapshot = this.#options.snapshotFor(stream.peer);
+      const before = stream.snapshot;
+      if (snapshot === before) continue;
+      stream.snapshot = snapshot;
+      this.#variant.refresh(stream, before ? this.#shared.diff(before, snapshot) : null, this);
+      if (++done % 100 === 0) await new Promise((r) => setTimeout(r, 0));
+    }
+  }
+
+  /** Every identified stream. */
+  streams(): Stream<S>[] {
+    return [...this.#streams.values()].filter((s) => s.peer);
+  }
+
+  /** Status of every identified stream. */
+  status(): (ProxyStatus & { seq: number })[] {
+    return this.streams().map((s) => ({
+      id: s.id,
+      seq: s.seq,
+      ...s.peer!,
+      connectedAt: s.connectedAt,
+      types: this.#variant.status(s),
+    }));
+  }
+
+  /** Stream `id`'s configuration per type, or `null` when there is no such stream. */
+  configDump(id: string): Record<string, unknown[]> | null {
+    const stream = this.#streams.get(id);
+    return stream ? Object.fromEntries(this.#variant.dump(stream)) : null;
+  }
+
+  /** Ends every stream of `node` (its certificate was revoked). */
+  closeNode(node: string): number {
+    let closed = 0;
+    for (const stream of this.#streams.values()) {
+      if (stream.peer?.node !== node) continue;
+      endWith(stream.call, grpcStatus.UNAUTHENTICATED, `Node "${node}" has been revoked`);
+      closed++;
+    }
+    return closed;
+  }
+
+  /** Ends every stream (shutdown). */
+  closeAll(): void {
+    for (const stream of this.#streams.values()) stream.call.end();
+  }
+}
+
+function addTo<T>(map: Map<string, Set<T>>, key: string, value: T): void {
+  let set = map.get(key);
+  if (!set) map.set(key, set = new Set());
+  set.add(value);
+}
+
+function removeFrom<T>(map: Map<string, Set<T>>, key: string, value: T): void {
+  const set = map.get(key);
+  set?.delete(value);
+  if (set?.size === 0) map.delete(key);
+}
+
+/**
+ * Ends a stream with an error status. grpc-js sends a status only when the stream ends:
+ * `destroy()` would drop the call here and leave the client's stream open.
+ */
+function endWith(
+  call: grpc.ServerDuplexStream<Uint8Array, Uint8Array>,
+  code: grpcStatus,
+  details: string,
+): void {
+  call.emit("error", { code, details });
+}
+
+/** The status of a refused stream, from the one error table (`core/errors.ts`). */
+function refusalCode(error: unknown): grpcStatus {
+  return grpcStatus[grpcCodeOf(error)];
+}
