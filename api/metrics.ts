@@ -74,7 +74,7 @@ export class Metrics {
     });
     this.pushes = new client.Histogram({
       name: "ironmesh_xds_push_duration_seconds",
-      help: "Time of one push to every connected proxy, by reason (registry, policy, trust)",
+      help: "Time of one push, by reason (endpoints, registry, policy, trust)",
       labelNames: ["reason"],
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,

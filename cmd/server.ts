@@ -236,6 +236,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     const ads = new AdsServer({
       log,
       snapshotFor: (peer) => push.snapshotFor(peer),
+      snapshotKey: (peer) => push.snapshotKey(peer),
       identify: (call, node) => {
         const cert = call.getAuthContext().sslPeerCertificate;
         if (!cert) throw new UnauthorizedError("xDS needs the proxy's mesh certificate (mTLS)");
@@ -249,6 +250,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         name: "local",
         log,
         snapshotFor: (peer) => push.snapshotFor(peer),
+        snapshotKey: (peer) => push.snapshotKey(peer),
         identify: (_call, node) => claimedPeer(node, authority.trustDomain),
         events: adsEvents,
       })

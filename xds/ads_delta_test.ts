@@ -8,14 +8,14 @@
 import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { silentLogger } from "../core/log.ts";
-import { AdsServer, adsServiceDefinition } from "./ads_server.ts";
-import type { JsonObject, ProxySnapshot, Resource } from "./generate/model.ts";
+import { AdsServer } from "./ads_server.ts";
+import type { ProxySnapshot, Resource } from "./generate/model.ts";
 import { startGrpcServer } from "./grpc_server.ts";
-import * as codec from "./proto/codec.ts";
 import {
   BASE,
   CDS,
   cluster,
+  type DeltaResponse,
   EDS,
   endpoints,
   LDS,
@@ -24,110 +24,11 @@ import {
   RDS,
   route,
   snapshot,
+  TestDeltaClient,
 } from "./_ads_testing.ts";
 
 // ---------------------------------------------------------------------------
 // The test client and fixture.
-
-/** A DeltaDiscoveryResponse as the strict codec decodes it. */
-interface DeltaResponse {
-  system_version_info?: string;
-  type_url: string;
-  nonce: string;
-  resources?: { name: string; version: string; resource: JsonObject }[];
-  removed_resources?: string[];
-}
-
-/**
- * A test client we wrote (not Envoy): one raw grpc-js `DeltaAggregatedResources`
- * stream, requests and responses through the strict codec.
- */
-class TestDeltaClient {
-  readonly #client: grpc.Client;
-  readonly #call: grpc.ClientDuplexStream<Uint8Array, Uint8Array>;
-  readonly #inbox: DeltaResponse[] = [];
-  #wake: (() => void) | null = null;
-  readonly #ended: Promise<grpc.StatusObject>;
-
-  constructor(port: number) {
-    this.#client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    this.#call = this.#client.makeBidiStreamRequest(
-      adsServiceDefinition.deltaAggregatedResources.path,
-      (b: Uint8Array) => Buffer.from(b),
-      (b: Buffer) => new Uint8Array(b),
-    );
-    this.#call.on("data", (bytes: Uint8Array) => {
-      this.#inbox.push(
-        codec.decodeStrict("envoy.service.discovery.v3.DeltaDiscoveryResponse", bytes) as never,
-      );
-      this.#wake?.();
-    });
-    this.#call.on("error", () => {});
-    this.#ended = new Promise((resolve) => this.#call.on("status", resolve));
-  }
-
-  /** Sends a DeltaDiscoveryRequest (with a node). */
-  send(request: {
-    type_url: string;
-    resource_names_subscribe?: string[];
-    resource_names_unsubscribe?: string[];
-    initial_resource_versions?: Record<string, string>;
-    response_nonce?: string;
-    error_detail?: { code: number; message: string };
-  }): void {
-    this.#call.write(
-      codec.encodeStrict("envoy.service.discovery.v3.DeltaDiscoveryRequest", {
-        node: { id: PEER.node, user_agent_name: "ironmesh-test-client" },
-        ...request,
-      }),
-    );
-  }
-
-  ack(response: DeltaResponse): void {
-    this.send({ type_url: response.type_url, response_nonce: response.nonce });
-  }
-
-  nack(response: DeltaResponse, message: string): void {
-    this.send({
-      type_url: response.type_url,
-      response_nonce: response.nonce,
-      error_detail: { code: grpc.status.INVALID_ARGUMENT, message },
-    });
-  }
-
-  /** The next response, waiting up to `timeoutMs`. */
-  async next(timeoutMs = 2_000): Promise<DeltaResponse> {
-    if (this.#inbox.length === 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#wake = resolve),
-        new Promise<void>((_, reject) =>
-          timer = setTimeout(() => reject(new Error("No response in time")), timeoutMs)
-        ),
-      ]).finally(() => {
-        clearTimeout(timer);
-        this.#wake = null;
-      });
-    }
-    return this.#inbox.shift()!;
-  }
-
-  /** Responses received and not read yet. */
-  get unread(): number {
-    return this.#inbox.length;
-  }
-
-  /** How the stream ended. */
-  get ended(): Promise<grpc.StatusObject> {
-    return this.#ended;
-  }
-
-  async close(): Promise<void> {
-    this.#call.end();
-    await this.#ended;
-    this.#client.close();
-  }
-}
 
 /** `name@version` of each resource in a response, and its removals. */
 function changes(response: DeltaResponse): { sent: string[]; removed: string[] } {

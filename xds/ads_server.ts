@@ -56,19 +56,17 @@ export class AdsServer {
   constructor(options: AdsOptions & { name?: string }) {
     const prefix = options.name ?? "ads";
     const events = options.events ?? {};
-    this.#sotw = new StreamCore(
-      options,
-      this.#shared,
-      new SotwVariant(this.#shared, options.log, events),
-      `${prefix}-`,
-    );
+    this.#sotw = new StreamCore(options, this.#shared, {
+      name: "sotw",
+      handler: new SotwVariant(this.#shared, options.log, events),
+      idPrefix: `${prefix}-`,
+    });
     // The status type has no field for the variant: delta streams say so in their id.
-    this.#delta = new StreamCore(
-      options,
-      this.#shared,
-      new DeltaVariant(this.#shared, options.log, events),
-      `${prefix}-delta-`,
-    );
+    this.#delta = new StreamCore(options, this.#shared, {
+      name: "delta",
+      handler: new DeltaVariant(this.#shared, options.log, events),
+      idPrefix: `${prefix}-delta-`,
+    });
   }
 
   /** The handler object for `server.addService(adsServiceDefinition, …)`. */

@@ -8,134 +8,25 @@ import assert from "node:assert/strict";
 import * as grpc from "@grpc/grpc-js";
 import { UnauthorizedError } from "../core/errors.ts";
 import { silentLogger } from "../core/log.ts";
-import { AdsServer, adsServiceDefinition, type ProxyPeer } from "./ads_server.ts";
-import type { JsonObject, ProxySnapshot } from "./generate/model.ts";
+import { AdsServer, type ProxyPeer } from "./ads_server.ts";
+import type { ProxySnapshot } from "./generate/model.ts";
 import { startGrpcServer } from "./grpc_server.ts";
-import * as codec from "./proto/codec.ts";
-import { BASE, CDS, cluster, EDS, endpoints, LDS, PEER, RDS, snapshot } from "./_ads_testing.ts";
+import {
+  BASE,
+  CDS,
+  cluster,
+  EDS,
+  endpoints,
+  LDS,
+  PEER,
+  RDS,
+  snapshot,
+  type SotwResponse,
+  TestSotwClient,
+} from "./_ads_testing.ts";
 
 // ---------------------------------------------------------------------------
 // The test client and fixture.
-
-/** A DiscoveryResponse as the strict codec decodes it. */
-interface SotwResponse {
-  version_info?: string;
-  type_url: string;
-  nonce: string;
-  resources?: JsonObject[];
-}
-
-/**
- * A test client we wrote (not Envoy): one raw grpc-js `StreamAggregatedResources`
- * stream, requests and responses through the strict codec. It remembers per
- * type the names it subscribed to and the version it last accepted, as a
- * state-of-the-world client must.
- */
-class TestSotwClient {
-  readonly #client: grpc.Client;
-  readonly #call: grpc.ClientDuplexStream<Uint8Array, Uint8Array>;
-  readonly #inbox: SotwResponse[] = [];
-  #wake: (() => void) | null = null;
-  readonly #ended: Promise<grpc.StatusObject>;
-  readonly #names = new Map<string, string[]>();
-  readonly #accepted = new Map<string, string>();
-
-  constructor(port: number) {
-    this.#client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-    this.#call = this.#client.makeBidiStreamRequest(
-      adsServiceDefinition.streamAggregatedResources.path,
-      (b: Uint8Array) => Buffer.from(b),
-      (b: Buffer) => new Uint8Array(b),
-    );
-    this.#call.on("data", (bytes: Uint8Array) => {
-      this.#inbox.push(
-        codec.decodeStrict("envoy.service.discovery.v3.DiscoveryResponse", bytes) as never,
-      );
-      this.#wake?.();
-    });
-    this.#call.on("error", () => {});
-    this.#ended = new Promise((resolve) => this.#call.on("status", resolve));
-  }
-
-  #send(request: codec.ProtoJson): void {
-    this.#call.write(
-      codec.encodeStrict("envoy.service.discovery.v3.DiscoveryRequest", {
-        node: { id: PEER.node, user_agent_name: "ironmesh-test-client" },
-        ...request,
-      }),
-    );
-  }
-
-  /** Subscribes to `names` of a type (`[]`: wildcard for LDS/CDS). */
-  subscribe(typeUrl: string, names: string[]): void {
-    this.#names.set(typeUrl, names);
-    this.#send({
-      type_url: typeUrl,
-      resource_names: names,
-      version_info: this.#accepted.get(typeUrl),
-    });
-  }
-
-  /** Accepts a response. */
-  ack(response: SotwResponse): void {
-    this.#accepted.set(response.type_url, response.version_info ?? "");
-    this.#send({
-      type_url: response.type_url,
-      resource_names: this.#names.get(response.type_url),
-      version_info: response.version_info,
-      response_nonce: response.nonce,
-    });
-  }
-
-  /** Rejects a response: the version stays the last accepted one. */
-  nack(response: SotwResponse, message: string): void {
-    this.#send({
-      type_url: response.type_url,
-      resource_names: this.#names.get(response.type_url),
-      version_info: this.#accepted.get(response.type_url),
-      response_nonce: response.nonce,
-      error_detail: { code: grpc.status.INVALID_ARGUMENT, message },
-    });
-  }
-
-  /** Sends a request as is (for stale replies). */
-  raw(request: codec.ProtoJson): void {
-    this.#send(request);
-  }
-
-  /** The next response, waiting up to `timeoutMs`. */
-  async next(timeoutMs = 2_000): Promise<SotwResponse> {
-    if (this.#inbox.length === 0) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        new Promise<void>((resolve) => this.#wake = resolve),
-        new Promise<void>((_, reject) =>
-          timer = setTimeout(() => reject(new Error("No response in time")), timeoutMs)
-        ),
-      ]).finally(() => {
-        clearTimeout(timer);
-        this.#wake = null;
-      });
-    }
-    return this.#inbox.shift()!;
-  }
-
-  /** Responses received and not read yet. */
-  get unread(): number {
-    return this.#inbox.length;
-  }
-
-  /** How the stream ended. */
-  get ended(): Promise<grpc.StatusObject> {
-    return this.#ended;
-  }
-
-  async close(): Promise<void> {
-    this.#call.end();
-    await this.#ended;
-    this.#client.close();
-  }
-}
 
 /** Names in a response, in order. */
 function names(response: SotwResponse): string[] {

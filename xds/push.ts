@@ -1,49 +1,39 @@
 /**
- * The push pipeline: a registry, policy or trust change → debounce (wait
- * for quiet, never longer than a maximum) → one push context for the whole
- * mesh → the snapshots of the proxies whose inputs changed → the stream
- * server sends what changed. Proxies that ask for the same thing share one
- * snapshot per push, and resources are versioned by content, so an
- * endpoint-only change reaches proxies as EDS only; heartbeats that change
- * nothing never get here, because they bump no revision. A push caused only
- * by policy writes keeps the snapshot of every proxy that neither sends to
- * nor serves a service those policies name.
+ * The push pipeline: keyed change events (`core/mesh_change.ts`) →
+ * debounce (wait for quiet, never longer than a maximum; `debounce.ts`) →
+ * the in-memory mesh view re-reads only the keys they name and says which
+ * inputs moved (`mesh_view.ts`) → the resource cache drops what was built
+ * from those inputs, and the snapshots of the proxies that used them
+ * (`resource_cache.ts`) → the stream servers visit only those proxies'
+ * streams and send only the resources whose version changed.
+ *
+ * So an endpoint-only change rebuilds the load assignments of one service
+ * and reaches its subscribers as EDS only; a policy on one service touches
+ * only the proxies that send to or serve it; a resource whose inputs did
+ * not change keeps its body, its version and its encoded bytes; heartbeats
+ * that change nothing never get here, because they commit nothing.
  */
 import type { Logger } from "../core/log.ts";
-import { isEmptyChange, mergeChanges, type MeshChange, NO_CHANGE } from "../core/mesh_change.ts";
+import { mergeChanges, type MeshChange } from "../core/mesh_change.ts";
+import type { ProxyPolicies } from "../core/policy/match.ts";
+import { durationMs, EMPTY_POLICY_SET, type Policy, type PolicySet } from "../core/policy/model.ts";
 import { parseSpiffeId } from "../core/spiffe_id.ts";
-import { jsonDiff } from "../core/json_diff.ts";
-import {
-  explain,
-  indexPolicies,
-  type PolicyIndex,
-  type ProxyPolicies,
-  type ServiceRef,
-  trafficRouteFor,
-} from "../core/policy/match.ts";
-import {
-  type AnyPolicy,
-  durationMs,
-  type Policy,
-  policyKey,
-  type PolicySet,
-  policySet,
-} from "../core/policy/model.ts";
-import type { ProxyChange, ResourceChange } from "../policy/service.ts";
+import type { ProxyChange } from "../policy/service.ts";
 import type { Store } from "../store/store.ts";
 import type { AdsServer, ProxyPeer } from "./ads_server.ts";
+import { Debouncer, type Timers } from "./debounce.ts";
 import { consistent, generateProxy } from "./generate/generate.ts";
 import {
-  type InboundEntry,
-  type Locality,
-  type MeshEndpoint,
-  type MeshView,
+  type MeshService,
+  type ProxyRequest,
   type ProxySnapshot,
   RESOURCE_KINDS,
-  type SidecarRequest,
-  type UpstreamEntry,
 } from "./generate/model.ts";
-import { buildPushContext, type PushContext } from "./generate/push_context.ts";
+import { buildPushContext, type PushContext, serviceKey } from "./generate/push_context.ts";
+import { type Dep, loadMeshView, type MeshState, type Trust, UNREGISTERED } from "./mesh_view.ts";
+import { explainProxy, previewPolicies, type PreviewTarget } from "./preview.ts";
+import { PartConflictError, PartedSnapshot } from "./proxyless_snapshot.ts";
+import { ANY_DEP, CachedContext, DepCache } from "./resource_cache.ts";
 
 /**
  * Why a push happened: a fixed set, so the metric's labels stay bounded.
@@ -67,92 +57,89 @@ export interface PushOptions {
   store: Store;
   log: Logger;
   /** The mesh's trust domain and current bundle PEM. */
-  trust: () => { trustDomain: string; bundlePem: string };
+  trust: () => Trust;
   /** Wait this long without a change before pushing. Default: 100 ms. */
   debounceMs?: number;
   /** But never longer than this after the first change. Default: 1 s. */
   maxDelayMs?: number;
   /** Called after each push with its reason and duration. */
   pushed?: (reason: PushReason, ms: number) => void;
+  /** The debounce's clock and timers. Default: the runtime's. */
+  timers?: Timers;
+  /**
+   * After every push, compare the view with a fresh read of the store and
+   * log an error naming what differs. Costs a full read per push: for
+   * tests and debugging. Default: false.
+   */
+  selfCheck?: boolean;
 }
 
-/** What a node's sidecar asks for, from its registration: {@link SidecarRequest} without the caller. */
-export type SidecarSetup = Pick<SidecarRequest, "hostAddress" | "inbound" | "upstreams">;
+/** Nothing served at all: what a proxy gets when its first snapshot cannot be served. */
+const EMPTY_SNAPSHOT: ProxySnapshot = Object.freeze({
+  clusters: [],
+  endpoints: [],
+  listeners: [],
+  routes: [],
+  secrets: [],
+});
 
-/** Where a node without `region` and `zone` labels runs, as far as routing goes. */
-const NO_LOCALITY: Locality = { region: "", zone: "" };
-
-/** A node's locality, from its `region` and `zone` labels. */
-function localityOf(labels: Readonly<Record<string, string>> | undefined): Locality {
-  return { region: labels?.["region"] ?? "", zone: labels?.["zone"] ?? "" };
-}
-
-/** A sidecar on a node the registry does not know (yet): nothing to serve or reach. */
-const UNREGISTERED: SidecarSetup = { hostAddress: "0.0.0.0", inbound: [], upstreams: [] };
-
-/** The push pipeline; the stream server asks it for snapshots. */
+/** The push pipeline; the stream servers ask it for snapshots. */
 export class PushPipeline {
   readonly #options: PushOptions;
+  readonly #debouncer: Debouncer<MeshChange>;
   #servers: AdsServer[] = [];
-  #context: PushContext | null = null;
-  /** Each registered node's sidecar setup, from the same store reads as the context. */
-  #sidecars = new Map<string, SidecarSetup>();
-  /** Each registered node's locality (its `region` and `zone` labels). */
-  #localities = new Map<string, Locality>();
-  #snapshots = new Map<string, ProxySnapshot>();
-  /** The snapshots of the push before, for a proxy whose configuration cannot be generated. */
-  #previous = new Map<string, ProxySnapshot>();
-  #timer: ReturnType<typeof setTimeout> | null = null;
-  #firstChange = 0;
-  /** What changed since the last push. */
-  #pending: MeshChange = NO_CHANGE;
+  #state: MeshState | null = null;
+  #context: CachedContext | null = null;
+  /** Sidecar snapshots, by snapshot key. */
+  readonly #snapshots = new DepCache<ProxySnapshot>();
+  /** Proxyless clients' snapshots, by snapshot key, kept per service (`proxyless_snapshot.ts`). */
+  readonly #proxyless = new Map<string, ProxylessEntry>();
+  /** Their parts, by `<snapshot key>\u0000<service key>`. */
+  readonly #parts = new DepCache<ProxySnapshot>();
+  /** The snapshot last served per key: what a proxy keeps when a new one cannot be served. */
+  readonly #served = new Map<string, ProxySnapshot>();
   #running: Promise<void> = Promise.resolve();
-  #stopped = false;
 
   constructor(options: PushOptions) {
     this.#options = options;
+    this.#debouncer = new Debouncer({
+      merge: mergeChanges,
+      fire: (change, firstAt) => {
+        this.#running = this.#running.then(() => this.#push(change, firstAt)).catch((error) =>
+          this.#options.log.error("Push failed: proxies keep their last configuration", { error })
+        );
+      },
+      timing: () => this.#timing(),
+      ...(options.timers ? { timers: options.timers } : {}),
+    });
   }
 
-  /** Connects the stream servers and builds the first push context. */
+  /** Loads the mesh view and connects the stream servers. */
   async start(servers: AdsServer[]): Promise<void> {
     this.#servers = servers;
-    await this.#rebuild();
+    this.#state = await loadMeshView(this.#options.store, this.#options.trust());
+    this.#context = new CachedContext(this.#state);
   }
 
   /** Stops pending pushes. */
   stop(): void {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#debouncer.stop();
   }
 
-  /**
-   * Records a change; the push follows once changes pause (or the maximum
-   * delay is reached).
-   */
+  /** Records a change; the push follows once changes pause (or the maximum delay is reached). */
   changed(change: MeshChange): void {
-    if (this.#stopped || isEmptyChange(change)) return;
-    const now = Date.now();
-    if (this.#timer === null) this.#firstChange = now;
-    else clearTimeout(this.#timer);
-    this.#pending = mergeChanges(this.#pending, change);
-    const { debounceMs, maxDelayMs } = this.#timing();
-    const wait = Math.max(0, Math.min(debounceMs, this.#firstChange + maxDelayMs - now));
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      const change = this.#pending;
-      const causedAt = this.#firstChange;
-      this.#pending = NO_CHANGE;
-      this.#running = this.#running.then(() => this.#push(change, causedAt)).catch((
-        error,
-      ) =>
-        this.#options.log.error("Push failed: proxies keep their last configuration", { error })
-      );
-    }, wait);
+    this.#debouncer.add(change);
   }
 
-  /** The mesh's MeshConfig as of the last push, or `null`. */
+  /** Pushes what is pending now, and resolves once every push so far is done. */
+  async settle(): Promise<void> {
+    this.#debouncer.flush();
+    await this.#running;
+  }
+
+  /** The mesh's MeshConfig, or `null`. */
   meshConfig(): Policy<"MeshConfig"> | null {
-    return this.#context?.view.policies?.meshConfig ?? null;
+    return this.#state?.policies.meshConfig ?? null;
   }
 
   /** Debounce settings: MeshConfig's `push` when set, else the server's flags. */
@@ -170,259 +157,241 @@ export class PushPipeline {
 
   async #push(change: MeshChange, causedAt: number): Promise<void> {
     const start = performance.now();
-    const reasons = pushReasons(change);
-    const previous = this.#context;
-    const previousSnapshots = this.#snapshots;
-    await this.#rebuild();
-    if (previous && reasons.length === 1 && reasons[0] === "policy") {
-      this.#keepUnaffected(previous, previousSnapshots, change.policies);
+    const state = this.#started();
+    const deps = await state.apply(this.#options.store, change, this.#options.trust());
+    if (deps.size > 0) {
+      this.#context!.invalidate(deps);
+      const keys = this.#snapshots.invalidate([...deps, ANY_DEP]);
+      for (const part of this.#parts.invalidate([...deps, ANY_DEP])) {
+        const [key, service] = part.split(PART_SEPARATOR) as [string, string];
+        this.#proxyless.get(key)?.dirty.add(service);
+        keys.add(key);
+      }
+      if (deps.has("services")) {
+        for (const [key, entry] of this.#proxyless) {
+          entry.reconcile = true;
+          keys.add(key);
+        }
+      }
+      const nodes = new Set<string>();
+      for (const d of deps) if (d.startsWith("node:")) nodes.add(d.slice("node:".length));
+      for (const server of this.#servers) await server.push(causedAt, { keys, nodes });
     }
-    for (const server of this.#servers) await server.push(causedAt);
     const ms = performance.now() - start;
+    const reasons = pushReasons(change);
     for (const reason of reasons) this.#options.pushed?.(reason, ms);
-    this.#options.log.debug("Pushed", { reasons, ms: Math.round(ms) });
-  }
-
-  async #rebuild(): Promise<void> {
-    const { view, sidecars, localities } = await this.#read();
-    this.#context = buildPushContext(view);
-    this.#sidecars = sidecars;
-    this.#localities = localities;
-    this.#previous = this.#snapshots;
-    this.#snapshots = new Map();
-  }
-
-  async #read(): Promise<
-    { view: MeshView; sidecars: Map<string, SidecarSetup>; localities: Map<string, Locality> }
-  > {
-    const { store } = this.#options;
-    const all = { limit: 1_000_000 };
-    const [services, instances, nodes, certificates, policies] = await Promise.all([
-      store.list("service", all),
-      store.list("instance", all),
-      store.list("node", all),
-      store.listCertificates({ current: true, liveAt: new Date().toISOString() }),
-      store.listPolicies(),
-    ]);
-    const labels = new Map(nodes.map((n) => [n.name, n.labels]));
-    const identities = new Map(certificates.map((c) => [c.node, c.identity]));
-    const { trustDomain, bundlePem } = this.#options.trust();
-    const endpoints: MeshEndpoint[] = instances.map((i) => ({
-      service: i.service,
-      namespace: i.namespace,
-      node: i.node,
-      address: i.address,
-      port: i.port,
-      // `??`: instances stored before inbound ports existed have no such field.
-      inboundPort: i.inboundPort ?? null,
-      protocol: i.protocol,
-      labels: i.labels,
-      healthy: i.health === "healthy",
-      locality: localityOf(labels.get(i.node)),
-      identity: identities.get(i.node) ?? "",
-    }));
-    const inbound = new Map<string, InboundEntry[]>();
-    for (const i of instances) {
-      const inboundPort = i.inboundPort ?? null;
-      if (inboundPort === null) continue;
-      const entry: InboundEntry = {
-        id: i.id.slice(0, i.id.lastIndexOf("@")),
-        service: i.service,
-        namespace: i.namespace,
-        inboundPort,
-        appPort: i.port,
-        protocol: i.protocol,
-      };
-      const list = inbound.get(i.node);
-      if (list) list.push(entry);
-      else inbound.set(i.node, [entry]);
+    this.#options.log.debug("Pushed", { reasons, moved: deps.size, ms: Math.round(ms) });
+    if (this.#options.selfCheck) {
+      await this.checkView().catch((error) =>
+        this.#options.log.error("The mesh view differs from the store", { error })
+      );
     }
-    const sidecars = new Map<string, SidecarSetup>(nodes.map((n) => [n.name, {
-      // Inbound listeners take every address of the host: peers dial an instance's registered
-      // address, which need not be the node's first one, and mTLS guards the port either way.
-      hostAddress: UNREGISTERED.hostAddress,
-      inbound: inbound.get(n.name) ?? [],
-      // `??`: nodes stored before upstreams existed have no such field.
-      upstreams: (n.upstreams ?? []).map((u): UpstreamEntry => ({
-        service: u.service,
-        namespace: u.namespace,
-        localPort: u.localPort,
-        ...(u.port !== undefined ? { port: u.port } : {}),
-      })),
-    }]));
-    const view: MeshView = {
-      trustDomain,
-      trustBundlePem: bundlePem,
-      services: services.map((s) => ({
-        namespace: s.namespace,
-        name: s.name,
-        ports: s.ports,
-        labels: s.labels,
-      })),
-      endpoints,
-      policies: policySet(policies),
-    };
-    const localities = new Map(nodes.map((n) => [n.name, localityOf(n.labels)]));
-    return { view, sidecars, localities };
   }
 
   /**
-   * A proxy's snapshot from the current push context. Proxyless clients of
-   * one namespace get the same configuration, so they share one snapshot. A
-   * sidecar gets its node's setup from the registry: inbound listeners on
-   * the node's first address for the instances that declare an inbound port,
-   * and the node's upstreams; a node not registered yet gets neither until
-   * its registration triggers a push.
+   * Compares the view with a fresh read of the store; throws naming the
+   * first difference. Call it when no push is pending (see {@link settle}).
    */
-  snapshotFor(peer: ProxyPeer): ProxySnapshot {
-    if (!this.#context) throw new Error("The push pipeline has not started");
-    const key = this.#keyOf(peer);
-    let snapshot = this.#snapshots.get(key);
-    if (!snapshot) {
-      try {
-        snapshot = this.#generate(this.#context, key, peer);
-      } catch (error) {
-        // A generator bug (or a stored policy no generator can compile) must not stall every
-        // proxy's push: this proxy keeps what it had; without that, it gets the mesh's defaults.
-        this.#options.log.error("Cannot generate a proxy's configuration: it keeps its last one", {
-          proxy: key,
-          error,
-        });
-        snapshot = this.#previous.get(key) ??
-          this.#generate(
-            buildPushContext({ ...this.#context.view, policies: policySet([]) }),
-            key,
-            peer,
-          );
-      }
-      this.#snapshots.set(key, snapshot);
-    }
-    return snapshot;
+  async checkView(): Promise<void> {
+    const state = this.#started();
+    const fresh = await loadMeshView(this.#options.store, this.#options.trust());
+    const a = state.fingerprint();
+    const b = fresh.fingerprint();
+    if (a === b) return;
+    let at = 0;
+    while (at < a.length && a[at] === b[at]) at++;
+    throw new Error(
+      `The in-memory mesh view differs from the store at character ${at}: view has "${
+        a.slice(Math.max(0, at - 80), at + 80)
+      }", the store "${b.slice(Math.max(0, at - 80), at + 80)}"`,
+    );
+  }
+
+  #started(): MeshState {
+    if (!this.#state) throw new Error("The push pipeline has not started");
+    return this.#state;
   }
 
   /**
    * The snapshot cache key of a peer: its node for a sidecar; for proxyless
    * clients their namespace and locality, the only inputs they differ by.
    */
-  #keyOf(peer: ProxyPeer): string {
+  snapshotKey(peer: ProxyPeer): string {
     if (peer.kind === "sidecar") return `sidecar|${peer.node}`;
     const namespace = parseSpiffeId(peer.identity)?.namespace ?? "";
-    const { region, zone } = this.#localities.get(peer.node) ?? NO_LOCALITY;
+    const { region, zone } = this.#started().locality(peer.node);
     return `proxyless|${namespace}|${region}|${zone}`;
   }
 
-  #generate(context: PushContext, key: string, peer: ProxyPeer): ProxySnapshot {
-    const locality = this.#localities.get(peer.node) ?? NO_LOCALITY;
-    const snapshot = generateProxy(
-      context,
-      peer.kind === "proxyless"
-        ? { kind: "proxyless", node: peer.node, identity: peer.identity, locality }
-        : {
-          kind: "sidecar",
-          node: peer.node,
-          identity: peer.identity,
-          locality,
-          ...(this.#sidecars.get(peer.node) ?? UNREGISTERED),
-        },
-    );
-    // go-control-plane's Consistent(): every referenced route and endpoint list must exist.
-    // A gap is a generator bug; the snapshot is still served (a missing list reads as empty).
-    const problems = consistent(snapshot);
-    if (problems.length > 0) {
-      this.#options.log.error("Inconsistent xDS snapshot", { proxy: key, problems });
-    }
+  /**
+   * A proxy's snapshot: from the cache while nothing it was built from
+   * changed, else generated over the cached resources. Proxyless clients of
+   * one namespace and locality share one snapshot. A sidecar gets its
+   * node's setup from the registry: inbound listeners for the instances
+   * that declare an inbound port, and the node's upstreams; a node not
+   * registered yet gets neither until its registration is pushed.
+   */
+  snapshotFor(peer: ProxyPeer): ProxySnapshot {
+    const key = this.snapshotKey(peer);
+    if (peer.kind === "proxyless") return this.#proxylessSnapshot(key, peer);
+    const cached = this.#snapshots.get(key);
+    if (cached) return cached;
+    const generated = this.#generate(key, peer);
+    const last = this.#served.get(key);
+    // Regenerated to the same content (an input moved, but not in a way this proxy sees): the
+    // proxy keeps the very same snapshot, so the stream servers have nothing to look at.
+    const snapshot = last && sameContent(last, generated.snapshot) ? last : generated.snapshot;
+    this.#snapshots.set(key, snapshot, generated.deps);
+    this.#served.set(key, snapshot);
     return snapshot;
   }
 
-  /**
-   * After a push caused only by policy writes, carries over the snapshots
-   * of proxies those writes cannot touch: the registry is unchanged, so
-   * their inputs are too.
-   */
-  #keepUnaffected(
-    previous: PushContext,
-    snapshots: Map<string, ProxySnapshot>,
-    policyKeys: readonly string[],
-  ): void {
-    const affected = this.#affected(
-      previous.view.policies,
-      this.#context!.view.policies,
-      policyKeys,
-    );
-    for (const [key, snapshot] of snapshots) {
-      if (!affected(key)) this.#snapshots.set(key, snapshot);
+  /** A proxyless snapshot with the parts a change reached regenerated, and services added or gone. */
+  #proxylessSnapshot(key: string, peer: ProxyPeer): ProxySnapshot {
+    let entry = this.#proxyless.get(key);
+    if (!entry) {
+      entry = { parted: new PartedSnapshot(), dirty: new Set(), reconcile: true };
+      this.#proxyless.set(key, entry);
     }
+    if (!entry.reconcile && entry.dirty.size === 0) return entry.parted.snapshot;
+    const state = this.#started();
+    const next = new Map<string, ProxySnapshot | null>();
+    if (entry.reconcile) {
+      for (const service of entry.parted.keys()) {
+        if (!state.serviceByKey.has(service)) next.set(service, null);
+      }
+      for (const service of state.serviceByKey.keys()) {
+        if (!this.#parts.get(partKey(key, service))) entry.dirty.add(service);
+      }
+    }
+    const request = this.#request(peer);
+    for (const service of entry.dirty) {
+      const found = state.serviceByKey.get(service);
+      if (!found) {
+        this.#parts.delete(partKey(key, service));
+        next.set(service, null);
+        continue;
+      }
+      next.set(service, this.#part(key, request, found, entry.parted.part(service)));
+    }
+    entry.dirty.clear();
+    entry.reconcile = false;
+    try {
+      entry.parted.replace(next);
+    } catch (error) {
+      if (!(error instanceof PartConflictError)) throw error;
+      this.#options.log.error("Inconsistent xDS snapshot: not served", {
+        proxy: key,
+        problems: [error.message],
+      });
+      for (const service of next.keys()) this.#parts.delete(partKey(key, service));
+      for (const service of next.keys()) entry.dirty.add(service);
+    }
+    return entry.parted.snapshot;
   }
 
   /**
-   * Which snapshots (by cache key) a change from `before` to `after` of the
-   * policies `keys` can alter: the sidecars that send to or serve a service
-   * those policies name (or, through a TrafficRoute, send to it), the
-   * proxyless clients when a client-side policy changed, and everyone when
-   * MeshConfig did.
+   * One service's part of a proxyless snapshot (`null`: nothing, as for a
+   * service without a gRPC port). A part that cannot be generated or is
+   * inconsistent is not served: the clients keep `last`.
    */
-  #affected(
-    before: PolicySet | undefined,
-    after: PolicySet | undefined,
-    keys: readonly string[],
-  ): (snapshotKey: string) => boolean {
-    const lookup = (set: PolicySet | undefined) =>
-      new Map(
-        allPolicies(set).map((p) => [policyKey(p.kind, p.metadata.namespace, p.metadata.name), p]),
-      );
-    const old = lookup(before);
-    const now = lookup(after);
-    // Client-side kinds shape what a proxy sends; server-side kinds what a sidecar receives.
-    const sent = new Set<string>();
-    const served = new Set<string>();
-    const namespaces = new Set<string>();
-    let mesh = false;
-    for (const key of keys) {
-      for (const p of [old.get(key), now.get(key)]) {
-        if (!p) continue;
-        const ns = p.metadata.namespace;
-        if (p.kind === "MeshConfig") mesh = true;
-        else if (p.kind === "TrafficRoute" || p.kind === "DestinationPolicy") {
-          sent.add(`${ns}/${p.spec.service}`);
-        } else if (p.spec.service === undefined) namespaces.add(ns);
-        else served.add(`${ns}/${p.spec.service}`);
-      }
+  #part(
+    key: string,
+    request: ProxyRequest,
+    service: MeshService,
+    last: ProxySnapshot | undefined,
+  ): ProxySnapshot | null {
+    const context = this.#context!;
+    const id = partKey(key, serviceKey(service.name, service.namespace));
+    const depth = context.tracker.begin();
+    let part: ProxySnapshot;
+    try {
+      part = generateProxy(context.scoped(service), request);
+    } catch (error) {
+      context.tracker.unwind(depth);
+      this.#options.log.error("Cannot generate a proxy's configuration: it keeps its last one", {
+        proxy: key,
+        service: id,
+        error,
+      });
+      this.#parts.set(id, last ?? EMPTY_SNAPSHOT, new Set([ANY_DEP]));
+      return last ?? null;
     }
-    const indexes = [indexPolicies(before ?? policySet([])), indexPolicies(after ?? policySet([]))];
-    return (snapshotKey) => {
-      if (mesh) return true;
-      if (snapshotKey.startsWith("proxyless|")) return sent.size > 0;
-      const setup = this.#sidecars.get(snapshotKey.slice("sidecar|".length));
-      if (!setup) return true;
-      for (const u of setup.upstreams) {
-        if (sent.has(`${u.namespace}/${u.service}`)) return true;
-        for (const index of indexes) {
-          for (const d of routeDestinations(index, u)) if (sent.has(d)) return true;
-        }
-      }
-      return setup.inbound.some((e) =>
-        served.has(`${e.namespace}/${e.service}`) || namespaces.has(e.namespace)
-      );
-    };
+    const deps = context.tracker.end();
+    const problems = consistent(part);
+    if (problems.length > 0) {
+      this.#options.log.error("Inconsistent xDS snapshot: not served", {
+        proxy: key,
+        service: id,
+        problems,
+      });
+      this.#parts.set(id, last ?? EMPTY_SNAPSHOT, new Set([ANY_DEP]));
+      return last ?? null;
+    }
+    this.#parts.set(id, part, deps);
+    return RESOURCE_KINDS.every((kind) => part[kind].length === 0) ? null : part;
   }
 
-  /** Every proxy configuration the registry knows of: each node's sidecar, each connected proxyless namespace. */
-  #targets(): Map<string, ProxyPeer> {
-    const targets = new Map<string, ProxyPeer>();
-    for (const node of this.#sidecars.keys()) {
-      targets.set(`sidecar|${node}`, { kind: "sidecar", node, identity: "" });
+  #request(peer: ProxyPeer): ProxyRequest {
+    const state = this.#started();
+    const locality = state.locality(peer.node);
+    return peer.kind === "proxyless"
+      ? { kind: "proxyless", node: peer.node, identity: peer.identity, locality }
+      : {
+        kind: "sidecar",
+        node: peer.node,
+        identity: peer.identity,
+        locality,
+        ...(state.sidecars.get(peer.node) ?? UNREGISTERED),
+      };
+  }
+
+  #generate(key: string, peer: ProxyPeer): { snapshot: ProxySnapshot; deps: Set<Dep> } {
+    const context = this.#context!;
+    const request = this.#request(peer);
+    const depth = context.tracker.begin();
+    let snapshot: ProxySnapshot;
+    let deps: Set<Dep>;
+    try {
+      snapshot = generateProxy(context, request);
+      deps = context.tracker.end();
+    } catch (error) {
+      context.tracker.unwind(depth);
+      // A generator bug (or a stored policy no generator can compile) must not stall every
+      // proxy's push: this proxy keeps what it had; without that, it gets the mesh's defaults.
+      this.#options.log.error("Cannot generate a proxy's configuration: it keeps its last one", {
+        proxy: key,
+        error,
+      });
+      return { snapshot: this.#fallback(key, request), deps: new Set([ANY_DEP]) };
     }
-    for (const server of this.#servers) {
-      for (const s of server.status()) {
-        if (s.kind !== "proxyless") continue;
-        targets.set(this.#keyOf(s), {
-          kind: "proxyless",
-          node: s.node,
-          identity: s.identity,
-        });
-      }
+    if (peer.kind === "sidecar") deps.add(`node:${peer.node}`);
+    // go-control-plane's Consistent(): every referenced route and endpoint list must exist.
+    // A gap is a generator bug; serving it would break the proxy's traffic, so it keeps its last.
+    const problems = consistent(snapshot);
+    if (problems.length > 0) {
+      this.#options.log.error("Inconsistent xDS snapshot: not served", {
+        proxy: key,
+        problems,
+      });
+      return { snapshot: this.#served.get(key) ?? EMPTY_SNAPSHOT, deps: new Set([ANY_DEP]) };
     }
-    return targets;
+    return { snapshot, deps };
+  }
+
+  #fallback(key: string, request: ProxyRequest): ProxySnapshot {
+    const last = this.#served.get(key);
+    if (last) return last;
+    try {
+      return generateProxy(this.#fromScratch(EMPTY_POLICY_SET), request);
+    } catch {
+      return EMPTY_SNAPSHOT;
+    }
+  }
+
+  /** A push context over the whole view with `policies`, built on the spot: dry runs only. */
+  #fromScratch(policies: PolicySet): PushContext {
+    return buildPushContext({ ...this.#started().view(), policies });
   }
 
   /**
@@ -431,41 +400,33 @@ export class PushPipeline {
    * is stored or pushed.
    */
   preview(policies: PolicySet): ProxyChange[] {
-    const context = this.#context;
-    if (!context) throw new Error("The push pipeline has not started");
-    const current = context.view.policies ?? policySet([]);
-    const keyOf = (p: AnyPolicy) => policyKey(p.kind, p.metadata.namespace, p.metadata.name);
-    const before = new Map(allPolicies(current).map((p) => [keyOf(p), p]));
-    const after = new Map(allPolicies(policies).map((p) => [keyOf(p), p]));
-    const changedKeys = [...new Set([...before.keys(), ...after.keys()])].filter((k) => {
-      const a = before.get(k);
-      const b = after.get(k);
-      return !a || !b || jsonDiff(a.spec, b.spec).length > 0 ||
-        jsonDiff(a.metadata.labels, b.metadata.labels).length > 0;
-    });
-    const affected = this.#affected(current, policies, changedKeys);
-    const proposed = buildPushContext({ ...context.view, policies });
+    const state = this.#started();
+    let proposed: PushContext | null = null;
     const connected = new Map<string, string[]>();
+    const proxyless = new Map<string, ProxyPeer>();
     for (const server of this.#servers) {
       for (const s of server.status()) {
-        const key = this.#keyOf(s);
+        const key = this.snapshotKey(s);
         connected.set(key, [...connected.get(key) ?? [], s.id]);
+        if (s.kind === "proxyless") {
+          proxyless.set(key, { kind: "proxyless", node: s.node, identity: s.identity });
+        }
       }
     }
-    const out: ProxyChange[] = [];
-    for (const [key, peer] of this.#targets()) {
-      if (!affected(key)) continue;
-      const was = this.#snapshots.get(key) ?? this.#generate(context, key, peer);
-      const changes = snapshotChanges(was, this.#generate(proposed, key, peer));
-      if (changes.length === 0) continue;
-      out.push({
-        kind: peer.kind,
-        target: peer.kind === "sidecar" ? peer.node : parseSpiffeId(peer.identity)?.namespace ?? "",
-        connected: (connected.get(key) ?? []).sort(),
-        changes,
-      });
+    const target = (key: string, peer: ProxyPeer): PreviewTarget => ({
+      kind: peer.kind,
+      target: peer.kind === "sidecar" ? peer.node : parseSpiffeId(peer.identity)?.namespace ?? "",
+      connected: connected.get(key) ?? [],
+      setup: peer.kind === "sidecar" ? state.sidecars.get(peer.node) : undefined,
+      now: () => this.snapshotFor(peer),
+      proposed: () => generateProxy(proposed ??= this.#fromScratch(policies), this.#request(peer)),
+    });
+    const targets: PreviewTarget[] = [];
+    for (const node of state.sidecars.keys()) {
+      targets.push(target(`sidecar|${node}`, { kind: "sidecar", node, identity: "" }));
     }
-    return out.sort((a, b) => a.kind.localeCompare(b.kind) || a.target.localeCompare(b.target));
+    for (const [key, peer] of proxyless) targets.push(target(key, peer));
+    return previewPolicies(state.policies, policies, targets);
   }
 
   /**
@@ -473,86 +434,38 @@ export class PushPipeline {
    * stream id or a node name (its sidecar, connected or not).
    */
   explain(id: string): ProxyPolicies | null {
-    const context = this.#context;
-    if (!context) return null;
+    const state = this.#state;
+    if (!state) return null;
     const status = this.#servers.flatMap((s) => s.status()).find((s) => s.id === id);
     const node = status?.node ?? id;
-    const kind = status?.kind ?? "sidecar";
-    let services: { outbound: ServiceRef[]; inbound: ServiceRef[] };
-    if (kind === "proxyless") {
-      services = {
-        outbound: context.services
-          .filter((s) => s.ports.some((p) => p.protocol === "grpc" || p.protocol === "http2"))
-          .map((s) => ({ namespace: s.namespace, service: s.name })),
-        inbound: [],
-      };
-    } else {
-      const setup = this.#sidecars.get(node);
-      if (!setup) return null;
-      services = {
-        outbound: uniqueRefs(setup.upstreams),
-        inbound: uniqueRefs(setup.inbound),
-      };
-    }
-    return {
-      id: status?.id ?? node,
-      node,
-      kind,
-      ...services,
-      policies: explain(context.policies, services),
-    };
+    return explainProxy(
+      { id: status?.id ?? node, node, kind: status?.kind ?? "sidecar" },
+      { services: state.services, policies: state.policies, setup: state.sidecars.get(node) },
+    );
   }
 }
 
-/** Each service once, in first-seen order (several instances of one service share a node). */
-function uniqueRefs(entries: readonly { namespace: string; service: string }[]): ServiceRef[] {
-  const seen = new Map<string, ServiceRef>();
-  for (const e of entries) {
-    const key = `${e.namespace}/${e.service}`;
-    if (!seen.has(key)) seen.set(key, { namespace: e.namespace, service: e.service });
-  }
-  return [...seen.values()];
+/** A proxyless snapshot under construction: its parts, and which need regenerating. */
+interface ProxylessEntry {
+  parted: PartedSnapshot;
+  /** Services whose part a change reached. */
+  dirty: Set<string>;
+  /** Services were added or removed: parts to add or drop. */
+  reconcile: boolean;
 }
 
-function allPolicies(set: PolicySet | undefined): AnyPolicy[] {
-  if (!set) return [];
-  return [
-    ...set.trafficRoutes,
-    ...set.destinationPolicies,
-    ...set.authorizationPolicies,
-    ...set.rateLimits,
-    ...(set.meshConfig ? [set.meshConfig] : []),
-  ];
+const PART_SEPARATOR = "\u0000";
+
+function partKey(snapshotKey: string, service: string): string {
+  return `${snapshotKey}${PART_SEPARATOR}${service}`;
 }
 
-/** The services (`namespace/name`) a TrafficRoute of `upstream` splits or mirrors to. */
-function routeDestinations(index: PolicyIndex, upstream: UpstreamEntry): string[] {
-  const route = trafficRouteFor(index, upstream.namespace, upstream.service);
-  if (!route) return [];
-  const out: string[] = [];
-  for (const rule of route.spec.rules) {
-    for (const d of [...rule.split ?? [], ...rule.mirror ? [rule.mirror] : []]) {
-      out.push(`${d.namespace ?? upstream.namespace}/${d.service ?? upstream.service}`);
-    }
-  }
-  return out;
-}
-
-/** What differs between two snapshots of one proxy, resource by resource. */
-function snapshotChanges(before: ProxySnapshot, after: ProxySnapshot): ResourceChange[] {
-  const out: ResourceChange[] = [];
-  for (const type of RESOURCE_KINDS) {
-    const was = new Map(before[type].map((r) => [r.name, r]));
-    const now = new Map(after[type].map((r) => [r.name, r]));
-    for (const name of [...new Set([...was.keys(), ...now.keys()])].sort()) {
-      const a = was.get(name);
-      const b = now.get(name);
-      if (!a) out.push({ type, name, op: "added" });
-      else if (!b) out.push({ type, name, op: "removed" });
-      else if (a.version !== b.version) {
-        out.push({ type, name, op: "changed", diff: jsonDiff(a.body, b.body) });
-      }
-    }
-  }
-  return out;
+/** True when two snapshots hold the same resources at the same versions. */
+function sameContent(a: ProxySnapshot, b: ProxySnapshot): boolean {
+  return RESOURCE_KINDS.every((kind) => {
+    const x = a[kind];
+    const y = b[kind];
+    return x.length === y.length &&
+      x.every((r, i) => r.name === y[i]!.name && r.version === y[i]!.version);
+  });
 }

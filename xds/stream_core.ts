@@ -332,15 +332,21 @@ export class StreamCore<S> implements StreamIo<S> {
   readonly #shared: SharedState;
   readonly #variant: Variant<S>;
   readonly #idPrefix: string;
+  readonly #name: "sotw" | "delta";
   readonly #streams = new Map<string, Stream<S>>();
   readonly #byKey = new Map<string, Set<Stream<S>>>();
   readonly #byNode = new Map<string, Set<Stream<S>>>();
 
-  constructor(options: AdsOptions, shared: SharedState, variant: Variant<S>, idPrefix: string) {
+  constructor(
+    options: AdsOptions,
+    shared: SharedState,
+    variant: { name: "sotw" | "delta"; handler: Variant<S>; idPrefix: string },
+  ) {
     this.#options = options;
     this.#shared = shared;
-    this.#variant = variant;
-    this.#idPrefix = idPrefix;
+    this.#variant = variant.handler;
+    this.#name = variant.name;
+    this.#idPrefix = variant.idPrefix;
   }
 
   /** Serves one gRPC stream. */
@@ -391,7 +397,11 @@ export class StreamCore<S> implements StreamIo<S> {
       stream.key = this.#keyOf(peer);
       this.#index(stream);
       this.#options.events?.connected?.(peer.kind, 1);
-      this.#options.log.info("Proxy connected", { stream: stream.id, ...peer });
+      this.#options.log.info("Proxy connected", {
+        stream: stream.id,
+        variant: this.#name,
+        ...peer,
+      });
     }
     return stream.peer;
   }
