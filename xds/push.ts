@@ -42,13 +42,27 @@ import { ANY_DEP, CachedContext, DepCache } from "./resource_cache.ts";
  */
 export type PushReason = "endpoints" | "registry" | "policy" | "trust";
 
-/** The reasons of a change, each once. */
-export function pushReasons(change: MeshChange): PushReason[] {
+/**
+ * The reasons of a push, each once: from the inputs that moved (`deps`,
+ * see `mesh_view.ts`), or, when none did, from the keys the change named.
+ */
+export function pushReasons(change: MeshChange, deps: ReadonlySet<Dep> = new Set()): PushReason[] {
   const reasons: PushReason[] = [];
-  if (change.services.length > 0 || change.nodes.length > 0) reasons.push("registry");
-  else if (change.endpoints.length > 0) reasons.push("endpoints");
-  if (change.policies.length > 0 || change.meshConfig) reasons.push("policy");
-  if (change.trust) reasons.push("trust");
+  const moved = (test: (dep: Dep) => boolean) => [...deps].some(test);
+  if (deps.size === 0) {
+    if (change.services.length > 0) reasons.push("registry");
+    else if (change.endpoints.length > 0 || change.nodes.length > 0) reasons.push("endpoints");
+    if (change.policies.length > 0 || change.meshConfig) reasons.push("policy");
+    if (change.trust) reasons.push("trust");
+    return reasons;
+  }
+  if (moved((d) => d === "services" || d.startsWith("svc:") || d.startsWith("node:"))) {
+    reasons.push("registry");
+  } else if (moved((d) => d.startsWith("ep:"))) reasons.push("endpoints");
+  if (moved((d) => d === "policies" || d === "mesh" || d.startsWith("pol:"))) {
+    reasons.push("policy");
+  }
+  if (deps.has("trust")) reasons.push("trust");
   return reasons;
 }
 
@@ -178,7 +192,7 @@ export class PushPipeline {
       for (const server of this.#servers) await server.push(causedAt, { keys, nodes });
     }
     const ms = performance.now() - start;
-    const reasons = pushReasons(change);
+    const reasons = pushReasons(change, deps);
     for (const reason of reasons) this.#options.pushed?.(reason, ms);
     this.#options.log.debug("Pushed", { reasons, moved: deps.size, ms: Math.round(ms) });
     if (this.#options.selfCheck) {

@@ -4,10 +4,11 @@
  * stream to the server's loopback plaintext xDS listener and subscribing the
  * way `@grpc/grpc-js-xds` 1.14 does:
  *
- * - LDS for one listener `svc-<k>.default` (proxy i dials service k = i mod S),
- *   then RDS, CDS and EDS for the names each response leads to, one type at a
- *   time; every response is ACKed (version_info and nonce echoed) before the
- *   next request;
+ * - LDS for the listeners `svc-<k>.default` of the services it dials (proxy i
+ *   dials service k = i mod S; with `shared`, also that service, as everyone
+ *   calls `auth`; with `extra`, that many more), then RDS, CDS and EDS for the
+ *   names the responses lead to, one type at a time; every response is ACKed
+ *   (version_info and nonce echoed) before the next request;
  * - the node (`IRONMESH_NODE`, `IRONMESH_NAMESPACE`, `IRONMESH_PROXY`) rides on
  *   the first request of a stream only;
  * - a stream that ends is reopened at once if it had received a response,
@@ -27,14 +28,15 @@
  *   proxy has ACKed all four types.
  * - `{"cmd":"expect","id":n,"service":k,"endpoints":e}` →
  *   `{"event":"expecting","id":n}` at once, then `{"event":"changed",…}` once
- *   every proxy of service k has received and ACKed an EDS response with e
- *   endpoints.
+ *   every proxy that dials service k has received and ACKed an EDS response
+ *   with e endpoints for it.
  * - `{"cmd":"expectRoute","id":n,"service":k,"timeout":"3s"}` →
  *   `{"event":"expectingRoute","id":n}` at once, then `{"event":"routed",…}`
- *   once every proxy of service k has received and ACKed an RDS response
- *   whose version differs from the one it held when the command arrived and
- *   whose first route's timeout (`max_stream_duration`, where gRPC reads it)
- *   is `timeout` (not checked when `timeout` is absent).
+ *   once every proxy that dials service k has received and ACKed an RDS
+ *   response whose version differs from the one it held when the command
+ *   arrived and in which service k's first route's timeout
+ *   (`max_stream_duration`, where gRPC reads it) is `timeout` (not checked
+ *   when `timeout` is absent).
  * - `{"cmd":"reserved","after":t}` → `{"event":"reserved",…}` once every proxy
  *   holds a stream whose first response arrived after `t` (epoch ms) and has
  *   ACKed all four types on it.
@@ -57,6 +59,10 @@ export interface XdsLoadConfig {
   /** HTTP/2 connections (channels) the streams are spread over. */
   connections: number;
   namespace: string;
+  /** A service every proxy dials besides its own. Default: none. */
+  shared?: number;
+  /** How many more services each proxy dials (spread over the mesh). Default: 0. */
+  extra?: number;
 }
 
 const LDS = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -88,7 +94,8 @@ interface Stream {
 
 interface Proxy {
   index: number;
-  service: number;
+  /** The services it dials: its own first. */
+  services: number[];
   channel: grpc.Client;
   /** Subscribed names per type (kept across streams, as the xDS client's watchers are). */
   names: Map<TypeUrl, string[]>;
@@ -96,10 +103,24 @@ interface Proxy {
   versions: Map<TypeUrl, string>;
   stream: Stream | null;
   backoff: grpc.experimental.BackoffTimeout;
-  /** Endpoints in the last EDS response. */
-  endpoints: number;
-  /** The first route's `max_stream_duration` in the last RDS response, or `null`. */
-  routeTimeout: string | null;
+  /** What each resource named in the last responses: listener → route → cluster → EDS name. */
+  next: Map<TypeUrl, Map<string, string>>;
+  /** Endpoints per EDS name in the last EDS response. */
+  endpoints: Map<string, number>;
+  /** Each route configuration's first route's `max_stream_duration`, or `null`. */
+  routeTimeouts: Map<string, string | null>;
+}
+
+/** The EDS name and route configuration service `k` leads to for `proxy`, as far as known. */
+function chain(proxy: Proxy, k: number): { route?: string; eds?: string } {
+  const route = proxy.next.get(LDS)!.get(listenerName(k));
+  const cluster = route === undefined ? undefined : proxy.next.get(RDS)!.get(route);
+  const eds = cluster === undefined ? undefined : proxy.next.get(CDS)!.get(cluster);
+  return { ...(route !== undefined ? { route } : {}), ...(eds !== undefined ? { eds } : {}) };
+}
+
+function listenerName(k: number): string {
+  return `svc-${k}.${config.namespace}`;
 }
 
 interface Expectation {
@@ -152,25 +173,45 @@ const SHORT: Record<TypeUrl, keyof typeof counters.responsesByType> = {
   [CDS]: "CDS",
   [EDS]: "EDS",
 };
+/** The services proxy `i` dials: its own, the shared one, and `extra` more spread by a stride. */
+function servicesOf(i: number): number[] {
+  const own = i % config.services;
+  const out = new Set([own]);
+  if (config.shared !== undefined) out.add(config.shared);
+  for (
+    let j = 1;
+    out.size <
+      Math.min(config.services, 1 + (config.shared !== undefined ? 1 : 0) + (config.extra ?? 0));
+    j++
+  ) {
+    out.add((own + j * 7919 + i) % config.services);
+  }
+  return [...out];
+}
+
 const proxies: Proxy[] = [];
 for (let i = 0; i < config.proxies; i++) {
+  const services = servicesOf(i);
   const proxy: Proxy = {
     index: i,
-    service: i % config.services,
+    services,
     channel: channels[i % config.connections]!,
-    names: new Map([[LDS, [`svc-${i % config.services}.${config.namespace}`]]]),
+    names: new Map([[LDS, services.map(listenerName).sort()]]),
     versions: new Map(),
     stream: null,
     backoff: null as unknown as grpc.experimental.BackoffTimeout,
-    endpoints: -1,
-    routeTimeout: null,
+    next: new Map([[LDS, new Map()], [RDS, new Map()], [CDS, new Map()]]),
+    endpoints: new Map(),
+    routeTimeouts: new Map(),
   };
   proxy.backoff = new grpc.experimental.BackoffTimeout(() => maybeStart(proxy));
   proxy.backoff.unref();
   proxies.push(proxy);
 }
 const byService = new Map<number, Proxy[]>();
-for (const p of proxies) byService.set(p.service, [...(byService.get(p.service) ?? []), p]);
+for (const p of proxies) {
+  for (const k of p.services) byService.set(k, [...(byService.get(k) ?? []), p]);
+}
 
 let servedCount = 0;
 let startedAt = 0;
@@ -277,32 +318,35 @@ function onResponse(proxy: Proxy, stream: Stream, bytes: Uint8Array): void {
   const nonce = response.nonce ?? "";
   stream.nonces.set(type, nonce);
   const resources = response.resources ?? [];
-  // What the resource points at: the next type's name (or, for EDS, the endpoint count).
-  let next: string | null = null;
+  // What each resource points at: the next type's name (or, for EDS, the endpoint count).
   // deno-lint-ignore no-explicit-any
-  const r = resources[0] as Record<string, any> | undefined;
-  if (type === LDS) next = r?.api_listener?.api_listener?.rds?.route_config_name ?? null;
-  else if (type === RDS) {
-    const route = r?.virtual_hosts?.[0]?.routes?.[0]?.route;
-    next = route?.cluster ?? null;
-    proxy.routeTimeout = route?.max_stream_duration?.max_stream_duration ?? null;
-  } else if (type === CDS) next = r?.eds_cluster_config?.service_name ?? r?.name ?? null;
-  else {
-    proxy.endpoints = 0;
-    for (const locality of r?.endpoints ?? []) {
-      proxy.endpoints += locality.lb_endpoints?.length ?? 0;
+  for (const r of resources as Record<string, any>[]) {
+    if (type === LDS) {
+      const route = r.api_listener?.api_listener?.rds?.route_config_name;
+      if (route) proxy.next.get(LDS)!.set(r.name, route);
+    } else if (type === RDS) {
+      const route = r.virtual_hosts?.[0]?.routes?.[0]?.route;
+      if (route?.cluster) proxy.next.get(RDS)!.set(r.name, route.cluster);
+      proxy.routeTimeouts.set(r.name, route?.max_stream_duration?.max_stream_duration ?? null);
+    } else if (type === CDS) {
+      proxy.next.get(CDS)!.set(r.name, r.eds_cluster_config?.service_name ?? r.name);
+    } else {
+      let count = 0;
+      for (const locality of r.endpoints ?? []) count += locality.lb_endpoints?.length ?? 0;
+      proxy.endpoints.set(r.cluster_name, count);
     }
   }
-  if (!r) counters.missing++;
+  if (resources.length < (proxy.names.get(type)?.length ?? 0)) counters.missing++;
   // ACK: accept the version, echo the nonce.
   proxy.versions.set(type, version);
   send(proxy, stream, type, version, nonce);
   stream.acked.add(type);
   const nextType = NEXT[type];
-  if (nextType && next !== null) {
-    const old = proxy.names.get(nextType);
-    if (!old || old.length !== 1 || old[0] !== next) {
-      proxy.names.set(nextType, [next]);
+  if (nextType) {
+    const names = [...new Set(proxy.next.get(type)!.values())].sort();
+    const old = proxy.names.get(nextType) ?? [];
+    if (names.length > 0 && names.join("\n") !== old.join("\n")) {
+      proxy.names.set(nextType, names);
       send(
         proxy,
         stream,
@@ -322,48 +366,60 @@ function onResponse(proxy: Proxy, stream: Stream, bytes: Uint8Array): void {
     checkReserved();
   }
   if (type === EDS) {
-    const expectation = expectations.get(proxy.service);
-    if (
-      expectation && proxy.endpoints === expectation.endpoints && !expectation.done.has(proxy.index)
-    ) {
-      const ackedAt = now();
-      expectation.done.add(proxy.index);
-      if (expectation.first === 0) expectation.first = ackedAt;
-      expectation.last = ackedAt;
-      if (expectation.done.size === expectation.affected) {
-        expectations.delete(proxy.service);
-        out({
-          event: "changed",
-          id: expectation.id,
-          first: expectation.first,
-          last: expectation.last,
-          proxies: expectation.affected,
-        });
-      }
-    }
+    for (const k of proxy.services) checkEndpoints(proxy, k);
   }
   if (type === RDS) {
-    const expectation = routeExpectations.get(proxy.service);
-    if (
-      expectation && !expectation.done.has(proxy.index) &&
-      version !== expectation.before.get(proxy.index) &&
-      (expectation.timeout === null || proxy.routeTimeout === expectation.timeout)
-    ) {
-      const ackedAt = now();
-      expectation.done.add(proxy.index);
-      if (expectation.first === 0) expectation.first = ackedAt;
-      expectation.last = ackedAt;
-      if (expectation.done.size === expectation.before.size) {
-        routeExpectations.delete(proxy.service);
-        out({
-          event: "routed",
-          id: expectation.id,
-          first: expectation.first,
-          last: expectation.last,
-          proxies: expectation.before.size,
-          timeout: proxy.routeTimeout,
-        });
-      }
+    for (const k of proxy.services) checkRoute(proxy, k, version);
+  }
+}
+
+function checkEndpoints(proxy: Proxy, service: number): void {
+  const expectation = expectations.get(service);
+  const eds = chain(proxy, service).eds;
+  if (
+    expectation && eds !== undefined && proxy.endpoints.get(eds) === expectation.endpoints &&
+    !expectation.done.has(proxy.index)
+  ) {
+    const ackedAt = now();
+    expectation.done.add(proxy.index);
+    if (expectation.first === 0) expectation.first = ackedAt;
+    expectation.last = ackedAt;
+    if (expectation.done.size === expectation.affected) {
+      expectations.delete(service);
+      out({
+        event: "changed",
+        id: expectation.id,
+        first: expectation.first,
+        last: expectation.last,
+        proxies: expectation.affected,
+      });
+    }
+  }
+}
+
+function checkRoute(proxy: Proxy, service: number, version: string): void {
+  const expectation = routeExpectations.get(service);
+  const route = chain(proxy, service).route;
+  const timeout = route === undefined ? undefined : proxy.routeTimeouts.get(route);
+  if (
+    expectation && !expectation.done.has(proxy.index) &&
+    version !== expectation.before.get(proxy.index) &&
+    (expectation.timeout === null || timeout === expectation.timeout)
+  ) {
+    const ackedAt = now();
+    expectation.done.add(proxy.index);
+    if (expectation.first === 0) expectation.first = ackedAt;
+    expectation.last = ackedAt;
+    if (expectation.done.size === expectation.before.size) {
+      routeExpectations.delete(service);
+      out({
+        event: "routed",
+        id: expectation.id,
+        first: expectation.first,
+        last: expectation.last,
+        proxies: expectation.before.size,
+        timeout,
+      });
     }
   }
 }
@@ -441,7 +497,11 @@ for await (const chunk of lines) {
     } else if (cmd.cmd === "stats") {
       const served = proxies.filter((p) => p.stream && p.stream.servedAt > 0).length;
       const open = proxies.filter((p) => p.stream).length;
-      const wrongEndpoints = proxies.filter((p) => p.endpoints <= 0).length;
+      const wrongEndpoints = proxies.filter((p) =>
+        p.services.some((k) =>
+          (p.endpoints.get(chain(p, k).eds ?? "") ?? 0) <= 0
+        )
+      ).length;
       out({ event: "stats", cpuMs: cpuMs(), served, open, wrongEndpoints, ...counters });
     } else if (cmd.cmd === "exit") {
       for (const p of proxies) {
