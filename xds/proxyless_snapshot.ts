@@ -82,14 +82,21 @@ export class PartedSnapshot {
     const changed = new Map<ResourceKind, Set<string>>(RESOURCE_KINDS.map((k) => [k, new Set()]));
     const undo: (() => void)[] = [];
     try {
-      for (const [key, part] of next) {
+      // Every old part out before any new one comes in: parts share resources (a route's split
+      // to another service carries that service's cluster), and both may be changing.
+      const replaced = [...next].filter(([key, part]) => this.#parts.get(key) !== part);
+      for (const [key] of replaced) {
         const old = this.#parts.get(key);
-        if (old === part) continue;
-        if (old) this.#remove(old, changed, undo);
-        if (part) this.#add(part, changed, undo);
-        if (part) this.#parts.set(key, part);
-        else this.#parts.delete(key);
-        undo.push(() => old ? this.#parts.set(key, old) : this.#parts.delete(key));
+        if (!old) continue;
+        this.#remove(old, changed, undo);
+        this.#parts.delete(key);
+        undo.push(() => this.#parts.set(key, old));
+      }
+      for (const [key, part] of replaced) {
+        if (!part) continue;
+        this.#add(part, changed, undo);
+        this.#parts.set(key, part);
+        undo.push(() => this.#parts.delete(key));
       }
     } catch (error) {
       for (const step of undo.reverse()) step();

@@ -86,6 +86,12 @@ export interface PushOptions {
    * tests and debugging. Default: false.
    */
   selfCheck?: boolean;
+  /**
+   * The consistency check a snapshot must pass to be served. Default:
+   * `consistent()` (`xds/generate/generate.ts`); tests pass a stand-in to
+   * play a generator bug, which cannot be had on demand.
+   */
+  consistent?: (snapshot: ProxySnapshot) => string[];
 }
 
 /** Nothing served at all: what a proxy gets when its first snapshot cannot be served. */
@@ -188,7 +194,13 @@ export class PushPipeline {
         }
       }
       const nodes = new Set<string>();
-      for (const d of deps) if (d.startsWith("node:")) nodes.add(d.slice("node:".length));
+      for (const d of deps) {
+        if (!d.startsWith("node:")) continue;
+        const node = d.slice("node:".length);
+        nodes.add(node);
+        // A node that left keeps nothing here: its name may never come back.
+        if (!state.sidecars.has(node)) this.#served.delete(`sidecar|${node}`);
+      }
       for (const server of this.#servers) await server.push(causedAt, { keys, nodes });
     }
     const ms = performance.now() - start;
@@ -332,7 +344,7 @@ export class PushPipeline {
       return last ?? null;
     }
     const deps = context.tracker.end();
-    const problems = consistent(part);
+    const problems = (this.#options.consistent ?? consistent)(part);
     if (problems.length > 0) {
       this.#options.log.error("Inconsistent xDS snapshot: not served", {
         proxy: key,
@@ -382,7 +394,7 @@ export class PushPipeline {
     if (peer.kind === "sidecar") deps.add(`node:${peer.node}`);
     // go-control-plane's Consistent(): every referenced route and endpoint list must exist.
     // A gap is a generator bug; serving it would break the proxy's traffic, so it keeps its last.
-    const problems = consistent(snapshot);
+    const problems = (this.#options.consistent ?? consistent)(snapshot);
     if (problems.length > 0) {
       this.#options.log.error("Inconsistent xDS snapshot: not served", {
         proxy: key,

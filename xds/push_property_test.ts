@@ -163,8 +163,14 @@ function policyDoc(
     case 0:
       return doc("TrafficRoute", {
         service: name,
-        rules: r() < 0.5
+        rules: r() < 0.3
           ? [{ timeout: `${1 + Math.floor(r() * 5)}s`, retries: { attempts: 2 } }]
+          : r() < 0.5
+          ? [{
+            // Another service's clusters join this one's configuration.
+            split: [{ weight: 50 }, { service: pick(SERVICES), weight: 50 }],
+            ...(r() < 0.5 ? { mirror: { service: pick(SERVICES), percent: 10 } } : {}),
+          }]
           : [
             {
               match: { headers: { "x-canary": { exact: "1" } } },

@@ -455,3 +455,54 @@ Deno.test("PushPipeline: a stored policy no generator can compile leaves proxies
     await waitFor(() => pushes() === 1, "the push");
     assert.equal(push.snapshotFor(sidecar("vm-1")), before, "vm-1 keeps its last configuration");
   }));
+
+Deno.test("PushPipeline: an inconsistent snapshot is not served; the proxy keeps its last", async () => {
+  const dir = await Deno.makeTempDir();
+  const store = openSqliteStore(`${dir}/ironmesh.db`);
+  const registry = new Registry(store, {
+    clock: new FakeClock(),
+    log: silentLogger,
+    sweepIntervalMs: 3_600_000,
+    flushIntervalMs: 3_600_000,
+  });
+  await registry.start();
+  // A stand-in for a generator bug: once broken, every snapshot names a cluster it lacks.
+  let broken = false;
+  const push = new PushPipeline({
+    store,
+    log: silentLogger,
+    trust: () => ({ trustDomain: TRUST_DOMAIN, bundlePem: BUNDLE }),
+    debounceMs: 3_600_000,
+    consistent: (snapshot) => broken ? ['Listener uses cluster "ghost"'] : consistent(snapshot),
+  });
+  const stop = registry.subscribe((change) => push.changed(change));
+  try {
+    await registry.register("vm-1", nodeRegistrationSchema.parse(VM1), agent);
+    await push.start([]);
+    const before = push.snapshotFor(sidecar("vm-1"));
+    assert.ok(before.listeners.length > 0);
+    broken = true;
+    await registry.register("vm-1", nodeRegistrationSchema.parse({ ...VM1, upstreams: [] }), agent);
+    await push.settle();
+    assert.equal(push.snapshotFor(sidecar("vm-1")), before, "vm-1 keeps its last snapshot");
+    const fresh = push.snapshotFor(sidecar("vm-2"));
+    assert.deepEqual(
+      RESOURCE_KINDS.map((k) => fresh[k].length),
+      [0, 0, 0, 0, 0],
+      "nothing to keep: nothing served",
+    );
+    broken = false;
+    await registry.register("vm-1", nodeRegistrationSchema.parse({ ...VM1, labels: {} }), agent);
+    await push.settle();
+    assert.deepEqual(names(push.snapshotFor(sidecar("vm-1")).listeners), [
+      "inbound|15001",
+      "inbound|15002",
+    ], "served again once consistent");
+  } finally {
+    stop();
+    push.stop();
+    await registry.stop();
+    await store.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -115,7 +115,18 @@ export interface Stream<S> {
   types: Map<string, S>;
   snapshot: ProxySnapshot | null;
   nonce: number;
+  /** Requests of a stream waiting to be admitted (see `StreamCore`); `null` once admitted. */
+  waiting: Uint8Array[] | null;
+  /** Forgets the stream (it ended or was refused). */
+  close?: () => void;
 }
+
+/**
+ * New streams admitted per turn of the event loop. A server restart brings
+ * every proxy back at once; answering all their first requests in one turn
+ * queued every response in memory before any could be written.
+ */
+const ADMIT_PER_TURN = 64;
 
 /** What the core does for a variant's streams. */
 export interface StreamIo<S> {
@@ -336,6 +347,9 @@ export class StreamCore<S> implements StreamIo<S> {
   readonly #streams = new Map<string, Stream<S>>();
   readonly #byKey = new Map<string, Set<Stream<S>>>();
   readonly #byNode = new Map<string, Set<Stream<S>>>();
+  /** Streams whose first request waits for admission, oldest first. */
+  readonly #admissions: Stream<S>[] = [];
+  #admitting = false;
 
   constructor(
     options: AdsOptions,
@@ -362,6 +376,7 @@ export class StreamCore<S> implements StreamIo<S> {
       types: new Map(),
       snapshot: null,
       nonce: 0,
+      waiting: [],
     };
     this.#streams.set(stream.id, stream);
     const close = () => {
@@ -372,20 +387,54 @@ export class StreamCore<S> implements StreamIo<S> {
       }
     };
     call.on("data", (bytes: Uint8Array) => {
-      try {
-        this.#variant.request(stream, bytes, this);
-      } catch (error) {
-        this.#options.log.warn("ADS request refused", { stream: stream.id, error });
-        endWith(call, refusalCode(error), error instanceof Error ? error.message : String(error));
-        close();
-      }
+      if (stream.waiting) {
+        stream.waiting.push(bytes);
+        if (stream.waiting.length === 1) this.#admit(stream);
+      } else this.#handle(stream, bytes, close);
     });
+    stream.close = close;
     call.on("end", () => {
       call.end();
       close();
     });
     call.on("error", close);
     call.on("cancelled", close);
+  }
+
+  #handle(stream: Stream<S>, bytes: Uint8Array, close: () => void): void {
+    if (!this.#streams.has(stream.id)) return;
+    try {
+      this.#variant.request(stream, bytes, this);
+    } catch (error) {
+      this.#options.log.warn("ADS request refused", { stream: stream.id, error });
+      endWith(
+        stream.call,
+        refusalCode(error),
+        error instanceof Error ? error.message : String(error),
+      );
+      close();
+    }
+  }
+
+  /**
+   * Queues a new stream's first request; {@link ADMIT_PER_TURN} streams are
+   * answered per turn of the event loop, so responses are written out
+   * between turns instead of piling up.
+   */
+  #admit(stream: Stream<S>): void {
+    this.#admissions.push(stream);
+    if (this.#admitting) return;
+    this.#admitting = true;
+    const turn = () => {
+      for (const next of this.#admissions.splice(0, ADMIT_PER_TURN)) {
+        const requests = next.waiting ?? [];
+        next.waiting = null;
+        for (const bytes of requests) this.#handle(next, bytes, next.close!);
+      }
+      if (this.#admissions.length > 0) setTimeout(turn, 0);
+      else this.#admitting = false;
+    };
+    setTimeout(turn, 0);
   }
 
   /** Identifies the proxy on its stream's first request and takes its first snapshot. */

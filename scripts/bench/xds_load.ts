@@ -48,6 +48,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import process from "node:process";
+import { TYPE_URLS } from "../../xds/generate/generate.ts";
 import { decodeStrict, encodeStrict } from "../../xds/proto/codec.ts";
 
 /** What the load process is asked to do. */
@@ -65,12 +66,12 @@ export interface XdsLoadConfig {
   extra?: number;
 }
 
-const LDS = "type.googleapis.com/envoy.config.listener.v3.Listener";
-const RDS = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-const CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const TYPES = [LDS, RDS, CDS, EDS] as const;
-type TypeUrl = typeof TYPES[number];
+const LDS = TYPE_URLS.listeners;
+const RDS = TYPE_URLS.routes;
+const CDS = TYPE_URLS.clusters;
+const EDS = TYPE_URLS.endpoints;
+const TYPES = [LDS, RDS, CDS, EDS];
+type TypeUrl = string;
 const NEXT: Partial<Record<TypeUrl, TypeUrl>> = { [LDS]: RDS, [RDS]: CDS, [CDS]: EDS };
 
 const PATH = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
@@ -167,7 +168,7 @@ const counters = {
   /** Responses by type (LDS, RDS, CDS, EDS). */
   responsesByType: { LDS: 0, RDS: 0, CDS: 0, EDS: 0 },
 };
-const SHORT: Record<TypeUrl, keyof typeof counters.responsesByType> = {
+const SHORT: Record<TypeUrl, keyof typeof counters.responsesByType | undefined> = {
   [LDS]: "LDS",
   [RDS]: "RDS",
   [CDS]: "CDS",
@@ -313,7 +314,7 @@ function onResponse(proxy: Proxy, stream: Stream, bytes: Uint8Array): void {
   };
   const type = response.type_url as TypeUrl;
   if (!TYPES.includes(type)) return;
-  counters.responsesByType[SHORT[type]]++;
+  counters.responsesByType[SHORT[type]!]++;
   const version = response.version_info ?? "";
   const nonce = response.nonce ?? "";
   stream.nonces.set(type, nonce);
