@@ -55,6 +55,12 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/** What {@link ServerApi} passes down for one call. */
+interface SendOptions extends CallOptions {
+  /** See {@link RequestOptions.idempotent}; default: by method. */
+  idempotent?: boolean;
+}
+
 /** Client of the node and CA endpoints of the server's REST API. */
 export class ServerApi {
   readonly server: string;
@@ -75,11 +81,13 @@ export class ServerApi {
   }
 
   #newClient(fetchFn: typeof fetch): ApiClient {
+    const clients = this.#options.clients;
     return new ApiClient({
       server: this.server,
       headers: { "user-agent": `ironmesh-agent/${VERSION}` },
       timeoutMs: this.#options.timeoutMs ?? 10_000,
       fetch: fetchFn,
+      ...(clients ? { onStaleConnection: () => clients.refresh() } : {}),
     });
   }
 
@@ -139,7 +147,12 @@ export class ServerApi {
     body: HeartbeatBody,
     options: CallOptions = {},
   ): Promise<ApiResult<unknown>> {
-    return this.#call("POST", `/v1/nodes/${encodeURIComponent(node)}/heartbeat`, body, options);
+    // Idempotent by contract (the latest status wins), so a heartbeat whose
+    // connection the server closed is sent again rather than lost.
+    return this.#call("POST", `/v1/nodes/${encodeURIComponent(node)}/heartbeat`, body, {
+      ...options,
+      idempotent: true,
+    });
   }
 
   /** `DELETE /v1/nodes/{node}`: removes the node and its instances. */
@@ -151,10 +164,11 @@ export class ServerApi {
     method: string,
     path: string,
     body: unknown,
-    options: CallOptions,
+    options: SendOptions,
   ): Promise<ApiResult<T>> {
     const request: RequestOptions = {
       ...(body === undefined ? {} : { body }),
+      ...(options.idempotent === undefined ? {} : { idempotent: options.idempotent }),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     };

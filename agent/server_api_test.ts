@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import { InvalidError } from "../core/errors.ts";
 import { ServerError } from "../client/api_client.ts";
 import { ServerApi } from "./server_api.ts";
@@ -6,6 +7,7 @@ import type { RegistrationBody } from "./registration.ts";
 import { problem, startServerDouble } from "./_testing.ts";
 import { createTestCa, startTlsServerDouble } from "./_tls_server_testing.ts";
 import { ClientPool } from "./tls_clients.ts";
+import { x509 } from "../ca/x509.ts";
 
 const BODY: RegistrationBody = {
   hostname: "vm-1",
@@ -165,5 +167,133 @@ Deno.test("ServerApi verifies the server with the pool's roots and says why it f
     trusted.close();
     stranger.close();
     await double.close();
+  }
+});
+
+/** One request as {@link startClosingServer} read it. */
+interface ClosingSeen {
+  method: string;
+  path: string;
+  /** Which connection carried it, counted from 1. */
+  connection: number;
+  /** Whether the server answered it or closed the connection instead. */
+  answered: boolean;
+}
+
+/**
+ * The keep-alive race without the clock: a real mTLS server (raw `node:tls`,
+ * HTTP/1.1 by hand) that answers the first request on each connection with
+ * keep-alive and, when a second request arrives on that connection, closes
+ * it without answering, as a server whose idle timeout fires just as the
+ * client reuses the connection does.
+ */
+async function startClosingServer() {
+  const ca = await createTestCa("Closing");
+  const p256 = { name: "ECDSA", namedCurve: "P-256" } as const;
+  const pem = async (key: CryptoKey) =>
+    x509.PemConverter.encode(await crypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY");
+  const identity = async (usage: "server" | "client") => {
+    const keys = await crypto.subtle.generateKey(p256, true, ["sign", "verify"]);
+    const cert = await ca.issue({
+      publicKey: keys.publicKey,
+      commonName: usage === "server" ? "server" : "vm-1",
+      ...(usage === "server" ? { ips: ["127.0.0.1"] } : { uris: ["spiffe://t/ns/a/sa/b"] }),
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3_600_000),
+      usage,
+    });
+    return { cert, key: await pem(keys.privateKey) };
+  };
+  const serving = await identity("server");
+  const seen: ClosingSeen[] = [];
+  let connections = 0;
+  const sockets = new Set<TLSSocket>();
+  const server = createTlsServer({
+    ...serving,
+    ca: ca.rootPem,
+    requestCert: true,
+    rejectUnauthorized: true,
+  }, (socket) => {
+    const connection = ++connections;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => {});
+    let buffered = "";
+    let requests = 0;
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      buffered += chunk;
+      const end = buffered.indexOf("\r\n\r\n");
+      if (end < 0) return;
+      const head = buffered.slice(0, end);
+      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+      if (buffered.length < end + 4 + length) return;
+      buffered = buffered.slice(end + 4 + length);
+      const [method = "", path = ""] = head.split(" ", 2);
+      const answered = ++requests === 1;
+      seen.push({ method, path, connection, answered });
+      if (!answered) {
+        socket.destroy();
+        return;
+      }
+      const body = JSON.stringify({ ok: true });
+      socket.write(
+        `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\n\r\n${body}`,
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  const client = await identity("client");
+  return {
+    url: `https://127.0.0.1:${port}`,
+    seen,
+    pool: new ClientPool({ caPem: ca.rootPem, certPem: client.cert, keyPem: client.key }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+Deno.test("ServerApi sends a heartbeat again on a fresh connection when the server closes the reused one", async () => {
+  const server = await startClosingServer();
+  try {
+    const api = new ServerApi(server.url, { clients: server.pool });
+    assert.equal((await api.heartbeat("vm-1", { checks: [] })).kind, "ok");
+    const second = await api.heartbeat("vm-1", { checks: [] });
+    assert.deepEqual(second, { kind: "ok", status: 200, body: { ok: true } });
+    // PUT is idempotent by method.
+    assert.equal((await api.register("vm-1", BODY)).kind, "ok");
+    assert.deepEqual(server.seen, [
+      { method: "POST", path: "/v1/nodes/vm-1/heartbeat", connection: 1, answered: true },
+      { method: "POST", path: "/v1/nodes/vm-1/heartbeat", connection: 1, answered: false },
+      { method: "POST", path: "/v1/nodes/vm-1/heartbeat", connection: 2, answered: true },
+      { method: "PUT", path: "/v1/nodes/vm-1/registration", connection: 2, answered: false },
+      { method: "PUT", path: "/v1/nodes/vm-1/registration", connection: 3, answered: true },
+    ]);
+  } finally {
+    server.pool.close();
+    await server.close();
+  }
+});
+
+Deno.test("ServerApi never sends a non-idempotent call twice, even when the server closed the connection", async () => {
+  const server = await startClosingServer();
+  try {
+    const api = new ServerApi(server.url, { clients: server.pool });
+    const body = { token: "t", csr: "c", node: "vm-1" };
+    assert.equal((await api.enrol(body)).kind, "ok");
+    const second = await api.enrol(body);
+    assert.equal(second.kind, "unreachable");
+    assert.match(second.kind === "unreachable" ? second.error : "", /close_notify|closed|reset/);
+    assert.deepEqual(server.seen.map((r) => [r.path, r.connection, r.answered]), [
+      ["/v1/ca/enrol", 1, true],
+      ["/v1/ca/enrol", 1, false],
+    ]);
+  } finally {
+    server.pool.close();
+    await server.close();
   }
 });

@@ -5,6 +5,8 @@
  * out the current client per request and retires the old one only once its
  * last request has finished: a heartbeat that started just before a swap
  * completes on the connection it started on, so a swap never fails one.
+ * A client's connections are reused from one request to the next (keep-alive);
+ * the server keeps them open longer than any heartbeat interval.
  */
 
 /** What a TLS client trusts and presents. */
@@ -26,6 +28,12 @@ export interface Lease {
 /** Where {@link ServerApi} gets the client for each request. */
 export interface ClientSource {
   acquire(): Lease;
+  /**
+   * Makes later requests use a new client with the same material, hence new
+   * connections: for a resend after the server closed a connection, which
+   * must not pick another stale connection of the old client's pool.
+   */
+  refresh(): void;
 }
 
 interface Entry {
@@ -58,9 +66,11 @@ function closeIfIdle(entry: Entry): void {
  */
 export class ClientPool implements ClientSource {
   #current: Entry;
+  #material: TlsMaterial;
   #closed = false;
 
   constructor(material: TlsMaterial) {
+    this.#material = material;
     this.#current = { client: createTlsClient(material), users: 0, retired: false, closed: false };
   }
 
@@ -77,8 +87,14 @@ export class ClientPool implements ClientSource {
     };
     const old = this.#current;
     this.#current = next;
+    this.#material = material;
     old.retired = true;
     closeIfIdle(old);
+  }
+
+  /** Swaps in a new client with the current material; see {@link ClientSource.refresh}. */
+  refresh(): void {
+    if (!this.#closed) this.update(this.#material);
   }
 
   /** Borrows the current client. */

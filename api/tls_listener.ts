@@ -2,6 +2,21 @@ import { getRequestListener } from "@hono/node-server";
 import { createServer, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import type { HostPort } from "../core/address.ts";
+import { HEARTBEAT_INTERVAL_BOUNDS } from "../core/model.ts";
+
+/**
+ * How long the TLS port keeps an idle keep-alive connection open: the longest
+ * heartbeat interval an agent may declare, plus a minute. Node's default (5 s)
+ * equals the agent's default interval, so the server's close crossed the
+ * agent's next heartbeat on the wire (1.8% of heartbeats failed with 5,000
+ * agents). Above every allowed interval, an agent's connection is closed by
+ * the agent (its client's own idle limit) or by a restart, never between
+ * two beats. Idle connections cost memory only (see docs/benchmarks.md).
+ * The headers and request timeouts stay at Node's defaults: they run only
+ * while a request is arriving, not while the connection is idle, and they
+ * are what bounds a client that opens a request and never finishes it.
+ */
+export const IDLE_TIMEOUT_MS = HEARTBEAT_INTERVAL_BOUNDS.max + 60_000;
 
 /** The PEM material the TLS port serves with. */
 export interface TlsMaterial {
@@ -42,6 +57,7 @@ export function listenTls(
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: "TLSv1.2",
+    keepAliveTimeout: IDLE_TIMEOUT_MS,
   }, getRequestListener(asNativeRequest(fetch), { overrideGlobalObjects: false }));
   const byNode = new Map<string, Set<TLSSocket>>();
   server.on("secureConnection", (socket: TLSSocket) => {

@@ -32,6 +32,14 @@ export interface ApiClientOptions {
   headers?: Record<string, string>;
   /** Time after which a request gives up, in milliseconds; no limit by default. */
   timeoutMs?: number;
+  /**
+   * Called before an idempotent request is sent again because the server
+   * closed the connection under it (see {@link RequestOptions.idempotent}),
+   * so that the resend goes out on a fresh connection, not on another stale
+   * one from the same pool. None by default: the runtime's own pool already
+   * dropped the connection that failed.
+   */
+  onStaleConnection?: () => void;
 }
 
 /** Options of {@link ApiClient.request} and {@link ApiClient.call}. */
@@ -46,6 +54,15 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Overrides {@link ApiClientOptions.timeoutMs} for this request. */
   timeoutMs?: number;
+  /**
+   * Whether the request may be sent twice. A keep-alive connection the server
+   * closes while the request is on its way fails the request through no fault
+   * of either side; an idempotent request is then sent once more. Default:
+   * true for GET, HEAD, PUT, DELETE and OPTIONS (RFC 9110, section 9.2.2),
+   * false otherwise; a POST that is idempotent by contract (a heartbeat)
+   * says so here.
+   */
+  idempotent?: boolean;
 }
 
 /** One page of a list endpoint. */
@@ -94,6 +111,7 @@ export class ApiClient {
   #fetch: typeof fetch;
   #headers: Record<string, string>;
   #timeoutMs: number | undefined;
+  #onStaleConnection: (() => void) | undefined;
 
   /** Checks the server URL now, so that a typo fails before any request. */
   constructor(options: ApiClientOptions) {
@@ -117,6 +135,7 @@ export class ApiClient {
     this.#fetch = options.fetch ?? ((input, init) => fetch(input, init));
     this.#headers = options.headers ?? {};
     this.#timeoutMs = options.timeoutMs;
+    this.#onStaleConnection = options.onStaleConnection;
   }
 
   /**
@@ -248,14 +267,26 @@ export class ApiClient {
         : networkReason(error);
       return { unreachable: `${what} "${this.server}": ${reason}`, reason };
     };
-    let response: Response;
-    try {
-      response = await this.#fetch(this.#url(path, options.query), {
+    const send = () =>
+      this.#fetch(this.#url(path, options.query), {
         method,
         headers,
         signal: AbortSignal.any(signals),
         ...(body === undefined ? {} : { body }),
       });
+    const idempotent = options.idempotent ?? IDEMPOTENT_METHODS.has(method.toUpperCase());
+    let response: Response;
+    try {
+      try {
+        response = await send();
+      } catch (error) {
+        if (!idempotent || !closedUnderRequest(error) || AbortSignal.any(signals).aborted) {
+          throw error;
+        }
+        // Once only: a second failure is news, not the keep-alive race.
+        this.#onStaleConnection?.();
+        response = await send();
+      }
     } catch (error) {
       clearTimeout(timer);
       return noAnswer(error, "Cannot reach server");
@@ -392,6 +423,36 @@ function nonEmpty(value: unknown): string | undefined {
 
 function messageOf(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Methods that RFC 9110 (section 9.2.2) defines as idempotent. */
+const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set([
+  "GET",
+  "HEAD",
+  "PUT",
+  "DELETE",
+  "OPTIONS",
+]);
+
+/**
+ * What a request on a connection the peer closed fails with: hyper's and
+ * rustls' words under Deno's `fetch` ("connection closed before message
+ * completed", "peer closed connection without sending TLS close_notify",
+ * "connection reset", "broken pipe") and Node's codes. A refused connection,
+ * a DNS or certificate failure or a timeout is none of these: sending again
+ * would not help.
+ */
+const CLOSED_UNDER_REQUEST =
+  /connection closed before message completed|close_notify|unexpected eof|connection reset|broken pipe|socket hang up|ECONNRESET|EPIPE/i;
+
+/** True when `error` (or one of its causes) says the peer closed the connection under the request. */
+function closedUnderRequest(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    if (CLOSED_UNDER_REQUEST.test(e.message)) return true;
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && CLOSED_UNDER_REQUEST.test(code)) return true;
+  }
+  return false;
 }
 
 /**

@@ -6,9 +6,16 @@
  */
 import { z } from "zod";
 import { LEVELS } from "./log.ts";
-import { durationSchema } from "./duration.ts";
+import { durationSchema, formatDuration } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
-import { ipAddress, labelName, portNumber, PROTOCOLS, subdomainName } from "./model.ts";
+import {
+  HEARTBEAT_INTERVAL_BOUNDS,
+  ipAddress,
+  labelName,
+  portNumber,
+  PROTOCOLS,
+  subdomainName,
+} from "./model.ts";
 import { parseConfigText } from "./validate.ts";
 import { ENVOY_ADMIN } from "./envoy_bootstrap.ts";
 
@@ -228,8 +235,10 @@ export const agentConfigSchema = z.strictObject({
     labels: labelsSchema.default({}).describe("Labels of the node, e.g. region and zone"),
   }).prefault({}).describe("The host this agent runs on"),
   heartbeat: z.strictObject({
-    interval: durationSchema({ min: 100, max: 600_000 }).default(DEFAULT_INTERVAL_MS).describe(
-      "Time between heartbeats; the server marks the node stale after 3; default 5s, between 100ms and 10m",
+    interval: durationSchema(HEARTBEAT_INTERVAL_BOUNDS).default(DEFAULT_INTERVAL_MS).describe(
+      `Time between heartbeats; the server marks the node stale after 3; default 5s, between ${
+        formatDuration(HEARTBEAT_INTERVAL_BOUNDS.min)
+      } and ${formatDuration(HEARTBEAT_INTERVAL_BOUNDS.max)}`,
     ),
   }).prefault({}).transform((h) => ({ intervalMs: h.interval })).describe(
     "How often the agent tells the server it is alive",

@@ -1,8 +1,15 @@
 import { isIP } from "node:net";
 import { z } from "zod";
-import { durationSchema } from "./duration.ts";
+import { durationSchema, formatDuration } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
 import { labelName, subdomainName } from "./names.ts";
+
+/**
+ * The heartbeat intervals an agent may declare, in milliseconds. The TLS
+ * port's idle timeout is derived from `max` (`api/tls_listener.ts`), so the
+ * server never closes a connection that is merely waiting for the next beat.
+ */
+export const HEARTBEAT_INTERVAL_BOUNDS = { min: 100, max: 600_000 } as const;
 
 /** Application protocols a service port may speak; they decide how Envoy proxies it. */
 export const PROTOCOLS = ["http", "http2", "grpc", "tcp"] as const;
@@ -218,8 +225,10 @@ export const nodeRegistrationSchema = z.strictObject({
   addresses: z.array(ipAddress).min(1, "At least one address is required").max(16),
   labels: labelsSchema.default({}),
   agentVersion: z.string().min(1).max(64),
-  heartbeatInterval: durationSchema({ min: 100, max: 600_000 }).describe(
-    "How often the agent heartbeats, as a duration such as `5s` (100ms to 10m); the TTL is 3 intervals",
+  heartbeatInterval: durationSchema(HEARTBEAT_INTERVAL_BOUNDS).describe(
+    `How often the agent heartbeats, as a duration such as \`5s\` (${
+      formatDuration(HEARTBEAT_INTERVAL_BOUNDS.min)
+    } to ${formatDuration(HEARTBEAT_INTERVAL_BOUNDS.max)}); the TTL is 3 intervals`,
   ),
   instances: z.array(instanceRegistrationSchema).max(256).superRefine((list, ctx) => {
     const seen = new Set<string>();
