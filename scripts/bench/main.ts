@@ -9,6 +9,9 @@
  * then drive heartbeats open-loop; server RSS and CPU sampled from `/proc`
  * and counters read from `GET /metrics`; SIGTERM and a check of the exit code.
  *
+ * `--shape agent-tls` runs the other shape instead (`agent_tls.ts`): every
+ * agent on its own mTLS connection at its heartbeat interval.
+ *
  * Progress goes to stderr, the report to stdout. Exits 0 when the run
  * completed, whether or not the target was met; 1 when the bench could not
  * run or the server misbehaved (revision moved on pure heartbeats, unclean exit).
@@ -27,6 +30,8 @@ import {
   startBenchServer,
 } from "./server_process.ts";
 import { measureSqliteInserts } from "./sqlite_reference.ts";
+import { JsonLines, split, withTimeout } from "./load_process.ts";
+import { benchAgentTls } from "./agent_tls.ts";
 
 const LOAD_SCRIPT = fileURLToPath(new URL("./heartbeat_load.ts", import.meta.url));
 /** How long load processes may take to register their agents. */
@@ -72,47 +77,6 @@ async function createTokens(server: BenchServer, count: number): Promise<string[
   };
   await Promise.all(Array.from({ length: 16 }, worker));
   return tokens;
-}
-
-/** Reads newline-delimited JSON from a child's stdout. */
-class JsonLines {
-  readonly #reader: ReadableStreamDefaultReader<string>;
-  #text = "";
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  }
-
-  async next<T>(what: string): Promise<T> {
-    while (!this.#text.includes("\n")) {
-      const { value, done } = await this.#reader.read();
-      if (done) throw new Error(`A load process exited before sending ${what}`);
-      this.#text += value;
-    }
-    const end = this.#text.indexOf("\n");
-    const line = this.#text.slice(0, end);
-    this.#text = this.#text.slice(end + 1);
-    return JSON.parse(line) as T;
-  }
-}
-
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out after ${timeoutMs} ms ${what}`)),
-      timeoutMs,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** Splits `total` into `parts` near-equal whole shares. */
-function split(total: number, parts: number): number[] {
-  return Array.from(
-    { length: parts },
-    (_, i) => Math.floor((total * (i + 1)) / parts) - Math.floor((total * i) / parts),
-  );
 }
 
 interface LoadRun {
@@ -432,7 +396,7 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   try {
-    Deno.exit(await bench(options));
+    Deno.exit(await (options.shape === "agent-tls" ? benchAgentTls(options) : bench(options)));
   } catch (error) {
     console.error(`bench: ${(error as Error).message}`);
     Deno.exit(1);

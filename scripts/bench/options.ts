@@ -1,13 +1,29 @@
 /**
- * Command-line options of `deno task bench`. The defaults are the target
- * scenario (5,000 agents, 20,000 heartbeats/s, 20 s measured); `--quick`
- * swaps in a short smoke run, and any explicit flag wins over both.
+ * Command-line options of `deno task bench`. Two shapes: `pooled` (the
+ * default) offers 20,000 heartbeats/s from 5,000 agents over 128 shared
+ * plain-HTTP connections, 20 s measured; `agent-tls` runs 5,000 agents each
+ * with its own certificate and mTLS connection to the TLS port, beating at
+ * the default interval, 5 minutes measured. `--quick` swaps in a short smoke
+ * run of either, and any explicit flag wins over both.
  */
 import { parseArgs } from "node:util";
-import { parseDuration } from "../../core/duration.ts";
+import { DEFAULT_INTERVAL_MS } from "../../core/agent_config.ts";
+import { formatDuration, parseDuration } from "../../core/duration.ts";
+
+/** How the simulated agents reach the server. */
+export type BenchShape = "pooled" | "agent-tls";
 
 /** One bench run, fully resolved. */
 export interface BenchOptions {
+  /**
+   * `pooled`: heartbeats open-loop at `rate` over `connections` shared
+   * plain-HTTP connections with agent tokens. `agent-tls`: every agent
+   * enrols for its own certificate and heartbeats every `intervalMs` over
+   * its own mTLS connection, through the agent's own client.
+   */
+  shape: BenchShape;
+  /** Heartbeat interval of each agent (`agent-tls` only), in ms. */
+  intervalMs: number;
   /** Simulated agents, each with its own node and agent-role token. */
   agents: number;
   /** Offered heartbeats per second, across all agents. */
@@ -34,7 +50,20 @@ export interface BenchOptions {
 /** The target: what a PASS means. */
 export const TARGET = { agents: 5_000, rate: 20_000, p99Ms: 50 } as const;
 
-const FULL: Omit<BenchOptions, "quick" | "cpuProfDir" | "timeline"> = {
+/** The target of the `agent-tls` shape (5 minutes at the default interval). */
+export const AGENT_TLS_TARGET = {
+  agents: 5_000,
+  durationMs: 300_000,
+  p99Ms: 50,
+  failed: 0,
+  rssBytes: 300 * 1024 * 1024,
+} as const;
+
+type Defaults = Omit<BenchOptions, "quick" | "cpuProfDir" | "timeline">;
+
+const FULL: Defaults = {
+  shape: "pooled",
+  intervalMs: DEFAULT_INTERVAL_MS,
   agents: TARGET.agents,
   rate: TARGET.rate,
   durationMs: 20_000,
@@ -45,7 +74,7 @@ const FULL: Omit<BenchOptions, "quick" | "cpuProfDir" | "timeline"> = {
   sqliteRows: 200_000,
 };
 
-const QUICK: Omit<BenchOptions, "quick" | "cpuProfDir" | "timeline"> = {
+const QUICK: Defaults = {
   ...FULL,
   agents: 500,
   rate: 2_000,
@@ -55,11 +84,43 @@ const QUICK: Omit<BenchOptions, "quick" | "cpuProfDir" | "timeline"> = {
   sqliteRows: 50_000,
 };
 
+/**
+ * `agent-tls`: the warm-up covers two intervals, so every agent has reused
+ * its connection before the window; several load processes, because each
+ * agent's TLS client costs the generator memory and CPU.
+ */
+const AGENT_TLS: Defaults = {
+  ...FULL,
+  shape: "agent-tls",
+  agents: AGENT_TLS_TARGET.agents,
+  durationMs: AGENT_TLS_TARGET.durationMs,
+  warmupMs: 2 * DEFAULT_INTERVAL_MS,
+  loadProcs: 4,
+};
+
+const AGENT_TLS_QUICK: Defaults = {
+  ...AGENT_TLS,
+  agents: 500,
+  durationMs: 20_000,
+  loadProcs: 2,
+};
+
+/** Flags that mean something only in the `pooled` shape. */
+const POOLED_ONLY = ["rate", "connections", "client", "sqlite-rows"] as const;
+
 /** `--help` text. */
 export const USAGE = `Usage: deno task bench [options]
 
 Measures heartbeats/s and latency of a real Ironmesh server under simulated agents.
 
+  --shape S          pooled: open-loop heartbeats over shared plain-HTTP connections;
+                     agent-tls: each agent enrols and heartbeats over its own mTLS
+                     connection with the agent's client, ${
+  formatDuration(AGENT_TLS.durationMs)
+} measured (default: pooled)
+  --interval D       heartbeat interval of each agent, agent-tls only (default: ${
+  formatDuration(DEFAULT_INTERVAL_MS)
+})
   --agents N         simulated agents, one token and node each (default: ${FULL.agents})
   --rate N           offered heartbeats per second, open loop (default: ${FULL.rate})
   --duration D       measured window, e.g. 20s (default: 20s)
@@ -71,6 +132,9 @@ Measures heartbeats/s and latency of a real Ironmesh server under simulated agen
   --cpu-prof DIR     write a CPU profile of the server to DIR
   --timeline         also print throughput and latency for each second
   --quick            short smoke run: ${QUICK.agents} agents, ${QUICK.rate}/s, 3s
+                     (agent-tls: ${AGENT_TLS_QUICK.agents} agents, ${
+  formatDuration(AGENT_TLS_QUICK.durationMs)
+})
   -h, --help         print this help`;
 
 /** Parses the arguments; returns `null` when help was asked for. Throws on a bad value. */
@@ -79,6 +143,8 @@ export function parseBenchArgs(args: string[]): BenchOptions | null {
     args,
     strict: true,
     options: {
+      shape: { type: "string" },
+      interval: { type: "string" },
       agents: { type: "string" },
       rate: { type: "string" },
       duration: { type: "string" },
@@ -94,8 +160,19 @@ export function parseBenchArgs(args: string[]): BenchOptions | null {
     },
   });
   if (values.help) return null;
-  const base = values.quick ? QUICK : FULL;
+  const shape = shapeOf(values.shape);
+  const base = shape === "agent-tls"
+    ? (values.quick ? AGENT_TLS_QUICK : AGENT_TLS)
+    : (values.quick ? QUICK : FULL);
+  if (shape === "agent-tls") {
+    const given = POOLED_ONLY.find((flag) => values[flag] !== undefined);
+    if (given) throw new Error(`Invalid --${given}: it applies to --shape pooled only`);
+  } else if (values.interval !== undefined) {
+    throw new Error("Invalid --interval: it applies to --shape agent-tls only");
+  }
   const options: BenchOptions = {
+    shape,
+    intervalMs: duration("--interval", values.interval, base.intervalMs, 100),
     agents: count("--agents", values.agents, base.agents),
     rate: count("--rate", values.rate, base.rate),
     durationMs: duration("--duration", values.duration, base.durationMs),
@@ -110,6 +187,11 @@ export function parseBenchArgs(args: string[]): BenchOptions | null {
   };
   if (options.agents > 99_999) {
     throw new Error(`Invalid --agents ${options.agents}: at most 99999 (node names have 5 digits)`);
+  }
+  if (shape === "agent-tls" && options.agents > 10_000) {
+    throw new Error(
+      `Invalid --agents ${options.agents}: at most 10000 with --shape agent-tls (the uses of one join token)`,
+    );
   }
   if (options.connections < options.loadProcs || options.agents < options.loadProcs) {
     throw new Error(
@@ -141,6 +223,14 @@ function client(text: string | undefined, fallback: "raw" | "fetch"): "raw" | "f
   if (text === undefined) return fallback;
   if (text !== "raw" && text !== "fetch") {
     throw new Error(`Invalid --client "${text}": expected raw or fetch`);
+  }
+  return text;
+}
+
+function shapeOf(text: string | undefined): BenchShape {
+  if (text === undefined) return "pooled";
+  if (text !== "pooled" && text !== "agent-tls") {
+    throw new Error(`Invalid --shape "${text}": expected pooled or agent-tls`);
   }
   return text;
 }

@@ -1,0 +1,299 @@
+/**
+ * One load process of the `agent-tls` heartbeat shape, started by
+ * `scripts/bench/main.ts` (never by hand). Each simulated agent does what
+ * the real agent does, through the agent's own client (`agent/server_api.ts`
+ * over `agent/tls_clients.ts`): it makes a P-256 key and CSR, enrols with the
+ * join token, then registers and heartbeats over its own mTLS connection to
+ * the TLS port at a fixed interval.
+ *
+ * Protocol, one JSON object per line, as `heartbeat_load.ts`: it reads its
+ * {@link AgentTlsLoadConfig} from the file named by its only argument,
+ * prints `{"event":"ready"}` once its agents are enrolled and registered,
+ * waits for `{"event":"start","at":<epoch ms>}` on stdin, and prints one
+ * {@link AgentTlsLoadResult} at the end.
+ *
+ * Schedule: agent `i` of `n` (fleet-wide) beats at `start + (i / n + k) *
+ * interval`, so the fleet's beats are spread evenly, as the real agents'
+ * jitter spreads them. A beat's latency is measured from its due time; an
+ * agent whose previous beat is still running sends the next one late and
+ * the wait counts.
+ */
+import process from "node:process";
+import { decodeJoinToken, joinTokenIdentity } from "../../core/join_token.ts";
+import { systemClock } from "../../core/clock.ts";
+import { formatDuration } from "../../core/duration.ts";
+import { createCsr, generateKeyPair, privateKeyPem } from "../../agent/pki.ts";
+import type { HeartbeatBody, RegistrationBody } from "../../agent/registration.ts";
+import { type ApiResult, ServerApi } from "../../agent/server_api.ts";
+import { ClientPool, type ClientSource } from "../../agent/tls_clients.ts";
+import { Histogram, type HistogramData } from "./histogram.ts";
+
+/** What one load process is asked to do. */
+export interface AgentTlsLoadConfig {
+  /** The TLS port, e.g. `https://127.0.0.1:4430`. */
+  url: string;
+  /** The roots that verify the server (the trust bundle, PEM). */
+  caPem: string;
+  /** A join token with a use for each agent of the run. */
+  joinToken: string;
+  /** Global index of this process's first agent. */
+  firstAgent: number;
+  /** Agents in this process. */
+  agents: number;
+  /** Agents in the whole run (for the phase of each agent's beats). */
+  fleet: number;
+  intervalMs: number;
+  /** Time before the measured window; its heartbeats are sent but not counted. */
+  warmupMs: number;
+  durationMs: number;
+  /** How long to wait after the window for heartbeats still running. */
+  drainMs: number;
+}
+
+/** What one load process reports. */
+export interface AgentTlsLoadResult {
+  event: "result";
+  registered: number;
+  /** Enrolments and registrations that failed, each with the agent left out of the run. */
+  setupErrors: number;
+  setupMs: number;
+  /** Heartbeats due in the measured window. */
+  scheduled: number;
+  /** Heartbeats due in the window answered 200. */
+  ok: number;
+  /** Heartbeats due in the window that failed, by reason. */
+  errors: Record<string, number>;
+  /** Heartbeats due in the window not answered before the drain deadline. */
+  unanswered: number;
+  /** Times a call was sent again on a fresh connection (the server closed the reused one). */
+  resends: number;
+  /** From due time to answer, heartbeats due in the window. */
+  latency: HistogramData;
+  /** From send to answer: the part of `latency` spent outside this process. */
+  service: HistogramData;
+  /** This process's CPU time in the window, in ms. */
+  cpuMs: number;
+  /** This process's RSS at the end of the window, in bytes. */
+  rssBytes: number;
+  firstError: string | null;
+}
+
+const HEARTBEAT: HeartbeatBody = { checks: [{ id: "web", status: "passing" }] };
+/** Enrolments and registrations in flight at once, per process. */
+const SETUP_CONCURRENCY = 16;
+
+function nodeName(index: number): string {
+  return `agent-${String(index + 1).padStart(5, "0")}`;
+}
+
+function registration(index: number, intervalMs: number): RegistrationBody {
+  return {
+    hostname: nodeName(index),
+    addresses: [`10.1.${Math.floor(index / 256) % 256}.${index % 256}`],
+    agentVersion: "bench",
+    heartbeatInterval: formatDuration(intervalMs),
+    instances: [{
+      id: "web",
+      service: `svc-${index % 100}`,
+      port: 8080,
+      protocol: "http",
+      check: "passing",
+      labels: { version: "v1" },
+    }],
+  };
+}
+
+function reason(result: ApiResult<unknown>): string {
+  if (result.kind === "rejected") return `status ${result.status}: ${result.problem.detail}`;
+  if (result.kind === "unreachable") return `network: ${result.error}`;
+  return "ok";
+}
+
+function cpuMs(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1000;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+}
+
+/** One simulated agent, enrolled and registered. */
+interface Agent {
+  index: number;
+  node: string;
+  api: ServerApi;
+  pool: ClientPool;
+}
+
+/** Enrols and registers one agent the way `agent/enrol.ts` and `agent/agent.ts` do. */
+async function setUp(
+  config: AgentTlsLoadConfig,
+  index: number,
+  enrolApi: ServerApi,
+  identity: string,
+  counter: { resends: number },
+): Promise<Agent | string> {
+  const node = nodeName(index);
+  const keys = await generateKeyPair();
+  const csr = await createCsr(keys, node, identity);
+  const enrolled = await enrolApi.enrol({ token: config.joinToken, csr, node });
+  if (enrolled.kind !== "ok") return `enrol ${node}: ${reason(enrolled)}`;
+  const issued = enrolled.body as { certificate: string; bundle: string };
+  const pool = new ClientPool({
+    caPem: issued.bundle,
+    certPem: issued.certificate,
+    keyPem: await privateKeyPem(keys.privateKey),
+  });
+  // Counts the resends: the client asks for a fresh connection just before each.
+  const clients: ClientSource = {
+    acquire: () => pool.acquire(),
+    refresh: () => {
+      counter.resends++;
+      pool.refresh();
+    },
+  };
+  const api = new ServerApi(config.url, { clients });
+  const registered = await api.register(node, registration(index, config.intervalMs));
+  if (registered.kind !== "ok") {
+    pool.close();
+    return `register ${node}: ${reason(registered)}`;
+  }
+  return { index, node, api, pool };
+}
+
+async function setUpAll(config: AgentTlsLoadConfig, counter: { resends: number }) {
+  const claims = decodeJoinToken(config.joinToken, systemClock);
+  const identity = joinTokenIdentity(claims);
+  const enrolPool = new ClientPool({ caPem: config.caPem });
+  const enrolApi = new ServerApi(config.url, { clients: enrolPool });
+  const agents: Agent[] = [];
+  let next = 0;
+  let errors = 0;
+  let firstError: string | null = null;
+  await Promise.all(Array.from({ length: SETUP_CONCURRENCY }, async () => {
+    while (next < config.agents) {
+      const result = await setUp(config, config.firstAgent + next++, enrolApi, identity, counter);
+      if (typeof result === "string") {
+        errors++;
+        firstError ??= result;
+      } else {
+        agents.push(result);
+      }
+    }
+  }));
+  enrolPool.close();
+  return { agents, errors, firstError };
+}
+
+/** Runs every agent's heartbeat loop from `t0` (a `performance.now()` instant). */
+async function drive(agents: Agent[], config: AgentTlsLoadConfig, t0: number) {
+  const windowStart = t0 + config.warmupMs;
+  const windowEnd = windowStart + config.durationMs;
+  const deadline = windowEnd + config.drainMs;
+  const latency = new Histogram();
+  const service = new Histogram();
+  const errors: Record<string, number> = {};
+  let firstError: string | null = null;
+  let scheduled = 0;
+  let ok = 0;
+  let cpuAtStart = 0;
+  let cpuAtEnd = 0;
+  let rssBytes = 0;
+  const marks = [
+    setTimeout(() => cpuAtStart = cpuMs(), windowStart - performance.now()),
+    setTimeout(() => {
+      cpuAtEnd = cpuMs();
+      rssBytes = process.memoryUsage.rss();
+    }, windowEnd - performance.now()),
+  ];
+
+  const beat = async (agent: Agent) => {
+    const phase = (agent.index / config.fleet) * config.intervalMs;
+    for (let k = 0;; k++) {
+      const due = t0 + phase + k * config.intervalMs;
+      if (due >= windowEnd) return;
+      const counted = due >= windowStart;
+      if (counted) scheduled++;
+      await sleep(due - performance.now());
+      const sent = performance.now();
+      const remaining = deadline - sent;
+      if (remaining <= 0) return;
+      const result = await agent.api.heartbeat(agent.node, HEARTBEAT, { timeoutMs: remaining });
+      const done = performance.now();
+      if (!counted) continue;
+      if (result.kind === "ok") {
+        ok++;
+        latency.record(done - due);
+        service.record(done - sent);
+      } else {
+        const why = reason(result);
+        const key = why.startsWith("network") ? "network" : why.split(":")[0]!;
+        errors[key] = (errors[key] ?? 0) + 1;
+        firstError ??= `${agent.node}: ${why}`;
+      }
+    }
+  };
+  await Promise.all(agents.map(beat));
+  for (const mark of marks) clearTimeout(mark);
+  cpuAtEnd ||= cpuMs();
+  rssBytes ||= process.memoryUsage.rss();
+  const failed = Object.values(errors).reduce((a, b) => a + b, 0);
+  return {
+    scheduled,
+    ok,
+    errors,
+    unanswered: scheduled - ok - failed,
+    latency: latency.toJSON(),
+    service: service.toJSON(),
+    cpuMs: cpuAtEnd - cpuAtStart,
+    rssBytes,
+    firstError,
+  };
+}
+
+async function readLine(reader: ReadableStreamDefaultReader<string>): Promise<string> {
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("The bench driver closed stdin before the start signal");
+    text += value;
+  }
+  return text.slice(0, text.indexOf("\n"));
+}
+
+async function main(configFile: string): Promise<void> {
+  const config: AgentTlsLoadConfig = JSON.parse(await Deno.readTextFile(configFile));
+  const counter = { resends: 0 };
+  const began = performance.now();
+  const setup = await setUpAll(config, counter);
+  const setupMs = performance.now() - began;
+  console.log(JSON.stringify({ event: "ready" }));
+
+  const stdin = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  const start = JSON.parse(await readLine(stdin)) as { event: "start"; at: number };
+  const t0 = performance.now() + (start.at - Date.now());
+  const resendsBefore = counter.resends;
+  const run = await drive(setup.agents, config, t0);
+  for (const agent of setup.agents) agent.pool.close();
+  const result: AgentTlsLoadResult = {
+    event: "result",
+    registered: setup.agents.length,
+    setupErrors: setup.errors,
+    setupMs,
+    ...run,
+    resends: counter.resends - resendsBefore,
+    firstError: setup.firstError ?? run.firstError,
+  };
+  console.log(JSON.stringify(result));
+}
+
+if (import.meta.main) {
+  const [configFile] = Deno.args;
+  if (!configFile) {
+    console.error("Usage: agent_tls_load.ts CONFIG.json (started by scripts/bench/main.ts)");
+    Deno.exit(2);
+  }
+  await main(configFile);
+  Deno.exit(0);
+}
