@@ -12,11 +12,13 @@
  * waits for `{"event":"start","at":<epoch ms>}` on stdin, and prints one
  * {@link AgentTlsLoadResult} at the end.
  *
- * Schedule: agent `i` of `n` (fleet-wide) beats at `start + (i / n + k) *
- * interval`, so the fleet's beats are spread evenly, as the real agents'
- * jitter spreads them. A beat's latency is measured from its due time; an
- * agent whose previous beat is still running sends the next one late and
- * the wait counts.
+ * Schedule: each agent beats from its registration on, as a real agent
+ * does, so none turns stale while the rest of the fleet enrols. Agent `i`
+ * of `n` (fleet-wide) beats at wall-clock times `(i / n + k) * interval`,
+ * so the fleet's beats are spread evenly, as the real agents' jitter
+ * spreads them. A beat's latency is measured from its due time; an agent
+ * whose previous beat is still running sends the next one late and the
+ * wait counts.
  */
 import process from "node:process";
 import { decodeJoinToken, joinTokenIdentity } from "../../core/join_token.ts";
@@ -162,7 +164,15 @@ async function setUp(
   return { index, node, api, pool };
 }
 
-async function setUpAll(config: AgentTlsLoadConfig, counter: { resends: number }) {
+/**
+ * Enrols and registers every agent, a few at a time; each starts beating as
+ * soon as it is registered (a node left silent for 3 intervals turns stale).
+ */
+async function setUpAll(
+  config: AgentTlsLoadConfig,
+  counter: { resends: number },
+  start: (agent: Agent) => void,
+) {
   const claims = decodeJoinToken(config.joinToken, systemClock);
   const identity = joinTokenIdentity(claims);
   const enrolPool = new ClientPool({ caPem: config.caPem });
@@ -179,6 +189,7 @@ async function setUpAll(config: AgentTlsLoadConfig, counter: { resends: number }
         firstError ??= result;
       } else {
         agents.push(result);
+        start(result);
       }
     }
   }));
@@ -186,70 +197,60 @@ async function setUpAll(config: AgentTlsLoadConfig, counter: { resends: number }
   return { agents, errors, firstError };
 }
 
-/** Runs every agent's heartbeat loop from `t0` (a `performance.now()` instant). */
-async function drive(agents: Agent[], config: AgentTlsLoadConfig, t0: number) {
-  const windowStart = t0 + config.warmupMs;
-  const windowEnd = windowStart + config.durationMs;
-  const deadline = windowEnd + config.drainMs;
-  const latency = new Histogram();
-  const service = new Histogram();
-  const errors: Record<string, number> = {};
-  let firstError: string | null = null;
-  let scheduled = 0;
-  let ok = 0;
-  let cpuAtStart = 0;
-  let cpuAtEnd = 0;
-  let rssBytes = 0;
-  const marks = [
-    setTimeout(() => cpuAtStart = cpuMs(), windowStart - performance.now()),
-    setTimeout(() => {
-      cpuAtEnd = cpuMs();
-      rssBytes = process.memoryUsage.rss();
-    }, windowEnd - performance.now()),
-  ];
+/** Wall-clock milliseconds, precise: the schedule is shared by every load process. */
+function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
 
-  const beat = async (agent: Agent) => {
-    const phase = (agent.index / config.fleet) * config.intervalMs;
-    for (let k = 0;; k++) {
-      const due = t0 + phase + k * config.intervalMs;
-      if (due >= windowEnd) return;
-      const counted = due >= windowStart;
-      if (counted) scheduled++;
-      await sleep(due - performance.now());
-      const sent = performance.now();
-      const remaining = deadline - sent;
-      if (remaining <= 0) return;
-      const result = await agent.api.heartbeat(agent.node, HEARTBEAT, { timeoutMs: remaining });
-      const done = performance.now();
-      if (!counted) continue;
-      if (result.kind === "ok") {
-        ok++;
-        latency.record(done - due);
-        service.record(done - sent);
-      } else {
-        const why = reason(result);
-        const key = why.startsWith("network") ? "network" : why.split(":")[0]!;
-        errors[key] = (errors[key] ?? 0) + 1;
-        firstError ??= `${agent.node}: ${why}`;
-      }
+/**
+ * The measured window, in wall-clock ms; unknown (never counted) until the
+ * driver's start signal, while the agents already beat.
+ */
+interface Window {
+  start: number;
+  end: number;
+  deadline: number;
+}
+
+/** Heartbeat statistics of one process. */
+class Tally {
+  readonly latency = new Histogram();
+  readonly service = new Histogram();
+  readonly errors: Record<string, number> = {};
+  firstError: string | null = null;
+  scheduled = 0;
+  ok = 0;
+}
+
+/**
+ * One agent's heartbeat loop, as the agent's own: from its registration
+ * until the window's end. Its beats fall on a fleet-wide grid (`phase +
+ * k * interval`, wall clock), so the fleet's load is even at every second.
+ */
+async function beat(agent: Agent, config: AgentTlsLoadConfig, window: Window, tally: Tally) {
+  const phase = (agent.index / config.fleet) * config.intervalMs;
+  let due = phase + Math.ceil((epochNow() - phase) / config.intervalMs) * config.intervalMs;
+  for (; due < window.end; due += config.intervalMs) {
+    await sleep(due - epochNow());
+    const counted = due >= window.start && due < window.end;
+    if (counted) tally.scheduled++;
+    const sent = epochNow();
+    const remaining = Math.min(window.deadline - sent, 10_000);
+    if (remaining <= 0) return;
+    const result = await agent.api.heartbeat(agent.node, HEARTBEAT, { timeoutMs: remaining });
+    const done = epochNow();
+    if (!counted) continue;
+    if (result.kind === "ok") {
+      tally.ok++;
+      tally.latency.record(done - due);
+      tally.service.record(done - sent);
+    } else {
+      const why = reason(result);
+      const key = why.startsWith("network") ? "network" : why.split(":")[0]!;
+      tally.errors[key] = (tally.errors[key] ?? 0) + 1;
+      tally.firstError ??= `${agent.node}: ${why}`;
     }
-  };
-  await Promise.all(agents.map(beat));
-  for (const mark of marks) clearTimeout(mark);
-  cpuAtEnd ||= cpuMs();
-  rssBytes ||= process.memoryUsage.rss();
-  const failed = Object.values(errors).reduce((a, b) => a + b, 0);
-  return {
-    scheduled,
-    ok,
-    errors,
-    unanswered: scheduled - ok - failed,
-    latency: latency.toJSON(),
-    service: service.toJSON(),
-    cpuMs: cpuAtEnd - cpuAtStart,
-    rssBytes,
-    firstError,
-  };
+  }
 }
 
 async function readLine(reader: ReadableStreamDefaultReader<string>): Promise<string> {
@@ -265,25 +266,53 @@ async function readLine(reader: ReadableStreamDefaultReader<string>): Promise<st
 async function main(configFile: string): Promise<void> {
   const config: AgentTlsLoadConfig = JSON.parse(await Deno.readTextFile(configFile));
   const counter = { resends: 0 };
+  const window: Window = { start: Infinity, end: Infinity, deadline: Infinity };
+  const tally = new Tally();
+  const loops: Promise<void>[] = [];
   const began = performance.now();
-  const setup = await setUpAll(config, counter);
+  const setup = await setUpAll(config, counter, (agent) => {
+    loops.push(beat(agent, config, window, tally));
+  });
   const setupMs = performance.now() - began;
   console.log(JSON.stringify({ event: "ready" }));
 
   const stdin = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
-  const start = JSON.parse(await readLine(stdin)) as { event: "start"; at: number };
-  const t0 = performance.now() + (start.at - Date.now());
+  const { at } = JSON.parse(await readLine(stdin)) as { event: "start"; at: number };
+  window.start = at + config.warmupMs;
+  window.end = window.start + config.durationMs;
+  window.deadline = window.end + config.drainMs;
   const resendsBefore = counter.resends;
-  const run = await drive(setup.agents, config, t0);
+  let cpuAtStart = 0;
+  let cpuAtEnd = 0;
+  let rssBytes = 0;
+  const marks = [
+    setTimeout(() => cpuAtStart = cpuMs(), window.start - Date.now()),
+    setTimeout(() => {
+      cpuAtEnd = cpuMs();
+      rssBytes = process.memoryUsage.rss();
+    }, window.end - Date.now()),
+  ];
+  await Promise.all(loops);
+  for (const mark of marks) clearTimeout(mark);
+  cpuAtEnd ||= cpuMs();
+  rssBytes ||= process.memoryUsage.rss();
   for (const agent of setup.agents) agent.pool.close();
+  const failed = Object.values(tally.errors).reduce((a, b) => a + b, 0);
   const result: AgentTlsLoadResult = {
     event: "result",
     registered: setup.agents.length,
     setupErrors: setup.errors,
     setupMs,
-    ...run,
+    scheduled: tally.scheduled,
+    ok: tally.ok,
+    errors: tally.errors,
+    unanswered: tally.scheduled - tally.ok - failed,
     resends: counter.resends - resendsBefore,
-    firstError: setup.firstError ?? run.firstError,
+    latency: tally.latency.toJSON(),
+    service: tally.service.toJSON(),
+    cpuMs: cpuAtEnd - cpuAtStart,
+    rssBytes,
+    firstError: setup.firstError ?? tally.firstError,
   };
   console.log(JSON.stringify(result));
 }
