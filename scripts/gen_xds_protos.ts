@@ -73,6 +73,8 @@ export const PACKED_IN_ANY: readonly string[] = [
   "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
   "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
   "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+  // Retry host predicates (`RetryPolicy.retry_host_predicate`).
+  "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
   // Cluster extensions.
   "envoy.extensions.clusters.aggregate.v3.ClusterConfig",
   // Load-balancing policies (`Cluster.load_balancing_policy`).

@@ -282,6 +282,23 @@ export const INVALID: { name: string; input: unknown; problems: FieldProblem[] }
     ],
   },
   {
+    name: "a prefix rewrite without a path match",
+    input: route(
+      { match: { headers: { "x-a": { exact: "1" } } }, rewrite: { prefix: "/v2" } },
+      { rewrite: { prefix: "/v2" } },
+      { match: [{ path: { prefix: "/a/" } }, { methods: ["GET"] }], rewrite: { prefix: "/b/" } },
+      { match: { path: { regex: "/a/(.*)" } }, rewrite: { prefix: "/b/\\1" } },
+    ),
+    problems: [0, 1, 2].map((i) =>
+      p(
+        `/spec/rules/${i}/rewrite/prefix`,
+        `"rewrite.prefix" needs a path match in every entry of "match": without one, Envoy would put "${
+          i === 2 ? "/b/" : "/v2"
+        }" before the whole path`,
+      )
+    ),
+  },
+  {
     name: "header values with CR, LF or NUL",
     input: route({
       requestHeaders: { add: { "x-a": "1\r\nx-injected: 1", "x-b": "ok 100%" } },

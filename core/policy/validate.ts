@@ -336,6 +336,18 @@ function ruleProblems(rule: RouteRule, path: Path): FieldProblem[] {
       }
     }
   }
+  const prefix = rule.rewrite?.prefix;
+  if (
+    prefix !== undefined && prefix !== "/" && !rule.redirect &&
+    matchEntries(rule.match).some((m) => !m.path)
+  ) {
+    // Envoy's prefix_rewrite swaps the matched prefix; with no path match that is `/`, which
+    // only a rewrite to `/` leaves whole.
+    out.push(problem(
+      [...path, "rewrite", "prefix"],
+      `"rewrite.prefix" needs a path match in every entry of "match": without one, Envoy would put "${prefix}" before the whole path`,
+    ));
+  }
   if (rule.fault) out.push(...faultProblems(rule.fault, [...path, "fault"]));
   if (rule.requestHeaders) {
     out.push(...headerOpsProblems(rule.requestHeaders, [...path, "requestHeaders"]));
@@ -772,6 +784,18 @@ class Checker {
       (spec.ports ?? []).forEach((p, i) => {
         this.#portOf(info, spec.service, p.port, ["spec", "ports", i, "port"]);
       });
+      // A TCP proxy sees connections: it hashes on the client's address whatever the key.
+      const hash = spec.loadBalancer?.hash;
+      const key = hash?.header !== undefined ? "header" : hash?.cookie ? "cookie" : undefined;
+      const tcp = info.ports.filter((p) => p.protocol === "tcp").map((p) => p.port);
+      if (key && tcp.length > 0) {
+        this.#warn(
+          ["spec", "loadBalancer", "hash", key],
+          `Port ${
+            tcp.join(", ")
+          } of service "${spec.service}" is tcp: its connections hash on the client's address, not on a ${key}`,
+        );
+      }
     }
     (spec.subsets ?? []).forEach((s, i) => {
       if (Object.keys(s.labels).length === 0) {

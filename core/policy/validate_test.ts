@@ -439,6 +439,20 @@ const CHECKS: {
     ],
   },
   {
+    name: "a header hash on a service with a tcp port",
+    input: doc("DestinationPolicy", {
+      service: "echo",
+      loadBalancer: { algorithm: "MAGLEV", hash: { header: "x-user" } },
+    }),
+    services: { "default/echo": { ports: [...HTTP_ECHO.ports, { port: 5432, protocol: "tcp" }] } },
+    warnings: [
+      p(
+        "/spec/loadBalancer/hash/header",
+        'Port 5432 of service "echo" is tcp: its connections hash on the client\'s address, not on a header',
+      ),
+    ],
+  },
+  {
     name: "a DestinationPolicy that drops a subset routes still send to",
     input: doc("DestinationPolicy", {
       service: "echo",

@@ -56,7 +56,19 @@ export interface SidecarConnectionManagerOptions {
    * Default: false.
    */
   removesServerHeader?: boolean;
+  /**
+   * The listener serves a `grpc` port, whose calls may be streams that stay
+   * open and quiet for long. Default: false.
+   */
+  grpc?: boolean;
 }
+
+/**
+ * How long a gRPC connection may go without an answer to an HTTP/2 PING
+ * before Envoy closes it: with the stream idle timeout off, this is what
+ * ends streams whose peer vanished.
+ */
+const GRPC_KEEPALIVE = { interval: "60s", timeout: "20s" } as const;
 
 /** The HttpConnectionManager fields of every sidecar connection manager, inbound and outbound. */
 export function sidecarConnectionManager(
@@ -66,6 +78,18 @@ export function sidecarConnectionManager(
   return {
     ...pathNormalizationFields(mesh),
     ...(options.removesServerHeader ? { server_header_transformation: "PASS_THROUGH" } : {}),
+    // Envoy answers an Upgrade it was not configured for with 403 (upgrade_configs in the
+    // HttpConnectionManager proto; Istio allows websocket on every HTTP connection manager).
+    upgrade_configs: [{ upgrade_type: "websocket" }],
+    // Envoy ends a stream after 5 minutes without a frame either way (stream_idle_timeout,
+    // default 300s): a quiet server-streaming gRPC call (a watch) would be cut. gRPC ports turn
+    // it off and find dead peers by HTTP/2 PINGs instead.
+    ...(options.grpc
+      ? {
+        stream_idle_timeout: "0s",
+        http2_protocol_options: { connection_keepalive: { ...GRPC_KEEPALIVE } },
+      }
+      : {}),
   };
 }
 

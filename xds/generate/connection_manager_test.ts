@@ -122,3 +122,26 @@ Deno.test("an outbound HttpConnectionManager passes the server header through wh
   assert.equal(managers.get("outbound|9001")!["server_header_transformation"], "PASS_THROUGH");
   assert.equal(managers.get("outbound|9002")!["server_header_transformation"], undefined);
 });
+
+// Envoy refuses an Upgrade with 403 unless the connection manager lists it in upgrade_configs
+// (HttpConnectionManager.UpgradeConfig); Istio allows websocket on every HTTP connection manager.
+Deno.test("every sidecar HttpConnectionManager lets WebSocket upgrades through", async () => {
+  for (const name of ["sidecar", "policy-inbound", "policy-outbound"]) {
+    for (const [listener, hcm] of connectionManagers(generate(await readScenario(name)))) {
+      assert.deepEqual(hcm["upgrade_configs"], [{ upgrade_type: "websocket" }], listener);
+    }
+  }
+});
+
+// Envoy's stream_idle_timeout (default 300s) ends a stream with no frame either way: a quiet
+// gRPC watch stream (HttpConnectionManager.stream_idle_timeout).
+Deno.test("gRPC HttpConnectionManagers keep quiet streams open and ping their peers", async () => {
+  const managers = new Map(connectionManagers(generate(await readScenario("policy-outbound"))));
+  const echo = managers.get("outbound|9002")!; // echo is a gRPC service
+  assert.equal(echo["stream_idle_timeout"], "0s");
+  assert.deepEqual(echo["http2_protocol_options"], {
+    connection_keepalive: { interval: "60s", timeout: "20s" },
+  });
+  const api = managers.get("outbound|9001")!; // api is HTTP
+  assert.equal(api["stream_idle_timeout"], undefined);
+});

@@ -172,14 +172,27 @@ function lbFields(lb: LoadBalancer | undefined): JsonObject {
   return { lb_policy: lb.algorithm };
 }
 
-function circuitBreakers(pool: ConnectionPool | undefined): JsonObject {
+/**
+ * Envoy lets 3 retries per cluster run at once and drops the rest without a
+ * word (CircuitBreakers.Thresholds.max_retries); Istio's sidecars lift the
+ * limit to the largest uint32 so that a route's `retries` hold for every
+ * request, and so do ours unless the policy sets `maxRetries`.
+ */
+const UNLIMITED_RETRIES = 4_294_967_295;
+
+function circuitBreakers(pool: ConnectionPool | undefined, kind: ProxyKind): JsonObject {
   const threshold: JsonObject = {
     ...(pool?.maxConnections !== undefined ? { max_connections: pool.maxConnections } : {}),
     ...(pool?.maxPendingRequests !== undefined
       ? { max_pending_requests: pool.maxPendingRequests }
       : {}),
     ...(pool?.maxRequests !== undefined ? { max_requests: pool.maxRequests } : {}),
-    ...(pool?.maxRetries !== undefined ? { max_retries: pool.maxRetries } : {}),
+    ...(pool?.maxRetries !== undefined
+      ? { max_retries: pool.maxRetries }
+      // grpc-js-xds reads only max_requests.
+      : kind === "sidecar"
+      ? { max_retries: UNLIMITED_RETRIES }
+      : {}),
   };
   return Object.keys(threshold).length === 0
     ? {}
@@ -233,7 +246,7 @@ function outlierDetection(od: OutlierDetection | undefined, kind: ProxyKind): Js
 export function clusterTrafficFields(settings: TrafficSettings, kind: ProxyKind): JsonObject {
   return {
     ...lbFields(settings.loadBalancer),
-    ...circuitBreakers(settings.connectionPool),
+    ...circuitBreakers(settings.connectionPool, kind),
     ...outlierDetection(settings.outlierDetection, kind),
   };
 }
@@ -265,6 +278,18 @@ export function hashPolicies(lb: LoadBalancer | undefined, kind: ProxyKind): Jso
       : [{ connection_properties: { source_ip: true } }];
   }
   return [];
+}
+
+/**
+ * The `hash_policy` of a `tcp_proxy` in front of a RING_HASH or MAGLEV
+ * cluster. Without one, Envoy's TCP proxy hands the load balancer no hash
+ * and it picks a host at random (TcpProxy.hash_policy in
+ * api/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto); a
+ * connection has no headers or cookies, so it hashes on the client's
+ * address whatever the policy's key (validation warns about that).
+ */
+export function tcpHashPolicies(lb: LoadBalancer | undefined): JsonObject[] {
+  return lb?.algorithm === "RING_HASH" || lb?.algorithm === "MAGLEV" ? [{ source_ip: {} }] : [];
 }
 
 /**

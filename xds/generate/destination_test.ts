@@ -276,3 +276,48 @@ Deno.test("locality-aware endpoints reach proxyless clients with priorities too"
     [US, 1],
   ]);
 });
+
+// Envoy's tcp_proxy gives the load balancer no hash unless told how (TcpProxy.hash_policy,
+// api/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto): a RING_HASH or MAGLEV TCP
+// service balanced at random.
+Deno.test("a TCP upstream of a hashing load balancer hashes connections on the source IP", async () => {
+  const tcpProxy = (s: Scenario) => {
+    const listener = bodyOf(generate(s), "listeners", "outbound|9003");
+    const chain = (listener["filter_chains"] as JsonObject[])[0]!;
+    return (chain["filters"] as JsonObject[])[0]!["typed_config"] as JsonObject;
+  };
+  // pg balances RANDOM in the scenario: no hash.
+  assert.equal(tcpProxy(outbound)["hash_policy"], undefined);
+  const others = (outbound.view.policies?.destinationPolicies ?? []).filter((p) =>
+    p.spec.service !== "pg"
+  ).map((p) => ({ kind: "DestinationPolicy", metadata: p.metadata, spec: p.spec }) as PolicyText);
+  for (const algorithm of ["MAGLEV", "RING_HASH"]) {
+    const s = withPolicies(outbound, [
+      ...others,
+      destinationPolicy("data", {
+        service: "pg",
+        loadBalancer: { algorithm, hash: { sourceIp: true } },
+      }),
+    ]);
+    const proxy = tcpProxy(s);
+    assert.deepEqual(proxy["hash_policy"], [{ source_ip: {} }], algorithm);
+    const listener = bodyOf(generate(s), "listeners", "outbound|9003");
+    await assertEnvoyValid("envoy.config.listener.v3.Listener", listener);
+  }
+});
+
+// Envoy lets 3 retries per cluster run at once and drops the rest (CircuitBreakers.Thresholds
+// max_retries, api/envoy/config/cluster/v3/circuit_breaker.proto); Istio lifts it to uint32's max.
+Deno.test("sidecar clusters allow as many concurrent retries as routes ask, unless the policy bounds them", () => {
+  const snapshot = generate(outbound);
+  const thresholds = (name: string) =>
+    ((bodyOf(snapshot, "clusters", name)["circuit_breakers"] as JsonObject)[
+      "thresholds"
+    ] as JsonObject[])[0]!;
+  assert.equal(thresholds("outbound|50051||echo.shop")["max_retries"], 4_294_967_295);
+  // api's connection pool sets maxRetries: 3.
+  assert.equal(thresholds("outbound|8080||api.shop")["max_retries"], 3);
+  // grpc-js-xds reads only max_requests: proxyless clusters get no retry threshold.
+  const echo = bodyOf(generate(proxyless), "clusters", "outbound|50051||echo.shop");
+  assert.deepEqual(echo["circuit_breakers"], { thresholds: [{ max_requests: 64 }] });
+});

@@ -25,6 +25,7 @@ export const TYPE = {
   downstreamTlsContext: "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
   upstreamTlsContext: "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
   httpProtocolOptions: "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+  previousHosts: "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
 } as const;
 
 /** The prefix of every type URL. */
@@ -133,11 +134,22 @@ export function httpConnectionManagerFilter(
   };
 }
 
-/** A listener network filter proxying TCP to one cluster. */
-export function tcpProxyFilter(statPrefix: string, cluster: string): JsonObject {
+/**
+ * A listener network filter proxying TCP to one cluster; `hashPolicy` feeds
+ * a hashing load balancer (default: none).
+ */
+export function tcpProxyFilter(
+  statPrefix: string,
+  cluster: string,
+  hashPolicy: readonly JsonObject[] = [],
+): JsonObject {
   return {
     name: "envoy.filters.network.tcp_proxy",
-    typed_config: anyOf(TYPE.tcpProxy, { stat_prefix: statPrefix, cluster }),
+    typed_config: anyOf(TYPE.tcpProxy, {
+      stat_prefix: statPrefix,
+      cluster,
+      ...(hashPolicy.length > 0 ? { hash_policy: [...hashPolicy] } : {}),
+    }),
   };
 }
 

@@ -383,6 +383,31 @@ Deno.test("generateProxy() gives no listener to an upstream on a port the host a
   );
 });
 
+// Nodes may register IPv6 addresses; push.ts binds inbound listeners on 0.0.0.0, so such a
+// listener also binds `::` (Listener.additional_addresses; an IPv6 socket is IPv6-only unless
+// SocketAddress.ipv4_compat, so the two do not clash, and a host without IPv6 is not asked to
+// bind it).
+Deno.test("generateProxy() binds an inbound listener on :: too when its instance has an IPv6 address", async () => {
+  const s = await readScenario("sidecar");
+  const view: MeshView = {
+    ...s.view,
+    endpoints: s.view.endpoints.map((e) =>
+      e.node === "vm-1" && e.service === "web" ? { ...e, address: "fd00::1" } : e
+    ),
+  };
+  const request: SidecarRequest = { ...(s.request as SidecarRequest), hostAddress: "0.0.0.0" };
+  const snapshot = generateProxy(view, request);
+  const web = snapshot.listeners.find((l) => l.name === "inbound|15001")!.body;
+  assert.deepEqual(web["address"], { socket_address: { address: "0.0.0.0", port_value: 15001 } });
+  assert.deepEqual(web["additional_addresses"], [{
+    address: { socket_address: { address: "::", port_value: 15001 } },
+  }]);
+  assert.ok(await assertEnvoyValid("envoy.config.listener.v3.Listener", web));
+  // cache's instance registered an IPv4 address only.
+  const cache = snapshot.listeners.find((l) => l.name === "inbound|15002")!.body;
+  assert.equal(cache["additional_addresses"], undefined);
+});
+
 Deno.test("generateProxy() keeps one inbound listener and one upstream per port", async () => {
   const s = await readScenario("sidecar");
   const base = s.request as SidecarRequest;

@@ -15,6 +15,7 @@ import {
   enabledLocality,
   localityPriorities,
   type ProxyKind,
+  tcpHashPolicies,
   trafficSettings,
 } from "./destination.ts";
 import { removesServerHeader, sidecarConnectionManager } from "./connection_manager.ts";
@@ -317,8 +318,12 @@ function sidecarInboundListeners(ctx: SidecarContext): Emitted[] {
   const host = ctx.request.hostAddress;
   return ctx.inbound.map((entry): Emitted => {
     const { service, namespace, inboundPort, appPort, protocol } = entry;
+    // Peers dial the instance's registered address: an IPv6 one needs an IPv6 socket.
+    const ipv6 = (push.endpointsByService.get(serviceKey(service, namespace)) ?? []).some((e) =>
+      e.node === ctx.request.node && e.port === appPort && e.address.includes(":")
+    );
     const key = `inbound listener ${
-      JSON.stringify([host, namespace, service, inboundPort, appPort, protocol])
+      JSON.stringify([host, namespace, service, inboundPort, appPort, protocol, ipv6])
     }`;
     return {
       kind: "listeners",
@@ -330,9 +335,10 @@ function sidecarInboundListeners(ctx: SidecarContext): Emitted[] {
           : undefined;
         return inboundListener(entry, host, push.view.trustDomain, {
           permissive: push.mesh.mtls?.mode === "PERMISSIVE",
+          ipv6,
           filters: [...rbacFilters(push, entry, http), ...limits?.filters ?? []],
           ...(limits ? { routes: limits.routes } : {}),
-          connectionManager: sidecarConnectionManager(push.mesh),
+          connectionManager: sidecarConnectionManager(push.mesh, { grpc: protocol === "grpc" }),
         });
       }),
     };
@@ -353,9 +359,12 @@ function sidecarInboundClusters(ctx: SidecarContext): Emitted[] {
 function sidecarOutboundListeners(ctx: SidecarContext): Emitted[] {
   const { push } = ctx;
   return ctx.upstreams.map((u) => {
-    const routes = isHttp(u.port.protocol)
-      ? sharedRoutePlan(push, u.service, u.port, "sidecar").routes
-      : [];
+    const http = isHttp(u.port.protocol);
+    const routes = http ? sharedRoutePlan(push, u.service, u.port, "sidecar").routes : [];
+    const { namespace, name } = u.service;
+    const lb = http
+      ? undefined
+      : trafficSettings(push, namespace, name, u.port.port, "").loadBalancer;
     return {
       kind: "listeners",
       body: outboundListener(u.localPort, {
@@ -364,7 +373,9 @@ function sidecarOutboundListeners(ctx: SidecarContext): Emitted[] {
         routeConfig: routeName(u),
         connectionManager: sidecarConnectionManager(push.mesh, {
           removesServerHeader: removesServerHeader(routes),
+          grpc: u.port.protocol === "grpc",
         }),
+        tcpHashPolicy: tcpHashPolicies(lb),
       }),
     };
   });

@@ -70,6 +70,13 @@ export interface InboundOptions {
   routes?: readonly JsonObject[];
   /** HTTP only: more HttpConnectionManager fields (see `connection_manager.ts`). Default: none. */
   connectionManager?: JsonObject;
+  /**
+   * Peers may dial the host over IPv6. With `hostAddress` `0.0.0.0` the
+   * listener then also binds `::` (IPv6 only, so the two sockets do not
+   * clash); `::` alone with `ipv4_compat` would fail on a host without IPv6.
+   * Default: false.
+   */
+  ipv6?: boolean;
 }
 
 /**
@@ -103,6 +110,9 @@ export function inboundListener(
   return {
     name,
     address: socketAddress(hostAddress, entry.inboundPort),
+    ...(options.ipv6 && hostAddress === "0.0.0.0"
+      ? { additional_addresses: [{ address: socketAddress("::", entry.inboundPort) }] }
+      : {}),
     traffic_direction: "INBOUND",
     ...(options.permissive
       ? {
@@ -146,6 +156,8 @@ export interface OutboundTarget {
   routeConfig: string;
   /** HTTP only: more HttpConnectionManager fields (see `connection_manager.ts`). Default: none. */
   connectionManager?: JsonObject;
+  /** TCP only: the TCP proxy's `hash_policy`, for a hashing load balancer. Default: none. */
+  tcpHashPolicy?: readonly JsonObject[];
 }
 
 /** `outbound|<localPort>` on `127.0.0.1`: HTTP through RDS, or TCP to the cluster. */
@@ -156,7 +168,7 @@ export function outboundListener(localPort: number, target: OutboundTarget): Jso
       httpFilters: [faultFilter()],
       settings: target.connectionManager ?? {},
     })
-    : tcpProxyFilter(statPrefix, target.cluster);
+    : tcpProxyFilter(statPrefix, target.cluster, target.tcpHashPolicy);
   return {
     name: outboundListenerName(localPort),
     address: socketAddress("127.0.0.1", localPort),

@@ -32,6 +32,7 @@ import {
   type Retries,
   type RouteMatch,
   type RouteRule,
+  type StringMatch,
   type ValueMatch,
 } from "../../core/policy/model.ts";
 import {
@@ -147,22 +148,24 @@ function isCatchAll(route: JsonObject): boolean {
 
 /** A rule's routes: one per match entry that can match, each with the rule's name and action. */
 function compileRule(ctx: PlanContext, rule: RouteRule): JsonObject[] {
-  const matches = matchEntries(rule.match).flatMap((entry) => {
+  return matchEntries(rule.match).flatMap((entry) => {
     const match = routeMatch(entry, ctx.kind);
-    return match === undefined ? [] : [match];
+    // Before the action: an entry that cannot match names no cluster.
+    if (match === undefined) return [];
+    return [{
+      ...(rule.name !== undefined ? { name: rule.name } : {}),
+      match,
+      ...ruleAction(ctx, rule, entry.path),
+    }];
   });
-  // Before the action: a rule that cannot match names no cluster.
-  if (matches.length === 0) return [];
-  const action = ruleAction(ctx, rule);
-  return matches.map((match) => ({
-    ...(rule.name !== undefined ? { name: rule.name } : {}),
-    match,
-    ...action,
-  }));
 }
 
-/** What a rule's routes do once matched: everything of a route but its name and match. */
-function ruleAction(ctx: PlanContext, rule: RouteRule): JsonObject {
+/**
+ * What a rule's route for one match entry does once matched: everything of
+ * a route but its name and match. The entry's path match decides how a
+ * rewrite is written ({@link pathRewrite}).
+ */
+function ruleAction(ctx: PlanContext, rule: RouteRule, path: StringMatch | undefined): JsonObject {
   if (rule.redirect && ctx.kind === "proxyless") {
     const abort = { httpStatus: rule.redirect.code ?? 301, percent: 100 };
     return {
@@ -171,8 +174,8 @@ function ruleAction(ctx: PlanContext, rule: RouteRule): JsonObject {
     };
   }
   const action: JsonObject = rule.redirect
-    ? { redirect: redirectAction(rule.redirect, rule.rewrite) }
-    : { route: forwardAction(ctx, destinations(ctx, rule), rule) };
+    ? { redirect: redirectAction(rule.redirect, rule.rewrite, path) }
+    : { route: forwardAction(ctx, destinations(ctx, rule), rule, path) };
   return {
     ...action,
     ...(ctx.kind === "sidecar" ? headerChanges(rule) : {}),
@@ -298,6 +301,7 @@ function forwardAction(
   ctx: PlanContext,
   weighted: readonly WeightedCluster[],
   rule: Pick<RouteRule, "timeout" | "retries" | "mirror" | "rewrite">,
+  path?: StringMatch,
 ): JsonObject {
   const defaults = ctx.push.mesh.defaults;
   const clusterSpecifier: JsonObject = weighted.length === 1
@@ -319,14 +323,17 @@ function forwardAction(
           }],
         }
         : {}),
-      ...(rule.rewrite?.prefix !== undefined ? { prefix_rewrite: rule.rewrite.prefix } : {}),
+      ...(rule.rewrite?.prefix !== undefined ? pathRewrite(rule.rewrite.prefix, path) : {}),
       ...(rule.rewrite?.host !== undefined ? { host_rewrite_literal: rule.rewrite.host } : {}),
     }
     : {};
   const hash = routeHashPolicies(ctx, weighted);
+  // A gRPC call may be a stream that lives for hours: MeshConfig's default timeout is for
+  // requests, so gRPC ports get none unless their rule sets one (Istio's route timeout is 0).
+  const grpc = ctx.port.protocol === "grpc";
   return {
     ...clusterSpecifier,
-    ...timeoutFields(rule.timeout ?? defaults?.timeout, ctx.kind),
+    ...timeoutFields(rule.timeout ?? (grpc ? undefined : defaults?.timeout), ctx.kind, grpc),
     ...retryFields(rule.retries ?? defaults?.retries, ctx.kind),
     ...(hash.length > 0 ? { hash_policy: hash } : {}),
     ...sidecarOnly,
@@ -350,12 +357,44 @@ function routeHashPolicies(ctx: PlanContext, weighted: readonly WeightedCluster[
 /**
  * The request timeout. Without one, a sidecar's route timeout is off
  * (Envoy's default 15 s would cut gRPC streams and long polls short) and a
- * proxyless call keeps the deadline its caller set.
+ * proxyless call keeps the deadline its caller set. A sidecar's gRPC route
+ * also honours the caller's deadline (the `grpc-timeout` header), capped
+ * by the route's timeout when there is one (`grpc_timeout_header_max`, 0:
+ * no cap; RouteAction.MaxStreamDuration in
+ * api/envoy/config/route/v3/route_components.proto), as Istio's
+ * `max_grpc_timeout` does.
  */
-function timeoutFields(text: string | undefined, kind: ProxyKind): JsonObject {
-  if (kind === "sidecar") return { timeout: duration(text === undefined ? 0 : durationMs(text)) };
+function timeoutFields(text: string | undefined, kind: ProxyKind, grpc: boolean): JsonObject {
+  const ms = text === undefined ? 0 : durationMs(text);
+  if (kind === "sidecar") {
+    return {
+      timeout: duration(ms),
+      ...(grpc ? { max_stream_duration: { grpc_timeout_header_max: duration(ms) } } : {}),
+    };
+  }
   if (text === undefined) return {};
-  return { max_stream_duration: { max_stream_duration: duration(durationMs(text)) } };
+  return { max_stream_duration: { max_stream_duration: duration(ms) } };
+}
+
+/**
+ * How many other hosts a retry tries before it settles for one it already
+ * tried: Istio's value.
+ */
+const HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5;
+
+/**
+ * Retries go to a host not tried yet, as in Istio: without the predicate a
+ * retry may land on the host that just failed, and with RING_HASH or
+ * MAGLEV it always does (the same key hashes to the same host).
+ */
+function previousHostsPredicate(): JsonObject {
+  return {
+    retry_host_predicate: [{
+      name: "envoy.retry_host_predicates.previous_hosts",
+      typed_config: anyOf(TYPE.previousHosts, {}),
+    }],
+    host_selection_retry_max_attempts: HOST_SELECTION_RETRY_MAX_ATTEMPTS,
+  };
 }
 
 function retryFields(retries: Retries | undefined, kind: ProxyKind): JsonObject {
@@ -370,6 +409,7 @@ function retryFields(retries: Retries | undefined, kind: ProxyKind): JsonObject 
         ...(retries.perTryTimeout !== undefined
           ? { per_try_timeout: duration(durationMs(retries.perTryTimeout)) }
           : {}),
+        ...previousHostsPredicate(),
       },
     };
   }
@@ -389,6 +429,7 @@ function retryFields(retries: Retries | undefined, kind: ProxyKind): JsonObject 
 function redirectAction(
   redirect: NonNullable<RouteRule["redirect"]>,
   rewrite: RouteRule["rewrite"],
+  path: StringMatch | undefined,
 ): JsonObject {
   const host = redirect.host ?? rewrite?.host;
   const code = REDIRECT_CODES[redirect.code ?? 301];
@@ -399,10 +440,31 @@ function redirectAction(
     ...(redirect.path !== undefined
       ? { path_redirect: redirect.path }
       : rewrite?.prefix !== undefined
-      ? { prefix_rewrite: rewrite.prefix }
+      ? pathRewrite(rewrite.prefix, path)
       : {}),
     ...(code !== undefined ? { response_code: code } : {}),
   };
+}
+
+/**
+ * A rule's `rewrite.prefix` for a route whose path matched by `path`.
+ * Envoy's `prefix_rewrite` swaps "the matched prefix (or path)" (RouteAction
+ * in api/envoy/config/route/v3/route_components.proto): what we document
+ * for a prefix match, and the whole path for an exact one. After a regex
+ * match it would swap whatever prefix the route's matcher reports, so the
+ * regex itself becomes a `regex_rewrite` of the whole path, anchored because
+ * Envoy substitutes every match of the pattern (RE2 GlobalReplace) while
+ * the route matched the whole path; `\1` in the substitution names the
+ * regex's groups. Validation refuses `rewrite.prefix` without a path match:
+ * Envoy would put it before the whole path (`/foo` → `/v2/searchfoo`).
+ */
+function pathRewrite(prefix: string, path: StringMatch | undefined): JsonObject {
+  if (path?.regex !== undefined) {
+    return {
+      regex_rewrite: { pattern: regexMatcher(`^(?:${path.regex})$`), substitution: prefix },
+    };
+  }
+  return { prefix_rewrite: prefix };
 }
 
 /** Header changes; every header added replaces the value it had. */

@@ -53,6 +53,17 @@ Deno.test("routePlan() joins retry conditions into retry_on and keeps the rule's
     retry_on: "5xx,reset,unavailable",
     num_retries: 3,
     per_try_timeout: "2s",
+    // A retry goes to another host, as in Istio; with RING_HASH (api's balancer) it would
+    // otherwise hash back to the host that failed (RetryPolicy.retry_host_predicate,
+    // api/envoy/config/route/v3/route_components.proto).
+    retry_host_predicate: [{
+      name: "envoy.retry_host_predicates.previous_hosts",
+      typed_config: {
+        "@type":
+          "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+      },
+    }],
+    host_selection_retry_max_attempts: 5,
   });
   assert.equal(checkout["timeout"], "10s");
 });
@@ -63,11 +74,42 @@ Deno.test("routePlan() gives routes without their own timeout and retries MeshCo
   assert.deepEqual(search["retry_policy"], {
     retry_on: "connect-failure,refused-stream,unavailable,cancelled,5xx",
     num_retries: 2,
+    retry_host_predicate: [{
+      name: "envoy.retry_host_predicates.previous_hosts",
+      typed_config: {
+        "@type":
+          "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
+      },
+    }],
+    host_selection_retry_max_attempts: 5,
   });
   // `timeout: 0s` turns the timeout off; `attempts: 0` turns retries off, defaults or not.
   const next = action(routeNamed(apiRoutes, "next"));
   assert.equal(next["timeout"], "0s");
   assert.ok(!("retry_policy" in next));
+});
+
+// A gRPC call may be a stream: Envoy's route timeout would end it (Istio's gRPC routes default to
+// timeout 0); the caller's grpc-timeout is honoured up to the rule's timeout
+// (RouteAction.MaxStreamDuration.grpc_timeout_header_max, api/envoy/config/route/v3/route_components.proto).
+Deno.test("routePlan() gives gRPC routes no MeshConfig default timeout and honours grpc-timeout", () => {
+  // policy-outbound's MeshConfig sets a 30s default; echo is a gRPC service without a TrafficRoute.
+  const [echo] = routesOf(bodyOf(generate(outbound), "routes", "echo.shop:50051"));
+  assert.equal(action(echo!)["timeout"], "0s");
+  assert.deepEqual(action(echo!)["max_stream_duration"], { grpc_timeout_header_max: "0s" });
+  // An HTTP route keeps the default, and has no gRPC cap.
+  const search = action(routeNamed(apiRoutes, "search"));
+  assert.equal(search["timeout"], "30s");
+  assert.equal(search["max_stream_duration"], undefined);
+  // A rule's own timeout still holds on a gRPC route, and caps the caller's deadline.
+  const s = withPolicies(outbound, [{
+    kind: "TrafficRoute",
+    metadata: { name: "echo", namespace: "shop" },
+    spec: { service: "echo", rules: [{ timeout: "5s" }] },
+  }]);
+  const [timed] = routesOf(bodyOf(generate(s), "routes", "echo.shop:50051"));
+  assert.equal(action(timed!)["timeout"], "5s");
+  assert.deepEqual(action(timed!)["max_stream_duration"], { grpc_timeout_header_max: "5s" });
 });
 
 Deno.test("routePlan() keeps the sidecar's route timeout off without a policy", () => {
@@ -167,8 +209,44 @@ Deno.test("routePlan() writes redirects, header changes and rewrites for sidecar
     append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
   }]);
   assert.deepEqual(search["response_headers_to_remove"], ["server"]);
-  assert.equal(action(search)["prefix_rewrite"], "/v2/search");
+  // After a regex match Envoy's prefix_rewrite would swap only the prefix the matcher reports,
+  // turning /search/abc into /v2/search (RouteAction.prefix_rewrite,
+  // api/envoy/config/route/v3/route_components.proto): the whole matched path is rewritten.
+  assert.equal(action(search)["prefix_rewrite"], undefined);
+  assert.deepEqual(action(search)["regex_rewrite"], {
+    pattern: { google_re2: {}, regex: "^(?:/search/[a-z]+)$" },
+    substitution: "/v2/search",
+  });
   assert.equal(action(search)["host_rewrite_literal"], "search.internal");
+});
+
+Deno.test("routePlan() rewrites a prefix match's prefix and an exact match's path", () => {
+  const s = withPolicies(outbound, [{
+    kind: "TrafficRoute",
+    metadata: { name: "api", namespace: "shop" },
+    spec: {
+      service: "api",
+      rules: [{
+        name: "both",
+        match: [{ path: { prefix: "/old/" } }, { path: { exact: "/legacy" } }, {
+          path: { regex: "/v1/(.*)" },
+        }],
+        rewrite: { prefix: "/new/\\1" },
+      }],
+    },
+  }]);
+  const routes = routesOf(bodyOf(generate(s), "routes", "api.shop:8080"));
+  assert.deepEqual(
+    routes.slice(0, 3).map((r) => {
+      const a = action(r);
+      return a["prefix_rewrite"] ?? a["regex_rewrite"];
+    }),
+    [
+      "/new/\\1",
+      "/new/\\1",
+      { pattern: { google_re2: {}, regex: "^(?:/v1/(.*))$" }, substitution: "/new/\\1" },
+    ],
+  );
 });
 
 Deno.test("routeMatch() matches methods, headers and query parameters", () => {
