@@ -227,7 +227,8 @@ Deno.test("PushPipeline gives a registered sidecar its inbound listeners, upstre
       { address: "10.0.9.1", port_value: 15432 },
     ]);
     // HTTP upstream routes via RDS; TCP does not.
-    assert.deepEqual(names(snapshot.routes), ["api.shop:8080"]);
+    // The upstream's routes, and the HTTP inbound listener's over RDS.
+    assert.deepEqual(names(snapshot.routes), ["api.shop:8080", "inbound|15001"]);
     // The server sends the bundle only; the agent serves `default`.
     assert.deepEqual(names(snapshot.secrets), ["ROOTCA"]);
     // The mTLS cluster accepts exactly the api instances' identities.
@@ -258,7 +259,7 @@ Deno.test({
           count++;
         }
       }
-      assert.equal(count, 4 + 4 + 2 + 1 + 1);
+      assert.equal(count, 4 + 4 + 2 + 2 + 1);
     }),
 });
 

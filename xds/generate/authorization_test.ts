@@ -315,6 +315,35 @@ Deno.test("PERMISSIVE mTLS adds a TLS inspector and a plaintext filter chain wit
   assert.deepEqual(plain!["filters"], tls!["filters"]);
 });
 
+// A plaintext client of a server-speaks-first protocol sends nothing until the greeting: the TLS
+// inspector would wait listener_filters_timeout (15s by default) and then close the connection
+// (Listener.continue_on_listener_filters_timeout, api/envoy/config/listener/v3/listener.proto).
+Deno.test("a PERMISSIVE TCP listener takes a silent client for plaintext after 1s", () => {
+  assert.equal(cache["listener_filters_timeout"], "1s");
+  assert.equal(cache["continue_on_listener_filters_timeout"], true);
+  // HTTP clients speak first: HTTP listeners keep Envoy's default.
+  assert.equal(web["listener_filters_timeout"], undefined);
+  assert.equal(web["continue_on_listener_filters_timeout"], undefined);
+});
+
+// Network RBAC decides on the connection's first bytes (onData in
+// source/extensions/filters/network/rbac/rbac_filter.cc), tcp_proxy connects upstream when the
+// connection opens, and the TcpProxy of the Envoy API we build against has no way to wait: the RBAC
+// filters come first, so no byte of a denied client reaches the app (docs/policies.md says what a
+// TCP service's AuthorizationPolicy guarantees).
+Deno.test("a TCP listener runs its RBAC filters before tcp_proxy", () => {
+  assert.deepEqual(
+    networkFilters(cache).map(([name]) => name).at(-1),
+    "envoy.filters.network.tcp_proxy",
+  );
+  assert.ok(
+    networkFilters(cache).slice(0, -1).every(([name]) =>
+      name.startsWith("envoy.filters.network.rbac.")
+    ),
+  );
+  assert.ok(networkFilters(cache).length > 1);
+});
+
 Deno.test("STRICT mTLS (the default) keeps one mTLS filter chain and no listener filter", () => {
   const s = withPolicies(inbound, [{
     kind: "MeshConfig",

@@ -330,7 +330,7 @@ Deno.test("consistent() reports missing clusters and secrets, but not the agent'
     'Listener "outbound|9003" uses cluster "outbound|5432||pg.data", which is not in the snapshot',
   ));
   assert.ok(problems.includes(
-    'Listener "inbound|15001" uses cluster "inbound|8080", which is not in the snapshot',
+    'Route configuration "inbound|15001" uses cluster "inbound|8080", which is not in the snapshot',
   ));
   assert.ok(problems.includes(
     'Cluster "outbound|8080||api.shop" uses secret "ROOTCA", which is not in the snapshot',

@@ -33,7 +33,7 @@ import type {
 } from "./model.ts";
 import { inboundClusterName, routeConfigName, serviceHost } from "./names.ts";
 import { type PushContext, serviceKey, shared, sortedPorts } from "./push_context.ts";
-import { inboundRateLimit } from "./rate_limit.ts";
+import { type InboundRateLimit, inboundRateLimit } from "./rate_limit.ts";
 import {
   apiListener,
   appRoute,
@@ -41,6 +41,7 @@ import {
   edsCluster,
   inboundCluster,
   inboundListener,
+  inboundRoutes,
   isHttp,
   type LbHost,
   outboundListener,
@@ -308,10 +309,21 @@ function defaultCluster(target: ServiceTarget): string {
   return target.clusters[0]!.name;
 }
 
+/** The RateLimit of an HTTP inbound entry's service: its filter and routes, once per push. */
+function sharedInboundRateLimit(push: PushContext, entry: InboundEntry): InboundRateLimit {
+  const { service, namespace, inboundPort, appPort } = entry;
+  const key = `inbound rate limit ${JSON.stringify([namespace, service, inboundPort, appPort])}`;
+  return shared(
+    push,
+    key,
+    () => inboundRateLimit(push, entry, (match) => appRoute(inboundClusterName(appPort), match)),
+  );
+}
+
 /**
  * Peers reach local instances through `inbound|<port>`: mTLS (and plaintext
  * too when the mesh is PERMISSIVE), RBAC from AuthorizationPolicies, then
- * routes to the app with the RateLimit's buckets (HTTP) or TCP proxying.
+ * the RateLimit's filter and routes to the app (HTTP), or TCP proxying.
  */
 function sidecarInboundListeners(ctx: SidecarContext): Emitted[] {
   const { push } = ctx;
@@ -329,20 +341,30 @@ function sidecarInboundListeners(ctx: SidecarContext): Emitted[] {
       kind: "listeners",
       body: shared(push, key, () => {
         const http = isHttp(protocol);
-        const cluster = inboundClusterName(appPort);
-        const limits = http
-          ? inboundRateLimit(push, entry, (match) => appRoute(cluster, match))
-          : undefined;
+        const limits = http ? sharedInboundRateLimit(push, entry).filters : [];
         return inboundListener(entry, host, push.view.trustDomain, {
           permissive: push.mesh.mtls?.mode === "PERMISSIVE",
           ipv6,
-          filters: [...rbacFilters(push, entry, http), ...limits?.filters ?? []],
-          ...(limits ? { routes: limits.routes } : {}),
+          filters: [...rbacFilters(push, entry, http), ...limits],
           connectionManager: sidecarConnectionManager(push.mesh, { grpc: protocol === "grpc" }),
         });
       }),
     };
   });
+}
+
+/** The routes of each HTTP inbound listener, with the RateLimit's buckets, over RDS. */
+function sidecarInboundRoutes(ctx: SidecarContext): Emitted[] {
+  return ctx.inbound.filter((e) => isHttp(e.protocol)).map((entry) => ({
+    kind: "routes",
+    body: shared(
+      ctx.push,
+      `inbound routes ${
+        JSON.stringify([entry.namespace, entry.service, entry.inboundPort, entry.appPort])
+      }`,
+      () => inboundRoutes(entry, sharedInboundRateLimit(ctx.push, entry).routes),
+    ),
+  }));
 }
 
 /** Each local app port as a STATIC cluster on loopback. */
@@ -432,6 +454,7 @@ function sidecarTrustBundle(ctx: SidecarContext): Emitted[] {
 /** The table of contents of a sidecar's configuration. */
 export const SIDECAR_GENERATORS: readonly Generator<SidecarContext>[] = [
   { name: "inbound listeners", generate: sidecarInboundListeners },
+  { name: "inbound routes", generate: sidecarInboundRoutes },
   { name: "inbound clusters", generate: sidecarInboundClusters },
   { name: "outbound listeners", generate: sidecarOutboundListeners },
   { name: "outbound routes", generate: sidecarOutboundRoutes },

@@ -4,7 +4,7 @@
  *
  * | resource | name |
  * | --- | --- |
- * | sidecar inbound listener | `inbound\|<inboundPort>` |
+ * | sidecar inbound listener, and its route configuration (RDS) | `inbound\|<inboundPort>` |
  * | sidecar inbound cluster (STATIC, 127.0.0.1) | `inbound\|<appPort>` |
  * | sidecar outbound listener (127.0.0.1) | `outbound\|<localPort>` |
  * | outbound cluster and its EDS resource | `outbound\|<port>\|<subset>\|<name>.<namespace>` (subset `""`: the whole port) |
@@ -28,6 +28,14 @@ export function serviceHost(name: string, namespace: string): string {
 
 /** `inbound|<inboundPort>`: the mTLS listener peers connect to. */
 export function inboundListenerName(inboundPort: number): string {
+  return `inbound|${inboundPort}`;
+}
+
+/**
+ * `inbound|<inboundPort>`: the routes of an HTTP inbound listener, over RDS
+ * so that its filter chains share one set of rate limit buckets.
+ */
+export function inboundRouteConfigName(inboundPort: number): string {
   return `inbound|${inboundPort}`;
 }
 

@@ -1,6 +1,7 @@
 /**
  * RateLimit in Envoy terms: local rate limiting on a sidecar's inbound HTTP
- * listener, one token bucket per route of the inline route configuration,
+ * listener, one token bucket per route of the listener's route
+ * configuration (RDS `inbound|<inboundPort>`, shared by its filter chains),
  * kept by each instance's sidecar on its own. The policy comes from the
  * shared match step (`core/policy/match.ts`).
  *

@@ -15,8 +15,7 @@ import type { JsonObject } from "./model.ts";
 const inbound = await readScenario("policy-inbound");
 
 function webRoutes(s: Scenario): JsonObject[] {
-  const listener = bodyOf(generateProxy(s.view, s.request), "listeners", "inbound|15001");
-  return routesOf(connectionManager(listener)["route_config"] as JsonObject);
+  return routesOf(bodyOf(generateProxy(s.view, s.request), "routes", "inbound|15001"));
 }
 
 function bucketOf(route: JsonObject): JsonObject | undefined {
@@ -114,7 +113,29 @@ Deno.test("inboundRateLimit() leaves TCP listeners and other services alone", ()
       f["name"] === "envoy.filters.http.local_ratelimit"
     ),
   );
-  assert.deepEqual(routesOf(echo["route_config"] as JsonObject), [
+  assert.deepEqual(routesOf(bodyOf(snapshot, "routes", "inbound|15002")), [
     { match: { prefix: "/" }, route: { cluster: "inbound|50051", timeout: "0s" } },
   ]);
+});
+
+// Envoy keeps a local rate limit's token bucket in the route table's per-route filter
+// configuration, and builds one route table per RDS name and config source however many
+// connection managers name it (RouteConfigProviderManager, source/common/router/rds_impl.cc):
+// with inline route tables each filter chain of a PERMISSIVE listener had its own buckets (twice
+// the limit), and any listener change refilled them.
+Deno.test("both filter chains of a PERMISSIVE listener use one route table over RDS: one bucket per route", () => {
+  const snapshot = generateProxy(inbound.view, inbound.request);
+  const listener = bodyOf(snapshot, "listeners", "inbound|15001");
+  const chains = listener["filter_chains"] as JsonObject[];
+  assert.equal(chains.length, 2);
+  for (const chain of chains) {
+    const hcm = ((chain["filters"] as JsonObject[])[0]!["typed_config"]) as JsonObject;
+    assert.deepEqual(hcm["rds"], {
+      route_config_name: "inbound|15001",
+      config_source: { ads: {}, resource_api_version: "V3" },
+    });
+    assert.equal(hcm["route_config"], undefined);
+  }
+  // The buckets are in the one route table.
+  assert.ok(bucketOf(webRoutes(inbound)[0]!));
 });

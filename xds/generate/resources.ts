@@ -26,6 +26,7 @@ import type { InboundEntry, JsonObject, Locality, Protocol } from "./model.ts";
 import {
   inboundClusterName,
   inboundListenerName,
+  inboundRouteConfigName,
   outboundListenerName,
   ROOT_CA_SECRET,
 } from "./names.ts";
@@ -66,8 +67,6 @@ export interface InboundOptions {
    * HTTP, network filters before `tcp_proxy` for TCP. Default: none.
    */
   filters?: readonly JsonObject[];
-  /** HTTP only: the routes to the app. Default: one route for everything. */
-  routes?: readonly JsonObject[];
   /** HTTP only: more HttpConnectionManager fields (see `connection_manager.ts`). Default: none. */
   connectionManager?: JsonObject;
   /**
@@ -78,6 +77,22 @@ export interface InboundOptions {
    */
   ipv6?: boolean;
 }
+
+/**
+ * How long a PERMISSIVE TCP listener's TLS inspector waits for the client's
+ * first bytes before it takes the connection for plaintext. A TLS client
+ * sends its ClientHello at once; a plaintext client of a protocol where the
+ * server speaks first (MySQL, SMTP) sends nothing until it has the
+ * greeting, and by Envoy's default the inspector would wait 15 s and then
+ * close the connection (Listener.listener_filters_timeout and
+ * continue_on_listener_filters_timeout in
+ * api/envoy/config/listener/v3/listener.proto). HTTP clients always speak
+ * first, so HTTP listeners keep the default.
+ */
+const SERVER_FIRST_PLAINTEXT: JsonObject = {
+  listener_filters_timeout: duration(1_000),
+  continue_on_listener_filters_timeout: true,
+};
 
 /**
  * `inbound|<inboundPort>` on `hostAddress`: mesh mTLS, then HTTP routing or
@@ -95,15 +110,16 @@ export function inboundListener(
   const statPrefix = `inbound_${entry.inboundPort}`;
   const cluster = inboundClusterName(entry.appPort);
   const before = options.filters ?? [];
+  // HTTP routes come over RDS (`inbound|<inboundPort>`, see {@link inboundRoutes}): Envoy
+  // builds one route table per RDS name and config source however many connection managers
+  // use it, so both filter chains of a PERMISSIVE listener share its rate limit buckets, and a
+  // listener change (an AuthorizationPolicy edit) keeps them.
   const filters = isHttp(entry.protocol)
     ? [
-      httpConnectionManagerFilter(statPrefix, {
-        inline: routeConfiguration(
-          name,
-          ["*"],
-          options.routes ?? [appRoute(cluster, { prefix: "/" })],
-        ),
-      }, { httpFilters: before, settings: options.connectionManager ?? {} }),
+      httpConnectionManagerFilter(statPrefix, { rds: inboundRouteConfigName(entry.inboundPort) }, {
+        httpFilters: before,
+        settings: options.connectionManager ?? {},
+      }),
     ]
     : [...before, tcpProxyFilter(statPrefix, cluster)];
   const mtls = { filters, transport_socket: downstreamMtls(trustDomain) };
@@ -117,6 +133,7 @@ export function inboundListener(
     ...(options.permissive
       ? {
         listener_filters: [tlsInspectorFilter()],
+        ...(isHttp(entry.protocol) ? {} : SERVER_FIRST_PLAINTEXT),
         filter_chains: [
           { filter_chain_match: { transport_protocol: "tls" }, ...mtls },
           { filter_chain_match: { transport_protocol: "raw_buffer" }, filters },
@@ -124,6 +141,16 @@ export function inboundListener(
       }
       : { filter_chains: [mtls] }),
   };
+}
+
+/**
+ * The route configuration `inbound|<inboundPort>` of an HTTP inbound
+ * listener: `routes` to the app (default: one route for everything).
+ */
+export function inboundRoutes(entry: InboundEntry, routes?: readonly JsonObject[]): JsonObject {
+  const name = inboundRouteConfigName(entry.inboundPort);
+  const cluster = inboundClusterName(entry.appPort);
+  return routeConfiguration(name, ["*"], routes ?? [appRoute(cluster, { prefix: "/" })]);
 }
 
 /** `inbound|<appPort>`: a STATIC cluster to the app on `127.0.0.1:<appPort>`. */
