@@ -131,3 +131,19 @@ Deno.test("docs/policies.md: every example of a mistake is refused", async () =>
     );
   }
 });
+
+Deno.test("docs/policies.md says what every policy kind guarantees on HTTP and on TCP ports", async () => {
+  const markdown = await Deno.readTextFile(DOC);
+  const start = markdown.indexOf("\n## What each policy guarantees, on HTTP and TCP services\n");
+  assert.ok(start >= 0, `${DOC_NAME} has no guarantees section`);
+  const section = markdown.slice(start + 1, markdown.indexOf("\n## ", start + 1));
+  const rows = section.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| ---"));
+  const [header, ...body] = rows.map((r) => r.split("|").slice(1, -1).map((c) => c.trim()));
+  assert.deepEqual(header, ["policy", "on an HTTP, HTTP/2 or gRPC port", "on a `tcp` port"]);
+  for (const kind of POLICY_KINDS) {
+    const row = body.find((cells) => cells[0]!.split(" ")[0] === kind);
+    assert.ok(row, `${DOC_NAME}: no row for ${kind}`);
+    assert.ok(row.every((cell) => cell.length > 0), `${DOC_NAME}: an empty cell for ${kind}`);
+  }
+  assert.match(section, /pathNormalization/);
+});
