@@ -179,26 +179,39 @@ function classCost(parts: ClassParts, negated: boolean, foldCase: boolean): numb
   return foldCase ? 2 * cost + 8 : cost;
 }
 
-/** The parser's state: the pattern and where it is in it. */
+/** The parser's state: the pattern, where it is in it, and how many repeats it has read. */
 interface Cursor {
   p: string;
   i: number;
+  repeats: number;
 }
 
-/** Branches cost their sum and one alternation between each two. */
+/**
+ * Branches cost their sum and one alternation between each two; a branch
+ * that holds a repeat may cost RE2 up to two more (no-ops, so that the
+ * alternation does not lead into a loop).
+ */
 function parseAlternation(c: Cursor, foldCase: boolean): number {
-  const branches = [parseConcatenation(c, foldCase)];
+  const branch = () => {
+    const before = c.repeats;
+    const size = parseConcatenation(c, foldCase);
+    return { size, loops: c.repeats > before };
+  };
+  const branches = [branch()];
   while (c.p[c.i] === "|") {
     c.i++;
-    branches.push(parseConcatenation(c, foldCase));
+    branches.push(branch());
   }
-  return branches.reduce((a, b) => a + b, 0) + branches.length - 1;
+  if (branches.length === 1) return branches[0]!.size;
+  return branches.reduce((total, b) => total + b.size + (b.loops ? 2 : 0), branches.length - 1);
 }
 
 function parseConcatenation(c: Cursor, foldCase: boolean): number {
   let total = 0;
   while (c.i < c.p.length && c.p[c.i] !== "|" && c.p[c.i] !== ")") {
-    total += parseRepeat(c, parseAtom(c, foldCase));
+    const before = c.repeats;
+    const atom = parseAtom(c, foldCase);
+    total += parseRepeat(c, atom, c.repeats > before);
   }
   return total;
 }
@@ -209,15 +222,19 @@ const REPEAT = /^\{(\d+)(?:(,)(\d*))?\}/;
 /**
  * RE2 simplifies `x{n,m}` into n copies of x and m − n nested optional
  * copies (each with its alternation), `x{n,}` into n copies with the last
- * looping, and `*`, `+`, `?` add one alternation.
+ * looping, and `*`, `+`, `?` add one alternation. When x holds a repeat
+ * itself RE2 may need a second instruction per loop or optional copy (a
+ * loop over something that can match empty is compiled the other way
+ * round, `(x+)?` for `x*`), so it is counted twice.
  */
-function parseRepeat(c: Cursor, atom: number): number {
+function parseRepeat(c: Cursor, atom: number, nested: boolean): number {
   let size = atom;
+  let extra = nested ? 2 : 1;
   for (;;) {
     const ch = c.p[c.i];
     if (ch === "*" || ch === "+" || ch === "?") {
       c.i++;
-      size += 1;
+      size += extra;
     } else if (ch === "{") {
       const m = REPEAT.exec(c.p.slice(c.i));
       if (!m) return size;
@@ -225,11 +242,13 @@ function parseRepeat(c: Cursor, atom: number): number {
       const min = Number(m[1]);
       const max = m[2] === undefined ? min : m[3] === "" ? undefined : Number(m[3]);
       size = max === undefined
-        ? Math.max(min, 1) * size + 1
-        : min * size + (max - min) * (size + 1);
+        ? Math.max(min, 1) * size + extra
+        : min * size + (max - min) * (size + extra);
     } else {
       return size;
     }
+    c.repeats++;
+    extra = 2;
     // A lazy `?` changes the order of an alternation, not its size.
     if (c.p[c.i] === "?") c.i++;
   }
@@ -390,7 +409,7 @@ function parseClass(c: Cursor, foldCase: boolean): number {
  * already have passed re2.ts's checks (this does not report syntax errors).
  */
 export function re2ProgramSizeBound(pattern: string): number {
-  const c: Cursor = { p: pattern, i: 0 };
+  const c: Cursor = { p: pattern, i: 0, repeats: 0 };
   let size = 0;
   // A `)` without its `(` is a syntax error re2.ts reports; skip it here.
   while (c.i < pattern.length) {

@@ -8,6 +8,12 @@ import { re2Problem } from "./re2.ts";
  * Envoy's `CompiledGoogleReMatcher` builds it (`source/common/common/regex.cc`).
  */
 const MEASURED: readonly [string, number][] = [
+  // Loops inside repeats and alternations cost RE2 more than one instruction each.
+  ["(a+|日+)", 16],
+  ["(?:-+){0,5}", 23],
+  ["(?:(?:/+){0,5}){0,5}", 103],
+  ["(\\.+|日+){0,5}", 69],
+  ["(?:(\\d+|\\d+)+){0,5}", 68],
   ["/item/[0-9]{1,100}", 209],
   ["[a-z]{120}", 124],
   [".", 12],
@@ -72,6 +78,7 @@ const MEASURED: readonly [string, number][] = [
   ["\\p{L}{1,30}", 35823],
 ];
 
+// Also checked against 24,000 random patterns of these constructs with the same RE2: never below.
 Deno.test("re2ProgramSizeBound() is never below RE2's own program size", () => {
   for (const [pattern, size] of MEASURED) {
     const bound = re2ProgramSizeBound(pattern);
