@@ -1,8 +1,8 @@
 /**
  * The REST API: one sub-app per resource (`resources.ts`), mounted with
  * `app.route()`, behind the middleware every request goes through (metrics
- * and the request log, problem rendering). Each route's authentication and
- * body limit come from its declaration (`operation.ts`).
+ * and the request log, problem rendering). Each route's authentication,
+ * authorization and body limit come from its declaration (`operation.ts`).
  */
 import { type Context, Hono } from "hono";
 import type { TokenService } from "../auth/tokens.ts";
@@ -67,8 +67,8 @@ export interface ApiContext {
 }
 
 /**
- * The REST API. Handlers are thin: parse and validate, authorise, call the
- * registry or token service, render. Every error leaves through `onError` as
+ * The REST API. Handlers are thin: parse and validate, call the registry or
+ * token service, render; who may call was checked from the declaration. Every error leaves through `onError` as
  * `application/problem+json`.
  */
 export function createApp(deps: AppDeps): Hono<ApiEnv> {

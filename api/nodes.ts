@@ -1,6 +1,5 @@
 /** The node routes: registration and heartbeats from agents, drains and removal by operators. */
 import { z } from "zod";
-import { authorize } from "../auth/tokens.ts";
 import { formatDuration } from "../core/duration.ts";
 import { NotFoundError } from "../core/errors.ts";
 import {
@@ -166,13 +165,11 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
       page: (filter) => registry.listNodes(filter),
     }),
     getNode: async (c) => {
-      authorize(c.get("principal"), "read");
       const node = await registry.getNode(pathName(c, "name", "subdomain"));
       c.header("etag", etag(node.revision));
       return c.json(node);
     },
     drainNode: async (c) => {
-      authorize(c.get("principal"), "write");
       const name = pathName(c, "name", "subdomain");
       const pre = readPreconditions(c);
       const body = await readBody(c, ops.drainNode.body, "node patch");
@@ -182,7 +179,6 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
     },
     deleteNode: async (c) => {
       const principal = c.get("principal");
-      authorize(principal, "agent");
       const name = pathName(c, "name", "subdomain");
       if (principal.role === "agent") {
         // An agent leaving keeps its identity for its return.
@@ -206,7 +202,6 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
     },
     registerNode: async (c) => {
       const principal = c.get("principal");
-      authorize(principal, "agent");
       const name = pathName(c, "name", "subdomain");
       const body = await readBody(c, ops.registerNode.body, "registration");
       const result = await registry.register(name, body, principal);
@@ -216,7 +211,6 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
     heartbeat: async (c) => {
       const principal = c.get("principal");
       try {
-        authorize(principal, "agent");
         const name = pathName(c, "name", "subdomain");
         const body = await readBody(c, ops.heartbeat.body, "heartbeat");
         const result = await registry.heartbeat(name, body, principal);
@@ -235,6 +229,11 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
         beats.rejected.inc();
         throw error;
       }
+    },
+  }, {
+    // A heartbeat refused for its token's role is a rejected heartbeat too.
+    refused: (_, op) => {
+      if (op.operationId === "heartbeat") beats.rejected.inc();
     },
   });
 }

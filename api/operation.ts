@@ -2,9 +2,9 @@
  * How a route of the REST API is declared. Each resource's file declares its
  * operations (method, path, who may call, parameters, body, answers) as
  * data, and registers each handler *through* its declaration with
- * {@link resourceApps}: the route's method and path, its authentication and
- * body limit, and the schema its body is read with all come from the
- * declaration, and the OpenAPI document (`openapi.ts`) is built from the same
+ * {@link resourceApps}: the route's method and path, its authentication,
+ * authorization and body limit, and the schema its body is read with all
+ * come from the declaration, and the OpenAPI document (`openapi.ts`) is built from the same
  * declarations. A route cannot exist without its documentation, nor the
  * other way round (`openapi_test.ts` checks both directions).
  *
@@ -17,8 +17,9 @@
  */
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
-import type { Permission, Principal } from "../auth/tokens.ts";
+import { authorize, type Permission, type Principal } from "../auth/tokens.ts";
 import type { CertificatePrincipal } from "../ca/identity.ts";
+import { ForbiddenError } from "../core/errors.ts";
 import { healthSchema, nodeStatusSchema } from "../core/model.ts";
 import { labelName, subdomainName } from "../core/names.ts";
 
@@ -34,7 +35,8 @@ export type JsonSchema = z.core.JSONSchema.BaseSchema;
 /**
  * Who may call a route: a permission that `authorize()` checks (the roles
  * holding it are derived from `authorize` itself), anyone, or only a caller
- * proving a mesh certificate over mutual TLS.
+ * proving a mesh certificate over mutual TLS. The route's middleware checks
+ * it ({@link resourceApps}); handlers never check it again.
  */
 export type Access = Permission | "public" | "mtls";
 
@@ -100,7 +102,7 @@ export interface Operation {
   tag: Tag;
   summary: string;
   description?: string;
-  /** Who may call; anything but `public` is authenticated before the handler runs. */
+  /** Who may call; anything but `public` is authenticated and authorized before the handler runs. */
   access: Access;
   /** Path parameters first, in path order; then query and header parameters. */
   params?: readonly Parameter[];
@@ -189,25 +191,60 @@ export interface RouteMiddleware {
 /** A route handler of the API. */
 export type ApiHandler = (c: Context<ApiEnv>) => Response | Promise<Response>;
 
+/** Options of a {@link ResourceApp}. */
+export interface ResourceAppOptions {
+  /**
+   * Called when a caller is refused by an operation's declared access
+   * (before the 403 is sent), e.g. to audit a refused write. Default: nothing.
+   */
+  refused?: (c: Context<ApiEnv>, op: Operation, error: ForbiddenError) => void | Promise<void>;
+}
+
 /** Builds the sub-app of a resource from its handlers, one per declared operation. */
 export type ResourceApp = <Ops extends Record<string, Operation>>(
   declared: Resource<Ops>,
   handlers: { [K in keyof Ops]: ApiHandler },
+  options?: ResourceAppOptions,
 ) => Hono<ApiEnv>;
+
+/** Throws `ForbiddenError` unless `caller` may call a route of `access` (never `public`). */
+export function admit(caller: Caller, access: Exclude<Access, "public">): void {
+  if (access !== "mtls") return authorize(caller, access);
+  if (!caller.certificate) {
+    throw new ForbiddenError(
+      "This is proven by the caller's current certificate: call over mTLS with it, not with a token",
+    );
+  }
+}
+
+/** The middleware that admits only the callers `op` declares (403 for the others). */
+function authorization(op: Operation, options: ResourceAppOptions): MiddlewareHandler<ApiEnv> {
+  const access = op.access;
+  if (access === "public") throw new TypeError(`${op.operationId} is public: nothing to authorize`);
+  return async function authorizeRoute(c, next) {
+    try {
+      admit(c.get("principal"), access);
+    } catch (error) {
+      if (error instanceof ForbiddenError) await options.refused?.(c, op, error);
+      throw error;
+    }
+    await next();
+  };
+}
 
 /**
  * The builder of every resource's sub-app behind `middleware`: Hono routes
  * each handler at its operation's method and path, behind the body limit
- * (any route that is not public, or that takes a body) and authentication
- * (any route that is not public).
+ * (any route that is not public, or that takes a body), authentication and
+ * authorization by the declared access (any route that is not public).
  */
 export function resourceApps(middleware: RouteMiddleware): ResourceApp {
-  return (declared, handlers) => {
+  return (declared, handlers, options = {}) => {
     const app = new Hono<ApiEnv>();
     for (const [id, op] of Object.entries(declared.operations)) {
       const chain: MiddlewareHandler<ApiEnv>[] = [];
       if (op.access !== "public" || op.body) chain.push(middleware.limitBody);
-      if (op.access !== "public") chain.push(middleware.authenticate);
+      if (op.access !== "public") chain.push(middleware.authenticate, authorization(op, options));
       const path = op.path.replace(/\{(\w+)\}/g, ":$1") || "/";
       const handler = handlers[id] as MiddlewareHandler<ApiEnv>;
       // Hono's typed overloads take a fixed number of handlers; the chain here varies.
