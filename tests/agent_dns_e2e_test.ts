@@ -3,7 +3,7 @@
  * from its own watch of the registry. A real server, a real agent serving
  * two `hello` apps (one registered with an IPv6 address) and `dig`
  * (Debian's dnsutils) asking over UDP and TCP: A, AAAA, SRV, a subset from a
- * DestinationPolicy, a short name, NXDOMAIN; an instance turning unhealthy
+ * DestinationPolicy, a short name, NXDOMAIN, a drained instance left out; an instance turning unhealthy
  * is out of the first answer after the agent learns it; the answers go on
  * while the server is down, also from an agent restarted meanwhile (its view
  * on disk); the agent's metrics count the queries.
@@ -98,6 +98,18 @@ services:
     assert.equal(status(await dig(port, "+tcp", "nope.default.svc.ironmesh")), "NXDOMAIN");
     const ttl = await dig(port, "+noall", "+answer", "web.default.svc.ironmesh", "A");
     assert.match(ttl[0]!, /\s5\s+IN\s+A\s+127\.0\.0\.1$/, "a TTL of 5 s");
+
+    // A drained instance leaves the answers; undrained, it is back.
+    for (const draining of [true, false]) {
+      const res = await server.api("PATCH", "/v1/instances/web-1@vm-1", { body: { draining } });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      await waitFor(
+        draining ? "web-1 out of the answers" : "web-1 back in the answers",
+        async () =>
+          (await short(port, "web.default.svc.ironmesh", "A")).length === (draining ? 0 : 1),
+      );
+    }
+    assert.deepEqual(await short(port, "web.default.svc.ironmesh", "AAAA"), ["::1"]);
 
     // web-2 turns unhealthy: the first answer after the agent learns it no longer has it.
     const mark = agent.proc.output.split("\n").length;

@@ -5,7 +5,8 @@
  * local xDS endpoint (`xds_caller.ts`, each in its own process). Before
  * the agents' upstream streams left grpc-js, one such stop in three could
  * abort an agent in Deno's HTTP/2 (`nghttp2_session.c:2402 … closed_next ==
- * NULL`).
+ * NULL`). Every tenth cycle a further client of vm-a is SIGKILLed mid-stream,
+ * the same vanishing on the agent's serving side.
  *
  * The agents heartbeat every 5 s, the default. With much shorter intervals
  * (500 ms, a TTL of 1.5 s) clients saw empty endpoints after some restarts:
@@ -97,7 +98,21 @@ Deno.test("100 server stops and starts, SIGTERM and SIGKILL mixed: no agent exit
       await waitFor("a caller served", () => (counts(p)?.ok ?? 0) > 0, 20_000);
     }
 
+    // Clients vanish too: every tenth cycle one more caller through vm-a is SIGKILLed
+    // mid-stream, the other side of the HTTP/2 that aborted agents.
+    const vmA = await localXds(agents[0]!.dataDir);
+    let victim: Proc | undefined;
+    let killed = 0;
     for (let i = 0; i < CYCLES && exits === 0; i++) {
+      if (i % 10 === 0) {
+        if (victim !== undefined) {
+          await victim.stop("SIGKILL");
+          killed++;
+        }
+        victim = new Proc("victim", ["run", "-A", `${ROOT}tests/xds_caller.ts`, "echo.default"], {
+          GRPC_XDS_BOOTSTRAP_CONFIG: bootstrap(vmA),
+        });
+      }
       await server.proc.stop(i % 2 === 0 ? "SIGTERM" : "SIGKILL");
       server = await ServerProc.start(dir, [
         "--http-addr",
@@ -114,7 +129,12 @@ Deno.test("100 server stops and starts, SIGTERM and SIGKILL mixed: no agent exit
       const nodes = (await s.api("GET", "/v1/nodes")).body.items as { status: string }[];
       return nodes.length === 2 && nodes.every((n) => n.status === "alive");
     });
+    await victim?.stop("SIGKILL");
     assert.equal(exits, 0, "no agent exited");
+    assert.ok(killed >= 9, `${killed} clients killed`);
+    // vm-a saw the killed clients' streams end, and serves the steady one still.
+    const ended = agents[0]!.proc.output.match(/Local xDS client stream ended/g)?.length ?? 0;
+    assert.ok(ended >= killed, `vm-a saw ${ended} client streams end, ${killed} clients killed`);
     const before = callers.map((p) => counts(p)!.ok);
     await new Promise((r) => setTimeout(r, 1_000));
     for (const [i, p] of callers.entries()) {
