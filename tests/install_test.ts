@@ -258,6 +258,10 @@ Deno.test("install.sh agent: token 0600, new token from a file, agent.yaml valid
       unit,
     );
     assert.ok(!unit.includes(TOKEN), "the token stays out of the unit");
+    // An agent that dies (a native abort too: SIGABRT is a failure) is started again.
+    for (const line of ["Restart=on-failure", "RestartSec=2"]) {
+      assert.ok(unit.split("\n").includes(line), `unit has ${line}`);
+    }
     assert.ok(!(await exists(`${r}/etc/ironmesh/server.yaml`)));
 
     // A new token from a file replaces the old one; the server URL is kept from the unit.
