@@ -70,8 +70,6 @@ export const ADS_METHOD =
 export const DELTA_ADS_METHOD =
   "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
 
-/** The default loopback address of the local xDS endpoint. */
-export const DEFAULT_LOCAL_XDS_ADDR = "127.0.0.1:15010";
 /** The port of the server's gRPC (xDS) address when only its host is known. */
 export const DEFAULT_XDS_SERVER_PORT = 15012;
 /**

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { durationSchema, formatDuration } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
 import { labelName, subdomainName } from "./names.ts";
+import { ENVOY_ADMIN } from "./envoy_bootstrap.ts";
 
 /**
  * The heartbeat intervals an agent may declare, in milliseconds. The TLS
@@ -254,13 +255,25 @@ export const nodeRegistrationSchema = z.strictObject({
   const appPorts = new Set(reg.instances.map((i) => i.port));
   const localPorts = new Map<number, number>();
   reg.upstreams.forEach((u, i) => {
-    if (localPorts.has(u.localPort)) {
+    // Envoy binds the upstream on 127.0.0.1:<localPort>; a port in use fails the bind and
+    // Envoy refuses the whole listener update. The agent also checks its own local xDS port,
+    // which the server does not know.
+    const clash = localPorts.has(u.localPort)
+      ? "another upstream's local port"
+      : appPorts.has(u.localPort)
+      ? "an instance's port"
+      : u.localPort === ENVOY_ADMIN.port
+      ? "Envoy's admin port"
+      : undefined;
+    if (clash) {
       ctx.addIssue({
         code: "custom",
         path: ["upstreams", i, "localPort"],
-        message: `Duplicate local port ${u.localPort}: each upstream needs its own`,
+        message:
+          `Local port ${u.localPort} is already ${clash} on this node: each upstream needs its own`,
       });
-    } else localPorts.set(u.localPort, i);
+    }
+    if (!localPorts.has(u.localPort)) localPorts.set(u.localPort, i);
   });
   const inboundPorts = new Set<number>();
   reg.instances.forEach((inst, i) => {
