@@ -109,8 +109,14 @@ export function policiesApp({ deps, resourceApp }: ApiContext) {
   const ops = POLICIES.operations;
   const actor = (c: Context<ApiEnv>) => c.get("principal").tokenId;
 
-  /** Renders one write: the object with its ETag, or the dry run's report. */
-  function written(c: Context<ApiEnv>, result: ApplyResult) {
+  /**
+   * Renders one write: the object with its ETag, or the dry run's report; a
+   * refusal points into the object, not into the batch it was checked in.
+   */
+  async function written(c: Context<ApiEnv>, write: Promise<ApplyResult>) {
+    const result = await write.catch((error) => {
+      throw unbatched(error);
+    });
     const item = result.items[0]!;
     if (result.dryRun || !item.object) return c.json(result);
     c.header("etag", etag(item.object.metadata.revision));
@@ -169,14 +175,7 @@ export function policiesApp({ deps, resourceApp }: ApiContext) {
         ...(ref.kind === "MeshConfig" ? {} : { namespace: ref.namespace }),
       },
     };
-    const result = await policies.apply([document], {
-      actor: actor(c),
-      dryRun,
-      expect: [expect],
-    }).catch((error) => {
-      throw unbatched(error);
-    });
-    return written(c, result);
+    return written(c, policies.apply([document], { actor: actor(c), dryRun, expect: [expect] }));
   }
 
   async function getOne(c: Context<ApiEnv>, ref: PolicyRef) {
@@ -203,14 +202,14 @@ export function policiesApp({ deps, resourceApp }: ApiContext) {
     const expect = expectationOf(c);
     const dryRun = dryRunOf(c);
     const body = await readBody(c, ops.rollbackPolicy.body, "rollback");
-    const result = await policies.rollback(ref.kind, ref.namespace, ref.name, body.revision, {
-      actor: actor(c),
-      dryRun,
-      expect: [expect],
-    }).catch((error) => {
-      throw unbatched(error);
-    });
-    return written(c, result);
+    return written(
+      c,
+      policies.rollback(ref.kind, ref.namespace, ref.name, body.revision, {
+        actor: actor(c),
+        dryRun,
+        expect: [expect],
+      }),
+    );
   }
 
   /**

@@ -34,7 +34,7 @@ import {
 } from "./leaf.ts";
 import { encodePem } from "./pem.ts";
 
-/** Lifetime of a leaf when the request names none: 24 hours (DESIGN.md). */
+/** Lifetime of a leaf when the request names none: 24 hours (docs/identity.md). */
 export const DEFAULT_LEAF_TTL_MS = 24 * 60 * 60 * 1000;
 /** Default cap on a leaf's lifetime: 7 days. */
 export const DEFAULT_MAX_LEAF_TTL_MS = 7 * 24 * 60 * 60 * 1000;

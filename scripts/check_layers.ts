@@ -147,7 +147,7 @@ export async function moduleGraph(root: string, files: readonly string[]): Promi
     await Deno.writeTextFile(entry, lines.join(""));
     const config = posix.join(root, "deno.json");
     const output = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", ...(await exists(config) ? ["--config", config] : []), entry],
+      args: ["info", "--json", ...(await isFile(config) ? ["--config", config] : []), entry],
       cwd: root,
       stdout: "piped",
       stderr: "piped",
@@ -164,13 +164,8 @@ export async function moduleGraph(root: string, files: readonly string[]): Promi
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
+function isFile(path: string): Promise<boolean> {
+  return Deno.stat(path).then((info) => info.isFile, () => false);
 }
 
 /** The repository-relative path of a `file:` URL, or `undefined` for a package or a remote module. */
