@@ -13,6 +13,12 @@ import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { fingerprint } from "./pki.ts";
 import { x509 } from "../ca/x509.ts";
+import {
+  JOIN_TOKEN_AUDIENCE,
+  JOIN_TOKEN_ISSUER,
+  type JoinTokenClaims,
+  joinTokenIdentity,
+} from "../core/join_token.ts";
 
 const ALGORITHM = { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" } as const;
 
@@ -265,7 +271,7 @@ export async function startTlsServerDouble(
   let roots = [first];
   let fp = await bundleFingerprint(roots.map((r) => r.root));
   let renewAsked = false;
-  const tokens = new Map<string, { claims: Record<string, unknown>; used: boolean }>();
+  const tokens = new Map<string, { claims: JoinTokenClaims; used: boolean }>();
   const requests: SeenRequest[] = [];
   const issued: string[] = [];
   const sockets = new Set<Socket>();
@@ -329,11 +335,7 @@ export async function startTlsServerDouble(
       if (c.node !== undefined && c.node !== body.node) {
         return problemResponse(403, "Forbidden", `Token is for node "${c.node}"`);
       }
-      return await issueFor(
-        String(body.csr),
-        String(body.node),
-        `spiffe://${trustDomain}/ns/${c.ns}/sa/${c.sa}`,
-      );
+      return await issueFor(String(body.csr), String(body.node), joinTokenIdentity(c));
     }
     if (!seen.authorized || seen.peer.cn === undefined) {
       return problemResponse(401, "Unauthorized", "A valid client certificate is required");
@@ -441,12 +443,12 @@ export async function startTlsServerDouble(
     joinToken(claims = {}) {
       const jti = crypto.randomUUID();
       const now = Date.now();
-      const payload: Record<string, unknown> = {
+      const payload: JoinTokenClaims & { iss: string; aud: string } = {
         jti,
         iat: Math.floor(now / 1000),
         exp: Math.floor((claims.expMs ?? now + 600_000) / 1000),
-        iss: "ironmesh",
-        aud: "ironmesh-enrol",
+        iss: JOIN_TOKEN_ISSUER,
+        aud: JOIN_TOKEN_AUDIENCE,
         td: trustDomain,
         ns: claims.ns ?? "default",
         sa: claims.sa ?? "web",
