@@ -3,13 +3,14 @@
  * server and load never disturb the other's figures.
  *
  *   deno task bench [--quick]                 registry heartbeats, then CA issuance
- *   deno task bench --only heartbeat|ca|xds|dns ARGS  one of them, with its own options
+ *   deno task bench --only heartbeat|ca|xds|dns|codec ARGS  one of them, with its own options
  */
 const BENCHES = {
   heartbeat: new URL("./main.ts", import.meta.url).pathname,
   ca: new URL("./ca.ts", import.meta.url).pathname,
   xds: new URL("./xds.ts", import.meta.url).pathname,
   dns: new URL("./dns.ts", import.meta.url).pathname,
+  codec: new URL("./codec.ts", import.meta.url).pathname,
 } as const;
 
 async function run(file: string, args: string[]): Promise<number> {
