@@ -159,6 +159,9 @@ export class DeltaVariant implements Variant<DeltaState> {
       if (name === "*") state.wildcard = false;
       else state.names.delete(name);
     }
+    if (first || subscribe.length > 0 || unsubscribe.length > 0) {
+      io.subscribed(stream, typeUrl, state.names, state.wildcard);
+    }
     for (const tracked of [state.have, state.rejected, state.view]) {
       for (const name of tracked.keys()) if (!tracks(state, name)) tracked.delete(name);
     }

@@ -125,6 +125,7 @@ export class SotwVariant implements Variant<SotwState> {
     const changed = !sameNames(state.names, wanted) || state.sentVersion === null;
     state.names = wanted;
     state.namesKey = wanted === "*" ? "*" : [...wanted].sort().join("\n");
+    if (changed) io.subscribed(stream, typeUrl, wanted === "*" ? [] : wanted, wanted === "*");
     if (changed) this.#send(io, stream, typeUrl, state, true);
   }
 

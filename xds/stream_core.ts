@@ -119,6 +119,8 @@ export interface Stream<S> {
   waiting: Uint8Array[] | null;
   /** Forgets the stream (it ended or was refused). */
   close?: () => void;
+  /** What it subscribes to, per kind, as the core indexes it (see `StreamIo.subscribed`). */
+  subscriptions: Map<ResourceKind, { names: Set<string>; wildcard: boolean }>;
 }
 
 /**
@@ -136,6 +138,16 @@ export interface StreamIo<S> {
   nonce(stream: Stream<S>): string;
   /** Writes a response. */
   write(stream: Stream<S>, typeUrl: string, bytes: Uint8Array): void;
+  /**
+   * Records what a stream now subscribes to of a type, so that a push finds
+   * the streams a changed resource concerns without looking at the others.
+   */
+  subscribed(
+    stream: Stream<S>,
+    typeUrl: string,
+    names: Iterable<string>,
+    wildcard: boolean,
+  ): void;
 }
 
 /** What a variant does with its streams. */
@@ -347,6 +359,9 @@ export class StreamCore<S> implements StreamIo<S> {
   readonly #streams = new Map<string, Stream<S>>();
   readonly #byKey = new Map<string, Set<Stream<S>>>();
   readonly #byNode = new Map<string, Set<Stream<S>>>();
+  /** Streams by subscribed resource (`subscriberKey()`), and wildcard subscribers by kind. */
+  readonly #subscribers = new Map<string, Set<Stream<S>>>();
+  readonly #wildcards = new Map<string, Set<Stream<S>>>();
   /** Streams whose first request waits for admission, oldest first. */
   readonly #admissions: Stream<S>[] = [];
   #admitting = false;
@@ -377,10 +392,12 @@ export class StreamCore<S> implements StreamIo<S> {
       snapshot: null,
       nonce: 0,
       waiting: [],
+      subscriptions: new Map(),
     };
     this.#streams.set(stream.id, stream);
     const close = () => {
       if (!this.#streams.delete(stream.id)) return;
+      for (const kind of [...stream.subscriptions.keys()]) this.#unsubscribe(stream, kind);
       if (stream.peer) {
         this.#unindex(stream);
         this.#options.events?.connected?.(stream.peer.kind, -1);
@@ -460,6 +477,30 @@ export class StreamCore<S> implements StreamIo<S> {
     return String(++stream.nonce);
   }
 
+  subscribed(
+    stream: Stream<S>,
+    typeUrl: string,
+    names: Iterable<string>,
+    wildcard: boolean,
+  ): void {
+    const kind = KIND_BY_URL.get(typeUrl)!;
+    this.#unsubscribe(stream, kind);
+    const entry = { names: new Set(names), wildcard };
+    stream.subscriptions.set(kind, entry);
+    if (wildcard) addTo(this.#wildcards, kind, stream);
+    for (const name of entry.names) addTo(this.#subscribers, subscriberKey(kind, name), stream);
+  }
+
+  #unsubscribe(stream: Stream<S>, kind: ResourceKind): void {
+    const entry = stream.subscriptions.get(kind);
+    if (!entry) return;
+    stream.subscriptions.delete(kind);
+    if (entry.wildcard) removeFrom(this.#wildcards, kind, stream);
+    for (const name of entry.names) {
+      removeFrom(this.#subscribers, subscriberKey(kind, name), stream);
+    }
+  }
+
   /** Writes a response. */
   write(stream: Stream<S>, typeUrl: string, bytes: Uint8Array): void {
     stream.call.write(bytes);
@@ -482,35 +523,83 @@ export class StreamCore<S> implements StreamIo<S> {
 
   /**
    * Gives each stream in `scope` (every stream without one) its current
-   * snapshot and lets the variant send what changed. Yields to the event
-   * loop every 100 streams, so a large push never starves request handling.
+   * snapshot and lets the variant send what changed. The streams of one
+   * snapshot key share their snapshot: it is taken once, and only the
+   * streams subscribed to a resource that changed (or to a whole type that
+   * did) are looked at further, so a change of one service costs its
+   * subscribers, not every proxy of a namespace. Yields to the event loop
+   * every 100 streams it sends to, so a large push never starves request
+   * handling.
    */
   async push(scope?: PushScope): Promise<void> {
-    let visit: Iterable<Stream<S>>;
+    const work: [Stream<S>, SnapshotDiff | null][] = [];
     if (scope) {
-      const set = new Set<Stream<S>>();
-      for (const key of scope.keys) for (const s of this.#byKey.get(key) ?? []) set.add(s);
-      for (const node of scope.nodes) for (const s of this.#byNode.get(node) ?? []) set.add(s);
-      visit = set;
+      // Nodes first: a node's locality may have moved its streams to another snapshot key.
+      for (const node of scope.nodes) {
+        for (const stream of [...this.#byNode.get(node) ?? []]) this.#refreshOne(stream, work);
+      }
+      for (const key of scope.keys) this.#collect(key, work);
     } else {
-      visit = [...this.#streams.values()];
+      for (const stream of this.#streams.values()) this.#refreshOne(stream, work);
     }
     let done = 0;
-    for (const stream of visit) {
-      if (!stream.peer || !this.#streams.has(stream.id)) continue;
-      const key = this.#keyOf(stream.peer);
-      if (key !== stream.key) {
-        this.#unindex(stream);
-        stream.key = key;
-        this.#index(stream);
-      }
-      const snapshot = this.#options.snapshotFor(stream.peer);
-      const before = stream.snapshot;
-      if (snapshot === before) continue;
-      stream.snapshot = snapshot;
-      this.#variant.refresh(stream, before ? this.#shared.diff(before, snapshot) : null, this);
+    for (const [stream, diff] of work) {
+      if (!this.#streams.has(stream.id)) continue;
+      this.#variant.refresh(stream, diff, this);
       if (++done % 100 === 0) await new Promise((r) => setTimeout(r, 0));
     }
+  }
+
+  /** Queues the streams of snapshot key `key` that its new snapshot concerns. */
+  #collect(key: string, work: [Stream<S>, SnapshotDiff | null][]): void {
+    const streams = this.#byKey.get(key);
+    const first = streams?.values().next().value;
+    if (!streams || !first?.peer) return;
+    const next = this.#options.snapshotFor(first.peer);
+    const byBefore = new Map<ProxySnapshot | null, Set<Stream<S>>>();
+    for (const stream of streams) {
+      if (stream.snapshot === next) continue;
+      let group = byBefore.get(stream.snapshot);
+      if (!group) byBefore.set(stream.snapshot, group = new Set());
+      group.add(stream);
+      stream.snapshot = next;
+    }
+    for (const [before, group] of byBefore) {
+      const diff = before ? this.#shared.diff(before, next) : null;
+      if (!diff) {
+        for (const stream of group) work.push([stream, null]);
+        continue;
+      }
+      const concerned = new Set<Stream<S>>();
+      for (const [kind, names] of diff) {
+        if (names.size === 0) continue;
+        for (const stream of this.#wildcards.get(kind) ?? []) {
+          if (group.has(stream)) concerned.add(stream);
+        }
+        for (const name of names) {
+          for (const stream of this.#subscribers.get(subscriberKey(kind, name)) ?? []) {
+            if (group.has(stream)) concerned.add(stream);
+          }
+        }
+      }
+      for (const stream of concerned) work.push([stream, diff]);
+    }
+  }
+
+  /** Queues one stream, after giving it its key and snapshot afresh (its node changed). */
+  #refreshOne(stream: Stream<S>, work: [Stream<S>, SnapshotDiff | null][]): void {
+    if (!stream.peer) return;
+    const key = this.#keyOf(stream.peer);
+    if (key !== stream.key) {
+      this.#unindex(stream);
+      stream.key = key;
+      this.#index(stream);
+    }
+    const snapshot = this.#options.snapshotFor(stream.peer);
+    const before = stream.snapshot;
+    if (snapshot === before) return;
+    stream.snapshot = snapshot;
+    work.push([stream, before ? this.#shared.diff(before, snapshot) : null]);
   }
 
   /** Every identified stream. */
@@ -550,6 +639,11 @@ export class StreamCore<S> implements StreamIo<S> {
   closeAll(): void {
     for (const stream of this.#streams.values()) stream.call.end();
   }
+}
+
+/** The key of one resource in the subscriber index. */
+function subscriberKey(kind: ResourceKind, name: string): string {
+  return `${kind}\u0000${name}`;
 }
 
 function addTo<T>(map: Map<string, Set<T>>, key: string, value: T): void {
