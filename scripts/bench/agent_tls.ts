@@ -217,7 +217,7 @@ export async function benchAgentTls(options: BenchOptions): Promise<number> {
     const service = new Histogram();
     const errors: Record<string, number> = {};
     let scheduled = 0, ok = 0, unanswered = 0, resends = 0, setupErrors = 0, registered = 0;
-    let loadCpuMs = 0, loadRss = 0;
+    let loadCpuMs = 0, loadRss = 0, loadStallMs = 0;
     let firstError: string | null = null;
     for (const r of results) {
       latency.merge(r.latency);
@@ -231,6 +231,7 @@ export async function benchAgentTls(options: BenchOptions): Promise<number> {
       registered += r.registered;
       loadCpuMs += r.cpuMs;
       loadRss += r.rssBytes;
+      loadStallMs = Math.max(loadStallMs, r.maxStallMs);
       firstError ??= r.firstError;
     }
     const failed = Object.values(errors).reduce((a, b) => a + b, 0) + unanswered;
@@ -326,7 +327,7 @@ export async function benchAgentTls(options: BenchOptions): Promise<number> {
         (serverCpuMs / Math.max(1, ok)).toFixed(3)
       } ms per heartbeat), load generators ${pct(loadCpuMs)}; load generators' RSS ${
         (loadRss / MB).toFixed(0)
-      } MB in ${options.loadProcs} process(es)`,
+      } MB in ${options.loadProcs} process(es), longest load-generator stall ${ms(loadStallMs)}`,
     );
     console.log(
       `- server counters: ironmesh_heartbeats_total unchanged +${

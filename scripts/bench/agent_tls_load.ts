@@ -77,6 +77,12 @@ export interface AgentTlsLoadResult {
   cpuMs: number;
   /** This process's RSS at the end of the window, in bytes. */
   rssBytes: number;
+  /**
+   * Longest delay of a 10 ms timer in the window: a stall of this process
+   * (e.g. its own garbage collection), which delays reading answers and so
+   * shows in the latency without being the server's.
+   */
+  maxStallMs: number;
   firstError: string | null;
 }
 
@@ -282,6 +288,15 @@ async function main(configFile: string): Promise<void> {
   window.end = window.start + config.durationMs;
   window.deadline = window.end + config.drainMs;
   const resendsBefore = counter.resends;
+  let maxStallMs = 0;
+  let tick = epochNow();
+  const stallWatch = setInterval(() => {
+    const now = epochNow();
+    if (now >= window.start && now <= window.end) {
+      maxStallMs = Math.max(maxStallMs, now - tick - 10);
+    }
+    tick = now;
+  }, 10);
   let cpuAtStart = 0;
   let cpuAtEnd = 0;
   let rssBytes = 0;
@@ -293,6 +308,7 @@ async function main(configFile: string): Promise<void> {
     }, window.end - Date.now()),
   ];
   await Promise.all(loops);
+  clearInterval(stallWatch);
   for (const mark of marks) clearTimeout(mark);
   cpuAtEnd ||= cpuMs();
   rssBytes ||= process.memoryUsage.rss();
@@ -312,6 +328,7 @@ async function main(configFile: string): Promise<void> {
     service: tally.service.toJSON(),
     cpuMs: cpuAtEnd - cpuAtStart,
     rssBytes,
+    maxStallMs,
     firstError: setup.firstError ?? tally.firstError,
   };
   console.log(JSON.stringify(result));
