@@ -21,6 +21,7 @@ import { durationMs } from "../core/policy/model.ts";
 import type { ServerConfig } from "../core/server_config.ts";
 import { VERSION } from "../core/version.ts";
 import { PolicyService } from "../policy/service.ts";
+import { claimDataDir } from "./data_dir.ts";
 import { ChangeFeed } from "../registry/feed.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
@@ -58,10 +59,13 @@ const MAINTENANCE_MS = 12 * 3_600_000;
 
 /** Starts every part of the server on `config` and returns once all ports are bound. */
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
-  await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
-  const store = await openStore(config);
+  const claim = await claimDataDir(config.dataDir);
+  const store = await openStore(config).catch((error) => {
+    claim.release();
+    throw error;
+  });
   // What has started so far, stopped in reverse if a later step fails.
-  const started: (() => Promise<void> | void)[] = [() => store.close()];
+  const started: (() => Promise<void> | void)[] = [claim.release, () => store.close()];
   const unwind = async () => {
     for (const stop of started.reverse()) await Promise.try(stop).catch(() => {});
   };
@@ -314,7 +318,9 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         await registry.stop();
         authority.close();
         await store.close();
+        // Still holding the directory's lock, so this server.json is the one this process wrote.
         await Deno.remove(`${config.dataDir}/server.json`).catch(() => {});
+        claim.release();
       },
     };
   } catch (error) {
