@@ -9,12 +9,7 @@
  * every document is stored or none is.
  */
 import { isDeepStrictEqual } from "node:util";
-import {
-  type FieldProblem,
-  InvalidError,
-  NotFoundError,
-  PreconditionFailedError,
-} from "../core/errors.ts";
+import { type FieldProblem, NotFoundError, PreconditionFailedError } from "../core/errors.ts";
 import { type JsonChange, jsonDiff } from "../core/json_diff.ts";
 import type { Logger } from "../core/log.ts";
 import { type MeshChange, meshChange } from "../core/mesh_change.ts";
@@ -34,6 +29,14 @@ import {
   type ValidationContext,
 } from "../core/policy/validate.ts";
 import type { AuditEntry, AuditQuery, PolicyRevision, PolicyWrite, Store } from "../store/store.ts";
+import {
+  describe,
+  identify,
+  invalid,
+  itemIndex,
+  itemPointer,
+  preconditionProblem,
+} from "./problems.ts";
 
 /** One resource of one proxy that a dry run would change. */
 export interface ResourceChange {
@@ -102,16 +105,6 @@ export interface ApplyResult {
 /** A history entry with what changed since the previous revision. */
 export interface HistoryEntry extends PolicyRevision {
   changes: JsonChange[];
-}
-
-/** The document a batch problem belongs to (`/items/<i>/…`); problems without one sort first. */
-function itemIndex(problem: FieldProblem): number {
-  const m = /^\/items\/(\d+)/.exec(problem.pointer);
-  return m ? Number(m[1]) : -1;
-}
-
-function itemPointer(index: number, problem: FieldProblem): FieldProblem {
-  return { ...problem, pointer: `/items/${index}${problem.pointer}` };
 }
 
 function refOf(p: { kind: PolicyKind; metadata: { namespace: string; name: string } }): string {
@@ -542,55 +535,6 @@ export class PolicyService {
       detail,
     });
   }
-}
-
-/** Kind, namespace and name of a document as far as they can be read, for the audit log. */
-function identify(doc: unknown): { kind: string; metadata: { namespace?: string; name?: string } } {
-  const d = (typeof doc === "object" && doc !== null ? doc : {}) as Record<string, unknown>;
-  const m =
-    (typeof d["metadata"] === "object" && d["metadata"] !== null ? d["metadata"] : {}) as Record<
-      string,
-      unknown
-    >;
-  const text = (v: unknown) => typeof v === "string" ? v.slice(0, 253) : undefined;
-  const namespace = text(m["namespace"]);
-  const name = text(m["name"]);
-  return {
-    kind: text(d["kind"]) ?? "",
-    metadata: {
-      ...(namespace !== undefined ? { namespace } : {}),
-      ...(name !== undefined ? { name } : {}),
-    },
-  };
-}
-
-function describe(namespace: string, name: string): string {
-  return namespace ? `${namespace}/${name}` : name;
-}
-
-function preconditionProblem(
-  kind: PolicyKind,
-  namespace: string,
-  name: string,
-  expected: number | null,
-  actual: number | null,
-): FieldProblem {
-  const what = `${kind} "${describe(namespace, name)}"`;
-  const message = expected === null
-    ? `${what} already exists (revision ${actual}): it was expected not to`
-    : actual === null
-    ? `${what} does not exist: it was expected at revision ${expected}`
-    : `${what} changed: it is at revision ${actual}, not ${expected}`;
-  return { in: "header", pointer: expected === null ? "/If-None-Match" : "/If-Match", message };
-}
-
-function invalid(problems: FieldProblem[]): InvalidError {
-  const first = problems[0]!;
-  const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
-  return new InvalidError(
-    `Invalid policy: ${first.pointer || "/"}: ${first.message}${more}`,
-    problems,
-  );
 }
 
 /** The services read so far, noting every key a check asks for. */
