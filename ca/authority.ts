@@ -20,8 +20,8 @@ import type { ImportFiles } from "./import.ts";
 import { FileKeyBackend, type KeyBackend } from "./keys.ts";
 import { subjectNameOf } from "./leaf.ts";
 import { decodeCertificates } from "./pem.ts";
+import { DEFAULT_MAX_LEAF_TTL_MS } from "../core/server_config.ts";
 import {
-  DEFAULT_MAX_LEAF_TTL_MS,
   type IssuedLeaf,
   type IssuedServerCertificate,
   issueLeaf,

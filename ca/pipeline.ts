@@ -20,6 +20,7 @@
 import { isIPv4, isIPv6 } from "node:net";
 import { ForbiddenError, InvalidError, UnavailableError } from "../core/errors.ts";
 import { isSubdomainName } from "../core/names.ts";
+import { DEFAULT_LEAF_TTL_MS } from "../core/server_config.ts";
 import { spiffeId } from "../core/spiffe_id.ts";
 import { checkCsr, type CheckedCsr } from "./csr.ts";
 import type { Bytes } from "./der.ts";
@@ -34,10 +35,6 @@ import {
 } from "./leaf.ts";
 import { encodePem } from "./pem.ts";
 
-/** Lifetime of a leaf when the request names none: 24 hours (docs/identity.md). */
-export const DEFAULT_LEAF_TTL_MS = 24 * 60 * 60 * 1000;
-/** Default cap on a leaf's lifetime: 7 days. */
-export const DEFAULT_MAX_LEAF_TTL_MS = 7 * 24 * 60 * 60 * 1000;
 /** How far notBefore is set in the past, so a peer whose clock is a little behind accepts it. */
 export const CLOCK_SKEW_MS = 60 * 1000;
 

@@ -4,6 +4,11 @@ import { durationSchema, formatDuration } from "./duration.ts";
 import { LEVELS } from "./log.ts";
 import { subdomainName } from "./names.ts";
 
+/** Lifetime of a workload certificate when the request names none: 24 hours (docs/identity.md). */
+export const DEFAULT_LEAF_TTL_MS = 86_400_000;
+/** Longest lifetime a workload certificate may be given by default: 7 days. */
+export const DEFAULT_MAX_LEAF_TTL_MS = 7 * 86_400_000;
+
 const list = z.union([
   z.array(z.string().min(1)),
   z.string().transform((text) => text.split(",").map((s) => s.trim()).filter(Boolean)),
@@ -39,9 +44,11 @@ export const serverConfigSchema = z.strictObject({
   /** URLs agents enrol with, written into join tokens (comma-separated). Default: the TLS address as bound. */
   advertise: list.default([]),
   /** Lifetime of workload certificates. Default `24h`. */
-  leafTtl: durationSchema({ min: 1_000, max: 30 * 86_400_000 }).default(86_400_000),
+  leafTtl: durationSchema({ min: 1_000, max: 30 * 86_400_000 }).default(DEFAULT_LEAF_TTL_MS),
   /** Longest lifetime a workload certificate may be given. Default `168h` (7 days). */
-  maxLeafTtl: durationSchema({ min: 1_000, max: 365 * 86_400_000 }).default(7 * 86_400_000),
+  maxLeafTtl: durationSchema({ min: 1_000, max: 365 * 86_400_000 }).default(
+    DEFAULT_MAX_LEAF_TTL_MS,
+  ),
   /** Certificate renewals granted per second across the fleet (bursts of twice that). Default 50. */
   renewRate: z.coerce.number().positive().max(100_000).default(50),
   /** Your own signing CA certificate (PEM), instead of the generated one; with `caKey` and `caChain`. */

@@ -167,6 +167,38 @@ Deno.test("SotW: a NACK is recorded and the rejected version is never re-sent", 
   assert.equal(f.type(CDS).lastNack!.version, rejected.version_info);
 });
 
+// The guard matters only once the proxy has moved past the rejected version: re-pushing the
+// bad snapshot while it is still the last one sent is stopped by the "already sent" check alone.
+Deno.test("SotW: a NACKed version is not sent again after the proxy moved back to a good one", async () => {
+  await using f = await fixture();
+  const client = f.connect();
+  client.subscribe(CDS, []);
+  const good = await client.next();
+  client.ack(good);
+  await waitFor(() => f.type(CDS).inSync, "the ACK");
+
+  const bad = snapshot({ ...BASE, clusters: [cluster("a", "2s"), cluster("b")] });
+  await f.push(bad);
+  const rejected = await client.next();
+  client.nack(rejected, "bad cluster a");
+  await waitFor(() => f.type(CDS).lastNack !== null, "the NACK");
+
+  // The base again: it differs from the last version sent, so it goes out and is accepted.
+  await f.push(BASE);
+  const back = await client.next();
+  assert.notEqual(back.version_info, rejected.version_info);
+  assert.deepEqual(names(back), names(good));
+  client.ack(back);
+  await waitFor(() => f.type(CDS).inSync, "the ACK of the base");
+
+  // The rejected snapshot once more: the proxy said no to exactly this version.
+  const before = f.sent.length;
+  await f.push(bad);
+  assert.equal(f.sent.length, before);
+  assert.equal(client.unread, 0);
+  assert.equal(f.type(CDS).ackedVersion, back.version_info);
+});
+
 Deno.test("SotW: a reply with a stale nonce is ignored", async () => {
   await using f = await fixture();
   const client = f.connect();
