@@ -45,7 +45,7 @@ export function explainCompileFailure(target: Target, output: string, denortBin?
   }
   if (/overflowed its stack/.test(output)) {
     return `${head} deno compile crashed with a stack overflow while embedding node_modules; ` +
-      `a package ships a file that trips it (see compileExcludes() in scripts/build.ts).`;
+      `a package ships a file that trips it (see compileExcludes() in scripts/build_compile.ts).`;
   }
   return `${head} deno compile failed:\n${output}`;
 }
