@@ -1,22 +1,9 @@
 import assert from "node:assert/strict";
-import { Proc, ROOT, ServerProc, tempDir } from "./harness.ts";
+import { Proc, serverArgs, ServerProc, tempDir } from "./harness.ts";
 
 /** `ironmesh server` on `dataDir` with every port on 0, as a process the test waits on. */
 function serverOn(dataDir: string): Proc {
-  return new Proc("second server", [
-    "run",
-    "-A",
-    `${ROOT}cmd/main.ts`,
-    "server",
-    "--data-dir",
-    dataDir,
-    "--http-addr",
-    "127.0.0.1:0",
-    "--grpc-addr",
-    "127.0.0.1:0",
-    "--https-addr",
-    "127.0.0.1:0",
-  ]);
+  return new Proc("second server", serverArgs(dataDir));
 }
 
 Deno.test("a second server on a running server's data directory exits 1 naming it and the holder", async () => {

@@ -127,6 +127,24 @@ export async function waitFor<T>(
   throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ""}`);
 }
 
+/** The arguments of `deno` that run `ironmesh server` on `dataDir` with every port on 0. */
+export function serverArgs(dataDir: string): string[] {
+  return [
+    "run",
+    "-A",
+    MAIN,
+    "server",
+    "--data-dir",
+    dataDir,
+    "--http-addr",
+    "127.0.0.1:0",
+    "--grpc-addr",
+    "127.0.0.1:0",
+    "--https-addr",
+    "127.0.0.1:0",
+  ];
+}
+
 /** A running `ironmesh server` process. */
 export class ServerProc {
   private constructor(
@@ -142,21 +160,7 @@ export class ServerProc {
   /** Starts `ironmesh server` on port 0 with `dataDir` and waits until it serves. */
   static async start(dataDir: string, extraArgs: string[] = []): Promise<ServerProc> {
     await Deno.remove(`${dataDir}/server.json`).catch(() => {});
-    const proc = new Proc("server", [
-      "run",
-      "-A",
-      MAIN,
-      "server",
-      "--data-dir",
-      dataDir,
-      "--http-addr",
-      "127.0.0.1:0",
-      "--grpc-addr",
-      "127.0.0.1:0",
-      "--https-addr",
-      "127.0.0.1:0",
-      ...extraArgs,
-    ]);
+    const proc = new Proc("server", [...serverArgs(dataDir), ...extraArgs]);
     await proc.waitForLine(/server ready/);
     const info = JSON.parse(await Deno.readTextFile(`${dataDir}/server.json`));
     const token = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();
