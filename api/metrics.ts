@@ -1,4 +1,5 @@
 import client from "prom-client";
+import { VERSION } from "../core/version.ts";
 
 /** The server's Prometheus metrics; one registry per server so tests never share counters. */
 export class Metrics {
@@ -93,6 +94,12 @@ export class Metrics {
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
       registers,
     });
+    new client.Gauge({
+      name: "ironmesh_build_info",
+      help: "The running Ironmesh release (always 1), and the Deno that runs it",
+      labelNames: ["version", "deno"],
+      registers,
+    }).set({ version: VERSION, deno: Deno.version.deno }, 1);
     new client.Gauge({
       name: "ironmesh_certificate_expiry_timestamp_seconds",
       help: "Expiry of each node's current workload certificate (Unix seconds)",

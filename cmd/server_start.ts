@@ -9,6 +9,7 @@
 import { TokenService } from "../auth/tokens.ts";
 import { createApp } from "../api/app.ts";
 import { Metrics } from "../api/metrics.ts";
+import { registerProcessMetrics } from "../api/process_metrics.ts";
 import { listenTls } from "../api/tls_listener.ts";
 import { IdentityService } from "../ca/identity.ts";
 import { JoinTokens } from "../ca/join_tokens.ts";
@@ -107,6 +108,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
           intermediate: Date.parse(g.intermediateNotAfter),
         })),
     });
+    const processMetrics = registerProcessMetrics(metrics.registry);
+    started.push(() => processMetrics.stop());
 
     // xDS: the push pipeline turns registry, policy and trust changes into snapshots; the ADS
     // server streams them on the gRPC port (mTLS) and, for local tools and tests, a loopback
@@ -307,6 +310,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       async stop() {
         stopping = true;
         timers.forEach(clearInterval);
+        processMetrics.stop();
         // Wake blocking queries and event streams first, or shutdown would wait for them.
         registry.feed.close();
         policyFeed.close();
