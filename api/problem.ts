@@ -13,6 +13,7 @@ import {
   type Problem,
   problemType,
   RateLimitedError,
+  StorageUnavailableError,
 } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 
@@ -49,7 +50,7 @@ export function toProblem(error: unknown, path: string): RenderedProblem {
       detail: error.message,
       instance: path,
       ...(problems.length ? { problems } : {}),
-      ...(error instanceof RateLimitedError
+      ...(error instanceof RateLimitedError || error instanceof StorageUnavailableError
         ? { retryAfter: Math.max(1, Math.ceil(error.retryAfterMs / 1000)) }
         : {}),
     };
@@ -91,7 +92,8 @@ export interface RenderErrorsOptions {
 /**
  * The app's `onError` and `notFound`: every error leaves as a problem
  * document; a failure of ours (not a refusal, not a 503) is logged with its
- * stack, which the answer never shows.
+ * stack, which the answer never shows. A storage failure is logged with its
+ * cause and no stack: it is the disk's or the database's doing, not a bug.
  */
 export function renderErrors(
   options: RenderErrorsOptions,
@@ -101,7 +103,13 @@ export function renderErrors(
   return {
     onError: function renderError(error, c) {
       const problem = toProblem(error, c.req.path);
-      if (problem.status >= 500 && problem.status !== 503) {
+      if (error instanceof StorageUnavailableError) {
+        log.error("Request failed: storage unavailable", {
+          method: c.req.method,
+          path: c.req.path,
+          error: error.message,
+        });
+      } else if (problem.status >= 500 && problem.status !== 503) {
         log.error("Request failed", {
           method: c.req.method,
           path: c.req.path,

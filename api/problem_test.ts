@@ -8,6 +8,7 @@ import {
   errorOfKind,
   InvalidError,
   RateLimitedError,
+  StorageUnavailableError,
 } from "../core/errors.ts";
 import { problemResponse, toProblem } from "./problem.ts";
 
@@ -43,7 +44,9 @@ Deno.test("every error kind goes out as its status and comes back as the same ki
         assert.equal(error.kind, kind);
         assert.equal(error.message, `The ${kind} case`);
         if (error instanceof InvalidError) assert.deepEqual(error.problems, PROBLEMS);
-        if (error instanceof RateLimitedError) assert.equal(error.retryAfterMs, 3_000);
+        if (error instanceof RateLimitedError || error instanceof StorageUnavailableError) {
+          assert.equal(error.retryAfterMs, 3_000);
+        }
         return true;
       });
     }
@@ -62,6 +65,7 @@ Deno.test("every error kind goes out as its status and comes back as the same ki
       assert.equal(result.error.kind, kind);
       assert.equal(result.error.message, `The ${kind} case`);
       assert.deepEqual(result.problem.problems, kind === "Invalid" ? PROBLEMS : []);
-      assert.equal(result.retryAfterMs, kind === "RateLimited" ? 3_000 : undefined, kind);
+      const retries = kind === "RateLimited" || kind === "StorageUnavailable";
+      assert.equal(result.retryAfterMs, retries ? 3_000 : undefined, kind);
     }
   }));

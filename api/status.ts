@@ -32,10 +32,11 @@ export const STATUS = resource({
       path: "/readyz",
       tag: "Server",
       summary: "Readiness",
-      description: "Checks the store. Turns 503 once shutdown begins, so load balancers drain.",
+      description:
+        "Checks the store. Turns 503 once shutdown begins, so load balancers drain, and while the store cannot be reached or its writes fail (a full disk, a read-only data directory), until a write succeeds.",
       access: "public",
       replies: [{ status: 200, description: "Ready", body: readiness }],
-      errors: { 503: "The server is shutting down, or the store does not answer" },
+      errors: { 503: "The server is shutting down, or the store does not answer or take writes" },
     },
     getMetrics: {
       method: "get",

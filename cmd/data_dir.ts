@@ -4,7 +4,12 @@
  * The lock is an exclusive `flock` on `server.lock`, held for the process's life: the kernel
  * releases it when the process ends, crash or not, so there is no stale lock to clean up.
  */
-import { ConflictError, UnavailableError } from "../core/errors.ts";
+import {
+  ConflictError,
+  MeshError,
+  StorageUnavailableError,
+  UnavailableError,
+} from "../core/errors.ts";
 
 /** The lock file inside the data directory; it also names the holder's pid, for the message. */
 export const LOCK_FILE = "server.lock";
@@ -46,4 +51,21 @@ export async function claimDataDir(dir: string): Promise<DataDirClaim> {
     throw new UnavailableError(`Cannot write "${path}": ${(error as Error).message}`);
   }
   return { release: () => file.close() };
+}
+
+/** The file-system failures that mean the data directory cannot be written: the disk's doing. */
+const STORAGE_CODES = new Set(["EROFS", "ENOSPC", "EDQUOT", "EIO", "EACCES", "EPERM"]);
+
+/**
+ * The error a start reports when writing a file in `dir` failed (a full disk, a read-only mount):
+ * a `StorageUnavailableError` with the directory and Deno's message, which names the file, so
+ * the server exits 1 with a sentence instead of 2 with a stack trace. Other errors pass through.
+ */
+export function dataDirError(error: unknown, dir: string): unknown {
+  if (error instanceof MeshError || !(error instanceof Error)) return error;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code !== "string" || !STORAGE_CODES.has(code)) return error;
+  return new StorageUnavailableError(`Cannot write data directory "${dir}": ${error.message}`, {
+    cause: error,
+  });
 }

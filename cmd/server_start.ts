@@ -22,7 +22,7 @@ import { durationMs } from "../core/policy/model.ts";
 import type { ServerConfig } from "../core/server_config.ts";
 import { VERSION } from "../core/version.ts";
 import { PolicyService } from "../policy/service.ts";
-import { claimDataDir } from "./data_dir.ts";
+import { claimDataDir, dataDirError } from "./data_dir.ts";
 import { ChangeFeed } from "../registry/feed.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
@@ -329,6 +329,6 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     };
   } catch (error) {
     await unwind();
-    throw error;
+    throw dataDirError(error, config.dataDir);
   }
 }

@@ -34,7 +34,8 @@ export type ErrorKind =
   | "Forbidden"
   | "TooLarge"
   | "RateLimited"
-  | "Unavailable";
+  | "Unavailable"
+  | "StorageUnavailable";
 
 /** The named object does not exist. */
 export class NotFoundError extends MeshError {
@@ -86,6 +87,28 @@ export class TooLargeError extends MeshError {
 export class UnavailableError extends MeshError {
   readonly kind = "Unavailable";
 }
+
+/**
+ * The store cannot take this read or write now: a full disk, a read-only
+ * data directory, an I/O error, an unreachable database. Nothing partial was
+ * stored; the message says what failed and why, and retrying once the
+ * operator fixed the cause works.
+ */
+export class StorageUnavailableError extends MeshError {
+  readonly kind = "StorageUnavailable";
+  /** When a caller may try again, in milliseconds. */
+  readonly retryAfterMs: number;
+  constructor(message: string, options: ErrorOptions & { retryAfterMs?: number } = {}) {
+    super(message, options);
+    this.retryAfterMs = options.retryAfterMs ?? STORAGE_RETRY_AFTER_MS;
+  }
+}
+
+/**
+ * What a storage failure tells callers to wait: long enough not to hammer a
+ * full disk, short enough that agents come back soon after it is fixed.
+ */
+export const STORAGE_RETRY_AFTER_MS = 5_000;
 
 /** Too many requests of this kind right now; `retryAfterMs` says when to come back. */
 export class RateLimitedError extends MeshError {
@@ -139,6 +162,7 @@ export const ERROR_KINDS: Readonly<Record<ErrorKind, Readonly<ErrorMapping>>> = 
   TooLarge: { status: 413, title: "Payload too large", grpc: "RESOURCE_EXHAUSTED" },
   RateLimited: { status: 429, title: "Too many requests", grpc: "RESOURCE_EXHAUSTED" },
   Unavailable: { status: 503, title: "Service unavailable", grpc: "UNAVAILABLE" },
+  StorageUnavailable: { status: 503, title: "Storage unavailable", grpc: "UNAVAILABLE" },
 };
 
 /** An RFC 9457 problem document: the body of every REST error (`application/problem+json`). */
@@ -172,7 +196,8 @@ const KIND_OF_TYPE = new Map(
  * The error kind of an answer: by its problem `type` (409 is `AlreadyExists`
  * or `Conflict`, told apart only there), else by a status that one kind has
  * alone, so an answer from a proxy in front of the server still reads right.
- * A 400 (a body that is not JSON) reads as `Invalid`; a status of no kind
+ * A 400 (a body that is not JSON) reads as `Invalid`, a 503 of no known type
+ * as `Unavailable`; a status of no kind
  * (500, 502, 415…) is `undefined`.
  */
 export function kindOfAnswer(status: number, type: unknown): ErrorKind | undefined {
@@ -180,6 +205,7 @@ export function kindOfAnswer(status: number, type: unknown): ErrorKind | undefin
   if (byType !== undefined && ERROR_KINDS[byType].status === status) return byType;
   if (status === 400) return "Invalid";
   if (status === 409) return "Conflict";
+  if (status === 503) return "Unavailable";
   const kinds = (Object.keys(ERROR_KINDS) as ErrorKind[]).filter((k) =>
     ERROR_KINDS[k].status === status
   );
@@ -190,7 +216,10 @@ export function kindOfAnswer(status: number, type: unknown): ErrorKind | undefin
 export interface ErrorDetails {
   /** The bad fields of an `Invalid` error. */
   problems?: FieldProblem[];
-  /** When a `RateLimited` caller may come back, in milliseconds. Default: 1 000. */
+  /**
+   * When a `RateLimited` or `StorageUnavailable` caller may come back, in
+   * milliseconds. Default: 1 000 and {@link STORAGE_RETRY_AFTER_MS}.
+   */
   retryAfterMs?: number;
   /** The revision a `PreconditionFailed` object is at, when known. */
   current?: number | null;
@@ -223,6 +252,11 @@ export function errorOfKind(
       return new RateLimitedError(message, details.retryAfterMs ?? 1_000);
     case "Unavailable":
       return new UnavailableError(message);
+    case "StorageUnavailable":
+      return new StorageUnavailableError(
+        message,
+        details.retryAfterMs === undefined ? {} : { retryAfterMs: details.retryAfterMs },
+      );
   }
 }
 

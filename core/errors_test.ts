@@ -24,6 +24,7 @@ const EXPECTED: Record<ErrorKind, [number, string, number]> = {
   TooLarge: [413, "payload-too-large", 8],
   RateLimited: [429, "too-many-requests", 8],
   Unavailable: [503, "service-unavailable", 14],
+  StorageUnavailable: [503, "storage-unavailable", 14],
 };
 
 Deno.test("ERROR_KINDS maps every kind to its HTTP status, problem type and gRPC code", () => {
@@ -46,6 +47,7 @@ Deno.test("kindOfAnswer() falls back on the status when the type is not ours", (
   assert.equal(kindOfAnswer(404, "about:blank"), "NotFound");
   assert.equal(kindOfAnswer(429, undefined), "RateLimited");
   assert.equal(kindOfAnswer(409, "about:blank"), "Conflict");
+  assert.equal(kindOfAnswer(503, undefined), "Unavailable");
   assert.equal(kindOfAnswer(400, problemType("Malformed JSON")), "Invalid");
   // A type that names another status is not believed.
   assert.equal(kindOfAnswer(404, problemType("Conflict")), "NotFound");

@@ -17,7 +17,7 @@
  * (`postgres_log.ts`).
  *
  * Every failure of PostgreSQL or of the connection to it surfaces as
- * `UnavailableError` saying what we tried and what went wrong
+ * `StorageUnavailableError` saying what we tried and what went wrong
  * (`postgres_errors.ts`); nothing here retries a write whose outcome is
  * unknown, except a transaction PostgreSQL itself aborted as a deadlock or
  * serialization victim, which did nothing and is run again.
@@ -100,8 +100,8 @@ export function isPostgresUrl(url: string): boolean {
 /**
  * Connects to the database at `url`, brings its schema up to date (under the
  * migration lock, see `postgres_meta.ts`) and returns the store.
- * Throws `UnavailableError` when the database cannot be reached or is newer
- * than this ironmesh.
+ * Throws `StorageUnavailableError` when the database cannot be reached, and
+ * `UnavailableError` when it is newer than this ironmesh.
  */
 export async function openPostgresStore(
   url: string,

@@ -1,10 +1,10 @@
 /**
  * How failures of PostgreSQL and of the connection to it reach the rest of
- * Ironmesh: as `UnavailableError` naming what we tried, which database, and
+ * Ironmesh: as `StorageUnavailableError` naming what we tried, which database, and
  * what went wrong in words, so the API answers 503 and the CLI a sentence,
  * never a stack trace. Our own domain errors pass through untouched.
  */
-import { InvalidError, MeshError, UnavailableError } from "../core/errors.ts";
+import { InvalidError, MeshError, StorageUnavailableError } from "../core/errors.ts";
 
 /** SQLSTATEs after which the same transaction may simply be run again. */
 const RETRYABLE = new Set(["40001", "40P01"]);
@@ -46,7 +46,7 @@ export function isUniqueViolation(error: unknown): boolean {
 /**
  * The error to throw for `error`, raised while trying to `what` (a verb
  * phrase: "commit registry changes") on the database `target`. Failures of
- * PostgreSQL, of the connection or of its TLS become `UnavailableError`; our
+ * PostgreSQL, of the connection or of its TLS become `StorageUnavailableError`; our
  * domain errors, programming errors and file errors pass through untouched.
  */
 export function storeError(error: unknown, what: string, target: string): unknown {
@@ -64,7 +64,7 @@ export function storeError(error: unknown, what: string, target: string): unknow
   } else if (!(error instanceof Error) || PASS_THROUGH.some((type) => error instanceof type)) {
     return error;
   } else reason = `PostgreSQL "${target}": ${error.message}`;
-  return new UnavailableError(`Cannot ${what}: ${reason}`, { cause: error });
+  return new StorageUnavailableError(`Cannot ${what}: ${reason}`, { cause: error });
 }
 
 /** Errors that are not the database's: ours, bugs, and files (a snapshot writes one). */

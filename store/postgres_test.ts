@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
-import { InvalidError, UnavailableError } from "../core/errors.ts";
+import { InvalidError, StorageUnavailableError, UnavailableError } from "../core/errors.ts";
 import { sharedCluster } from "./_postgres_testing.ts";
 import { sampleNode, storeContract } from "./_testing.ts";
 import { SQLITE_MIGRATIONS } from "./migrations.ts";
@@ -143,28 +143,29 @@ Deno.test("openPostgresStore() says in words why it cannot reach the database", 
   await assert.rejects(
     openPostgresStore(`postgres://ironmesh:secret@127.0.0.1:${port}/mesh`),
     (e: unknown) =>
-      e instanceof UnavailableError &&
+      e instanceof StorageUnavailableError &&
       e.message ===
         `Cannot open the store: PostgreSQL "ironmesh@127.0.0.1:${port}/mesh" refused the connection`,
   );
   await assert.rejects(
     openPostgresStore(cluster.url("no_such_database")),
     (e: unknown) =>
-      e instanceof UnavailableError &&
+      e instanceof StorageUnavailableError &&
       e.message.startsWith(
         `Cannot open the store: PostgreSQL "postgres@127.0.0.1:${cluster.port}/no_such_database" answered: database "no_such_database" does not exist`,
       ) && !e.message.includes("secret"),
   );
 });
 
-Deno.test("a PostgreSQL store answers UnavailableError while the database is down, then recovers", async () => {
+Deno.test("a PostgreSQL store answers StorageUnavailableError while the database is down, then recovers", async () => {
   const store = await openPostgresStore(await cluster.createDatabase());
   try {
     await store.commit({ writes: [{ op: "put", kind: "node", value: sampleNode("vm-1") }] });
     await cluster.stop();
     try {
       const down = (e: unknown) =>
-        e instanceof UnavailableError && /^Cannot [a-z]+ .*: PostgreSQL ".*" /.test(e.message);
+        e instanceof StorageUnavailableError &&
+        /^Cannot [a-z]+ .*: PostgreSQL ".*" /.test(e.message);
       await assert.rejects(store.get("node", "vm-1"), down);
       await assert.rejects(
         store.commit({ writes: [{ op: "put", kind: "node", value: sampleNode("vm-2") }] }),

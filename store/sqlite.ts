@@ -6,10 +6,12 @@
  * (schema and settings), all over the connection in `sqlite_db.ts`.
  */
 import { DatabaseSync } from "node:sqlite";
+import { StorageUnavailableError } from "../core/errors.ts";
 import type { CertificateRecord, Token } from "../core/model.ts";
 import type { AnyPolicy, PolicyKind } from "../core/policy/model.ts";
 import * as certificates from "./sqlite_certificates.ts";
 import { SqliteDb } from "./sqlite_db.ts";
+import { sqliteStoreError } from "./sqlite_errors.ts";
 import * as meta from "./sqlite_meta.ts";
 import * as objects from "./sqlite_objects.ts";
 import * as policies from "./sqlite_policies.ts";
@@ -31,6 +33,9 @@ import type {
   StoredToken,
 } from "./store.ts";
 
+/** The meta key `ping()` writes to find out whether writes work again. */
+const READY_PROBE_META = "ready_probe";
+
 /** Options of {@link openSqliteStore}. */
 export interface SqliteOptions {
   /** Run forward migrations on open. Default: true. */
@@ -45,30 +50,64 @@ export interface SqliteOptions {
  * synced at checkpoints. A crash of the machine can lose the last moments of
  * writes but never corrupts the database, which is the trade Consul and etcd
  * users accept for registry data that agents re-send anyway.
+ *
+ * A new database file is created 0600 (SQLite gives its WAL and shared-memory
+ * files the same mode): it holds token hashes and the audit log. A file that
+ * cannot be opened or written is a `StorageUnavailableError` naming it.
  */
 export function openSqliteStore(path: string, options: SqliteOptions = {}): SqliteStore {
-  const db = new DatabaseSync(path);
+  let db: DatabaseSync;
+  try {
+    if (path !== ":memory:" && !path.startsWith("file:")) {
+      // SQLite would create it with the umask's mode (0644 usually).
+      Deno.openSync(path, { write: true, create: true, mode: 0o600 }).close();
+    }
+    db = new DatabaseSync(path);
+  } catch (error) {
+    throw openError(error, path);
+  }
   try {
     db.exec("PRAGMA journal_mode = WAL");
     db.exec("PRAGMA synchronous = NORMAL");
     db.exec("PRAGMA busy_timeout = 5000");
     db.exec("PRAGMA foreign_keys = ON");
-    const store = new SqliteStore(db);
+    const store = new SqliteStore(db, path);
     if (options.migrate ?? true) store.migrate();
     return store;
   } catch (error) {
     db.close();
-    throw error;
+    throw openError(error, path);
   }
+}
+
+/** A failure to open `path`, in words: the SQLite error's or the file system's. */
+function openError(error: unknown, path: string): unknown {
+  const translated = sqliteStoreError(error, "open the store", path);
+  if (translated !== error) return translated;
+  if (error instanceof Deno.errors.PermissionDenied || isFileSystemError(error)) {
+    return new StorageUnavailableError(
+      `Cannot open the store: SQLite database "${path}": ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
+function isFileSystemError(error: unknown): boolean {
+  return /\bos error \d+\b/.test((error as Error)?.message ?? "");
 }
 
 /** The embedded SQLite implementation of {@link Store}. */
 export class SqliteStore implements Store {
   readonly backend = "sqlite";
   readonly #db: SqliteDb;
+  readonly #path: string;
+  /** The last write's storage failure, until a write succeeds: `/readyz` answers 503 meanwhile. */
+  #writeFailure: StorageUnavailableError | null = null;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, path = ":memory:") {
     this.#db = new SqliteDb(db);
+    this.#path = path;
   }
 
   /** Applies every migration newer than the database, each in its own transaction. */
@@ -76,59 +115,86 @@ export class SqliteStore implements Store {
     meta.migrate(this.#db);
   }
 
+  #read<T>(what: string, fn: () => T): Promise<T> {
+    return Promise.try(() => {
+      try {
+        return fn();
+      } catch (error) {
+        throw sqliteStoreError(error, what, this.#path);
+      }
+    });
+  }
+
+  #write<T>(what: string, fn: () => T): Promise<T> {
+    return Promise.try(() => {
+      try {
+        const result = fn();
+        this.#writeFailure = null;
+        return result;
+      } catch (error) {
+        const translated = sqliteStoreError(error, what, this.#path);
+        if (translated instanceof StorageUnavailableError) this.#writeFailure = translated;
+        throw translated;
+      }
+    });
+  }
+
   revision(): Promise<number> {
-    return Promise.try(() => objects.registryRevision(this.#db));
+    return this.#read("read the registry revision", () => objects.registryRevision(this.#db));
   }
 
   get<K extends Kind>(kind: K, key: string): Promise<Objects[K] | null> {
-    return Promise.try(() => objects.getObject(this.#db, kind, key));
+    return this.#read("read a registry object", () => objects.getObject(this.#db, kind, key));
   }
 
   list<K extends Kind>(kind: K, query: ListQuery<Objects[K]>): Promise<Objects[K][]> {
-    return Promise.try(() => objects.listObjects(this.#db, kind, query));
+    return this.#read("list registry objects", () => objects.listObjects(this.#db, kind, query));
   }
 
   counts(): Promise<Record<Kind, number>> {
-    return Promise.try(() => objects.countObjects(this.#db));
+    return this.#read("count registry objects", () => objects.countObjects(this.#db));
   }
 
   commit(batch: Batch): Promise<number> {
-    return Promise.try(() => objects.commitBatch(this.#db, batch));
+    return this.#write("commit registry changes", () => objects.commitBatch(this.#db, batch));
   }
 
   touchNodes(entries: readonly NodeTouch[]): Promise<void> {
-    return Promise.try(() => objects.touchNodes(this.#db, entries));
+    return this.#write("record heartbeat times", () => objects.touchNodes(this.#db, entries));
   }
 
   createToken(token: Token, secretHash: string): Promise<void> {
-    return Promise.try(() => tokens.createToken(this.#db, token, secretHash));
+    return this.#write("create a token", () => tokens.createToken(this.#db, token, secretHash));
   }
 
   getToken(id: string): Promise<StoredToken | null> {
-    return Promise.try(() => tokens.getToken(this.#db, id));
+    return this.#read("read a token", () => tokens.getToken(this.#db, id));
   }
 
   listTokens(): Promise<Token[]> {
-    return Promise.try(() => tokens.listTokens(this.#db));
+    return this.#read("list tokens", () => tokens.listTokens(this.#db));
   }
 
   revokeToken(id: string, at: string): Promise<Token | null> {
-    return Promise.try(() => tokens.revokeToken(this.#db, id, at));
+    return this.#write("revoke a token", () => tokens.revokeToken(this.#db, id, at));
   }
 
   recordIssuance(
     certificate: CertificateRecord,
     consume?: { tokenId: string; at: string },
   ): Promise<void> {
-    return Promise.try(() => certificates.recordIssuance(this.#db, certificate, consume));
+    return this.#write(
+      "record a certificate",
+      () => certificates.recordIssuance(this.#db, certificate, consume),
+    );
   }
 
   getCertificate(serial: string): Promise<CertificateRecord | null> {
-    return Promise.try(() => certificates.getCertificate(this.#db, serial));
+    return this.#read("read a certificate", () => certificates.getCertificate(this.#db, serial));
   }
 
   listCertificates(query: CertificateQuery): Promise<CertificateRecord[]> {
-    return Promise.try(() => certificates.listCertificates(this.#db, query));
+    return this.#read("list certificates", () => certificates.listCertificates(this.#db, query));
   }
 
   revokeCertificates(
@@ -136,60 +202,78 @@ export class SqliteStore implements Store {
     at: string,
     reason: string,
   ): Promise<CertificateRecord[]> {
-    return Promise.try(() => certificates.revokeCertificates(this.#db, target, at, reason));
+    return this.#write(
+      "revoke certificates",
+      () => certificates.revokeCertificates(this.#db, target, at, reason),
+    );
   }
 
   getPolicy(kind: PolicyKind, namespace: string, name: string): Promise<AnyPolicy | null> {
-    return Promise.try(() => policies.getPolicy(this.#db, { kind, namespace, name }));
+    return this.#read(
+      "read a policy",
+      () => policies.getPolicy(this.#db, { kind, namespace, name }),
+    );
   }
 
   listPolicies(query: PolicyQuery = {}): Promise<AnyPolicy[]> {
-    return Promise.try(() => policies.listPolicies(this.#db, query));
+    return this.#read("list policies", () => policies.listPolicies(this.#db, query));
   }
 
   writePolicies(change: PolicyChange): Promise<(AnyPolicy | null)[]> {
-    return Promise.try(() => policies.writePolicies(this.#db, change));
+    return this.#write("write policies", () => policies.writePolicies(this.#db, change));
   }
 
   policyHistory(kind: PolicyKind, namespace: string, name: string): Promise<PolicyRevision[]> {
-    return Promise.try(() => policies.policyHistory(this.#db, { kind, namespace, name }));
+    return this.#read(
+      "read policy history",
+      () => policies.policyHistory(this.#db, { kind, namespace, name }),
+    );
   }
 
   policyRevision(): Promise<number> {
-    return Promise.try(() => policies.policyRevision(this.#db));
+    return this.#read("read the policy revision", () => policies.policyRevision(this.#db));
   }
 
   appendAudit(entry: AuditInput): Promise<void> {
-    return Promise.try(() => policies.appendAudit(this.#db, entry));
+    return this.#write("append to the audit log", () => policies.appendAudit(this.#db, entry));
   }
 
   listAudit(query: AuditQuery): Promise<AuditEntry[]> {
-    return Promise.try(() => policies.listAudit(this.#db, query));
+    return this.#read("read the audit log", () => policies.listAudit(this.#db, query));
   }
 
   getMeta(key: string): Promise<string | null> {
-    return Promise.try(() => meta.getMeta(this.#db, key));
+    return this.#read("read a setting", () => meta.getMeta(this.#db, key));
   }
 
   setMeta(key: string, value: string): Promise<void> {
-    return Promise.try(() => meta.setMeta(this.#db, key, value));
+    return this.#write("write a setting", () => meta.setMeta(this.#db, key, value));
   }
 
   schemaVersion(): Promise<number> {
-    return Promise.try(() => meta.schemaVersion(this.#db));
+    return this.#read("read the schema version", () => meta.schemaVersion(this.#db));
   }
 
   snapshot(path: string): Promise<void> {
     // VACUUM INTO reads one transaction's view of the database; WAL writers carry on meanwhile.
-    return Promise.try(() => {
+    return this.#read("take a snapshot", () => {
       this.#db.prepare("VACUUM INTO ?").run(path);
     });
   }
 
-  ping(): Promise<void> {
-    return Promise.try(() => {
-      this.#db.stmt("SELECT 1").get();
-    });
+  /**
+   * Fails while writes fail: after a write's storage failure, each ping tries
+   * a small write of its own, so readiness comes back once the operator freed
+   * the disk or made the directory writable, even with no other writes.
+   */
+  async ping(): Promise<void> {
+    if (this.#writeFailure) {
+      await this.#write(
+        "write a readiness probe",
+        () => meta.setMeta(this.#db, READY_PROBE_META, new Date().toISOString()),
+      );
+    }
+    await this.#read("reach the database", () => this.#db.stmt("SELECT 1").get());
   }
 
   close(): Promise<void> {

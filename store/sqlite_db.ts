@@ -43,6 +43,10 @@ export class SqliteDb {
   /**
    * Runs `fn` in one transaction. `BEGIN IMMEDIATE` takes the write lock at
    * once, so two writers never both read and then fail to upgrade.
+   *
+   * On a failure the original error is what the caller sees. SQLite itself
+   * rolls back on some errors (a full disk, an I/O error); a `ROLLBACK` then
+   * fails with "no transaction is active", which must not replace the cause.
    */
   transaction<T>(fn: () => T): T {
     this.#db.exec("BEGIN IMMEDIATE");
@@ -51,7 +55,13 @@ export class SqliteDb {
       this.#db.exec("COMMIT");
       return result;
     } catch (error) {
-      this.#db.exec("ROLLBACK");
+      if (this.#db.isTransaction) {
+        try {
+          this.#db.exec("ROLLBACK");
+        } catch {
+          // The failure that matters is `error`; SQLite ends the transaction when it cannot roll back.
+        }
+      }
       throw error;
     }
   }
@@ -61,7 +71,11 @@ export class SqliteDb {
     if (this.#closed) return;
     this.#closed = true;
     this.#statements.clear();
-    this.#db.exec("PRAGMA optimize");
+    try {
+      this.#db.exec("PRAGMA optimize");
+    } catch {
+      // Only an optimisation; on a full or read-only disk it fails, and closing must not.
+    }
     this.#db.close();
   }
 }

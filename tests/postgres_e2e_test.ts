@@ -79,6 +79,8 @@ Deno.test("e2e postgres: while the database is down, writes get 503 problem+json
       assert.equal(write.status, 503, JSON.stringify(write.body));
       assert.equal(write.headers.get("content-type"), "application/problem+json");
       assert.match(write.body.detail, /PostgreSQL ".*\/test_\d+" (refused|closed) the connection/);
+      assert.equal(write.body.type, "https://ironmesh.io/problems/storage-unavailable");
+      assert.equal(write.headers.get("retry-after"), "5");
       const ready = await server.api("GET", "/readyz");
       assert.equal(ready.status, 503);
     } finally {
