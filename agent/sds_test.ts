@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 // Tests may reach sideways: the strict codec checks the agent's hand-written bytes against
 // Envoy's own descriptor.
 import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
+import { violations } from "../xds/proto/validate.ts";
 import {
   SDS_TYPE_URL,
   tlsCertificateSecret,
@@ -42,6 +43,8 @@ Deno.test("tlsCertificateSecret() is a strict Secret in an Any; the version hash
   });
   // The bytes are what the strict encoder makes of the same message.
   assert.deepEqual(wrapped, encodeStrict(response, decoded));
+  // And the Secret keeps Envoy's own validation rules (protoc-gen-validate).
+  assert.deepEqual(violations(response, decoded), []);
 });
 
 Deno.test("LocalResources serves `default` of SDS from the current certificate, nothing else", () => {

@@ -19,7 +19,7 @@ import { UnauthorizedError, UnavailableError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { meshChange } from "../core/mesh_change.ts";
 import { durationMs } from "../core/policy/model.ts";
-import type { ServerConfig } from "../core/server_config.ts";
+import { DEBUG_CHECKS_ENV, type ServerConfig } from "../core/server_config.ts";
 import { VERSION } from "../core/version.ts";
 import { PolicyService } from "../policy/service.ts";
 import { claimDataDir, dataDirError } from "./data_dir.ts";
@@ -57,6 +57,11 @@ export interface RunningServer {
 const ROTATION_TICK_MS = 1_000;
 /** How often the CA checks whether its intermediate is due for renewal. */
 const MAINTENANCE_MS = 12 * 3_600_000;
+
+/** Whether `IRONMESH_DEBUG_CHECKS=1` asks for the checks too costly for production. */
+function debugChecks(): boolean {
+  return Deno.env.get(DEBUG_CHECKS_ENV) === "1";
+}
 
 /** Starts every part of the server on `config` and returns once all ports are bound. */
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
@@ -121,6 +126,10 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       debounceMs: config.pushDebounce,
       maxDelayMs: config.pushMaxDelay,
       pushed: (reason, ms) => metrics.pushes.observe({ reason }, ms / 1000),
+      // Debug checks (the tests turn them on): the view against the store after every push, and
+      // every snapshot against Envoy's validation rules before it is served.
+      selfCheck: debugChecks(),
+      envoyRules: debugChecks(),
     });
     const policyFeed = new ChangeFeed();
     policyFeed.publish(await store.policyRevision());

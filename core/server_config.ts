@@ -152,3 +152,13 @@ export function describeServerConfig(config: ServerConfig): Record<string, unkno
     pushMaxDelay: formatDuration(config.pushMaxDelay),
   };
 }
+
+/**
+ * Set to `1`, this variable turns on the server's checks too costly for
+ * production: the in-memory mesh view against a fresh read of the store
+ * after every push, and every xDS snapshot against Envoy's validation rules
+ * before it is served (docs/troubleshooting.md). The end-to-end tests start
+ * every server with it. Not a setting of the file or a flag: it is for
+ * developers.
+ */
+export const DEBUG_CHECKS_ENV = "IRONMESH_DEBUG_CHECKS";

@@ -138,7 +138,7 @@ const STRUCT_PROTO = {
  * `@grpc/grpc-js-xds`, then protobufjs' own copy of `descriptor.proto` (the
  * other well-known types are built into protobufjs).
  */
-function protoDirs(): string[] {
+export function protoDirs(): string[] {
   const require = createRequire(import.meta.url);
   const deps = join(require.resolve("@grpc/grpc-js-xds/package.json"), "..", "deps");
   return [
@@ -155,7 +155,7 @@ function packageOf(fullName: string): string {
 }
 
 /** Loads every `.proto` file of the packages that define the wanted types. */
-function loadRoot(dirs: readonly string[], names: readonly string[]): protobuf.Root {
+export function loadRoot(dirs: readonly string[], names: readonly string[]): protobuf.Root {
   protobuf.common("struct", STRUCT_PROTO);
   const find = (file: string): string | null => {
     for (const dir of dirs) {
@@ -185,7 +185,7 @@ function loadRoot(dirs: readonly string[], names: readonly string[]): protobuf.R
 }
 
 /** Every type, enum and service reachable from `names`, by full name without the leading dot. */
-function reachable(root: protobuf.Root, names: readonly string[]): Set<string> {
+export function reachable(root: protobuf.Root, names: readonly string[]): Set<string> {
   const seen = new Set<string>();
   const visit = (obj: protobuf.ReflectionObject): void => {
     const name = obj.fullName.slice(1);

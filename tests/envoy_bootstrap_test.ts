@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { envoyBootstrap } from "../core/envoy_bootstrap.ts";
 import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
+import { violations } from "../xds/proto/validate.ts";
 
 const BOOTSTRAP = "envoy.config.bootstrap.v3.Bootstrap";
 
@@ -22,6 +23,8 @@ Deno.test("the agent's Envoy bootstrap is a valid envoy.config.bootstrap.v3.Boot
     const decoded = decodeStrict(BOOTSTRAP, bytes);
     // Everything survives the round trip: no key was dropped as unknown.
     assert.deepEqual(decoded, bootstrap);
+    // And Envoy's own validation rules (protoc-gen-validate) hold: Envoy would not start otherwise.
+    assert.deepEqual(violations(BOOTSTRAP, decoded), []);
   }
   const decoded = decodeStrict(
     BOOTSTRAP,

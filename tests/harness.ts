@@ -4,6 +4,7 @@
  * would, and offers small helpers to talk to them.
  */
 import { fileURLToPath } from "node:url";
+import { DEBUG_CHECKS_ENV } from "../core/server_config.ts";
 
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -160,7 +161,10 @@ export class ServerProc {
   /** Starts `ironmesh server` on port 0 with `dataDir` and waits until it serves. */
   static async start(dataDir: string, extraArgs: string[] = []): Promise<ServerProc> {
     await Deno.remove(`${dataDir}/server.json`).catch(() => {});
-    const proc = new Proc("server", [...serverArgs(dataDir), ...extraArgs]);
+    // With the debug checks: the mesh view against the store, snapshots against Envoy's rules.
+    const proc = new Proc("server", [...serverArgs(dataDir), ...extraArgs], {
+      [DEBUG_CHECKS_ENV]: "1",
+    });
     await proc.waitForLine(/server ready/);
     const info = JSON.parse(await Deno.readTextFile(`${dataDir}/server.json`));
     const token = (await Deno.readTextFile(`${dataDir}/admin.token`)).trim();

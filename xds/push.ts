@@ -22,6 +22,7 @@ import type { ProxyChange } from "../policy/service.ts";
 import type { Store } from "../store/store.ts";
 import type { AdsServer, ProxyPeer } from "./ads_server.ts";
 import { Debouncer, type Timers } from "./debounce.ts";
+import { ruleProblems } from "./generate/envoy_rules.ts";
 import { consistent, generateProxy } from "./generate/generate.ts";
 import {
   type MeshService,
@@ -92,6 +93,14 @@ export interface PushOptions {
    * play a generator bug, which cannot be had on demand.
    */
   consistent?: (snapshot: ProxySnapshot) => string[];
+  /**
+   * Also hold every generated snapshot to Envoy's own validation rules (the
+   * protoc-gen-validate annotations, `xds/generate/envoy_rules.ts`): one that
+   * breaks a rule is not served, like an inconsistent one. Costs an encode
+   * and a decode per new resource version: for tests and debugging.
+   * Default: false.
+   */
+  envoyRules?: boolean;
 }
 
 /** Nothing served at all: what a proxy gets when its first snapshot cannot be served. */
@@ -119,6 +128,8 @@ export class PushPipeline {
   /** The snapshot last served per key: what a proxy keeps when a new one cannot be served. */
   readonly #served = new Map<string, ProxySnapshot>();
   #running: Promise<void> = Promise.resolve();
+  /** Resource versions found to keep Envoy's rules (`envoyRules`): content, so checked once. */
+  readonly #ruleChecked = new Set<string>();
 
   constructor(options: PushOptions) {
     this.#options = options;
@@ -344,7 +355,7 @@ export class PushPipeline {
       return last ?? null;
     }
     const deps = context.tracker.end();
-    const problems = (this.#options.consistent ?? consistent)(part);
+    const problems = this.#problems(part);
     if (problems.length > 0) {
       this.#options.log.error("Inconsistent xDS snapshot: not served", {
         proxy: key,
@@ -394,7 +405,7 @@ export class PushPipeline {
     if (peer.kind === "sidecar") deps.add(`node:${peer.node}`);
     // go-control-plane's Consistent(): every referenced route and endpoint list must exist.
     // A gap is a generator bug; serving it would break the proxy's traffic, so it keeps its last.
-    const problems = (this.#options.consistent ?? consistent)(snapshot);
+    const problems = this.#problems(snapshot);
     if (problems.length > 0) {
       this.#options.log.error("Inconsistent xDS snapshot: not served", {
         proxy: key,
@@ -403,6 +414,13 @@ export class PushPipeline {
       return { snapshot: this.#served.get(key) ?? EMPTY_SNAPSHOT, deps: new Set([ANY_DEP]) };
     }
     return { snapshot, deps };
+  }
+
+  /** Why a generated snapshot must not be served; empty when it may. */
+  #problems(snapshot: ProxySnapshot): string[] {
+    const problems = (this.#options.consistent ?? consistent)(snapshot);
+    if (!this.#options.envoyRules) return problems;
+    return [...problems, ...ruleProblems(snapshot, this.#ruleChecked)];
   }
 
   #fallback(key: string, request: ProxyRequest): ProxySnapshot {

@@ -99,6 +99,8 @@ async function withMesh(
     // Pushes happen when the test says so (settle()), never on a timer.
     debounceMs: 3_600_000,
     maxDelayMs: 3_600_000,
+    // Every snapshot these tests see has kept Envoy's validation rules, or it would not be served.
+    envoyRules: true,
   });
   const policies = new PolicyService({ store, log: silentLogger, changed: (c) => push.changed(c) });
   let log: string[] = [];

@@ -4,8 +4,8 @@
  * trust changes, after every step the snapshot each proxy is served (kept
  * in memory, rebuilt only where a change reached) is byte for byte the one
  * a from-scratch generation over a fresh read of the store gives, for
- * sidecars and proxyless clients alike, and the in-memory view equals the
- * store. A failing sequence is shrunk to a short one before it is reported.
+ * sidecars and proxyless clients alike; it keeps Envoy's own validation
+ * rules; and the in-memory view equals the store. A failing sequence is shrunk to a short one before it is reported.
  *
  * `IRONMESH_PROPERTY_STEPS` (default 1500) and `IRONMESH_PROPERTY_SEED`
  * (default: a few fixed seeds) widen a run.
@@ -20,6 +20,7 @@ import { type Actor, Registry } from "../registry/registry.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { ProxyPeer } from "./ads_server.ts";
 import { canonicalJson } from "./generate/canonical.ts";
+import { ruleProblems } from "./generate/envoy_rules.ts";
 import { generateProxy } from "./generate/generate.ts";
 import type { JsonValue, ProxyRequest, ProxySnapshot } from "./generate/model.ts";
 import { buildPushContext } from "./generate/push_context.ts";
@@ -271,6 +272,7 @@ async function run(list: readonly Action[]): Promise<{ step: number; problem: st
   let bundle = "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n";
   const trust = () => ({ trustDomain: TRUST_DOMAIN, bundlePem: bundle });
   const push = new PushPipeline({ store, log: silentLogger, trust, debounceMs: 3_600_000 });
+  const ruleChecked = new Set<string>();
   const policies = new PolicyService({ store, log: silentLogger, changed: (c) => push.changed(c) });
   const stop = registry.subscribe((change) => push.changed(change));
   try {
@@ -285,7 +287,13 @@ async function run(list: readonly Action[]): Promise<{ step: number; problem: st
       }
       const fresh = await loadMeshView(store, trust());
       for (const peer of peers()) {
-        const incremental = canonicalJson(push.snapshotFor(peer) as unknown as JsonValue);
+        const served = push.snapshotFor(peer);
+        // Envoy's own validation rules hold for every snapshot served, not only for the goldens.
+        const broken = ruleProblems(served, ruleChecked);
+        if (broken.length > 0) {
+          return { step, problem: `${peer.kind} ${peer.node}: ${broken.join("; ")}` };
+        }
+        const incremental = canonicalJson(served as unknown as JsonValue);
         const expected = canonicalJson(fromScratch(fresh, peer) as unknown as JsonValue);
         if (incremental !== expected) {
           let at = 0;

@@ -96,6 +96,8 @@ async function withMesh(
     trust: () => ({ trustDomain: TRUST_DOMAIN, bundlePem: BUNDLE }),
     debounceMs: 1,
     maxDelayMs: 10,
+    // Every snapshot these tests see has kept Envoy's validation rules, or it would not be served.
+    envoyRules: true,
   });
   const register = (name: string, body: unknown) =>
     registry.register(name, nodeRegistrationSchema.parse(body), agent);

@@ -20,6 +20,7 @@ import {
   policySet,
   SPEC_SCHEMAS,
 } from "../../core/policy/model.ts";
+import { describeViolations, violations } from "../proto/validate.ts";
 import type { GenerateOptions } from "./generate.ts";
 import type { JsonObject, MeshView, ProxyRequest, ProxySnapshot } from "./model.ts";
 
@@ -142,7 +143,9 @@ export async function loadCodec(): Promise<StrictCodec | undefined> {
  * Checks `obj` against Envoy's protobuf definition of `typeName` (e.g.
  * `envoy.config.listener.v3.Listener`) with the strict codec: encoding must
  * accept every key and value, and decoding the bytes must give back `obj`
- * itself, so nothing we meant is lost on the wire. Returns the bytes, or
+ * itself, so nothing we meant is lost on the wire; and the decoded message
+ * must keep Envoy's protoc-gen-validate rules (`xds/proto/validate.ts`),
+ * which Envoy enforces beyond the schema. Returns the bytes, or
  * `undefined` (having checked nothing) while the codec does not exist.
  */
 export async function assertEnvoyValid(
@@ -157,9 +160,15 @@ export async function assertEnvoyValid(
   } catch (e) {
     throw new Error(`Invalid ${typeName}: ${(e as Error).message}`, { cause: e });
   }
-  const difference = firstDifference(obj, codec.decodeStrict(typeName, bytes), "");
+  const decoded = codec.decodeStrict(typeName, bytes) as JsonObject;
+  const difference = firstDifference(obj, decoded, "");
   if (difference !== undefined) {
     throw new Error(`${typeName} changes on the wire at "${difference}"`);
+  }
+  // What Envoy checks beyond the schema: the protoc-gen-validate rules of its .proto files.
+  const broken = describeViolations(violations(typeName, decoded));
+  if (broken.length > 0) {
+    throw new Error(`${typeName} breaks Envoy's validation rules:\n  ${broken.join("\n  ")}`);
   }
   return bytes;
 }

@@ -49,3 +49,4 @@ export {
   routeConfiguration,
 } from "./resources.ts";
 export { canonicalJson, contentVersion } from "./canonical.ts";
+export { ruleProblems } from "./envoy_rules.ts";
