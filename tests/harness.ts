@@ -9,6 +9,8 @@ import { DEBUG_CHECKS_ENV } from "../core/server_config.ts";
 /** The repository root. */
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const MAIN = `${ROOT}cmd/main.ts`;
+/** What the server logs when a debug check (`IRONMESH_DEBUG_CHECKS`) finds a bug. */
+const DEBUG_CHECK_FAILED = /Inconsistent xDS snapshot|The mesh view differs from the store/;
 
 /** A child process with its output kept for failure messages. */
 export class Proc {
@@ -33,6 +35,8 @@ export class Proc {
         const parts = (rest + chunk).split("\n");
         rest = parts.pop()!;
         for (const line of parts) {
+          // A debug check that fails (IRONMESH_DEBUG_CHECKS) is printed at once, whatever the test.
+          if (DEBUG_CHECK_FAILED.test(line)) console.error(`${this.name}: ${line}`);
           this.#lines.push(line);
           for (const fn of this.#listeners) fn(line);
         }
