@@ -77,6 +77,8 @@ Deno.test("100 server stops and starts, SIGTERM and SIGKILL mixed: no agent exit
   let exits = 0;
   for (const agent of agents) agent.proc.status.then(() => exits++);
   const callers: Proc[] = [];
+  // Declared out here so that `finally` stops it too when an assertion fails mid-test.
+  let victim: Proc | undefined;
   const counts = (p: Proc) => {
     const line = p.output.split("\n").filter((l) => l.startsWith("{")).at(-1);
     return line === undefined ? undefined : JSON.parse(line) as {
@@ -101,7 +103,6 @@ Deno.test("100 server stops and starts, SIGTERM and SIGKILL mixed: no agent exit
     // Clients vanish too: every tenth cycle one more caller through vm-a is SIGKILLed
     // mid-stream, the other side of the HTTP/2 that aborted agents.
     const vmA = await localXds(agents[0]!.dataDir);
-    let victim: Proc | undefined;
     let killed = 0;
     for (let i = 0; i < CYCLES && exits === 0; i++) {
       if (i % 10 === 0) {
@@ -147,7 +148,7 @@ Deno.test("100 server stops and starts, SIGTERM and SIGKILL mixed: no agent exit
     for (const agent of agents) console.error(`--- ${agent.proc.name} ---\n${agent.proc.output}`);
     throw error;
   } finally {
-    await Promise.all(callers.map((p) => p.stop()));
+    await Promise.all([...callers, ...(victim ? [victim] : [])].map((p) => p.stop()));
     await Promise.all(agents.map((a) => a.proc.stop()));
     await server.proc.stop();
     for (const d of [dir, ...agents.map((a) => a.dataDir)]) {
