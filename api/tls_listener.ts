@@ -2,21 +2,8 @@ import { getRequestListener } from "@hono/node-server";
 import { createServer, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import type { HostPort } from "../core/address.ts";
-import { HEARTBEAT_INTERVAL_BOUNDS } from "../core/model.ts";
-
-/**
- * How long the TLS port keeps an idle keep-alive connection open: the longest
- * heartbeat interval an agent may declare, plus a minute. Node's default (5 s)
- * equals the agent's default interval, so the server's close crossed the
- * agent's next heartbeat on the wire (1.8% of heartbeats failed with 5,000
- * agents). Above every allowed interval, an agent's connection is closed by
- * the agent (its client's own idle limit) or by a restart, never between
- * two beats. Idle connections cost memory only (see docs/benchmarks.md).
- * The headers and request timeouts stay at Node's defaults: they run only
- * while a request is arriving, not while the connection is idle, and they
- * are what bounds a client that opens a request and never finishes it.
- */
-export const IDLE_TIMEOUT_MS = HEARTBEAT_INTERVAL_BOUNDS.max + 60_000;
+import { type ConnectionLimits, guardConnections } from "./connection_guard.ts";
+import { asNativeRequest, type FetchHandler } from "./http_listener.ts";
 
 /** The PEM material the TLS port serves with. */
 export interface TlsMaterial {
@@ -50,15 +37,16 @@ export interface TlsListener {
 export function listenTls(
   address: HostPort,
   material: TlsMaterial,
-  fetch: (request: Request, env: unknown) => Response | Promise<Response>,
+  fetch: FetchHandler,
+  limits: ConnectionLimits,
 ): Promise<TlsListener> {
   const server: Server = createServer({
     ...material,
     requestCert: true,
     rejectUnauthorized: false,
     minVersion: "TLSv1.2",
-    keepAliveTimeout: IDLE_TIMEOUT_MS,
   }, getRequestListener(asNativeRequest(fetch), { overrideGlobalObjects: false }));
+  guardConnections(server, limits);
   const byNode = new Map<string, Set<TLSSocket>>();
   server.on("secureConnection", (socket: TLSSocket) => {
     const cn = socket.getPeerCertificate()?.subject?.CN;
@@ -103,27 +91,4 @@ export function listenTls(
       });
     });
   });
-}
-
-/**
- * Keeps the app on the runtime's own Request and Response classes. The
- * adapter's default swaps the global classes for lighter ones, which the
- * plain-HTTP port (`Deno.serve`, same app) refuses; without the swap the
- * adapter hands over its own request objects, which Hono's body limit cannot
- * clone. So the listener rebuilds a real Request around the same body stream.
- */
-function asNativeRequest(
-  fetch: (request: Request, env: unknown) => Response | Promise<Response>,
-): (request: Request, env: unknown) => Response | Promise<Response> {
-  return (request, env) => {
-    const hasBody = request.method !== "GET" && request.method !== "HEAD";
-    return fetch(
-      new Request(request.url, {
-        method: request.method,
-        headers: request.headers,
-        ...(hasBody ? { body: request.body, duplex: "half" } : {}),
-      } as RequestInit),
-      env,
-    );
-  };
 }

@@ -131,6 +131,15 @@ const SERVER_HELP: Record<keyof ServerConfig, { value?: string; help: string; un
     help: "push after the registry has been quiet this long",
   },
   pushMaxDelay: { value: "<duration>", help: "but never later than this after the first change" },
+  headerTimeout: {
+    value: "<duration>",
+    help: "time a new HTTP or TLS connection has to send a request's headers",
+  },
+  idleTimeout: {
+    value: "<duration>",
+    help: "time an HTTP or TLS connection may sit idle between requests",
+  },
+  maxConnections: { value: "<count>", help: "connections each HTTP port holds at once" },
   logLevel: { value: "<level>", help: "debug, info, warn or error" },
   logFormat: {
     value: "<format>",
@@ -160,6 +169,9 @@ const HELP_ORDER: readonly (keyof ServerConfig)[] = [
   "xdsPlaintextAddr",
   "pushDebounce",
   "pushMaxDelay",
+  "headerTimeout",
+  "idleTimeout",
+  "maxConnections",
   "logLevel",
   "logFormat",
 ];

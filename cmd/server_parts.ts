@@ -9,7 +9,7 @@ import type { TlsMaterial } from "../api/tls_listener.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
 import { formatHostPort, type HostPort } from "../core/address.ts";
 import type { Clock } from "../core/clock.ts";
-import { InvalidError, UnavailableError } from "../core/errors.ts";
+import { InvalidError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { ServerConfig } from "../core/server_config.ts";
 import { spiffeId } from "../core/spiffe_id.ts";
@@ -98,24 +98,6 @@ export function advertisedHost(bound: HostPort): HostPort {
   return WILDCARD.has(bound.host)
     ? { host: Deno.hostname().toLowerCase(), port: bound.port }
     : bound;
-}
-
-/** Serves `handler` over plain HTTP on `addr`; a port that cannot be bound is an `UnavailableError` naming the flag. */
-export function listenHttp(
-  addr: HostPort,
-  handler: Deno.ServeHandler,
-): { server: Deno.HttpServer<Deno.NetAddr>; address: HostPort } {
-  try {
-    const server = Deno.serve(
-      { hostname: addr.host, port: addr.port, onListen: () => {} },
-      handler,
-    );
-    return { server, address: { host: addr.host, port: server.addr.port } };
-  } catch (error) {
-    throw new UnavailableError(
-      `Cannot listen on --http-addr ${formatHostPort(addr)}: ${(error as Error).message}`,
-    );
-  }
 }
 
 /** Opens the store the `--store` URL names (default: SQLite in the data directory). */

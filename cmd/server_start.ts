@@ -10,6 +10,7 @@ import { TokenService } from "../auth/tokens.ts";
 import { createApp } from "../api/app.ts";
 import { Metrics } from "../api/metrics.ts";
 import { registerProcessMetrics } from "../api/process_metrics.ts";
+import { listenPlain } from "../api/http_listener.ts";
 import { listenTls } from "../api/tls_listener.ts";
 import { IdentityService } from "../ca/identity.ts";
 import { JoinTokens } from "../ca/join_tokens.ts";
@@ -34,7 +35,6 @@ import {
   claimedPeer,
   ensureAdminToken,
   issueServingCertificate,
-  listenHttp,
   openAuthority,
   openStore,
   proxyKind,
@@ -225,13 +225,24 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       explainProxy: (id) => Promise.resolve(push.explain(id)),
       stopping: () => stopping,
     });
-    const http = listenHttp(parseHostPort(config.httpAddr) as HostPort, app.fetch);
-    started.push(() => http.server.shutdown());
+    // The same limits on both HTTP ports (`api/connection_guard.ts`).
+    const limits = {
+      headerTimeoutMs: config.headerTimeout,
+      idleTimeoutMs: config.idleTimeout,
+      maxConnections: config.maxConnections,
+    };
+    const http = await listenPlain(parseHostPort(config.httpAddr) as HostPort, app.fetch, limits)
+      .catch((error) => {
+        throw new UnavailableError(
+          `Cannot listen on --http-addr ${config.httpAddr}: ${error.message}`,
+        );
+      });
+    started.push(() => http.stop());
 
     const httpsAddr = parseHostPort(config.httpsAddr) as HostPort;
     const serverCert = () => issueServingCertificate(authority, config, httpsAddr);
     const grpcCerts = new MeshCertificates(await serverCert());
-    const tls = await listenTls(httpsAddr, await serverCert(), app.fetch).catch((error) => {
+    const tls = await listenTls(httpsAddr, await serverCert(), app.fetch, limits).catch((error) => {
       throw new UnavailableError(
         `Cannot listen on --https-addr ${config.httpsAddr}: ${error.message}`,
       );
@@ -323,7 +334,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         // Wake blocking queries and event streams first, or shutdown would wait for them.
         registry.feed.close();
         policyFeed.close();
-        await Promise.all([http.server.shutdown(), tls.stop()]);
+        await Promise.all([http.stop(), tls.stop()]);
         push.stop();
         // Proxies hold their streams open; end them so the gRPC ports can close.
         for (const server of adsServers) server.closeAll();

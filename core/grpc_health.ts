@@ -94,9 +94,40 @@ export function servingStatusName(status: number): string {
   return entry ? entry[0] : `UNRECOGNIZED(${status})`;
 }
 
-/** What a server passes to `server.addService(healthServiceDefinition, …)`. */
+/**
+ * Longest service name the server reads. Service names are short (`""`, a
+ * service's name); a longer one is refused at once rather than echoed back in
+ * an error whose trailer may exceed what the client accepts.
+ */
+export const MAX_HEALTH_SERVICE_NAME = 256;
+
+/** A `HealthCheckRequest` as a server reads it: the request, or why it cannot be read. */
+export type HealthCheckInput = HealthCheckRequest | { invalid: string };
+
+/**
+ * Decodes a request on the server side without throwing: grpc-js answers a
+ * deserializer's exception with `INTERNAL`, while malformed input is the
+ * caller's mistake, which the handler answers with `INVALID_ARGUMENT`.
+ */
+export function readHealthCheckRequest(bytes: Uint8Array): HealthCheckInput {
+  let request: HealthCheckRequest;
+  try {
+    request = decodeHealthCheckRequest(bytes);
+  } catch (error) {
+    return { invalid: `Malformed HealthCheckRequest: ${(error as Error).message}` };
+  }
+  if (request.service.length > MAX_HEALTH_SERVICE_NAME) {
+    return {
+      invalid:
+        `Service name of ${request.service.length} characters: at most ${MAX_HEALTH_SERVICE_NAME} are accepted`,
+    };
+  }
+  return request;
+}
+
+/** What a server passes to `server.addService(healthServerDefinition, …)`. */
 export type HealthServiceImplementation = {
-  check: handleUnaryCall<HealthCheckRequest, HealthCheckResponse>;
+  check: handleUnaryCall<HealthCheckInput, HealthCheckResponse>;
 };
 
 /**
@@ -116,5 +147,17 @@ export const healthServiceDefinition: {
     responseSerialize: encodeHealthCheckResponse,
     responseDeserialize: decodeHealthCheckResponse,
     originalName: "Check",
+  },
+};
+
+/** {@link healthServiceDefinition} for a server: requests are read by {@link readHealthCheckRequest}. */
+export const healthServerDefinition: {
+  readonly check: MethodDefinition<HealthCheckInput, HealthCheckResponse>;
+} = {
+  check: {
+    ...healthServiceDefinition.check,
+    requestSerialize: (input: HealthCheckInput) =>
+      encodeHealthCheckRequest("invalid" in input ? { service: "" } : input),
+    requestDeserialize: readHealthCheckRequest,
   },
 };

@@ -2,12 +2,32 @@ import { z } from "zod";
 import { isLoopback, parseHostPort } from "./address.ts";
 import { durationSchema, formatDuration } from "./duration.ts";
 import { LEVELS } from "./log.ts";
+import { HEARTBEAT_INTERVAL_BOUNDS } from "./model.ts";
 import { subdomainName } from "./names.ts";
 
 /** Lifetime of a workload certificate when the request names none: 24 hours (docs/identity.md). */
 export const DEFAULT_LEAF_TTL_MS = 86_400_000;
 /** Longest lifetime a workload certificate may be given by default: 7 days. */
 export const DEFAULT_MAX_LEAF_TTL_MS = 7 * 86_400_000;
+
+/**
+ * How long an HTTP port keeps an idle keep-alive connection open: the longest
+ * heartbeat interval an agent may declare, plus a minute. Node's default (5 s)
+ * equals the agent's default interval, so the server's close crossed the
+ * agent's next heartbeat on the wire (1.8% of heartbeats failed with 5,000
+ * agents). Above every allowed interval, an agent's connection is closed by
+ * the agent (its client's own idle limit) or by a restart, never between two
+ * beats. Idle connections cost memory only (see docs/benchmarks.md).
+ */
+export const DEFAULT_IDLE_TIMEOUT_MS = HEARTBEAT_INTERVAL_BOUNDS.max + 60_000;
+/**
+ * How long a new HTTP connection has to finish its TLS handshake and send a
+ * request's headers: Go's servers are commonly given 5–10 s (`ReadHeaderTimeout`);
+ * an agent or a script sends its request at once.
+ */
+export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
+/** Connections each HTTP port holds at once; twice the 5,000 agents docs/benchmarks.md measured. */
+export const DEFAULT_MAX_CONNECTIONS = 10_000;
 
 const list = z.union([
   z.array(z.string().min(1)),
@@ -71,6 +91,14 @@ export const serverConfigSchema = z.strictObject({
   pushDebounce: durationSchema({ min: 0, max: 60_000 }).default(100),
   /** But never later than this after the first change. Default `1s`. */
   pushMaxDelay: durationSchema({ min: 1, max: 600_000 }).default(1_000),
+  /** Time a new HTTP or TLS connection has to send a request's headers. Default `10s`. */
+  headerTimeout: durationSchema({ min: 100, max: 600_000 }).default(DEFAULT_HEADER_TIMEOUT_MS),
+  /** Time an HTTP or TLS connection may sit idle between requests. Default `11m`. */
+  idleTimeout: durationSchema({ min: 1_000, max: 3_600_000 }).default(DEFAULT_IDLE_TIMEOUT_MS),
+  /** Connections each HTTP port (plain and TLS) holds at once. Default 10000. */
+  maxConnections: z.coerce.number().int("Must be a whole number").min(1).max(1_000_000).default(
+    DEFAULT_MAX_CONNECTIONS,
+  ),
   /** Log level: debug, info, warn or error. Default `info`. */
   logLevel: z.enum(LEVELS).default("info"),
   /** Log line format: `json`, `text`, or `auto` (text on a terminal, JSON otherwise). Default `auto`. */
@@ -139,6 +167,9 @@ export const SERVER_FLAGS: Record<keyof ServerConfig, string> = {
   xdsPlaintextAddr: "--xds-plaintext-addr",
   pushDebounce: "--push-debounce",
   pushMaxDelay: "--push-max-delay",
+  headerTimeout: "--header-timeout",
+  idleTimeout: "--idle-timeout",
+  maxConnections: "--max-connections",
 };
 
 /** The effective configuration as a plain object for `--print-config` (durations as text). */
@@ -150,6 +181,8 @@ export function describeServerConfig(config: ServerConfig): Record<string, unkno
     maxLeafTtl: formatDuration(config.maxLeafTtl),
     pushDebounce: formatDuration(config.pushDebounce),
     pushMaxDelay: formatDuration(config.pushMaxDelay),
+    headerTimeout: formatDuration(config.headerTimeout),
+    idleTimeout: formatDuration(config.idleTimeout),
   };
 }
 

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { formatHostPort, type HostPort } from "../core/address.ts";
 import {
-  healthServiceDefinition,
+  healthServerDefinition,
   type HealthServiceImplementation,
   SERVING_STATUS,
 } from "../core/grpc_health.ts";
@@ -90,6 +90,10 @@ export function startGrpcServer(address: HostPort, options: GrpcOptions): Promis
   });
   const health: HealthServiceImplementation = {
     check: (call, callback) => {
+      if ("invalid" in call.request) {
+        callback({ code: grpc.status.INVALID_ARGUMENT, details: call.request.invalid });
+        return;
+      }
       if (call.request.service !== "" && call.request.service !== "ironmesh") {
         callback({
           code: grpc.status.NOT_FOUND,
@@ -102,7 +106,7 @@ export function startGrpcServer(address: HostPort, options: GrpcOptions): Promis
       });
     },
   };
-  server.addService(healthServiceDefinition, health);
+  server.addService(healthServerDefinition, health);
   if (options.ads) server.addService(adsServiceDefinition, options.ads.handlers());
   const credentials = options.tls
     ? grpc.experimental.createCertificateProviderServerCredentials(options.tls, options.tls, true)
