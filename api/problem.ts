@@ -17,6 +17,9 @@ import {
 } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 
+/** nginx's status for a request whose client hung up before the server could answer it. */
+export const CLIENT_CLOSED_REQUEST = 499 as ContentfulStatusCode;
+
 /**
  * An HTTP-only failure that has no domain meaning (malformed JSON, a wrong
  * content type, a method a path does not take): thrown by this layer only.

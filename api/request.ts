@@ -1,13 +1,13 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { parseDuration } from "../core/duration.ts";
-import { type FieldProblem, InvalidError } from "../core/errors.ts";
+import { type FieldProblem, InvalidError, MeshError } from "../core/errors.ts";
 import { parseSelector, type Selector } from "../core/labels.ts";
 import { type Health, type NodeStatus } from "../core/model.ts";
 import { isLabelName, isSubdomainName } from "../core/names.ts";
 import { parseWith, zodProblems } from "../core/validate.ts";
 import type { ListFilter, WritePreconditions } from "../registry/registry.ts";
-import { HttpProblem } from "./problem.ts";
+import { CLIENT_CLOSED_REQUEST, HttpProblem } from "./problem.ts";
 
 /** Reads and validates a JSON body against `schema`; every bad field gets a JSON pointer. */
 export async function readBody<S extends z.ZodType>(
@@ -23,7 +23,14 @@ export async function readBody<S extends z.ZodType>(
       `Expected a JSON body with "Content-Type: application/json", got "${type || "none"}"`,
     );
   }
-  const text = await c.req.text();
+  let text: string;
+  try {
+    text = await c.req.text();
+  } catch (error) {
+    // The body limit's refusal, or the client hanging up mid-body (the stream reports the reset).
+    if (error instanceof MeshError || error instanceof HttpProblem) throw error;
+    throw clientClosed();
+  }
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -35,6 +42,18 @@ export async function readBody<S extends z.ZodType>(
     );
   }
   return parseWith(schema, value, what);
+}
+
+/**
+ * A body the client stopped sending: its doing, not ours, so it is counted and
+ * logged as nginx's 499 "Client closed request" (no one reads the answer).
+ */
+function clientClosed(): HttpProblem {
+  return new HttpProblem(
+    CLIENT_CLOSED_REQUEST,
+    "Client closed request",
+    "The client closed the connection before it sent the whole body",
+  );
 }
 
 const MAX_WAIT_MS = 10 * 60_000;
