@@ -344,8 +344,16 @@ export class IdentityService {
     }
     const cn = Array.isArray(peer.subject?.CN) ? peer.subject.CN[0] : peer.subject?.CN;
     const uri = /(?:^|, )URI:([^,]+)/.exec(peer.subjectaltname ?? "")?.[1];
-    if (!cn || !uri || !parseSpiffeId(uri)) {
+    const parts = uri ? parseSpiffeId(uri) : undefined;
+    if (!cn || !uri || !parts) {
       throw new UnauthorizedError("Client certificate carries no node name and SPIFFE ID");
+    }
+    // A CA shared with another mesh (an imported root) could sign identities of its trust domain:
+    // they are not ours, whatever they are used for (REST, xDS, renewal).
+    if (parts.trustDomain !== this.#authority.trustDomain) {
+      throw new UnauthorizedError(
+        `Client certificate identity "${uri}" is of trust domain "${parts.trustDomain}", not this mesh's "${this.#authority.trustDomain}"`,
+      );
     }
     let root = peer;
     for (let i = 0; i < 8 && root.issuerCertificate && root.issuerCertificate !== root; i++) {

@@ -286,6 +286,17 @@ Deno.test("IdentityService.authenticate() explains untrusted and expired certifi
       () => w.identity.authenticate(true, null, { subject: { CN: "vm-1" } }),
       /no node name and SPIFFE ID/,
     );
+    assert.throws(
+      () =>
+        w.identity.authenticate(true, null, {
+          subject: { CN: "vm-1" },
+          subjectaltname: "URI:spiffe://other.org/ns/default/sa/web",
+        }),
+      (e: unknown) =>
+        e instanceof UnauthorizedError &&
+        /identity "spiffe:\/\/other\.org\/ns\/default\/sa\/web" is of trust domain "other\.org", not this mesh's/
+          .test(e.message),
+    );
     const p = w.identity.authenticate(true, null, {
       subject: { CN: "vm-1" },
       subjectaltname: `URI:${WEB}`,
