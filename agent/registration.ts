@@ -14,7 +14,7 @@ import type {
   NodeCondition,
   nodeRegistrationSchema,
 } from "../core/model.ts";
-import { isSubdomainName } from "../core/names.ts";
+import { isNodeName, NODE_NAME_RULE } from "../core/names.ts";
 import { VERSION } from "../core/version.ts";
 
 /** The body of `PUT /v1/nodes/{name}/registration` as sent on the wire. */
@@ -59,10 +59,10 @@ export function defaultAddress(interfaces: HostInfo["interfaces"]): string {
 /** Fills the node's name and address from the host where the configuration leaves them out. */
 export function resolveNode(node: AgentConfig["node"], host: HostInfo): ResolvedNode {
   const name = node.name ?? host.hostname.toLowerCase();
-  if (!isSubdomainName(name)) {
+  if (!isNodeName(name)) {
     throw new InvalidError(
-      `Cannot use host name "${host.hostname}" as node name: it is not a DNS-1123 subdomain; set node.name in the agent configuration`,
-      [{ pointer: "/node/name", message: "Must be a DNS-1123 subdomain" }],
+      `Cannot use host name "${host.hostname}" as node name: it is not ${NODE_NAME_RULE}; set node.name in the agent configuration`,
+      [{ pointer: "/node/name", message: `Must be ${NODE_NAME_RULE}` }],
     );
   }
   return {

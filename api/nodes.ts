@@ -10,7 +10,7 @@ import {
   meshNodeSchema,
   nodeRegistrationSchema,
 } from "../core/model.ts";
-import { subdomainName } from "../core/names.ts";
+import { nodeName } from "../core/names.ts";
 import type { ApiContext } from "./app.ts";
 import { listHandler } from "./list.ts";
 import { IF_MATCH, listOf, listQuery, pathParam, type Reply, resource } from "./operation.ts";
@@ -40,7 +40,11 @@ const ONE: Reply[] = [{
   body: meshNodeSchema,
   headers: ["ETag"],
 }];
-const NAME = pathParam("name", subdomainName, "Node name: a DNS-1123 subdomain");
+const NAME = pathParam(
+  "name",
+  nodeName,
+  "Node name: a DNS-1123 subdomain of at most 64 characters",
+);
 
 /** The node routes. */
 export const NODES = resource({
@@ -101,13 +105,14 @@ export const NODES = resource({
       tag: "Nodes",
       summary: "Remove a node and its instances",
       description:
-        "An operator removing a node decommissions it: its certificates are revoked. An agent leaving keeps its identity for its return.",
+        "An operator removing a node decommissions it: its certificates are revoked, also when the node enrolled but is not registered (never registered, left, or reaped). An agent leaving keeps its identity for its return.",
       access: "agent",
       params: [NAME, IF_MATCH],
-      replies: [{ status: 204, description: "Removed" }],
+      replies: [{ status: 204, description: "Removed, or decommissioned" }],
       errors: {
         403: "The role may not do this, or the node belongs to another agent token",
-        404: "The node is not registered",
+        404:
+          "The node is not registered and (for an operator) holds no unexpired certificate either",
       },
     },
     registerNode: {
@@ -165,12 +170,12 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
       page: (filter) => registry.listNodes(filter),
     }),
     getNode: async (c) => {
-      const node = await registry.getNode(pathName(c, "name", "subdomain"));
+      const node = await registry.getNode(pathName(c, "name", "node"));
       c.header("etag", etag(node.revision));
       return c.json(node);
     },
     drainNode: async (c) => {
-      const name = pathName(c, "name", "subdomain");
+      const name = pathName(c, "name", "node");
       const pre = readPreconditions(c);
       const body = await readBody(c, ops.drainNode.body, "node patch");
       const node = await registry.drainNode(name, body.draining, pre);
@@ -179,7 +184,7 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
     },
     deleteNode: async (c) => {
       const principal = c.get("principal");
-      const name = pathName(c, "name", "subdomain");
+      const name = pathName(c, "name", "node");
       if (principal.role === "agent") {
         // An agent leaving keeps its identity for its return.
         await registry.deregister(name, principal, readPreconditions(c));
@@ -202,7 +207,7 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
     },
     registerNode: async (c) => {
       const principal = c.get("principal");
-      const name = pathName(c, "name", "subdomain");
+      const name = pathName(c, "name", "node");
       const body = await readBody(c, ops.registerNode.body, "registration");
       const result = await registry.register(name, body, principal);
       c.header("etag", etag(result.node.revision));
@@ -211,7 +216,7 @@ export function nodesApp({ deps, resourceApp }: ApiContext) {
     heartbeat: async (c) => {
       const principal = c.get("principal");
       try {
-        const name = pathName(c, "name", "subdomain");
+        const name = pathName(c, "name", "node");
         const body = await readBody(c, ops.heartbeat.body, "heartbeat");
         const result = await registry.heartbeat(name, body, principal);
         // Reported on every heartbeat, so a restarted server knows at once who holds which bundle.

@@ -21,7 +21,7 @@ import { authorize, type Permission, type Principal } from "../auth/tokens.ts";
 import type { CertificatePrincipal } from "../ca/identity.ts";
 import { ForbiddenError } from "../core/errors.ts";
 import { healthSchema, nodeStatusSchema } from "../core/model.ts";
-import { labelName, subdomainName } from "../core/names.ts";
+import { labelName, nodeName } from "../core/names.ts";
 
 /** A caller: a token's principal, plus the mesh certificate it proved over mTLS, if any. */
 export type Caller = Principal & { certificate?: CertificatePrincipal };
@@ -344,7 +344,7 @@ export const QUERY = {
   ),
   namespace: queryParam("namespace", labelName, "Only this namespace"),
   service: queryParam("service", labelName, "Only this service"),
-  node: queryParam("node", subdomainName, "Only instances on this node"),
+  node: queryParam("node", nodeName, "Only instances on this node"),
   health: queryParam("health", healthSchema, "Only instances of this health"),
   status: queryParam("status", nodeStatusSchema, "Only nodes of this status"),
 };

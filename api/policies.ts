@@ -132,15 +132,23 @@ export function policiesApp({ deps, resourceApp }: ApiContext) {
     const expect = expectationOf(c);
     const dryRun = dryRunOf(c);
     const body = await readBody(c, z.unknown(), "policy");
-    const doc =
-      (typeof body === "object" && body !== null && !Array.isArray(body) ? body : {}) as Record<
-        string,
-        unknown
-      >;
-    const metadata =
-      (typeof doc["metadata"] === "object" && doc["metadata"] !== null
-        ? doc["metadata"]
-        : {}) as Record<string, unknown>;
+    const isObject = (v: unknown): v is Record<string, unknown> =>
+      typeof v === "object" && v !== null && !Array.isArray(v);
+    if (!isObject(body)) {
+      throw new InvalidError("Invalid policy: the body must be a policy document (an object)", [{
+        pointer: "",
+        message: "Must be an object",
+      }]);
+    }
+    const doc = body;
+    // Read below as the object's name; anything but an object would be dropped silently.
+    if (doc["metadata"] !== undefined && !isObject(doc["metadata"])) {
+      throw new InvalidError("Invalid policy: /metadata: Must be an object", [{
+        pointer: "/metadata",
+        message: "Must be an object",
+      }]);
+    }
+    const metadata = (doc["metadata"] ?? {}) as Record<string, unknown>;
     // The path names the object: a body that names another one is refused, not silently moved.
     const problems = [];
     if (doc["kind"] !== undefined && doc["kind"] !== ref.kind) {

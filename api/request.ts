@@ -4,7 +4,7 @@ import { parseDuration } from "../core/duration.ts";
 import { type FieldProblem, InvalidError, MeshError } from "../core/errors.ts";
 import { parseSelector, type Selector } from "../core/labels.ts";
 import { type Health, type NodeStatus } from "../core/model.ts";
-import { isLabelName, isSubdomainName } from "../core/names.ts";
+import { isLabelName, isNodeName, NODE_NAME_RULE } from "../core/names.ts";
 import { parseWith, zodProblems } from "../core/validate.ts";
 import type { ListFilter, WritePreconditions } from "../registry/registry.ts";
 import { CLIENT_CLOSED_REQUEST, HttpProblem } from "./problem.ts";
@@ -84,6 +84,20 @@ export interface ListRequest {
   waitMs: number;
 }
 
+/** Refuses every query parameter of a route that takes none, naming each (a 422). */
+export function refuseQuery(c: Context): void {
+  const keys = Object.keys(c.req.query());
+  if (keys.length === 0) return;
+  throw new InvalidError(
+    `Invalid query: ${keys[0]}: Unknown query parameter "${keys[0]}": this list takes none`,
+    keys.map((key) => ({
+      in: "query" as const,
+      pointer: `/${key}`,
+      message: `Unknown query parameter "${key}"`,
+    })),
+  );
+}
+
 /**
  * Parses list query parameters. `allowed` names the filters this list
  * supports, so a typo like `?servce=web` is refused instead of silently
@@ -142,7 +156,7 @@ export function readListQuery(c: Context, allowed: readonly string[]): ListReque
   for (const key of ["namespace", "service"] as const) {
     if (q[key] !== undefined && !isLabelName(q[key])) bad(key, "Must be a DNS-1123 label");
   }
-  if (q.node !== undefined && !isSubdomainName(q.node)) bad("node", "Must be a DNS-1123 subdomain");
+  if (q.node !== undefined && !isNodeName(q.node)) bad("node", `Must be ${NODE_NAME_RULE}`);
   let waitMs = DEFAULT_WAIT_MS;
   if (q.wait !== undefined) {
     const ms = parseDuration(q.wait);
@@ -209,11 +223,11 @@ export function readPreconditions(c: Context): WritePreconditions {
 }
 
 /** Validates a path parameter; a bad one is a 422 that names it. */
-export function pathName(c: Context, param: string, kind: "label" | "subdomain"): string {
+export function pathName(c: Context, param: string, kind: "label" | "node"): string {
   const value = c.req.param(param) ?? "";
-  const ok = kind === "label" ? isLabelName(value) : isSubdomainName(value);
+  const ok = kind === "label" ? isLabelName(value) : isNodeName(value);
   if (!ok) {
-    const rule = kind === "label" ? "a DNS-1123 label" : "a DNS-1123 subdomain";
+    const rule = kind === "label" ? "a DNS-1123 label" : NODE_NAME_RULE;
     throw new InvalidError(`Invalid ${param} "${value}": must be ${rule}`, [{
       in: "path",
       pointer: `/${param}`,
@@ -227,7 +241,7 @@ export function pathName(c: Context, param: string, kind: "label" | "subdomain")
 export function pathInstanceId(c: Context): string {
   const id = c.req.param("id") ?? "";
   const at = id.lastIndexOf("@");
-  if (at <= 0 || !isLabelName(id.slice(0, at)) || !isSubdomainName(id.slice(at + 1))) {
+  if (at <= 0 || !isLabelName(id.slice(0, at)) || !isNodeName(id.slice(at + 1))) {
     throw new InvalidError(`Invalid instance id "${id}": expected <local-id>@<node>`, [{
       in: "path",
       pointer: "/id",

@@ -5,7 +5,7 @@ import { labelName } from "../core/names.ts";
 import type { ApiContext } from "./app.ts";
 import { listHandler } from "./list.ts";
 import { IF_MATCH, IF_NONE_MATCH, listOf, listQuery, pathParam, resource } from "./operation.ts";
-import { etag, pathName, readBody, readPreconditions } from "./request.ts";
+import { etag, pathName, readBody, readPreconditions, refuseQuery } from "./request.ts";
 
 const namespaceSchema = z.object({
   name: z.string(),
@@ -122,6 +122,8 @@ export function namespacesApp({ deps, resourceApp }: ApiContext) {
   const { registry } = deps;
   return resourceApp(NAMESPACES, {
     listNamespaces: async (c) => {
+      // One page, no filters: a parameter here is a mistake to report, as on the other lists.
+      refuseQuery(c);
       const items = await registry.namespaces();
       c.header("x-ironmesh-index", String(registry.feed.revision));
       return c.json({ items, next: null });

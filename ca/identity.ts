@@ -9,7 +9,7 @@ import {
 } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { CertificateRecord, IssuanceKind, JoinTokenCreate } from "../core/model.ts";
-import { isSubdomainName } from "../core/names.ts";
+import { isNodeName, NODE_NAME_RULE } from "../core/names.ts";
 import { TokenBucket } from "../core/rate_limit.ts";
 import { parseSpiffeId } from "../core/spiffe_id.ts";
 import type { Store } from "../store/store.ts";
@@ -186,10 +186,10 @@ export class IdentityService {
     const { record } = verified;
     const node = request.node;
     try {
-      if (!isSubdomainName(node)) {
-        throw new InvalidError(`Invalid node name "${node}": must be a DNS-1123 subdomain`, [{
+      if (!isNodeName(node)) {
+        throw new InvalidError(`Invalid node name "${node}": must be ${NODE_NAME_RULE}`, [{
           pointer: "/node",
-          message: "Must be a DNS-1123 subdomain",
+          message: `Must be ${NODE_NAME_RULE}`,
         }]);
       }
       if (record.node !== null && record.node !== node) {

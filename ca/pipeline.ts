@@ -19,7 +19,7 @@
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { ForbiddenError, InvalidError, UnavailableError } from "../core/errors.ts";
-import { isSubdomainName } from "../core/names.ts";
+import { isNodeName, isSubdomainName, NODE_NAME_RULE } from "../core/names.ts";
 import { DEFAULT_LEAF_TTL_MS } from "../core/server_config.ts";
 import { spiffeId } from "../core/spiffe_id.ts";
 import { checkCsr, type CheckedCsr } from "./csr.ts";
@@ -99,10 +99,10 @@ const SEGMENT = /^[A-Za-z0-9._-]+$/;
 
 function checkFields(request: LeafRequest): void {
   const problems = [];
-  if (!isSubdomainName(request.node)) {
+  if (!isNodeName(request.node)) {
     problems.push({
       pointer: "/node",
-      message: `Node name "${request.node}" is not a DNS-1123 subdomain`,
+      message: `Node name "${request.node}" is not ${NODE_NAME_RULE}`,
     });
   }
   for (

@@ -7,7 +7,7 @@ import { isIP } from "node:net";
 import type { TokenService } from "../auth/tokens.ts";
 import type { TlsMaterial } from "../api/tls_listener.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
-import { formatHostPort, type HostPort } from "../core/address.ts";
+import type { HostPort } from "../core/address.ts";
 import type { Clock } from "../core/clock.ts";
 import { InvalidError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";

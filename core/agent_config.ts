@@ -8,14 +8,8 @@ import { z } from "zod";
 import { LEVELS } from "./log.ts";
 import { durationSchema, formatDuration } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
-import {
-  HEARTBEAT_INTERVAL_BOUNDS,
-  ipAddress,
-  labelName,
-  portNumber,
-  PROTOCOLS,
-  subdomainName,
-} from "./model.ts";
+import { HEARTBEAT_INTERVAL_BOUNDS, ipAddress, labelName, portNumber, PROTOCOLS } from "./model.ts";
+import { nodeName } from "./names.ts";
 import { parseConfigText } from "./validate.ts";
 import { ENVOY_ADMIN } from "./envoy_bootstrap.ts";
 
@@ -226,8 +220,8 @@ export const agentConfigSchema = z.strictObject({
   }).prefault({}).transform((d) => ({ domain: d.domain, ttlMs: d.ttl, forward: d.forward }))
     .describe("The agent's DNS server"),
   node: z.strictObject({
-    name: subdomainName.optional().describe(
-      "Node name (DNS-1123 subdomain); default: the host name, lower-cased",
+    name: nodeName.optional().describe(
+      "Node name (DNS-1123 subdomain, at most 64 characters); default: the host name, lower-cased",
     ),
     address: ipAddress.optional().describe(
       "IP literal other nodes reach this one at; default: the first non-loopback IPv4 address, else 127.0.0.1",

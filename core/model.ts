@@ -2,7 +2,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { durationSchema, formatDuration } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
-import { labelName, subdomainName } from "./names.ts";
+import { labelName, nodeName, subdomainName } from "./names.ts";
 import { ENVOY_ADMIN } from "./envoy_bootstrap.ts";
 
 /**
@@ -322,7 +322,7 @@ export const drainPatchSchema = z.strictObject({
 const apiTokenCreateSchema = z.strictObject({
   kind: z.literal("api"),
   role: z.enum(ROLES),
-  node: subdomainName.optional().describe("Binds an `agent` token to this node only"),
+  node: nodeName.optional().describe("Binds an `agent` token to this node only"),
   description: z.string().max(256).default(""),
   ttl: durationSchema({ min: 1_000, max: 10 * 365 * 86_400_000 }).optional().describe(
     "Lifetime as a duration such as `720h` (1s to 87600h); without it the token never expires",
@@ -341,7 +341,7 @@ const joinTokenCreateSchema = z.strictObject({
   serviceAccount: labelName.describe(
     "Service account of the identity: `spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount>`",
   ),
-  node: subdomainName.optional().describe("The only node name it may enrol"),
+  node: nodeName.optional().describe("The only node name it may enrol"),
   uses: z.number().int("Must be an integer").min(1, "Must be between 1 and 10000").max(
     10_000,
     "Must be between 1 and 10000",
@@ -456,7 +456,7 @@ export { labelName, subdomainName };
 export const enrolRequestSchema = z.strictObject({
   token: z.string().min(1).max(8192).describe("The join token"),
   csr: z.string().min(1).max(16_384).describe("A PKCS#10 certificate signing request, PEM"),
-  node: subdomainName.describe("The node name to enrol as"),
+  node: nodeName.describe("The node name to enrol as"),
 }).describe("The body of `POST /v1/ca/enrol`");
 
 /** The body of `POST /v1/ca/renew`: a new CSR, proven by the current certificate (mTLS). */
