@@ -6,6 +6,10 @@
 #   curl -fsSL https://get.ironmesh.io/install.sh | sh -s -- agent \
 #     --server https://mesh.example.com:15443 --join-token "$TOKEN"
 #
+# An Ironmesh server serves this script at /install.sh and its own program at
+# /install; 'ironmesh token create --kind join --print-install' prints the line
+# that installs an agent from it, trusting only the root the token pins.
+#
 # Run `sh install.sh --help` for every option; docs/install.md explains them.
 # Everything is inside functions and `main` runs on the last line, so a
 # download cut short by the network executes nothing.
@@ -45,7 +49,10 @@ Agent options:
 Where the executable comes from (default: download):
   --base-url URL         download ironmesh-<os>-<arch> and SHA256SUMS from URL
                          (env IRONMESH_BASE_URL; https:// or file://;
-                         default https://get.ironmesh.io/releases/latest)
+                         default https://get.ironmesh.io/releases/latest); an
+                         Ironmesh server serves them at https://SERVER/install
+  --ca-file FILE         trust only the CA certificates in FILE (PEM) for the
+                         downloads, e.g. the root a join token pins
   --binary FILE          install FILE instead of downloading (air-gapped hosts);
                          checked against --sha256, --checksums or the
                          SHA256SUMS file next to FILE
@@ -181,6 +188,7 @@ parse_args() {
   JOIN_TOKEN_FILE=
   BASE_URL=${IRONMESH_BASE_URL:-}
   BASE_URL_ARG=0
+  CA_FILE=
   BINARY=
   SHA256=
   CHECKSUMS=
@@ -210,8 +218,8 @@ parse_args() {
         ;;
     esac
     case $name in
-      --server | --join-token | --join-token-file | --base-url | --binary | --sha256 | \
-        --checksums | --prefix | --root)
+      --server | --join-token | --join-token-file | --base-url | --ca-file | --binary | \
+        --sha256 | --checksums | --prefix | --root)
         if [ "$inline" = 0 ]; then
           if [ $# -eq 0 ]; then usage_error "option $name needs a value"; fi
           value=$1
@@ -231,6 +239,7 @@ parse_args() {
             BASE_URL=$value
             BASE_URL_ARG=1
             ;;
+          --ca-file) CA_FILE=$value ;;
           --binary) BINARY=$value ;;
           --sha256) SHA256=$value ;;
           --checksums) CHECKSUMS=$value ;;
@@ -301,6 +310,9 @@ parse_args() {
   fi
   if [ -n "$BINARY" ] && [ "$BASE_URL_ARG" = 1 ]; then
     usage_error "give --binary or --base-url, not both"
+  fi
+  if [ -n "$BINARY" ] && [ -n "$CA_FILE" ]; then
+    usage_error "--ca-file is for downloads: give --binary or --ca-file, not both"
   fi
   if [ -z "$BINARY" ] && { [ -n "$SHA256" ] || [ -n "$CHECKSUMS" ]; }; then
     usage_error "--sha256 and --checksums go with --binary"
@@ -447,10 +459,20 @@ sum_for() { # SUMS_FILE NAME
 fetch() { # URL DEST
   say "downloading $1"
   if command -v curl >/dev/null 2>&1; then
-    curl -fsSL --proto '=https,file' --proto-redir '=https' --retry 3 -o "$2" "$1" ||
-      die "cannot download $1"
+    if [ -n "$CA_FILE" ]; then
+      curl -fsSL --proto '=https,file' --proto-redir '=https' --retry 3 --cacert "$CA_FILE" \
+        -o "$2" "$1" || die "cannot download $1 (trusting only the CA in $CA_FILE)"
+    else
+      curl -fsSL --proto '=https,file' --proto-redir '=https' --retry 3 -o "$2" "$1" ||
+        die "cannot download $1"
+    fi
   elif command -v wget >/dev/null 2>&1; then
-    wget -q -O "$2" "$1" || die "cannot download $1"
+    if [ -n "$CA_FILE" ]; then
+      wget -q --ca-certificate="$CA_FILE" -O "$2" "$1" ||
+        die "cannot download $1 (trusting only the CA in $CA_FILE)"
+    else
+      wget -q -O "$2" "$1" || die "cannot download $1"
+    fi
   else
     die "found neither curl nor wget to download $1 (or install from a file with --binary FILE)"
   fi
@@ -478,6 +500,7 @@ obtain_binary() {
       source=$sums
     fi
   else
+    if [ -n "$CA_FILE" ] && [ ! -r "$CA_FILE" ]; then die "cannot read --ca-file $CA_FILE"; fi
     fetch "$BASE_URL/SHA256SUMS" "$WORK/SHA256SUMS"
     fetch "$BASE_URL/$ARTIFACT" "$staged"
     name=$ARTIFACT

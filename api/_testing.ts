@@ -104,6 +104,7 @@ const SAMPLE_PATH_VALUES: Record<string, string> = {
   id: "web@vm-9",
   name: "vm-9",
   kind: "trafficroute",
+  artifact: "ironmesh-plan9-mips",
 };
 
 /**

@@ -18,6 +18,7 @@ import { authentication } from "./authenticate.ts";
 import { limitBody } from "./body_limit.ts";
 import { measure } from "./measure.ts";
 import type { Metrics } from "./metrics.ts";
+import type { InstallSource } from "./install.ts";
 import { HEARTBEAT_ROUTE } from "./nodes.ts";
 import type { OpenApiDocument } from "./openapi.ts";
 import { type ApiEnv, type ResourceApp, resourceApps } from "./operation.ts";
@@ -48,6 +49,8 @@ export interface AppDeps {
   explainProxy: (id: string) => Promise<ProxyPolicies | null>;
   /** Takes an online backup (the archive of `store/backup.ts`). */
   backup: () => Promise<Uint8Array>;
+  /** What a new host installs from this server (`/install.sh`, `/install/…`); none: 404. */
+  install?: InstallSource;
   /** True once shutdown began: `/readyz` turns 503 so load balancers drain us. */
   stopping?: () => boolean;
 }

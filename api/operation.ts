@@ -138,6 +138,11 @@ export const TAGS = [
     description: "The mesh certificate authority: trust bundle, enrolment, renewal, root rotation",
   },
   { name: "Operations", description: "Backups of the server's state" },
+  {
+    name: "Install",
+    description:
+      "What a new host downloads to install Ironmesh from this server: no credentials needed",
+  },
   { name: "xDS", description: "Connected proxies: sync state and what they were sent" },
   {
     name: "Policies",

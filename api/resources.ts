@@ -10,6 +10,7 @@ import { BACKUP, backupApp } from "./backup.ts";
 import { CA, caApp } from "./ca.ts";
 import { DOCS, docsApp } from "./docs.ts";
 import { EVENTS, eventsApp } from "./events.ts";
+import { INSTALL, installApp } from "./install.ts";
 import { INSTANCES, instancesApp } from "./instances.ts";
 import { NODES, nodesApp } from "./nodes.ts";
 import { buildOpenApiDocument, type OpenApiDocument } from "./openapi.ts";
@@ -42,6 +43,7 @@ export const RESOURCES: readonly MountedResource[] = [
   { declared: POLICIES, app: policiesApp },
   { declared: AUDIT, app: auditApp },
   { declared: BACKUP, app: backupApp },
+  { declared: INSTALL, app: installApp },
 ];
 
 let cached: OpenApiDocument | undefined;

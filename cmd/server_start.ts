@@ -24,6 +24,7 @@ import { DEBUG_CHECKS_ENV, type ServerConfig } from "../core/server_config.ts";
 import { VERSION } from "../core/version.ts";
 import { PolicyService } from "../policy/service.ts";
 import { claimDataDir, dataDirError } from "./data_dir.ts";
+import { installSource } from "./install_artifacts.ts";
 import { ChangeFeed } from "../registry/feed.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
@@ -224,6 +225,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       policyFeed,
       explainProxy: (id) => Promise.resolve(push.explain(id)),
       stopping: () => stopping,
+      install: installSource(),
     });
     // The same limits on both HTTP ports (`api/connection_guard.ts`).
     const limits = {

@@ -2,7 +2,9 @@
 import { Command, Option } from "commander";
 import { ServerError } from "../client/api_client.ts";
 import { parseDuration } from "../core/duration.ts";
+import { systemClock } from "../core/clock.ts";
 import { InvalidError } from "../core/errors.ts";
+import { decodeJoinToken } from "../core/join_token.ts";
 import { ROLES } from "../core/model.ts";
 import {
   addConnectionOptions,
@@ -13,6 +15,7 @@ import {
   verb,
   withClient,
 } from "./client_support.ts";
+import { installLine, pinnedRootLines } from "./install_line.ts";
 import { KINDS, table } from "./kinds.ts";
 
 interface TokenCreateOptions extends ConnectionOptions {
@@ -24,6 +27,7 @@ interface TokenCreateOptions extends ConnectionOptions {
   namespace?: string;
   serviceAccount?: string;
   uses?: string;
+  printInstall?: boolean;
 }
 
 /** The `token` verb and its subcommands. */
@@ -77,6 +81,12 @@ function tokenCreateCommand(): Command {
     )
     .addOption(
       new Option("--description <text>", "What the token is for").env("IRONMESH_TOKEN_DESCRIPTION"),
+    )
+    .addOption(
+      new Option(
+        "--print-install",
+        "Join tokens: print the line that installs an agent with it from this server, trusting only the root the token pins",
+      ).env("IRONMESH_TOKEN_PRINT_INSTALL"),
     );
   addConnectionOptions(command, { serverDefault: true });
   return command.action(async () => {
@@ -91,6 +101,9 @@ function tokenCreateCommand(): Command {
       ...(options.description === undefined ? {} : { description: options.description }),
       ...(options.ttl === undefined ? {} : { ttl: options.ttl }),
     };
+    if (options.printInstall && options.kind !== "join") {
+      throw new InvalidError('Option "--print-install" goes with "--kind join"');
+    }
     let body: Record<string, unknown>;
     if (options.kind === "join") {
       if (options.serviceAccount === undefined) {
@@ -117,14 +130,25 @@ function tokenCreateCommand(): Command {
       }
       body = { kind: "api", role: options.role, ...common };
     }
-    const created = await withClient(
-      command,
-      (client) => client.request<{ token?: unknown }>("POST", "/v1/tokens", { body }),
-    );
-    if (typeof created?.token !== "string") {
-      throw new ServerError(`The server's answer to "POST /v1/tokens" holds no token`, 201);
-    }
-    console.log(created.token);
+    const printed = await withClient(command, async (client) => {
+      const created = await client.request<{ token?: unknown }>("POST", "/v1/tokens", { body });
+      if (typeof created?.token !== "string") {
+        throw new ServerError(`The server's answer to "POST /v1/tokens" holds no token`, 201);
+      }
+      if (!options.printInstall) return created.token;
+      const claims = decodeJoinToken(created.token, systemClock);
+      const server = claims.srv[0];
+      if (server === undefined) {
+        throw new InvalidError(
+          "The join token names no server URL: start the server with --advertise https://HOST:PORT",
+        );
+      }
+      const roots = await client.request<{ roots?: { pem?: unknown }[] }>("GET", "/v1/ca/roots");
+      const pems = (roots?.roots ?? []).flatMap((r) => typeof r.pem === "string" ? [r.pem] : []);
+      const rootPem = await pinnedRootLines(claims, pems);
+      return installLine({ token: created.token, server, rootPem });
+    });
+    console.log(printed);
   });
 }
 

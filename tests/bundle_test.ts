@@ -20,6 +20,7 @@ import {
   projectAbove,
   ROOT,
 } from "../scripts/build.ts";
+import { LAUNCHER } from "../cmd/install_artifacts.ts";
 import { sharedCluster } from "../store/_postgres_testing.ts";
 
 let built: Promise<string> | undefined;
@@ -213,6 +214,18 @@ Deno.test("bundle: server and agent run from ironmesh.js alone in an empty direc
       throw new Error(`Creating a join token failed: ${error}\n${server.output}`);
     }
     assert.equal(typeof join, "string");
+
+    // Run from the bundle, the server hands out that bundle behind the launcher, for any platform.
+    const bundled = await Deno.readFile(`${dir}/${BUNDLE_NAME}`);
+    const served = new Uint8Array(
+      await (await fetch(`http://${info.http}/install/ironmesh-darwin-aarch64`)).arrayBuffer(),
+    );
+    assert.equal(new TextDecoder().decode(served.slice(0, LAUNCHER.length)), LAUNCHER);
+    assert.deepEqual(served.slice(new TextEncoder().encode(LAUNCHER).length), bundled);
+    const sums = await (await fetch(`http://${info.http}/install/SHA256SUMS`)).text();
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", served));
+    const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    assert.match(sums, new RegExp(`^${hex} {2}ironmesh-linux-x86_64$`, "m"));
 
     await Deno.writeTextFile(
       `${dir}/agent.yaml`,

@@ -493,6 +493,7 @@ Deno.test("install.sh: bad arguments fail with a clear message and install nothi
         /--join-token must not contain spaces/,
       ],
       [serverArgs(f, "--base-url", "https://mirror"), /give --binary or --base-url, not both/],
+      [serverArgs(f, "--ca-file", `${f.dir}/ca.pem`), /give --binary or --ca-file, not both/],
       [["server", "--root", f.root, "--base-url", "http://mirror"], /--base-url must be an https/],
     ];
     for (const [args, message] of cases) {
