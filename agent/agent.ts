@@ -36,6 +36,7 @@ import { type ApiResult, ServerApi } from "./server_api.ts";
 import { ClientPool } from "./tls_clients.ts";
 import { sleep, Wakeup } from "./wait.ts";
 import { defaultXdsServer, type XdsRelay } from "./xds_relay.ts";
+import { GrpcFiles } from "./grpc_files.ts";
 import { runDns, runLocalXds, SidecarState, startWithRetry } from "./local_endpoints.ts";
 import { AgentMetrics, type MetricsServer, serveMetrics } from "./metrics.ts";
 
@@ -156,6 +157,26 @@ async function runEnrolled(
       stateWritten ||= ok;
     });
   let relay: XdsRelay | undefined;
+  const grpcFiles = new GrpcFiles({
+    dataDir: options.dataDir,
+    node: node.name,
+    labels: node.labels,
+    refreshIntervalMs: config.proxyless.refreshIntervalMs,
+    ...(config.proxyless.keyGroup !== undefined ? { keyGroup: config.proxyless.keyGroup } : {}),
+  });
+  // Proxyless gRPC apps re-read these files: a renewal or a new bundle reaches them there.
+  const writeGrpcFiles = async (address: HostPort) => {
+    try {
+      await grpcFiles.write(rotation.identity, address);
+      return true;
+    } catch (error) {
+      log.error("Cannot write the gRPC bootstrap and certificate files", {
+        path: grpcFiles.bootstrapPath,
+        error,
+      });
+      return false;
+    }
+  };
   const rotation: CertificateRotation = new CertificateRotation({
     dataDir: options.dataDir,
     api,
@@ -171,6 +192,7 @@ async function runEnrolled(
       } catch (error) {
         log.error("Local xDS endpoint cannot use the new certificate; keeping the old", { error });
       }
+      if (relay) await writeGrpcFiles(relay.address);
       if (stateWritten) await writeState();
     },
   });
@@ -204,6 +226,7 @@ async function runEnrolled(
       started: async (r) => {
         relay = r;
         addresses.xds = formatHostPort(r.address);
+        if (await writeGrpcFiles(r.address)) addresses.grpcBootstrap = grpcFiles.bootstrapPath;
         await writeState();
       },
     }, signal));
@@ -399,6 +422,8 @@ function heartbeatCa(body: unknown): HeartbeatCa | undefined {
 interface LocalAddresses {
   /** The local xDS endpoint. */
   xds?: string;
+  /** The xDS bootstrap of proxyless gRPC apps (`grpc_files.ts`), once written. */
+  grpcBootstrap?: string;
   /** The DNS server (UDP and TCP). */
   dns?: string;
   /** The metrics endpoint. */

@@ -22,6 +22,8 @@ export const DEFAULT_CHECK_TIMEOUT_MS = 1_000;
 export const DEFAULT_DNS_DOMAIN = "ironmesh";
 /** The TTL of the agent's DNS answers by default, in milliseconds. */
 export const DEFAULT_DNS_TTL_MS = 5_000;
+/** How often proxyless gRPC apps re-read their certificate files by default, in milliseconds. */
+export const DEFAULT_GRPC_REFRESH_MS = 5_000;
 /** Where the agent serves xDS to local clients when `localXdsAddr` is not set. */
 export const DEFAULT_LOCAL_XDS_ADDR = "127.0.0.1:15010";
 
@@ -219,6 +221,23 @@ export const agentConfigSchema = z.strictObject({
     ),
   }).prefault({}).transform((d) => ({ domain: d.domain, ttlMs: d.ttl, forward: d.forward }))
     .describe("The agent's DNS server"),
+  proxyless: z.strictObject({
+    keyGroup: z.union([
+      z.number().int().min(0).max(4_294_967_294),
+      z.string().regex(/^[a-z_][a-z0-9_.-]{0,31}\$?$/, "Must be a group name or a numeric gid"),
+    ]).optional().describe(
+      "Group (name or gid) that may read the workload key of grpc-bootstrap.json (mode 0640); default: the agent's user only (0600)",
+    ),
+    refreshInterval: durationSchema({ min: 100, max: 3_600_000 }).default(DEFAULT_GRPC_REFRESH_MS)
+      .describe(
+        "How often proxyless gRPC apps re-read the certificate files (file_watcher refresh_interval); default 5s",
+      ),
+  }).prefault({}).transform((p) => ({
+    ...(p.keyGroup !== undefined ? { keyGroup: p.keyGroup } : {}),
+    refreshIntervalMs: p.refreshInterval,
+  })).describe(
+    "The gRPC xDS bootstrap the agent writes for proxyless gRPC apps (grpc-bootstrap.json)",
+  ),
   node: z.strictObject({
     name: nodeName.optional().describe(
       "Node name (DNS-1123 subdomain, at most 64 characters); default: the host name, lower-cased",

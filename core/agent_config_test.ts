@@ -98,7 +98,19 @@ Deno.test("parseAgentConfig() applies defaults to an empty file", () => {
     services: [],
     upstreams: [],
     dns: { domain: "ironmesh", ttlMs: 5_000, forward: false },
+    proxyless: { refreshIntervalMs: 5_000 },
   });
+});
+
+Deno.test("parseAgentConfig() reads proxyless and refuses a key group that is no group name", () => {
+  assert.deepEqual(
+    parseAgentConfig("proxyless: {keyGroup: grpc-apps, refreshInterval: 1s}", "a.yaml").proxyless,
+    { keyGroup: "grpc-apps", refreshIntervalMs: 1_000 },
+  );
+  assert.throws(
+    () => parseAgentConfig("proxyless: {keyGroup: 'no such/group'}", "a.yaml"),
+    /proxyless\/keyGroup/,
+  );
 });
 
 Deno.test("parseAgentConfig() defaults a service and its check", () => {
