@@ -13,6 +13,10 @@ import { InvalidError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { ServerConfig } from "../core/server_config.ts";
 import { spiffeId } from "../core/spiffe_id.ts";
+import {
+  CERTIFICATE_PROVIDER_METADATA,
+  GRPC_CERTIFICATE_PROVIDER,
+} from "../core/grpc_bootstrap.ts";
 import { isPostgresUrl, openPostgresStore } from "../store/postgres.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
@@ -85,7 +89,14 @@ export function claimedPeer(node: NodeInfo, trustDomain: string): ProxyPeer {
     node: name,
     identity: spiffeId(trustDomain, namespace, "default"),
     kind: proxyKind(node),
+    ...(hasCertificateProvider(node) ? { mtls: true } : {}),
   };
+}
+
+/** The node's bootstrap has the mesh's certificate provider (`core/grpc_bootstrap.ts`). */
+export function hasCertificateProvider(node: NodeInfo): boolean {
+  return proxyKind(node) === "proxyless" &&
+    node.metadata?.[CERTIFICATE_PROVIDER_METADATA] === GRPC_CERTIFICATE_PROVIDER;
 }
 
 /** The short xDS type name for metric labels (`Listener`, `Cluster`, …), a bounded set. */

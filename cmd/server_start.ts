@@ -35,6 +35,7 @@ import {
   advertisedHost,
   claimedPeer,
   ensureAdminToken,
+  hasCertificateProvider,
   issueServingCertificate,
   openAuthority,
   openStore,
@@ -186,7 +187,12 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         const cert = call.getAuthContext().sslPeerCertificate;
         if (!cert) throw new UnauthorizedError("xDS needs the proxy's mesh certificate (mTLS)");
         const principal = identity.authenticate(true, null, cert);
-        return { node: principal.node, identity: principal.identity, kind: proxyKind(node) };
+        return {
+          node: principal.node,
+          identity: principal.identity,
+          kind: proxyKind(node),
+          ...(hasCertificateProvider(node) ? { mtls: true } : {}),
+        };
       },
       events: adsEvents,
     });

@@ -296,6 +296,23 @@ export const nodeRegistrationSchema = z.strictObject({
     }
     inboundPorts.add(port);
   });
+  // A proxyless gRPC server gets one server Listener per port of its host, with the RBAC of
+  // one service (xds/generate/proxyless_security.ts): two services there could not both have theirs.
+  const grpcPorts = new Map<number, string>();
+  reg.instances.forEach((inst, i) => {
+    if (inst.protocol !== "grpc") return;
+    const service = `${inst.service}.${inst.namespace}`;
+    const other = grpcPorts.get(inst.port);
+    if (other !== undefined && other !== service) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["instances", i, "port"],
+        message:
+          `Port ${inst.port} is already the gRPC port of service "${other}" on this node: one gRPC service per port`,
+      });
+    }
+    if (other === undefined) grpcPorts.set(inst.port, service);
+  });
 }).describe("The body of `PUT /v1/nodes/{name}/registration`: the node's whole state");
 /** Parsed {@link nodeRegistrationSchema}. */
 export type NodeRegistration = z.infer<typeof nodeRegistrationSchema>;

@@ -33,3 +33,34 @@ Deno.test("nodeRegistrationSchema refuses an upstream localPort the host already
     ],
   );
 });
+
+// Issue 15: a proxyless gRPC server gets one server Listener per port of its host, with one
+// service's RBAC; two gRPC services on one port of one node could not both have theirs.
+Deno.test("nodeRegistrationSchema refuses two gRPC services on one port of a node", () => {
+  const registration = (instances: unknown[]) =>
+    nodeRegistrationSchema.safeParse({
+      hostname: "vm-1",
+      addresses: ["10.0.0.1"],
+      agentVersion: "test",
+      heartbeatInterval: "5s",
+      instances,
+    });
+  const refused = registration([
+    { id: "a", service: "echo", port: 50051, protocol: "grpc" },
+    { id: "b", service: "echo", port: 50051, protocol: "grpc", namespace: "other" },
+  ]);
+  assert.equal(refused.success, false);
+  assert.deepEqual(refused.error!.issues.map((i) => [i.path.join("/"), i.message]), [[
+    "instances/1/port",
+    'Port 50051 is already the gRPC port of service "echo.default" on this node: one gRPC service per port',
+  ]]);
+  // Two instances of one service, or another protocol on the port, are fine.
+  assert.equal(
+    registration([
+      { id: "a", service: "echo", port: 50051, protocol: "grpc" },
+      { id: "b", service: "echo", port: 50051, protocol: "grpc" },
+      { id: "c", service: "web", port: 50051, protocol: "http2" },
+    ]).success,
+    true,
+  );
+});

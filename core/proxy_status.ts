@@ -26,6 +26,9 @@ export const proxyStatusSchema = z.object({
   node: z.string(),
   identity: z.string().describe("SPIFFE ID from the proxy's certificate"),
   kind: z.enum(["sidecar", "proxyless"]),
+  mtls: z.boolean().optional().describe(
+    "Proxyless only: its bootstrap has the mesh's certificate provider, so it gets mTLS and server Listeners",
+  ),
   connectedAt: z.string(),
   types: z.array(typeStatusSchema),
 }).describe("A connected xDS proxy");

@@ -257,7 +257,7 @@ export class PushPipeline {
     if (peer.kind === "sidecar") return `sidecar|${peer.node}`;
     const namespace = parseSpiffeId(peer.identity)?.namespace ?? "";
     const { region, zone } = this.#started().locality(peer.node);
-    return `proxyless|${namespace}|${region}|${zone}`;
+    return `proxyless|${namespace}|${region}|${zone}${peer.mtls ? "|mtls" : ""}`;
   }
 
   /**
@@ -373,7 +373,13 @@ export class PushPipeline {
     const state = this.#started();
     const locality = state.locality(peer.node);
     return peer.kind === "proxyless"
-      ? { kind: "proxyless", node: peer.node, identity: peer.identity, locality }
+      ? {
+        kind: "proxyless",
+        node: peer.node,
+        identity: peer.identity,
+        locality,
+        ...(peer.mtls ? { mtls: true } : {}),
+      }
       : {
         kind: "sidecar",
         node: peer.node,
@@ -453,7 +459,12 @@ export class PushPipeline {
         const key = this.snapshotKey(s);
         connected.set(key, [...connected.get(key) ?? [], s.id]);
         if (s.kind === "proxyless") {
-          proxyless.set(key, { kind: "proxyless", node: s.node, identity: s.identity });
+          proxyless.set(key, {
+            kind: "proxyless",
+            node: s.node,
+            identity: s.identity,
+            ...(s.mtls ? { mtls: true } : {}),
+          });
         }
       }
     }

@@ -237,13 +237,26 @@ function peers(): ProxyPeer[] {
         identity: `spiffe://${TRUST_DOMAIN}/ns/${ns}/sa/${node}`,
       }))
     ),
+    // Proxyless clients whose bootstrap has the certificate provider: mTLS and server Listeners.
+    ...NAMESPACES.map((ns): ProxyPeer => ({
+      kind: "proxyless",
+      node: "n1",
+      identity: `spiffe://${TRUST_DOMAIN}/ns/${ns}/sa/n1`,
+      mtls: true,
+    })),
   ];
 }
 
 function fromScratch(view: MeshState, peer: ProxyPeer): ProxySnapshot {
   const locality = view.locality(peer.node);
   const request: ProxyRequest = peer.kind === "proxyless"
-    ? { kind: "proxyless", node: peer.node, identity: peer.identity, locality }
+    ? {
+      kind: "proxyless",
+      node: peer.node,
+      identity: peer.identity,
+      locality,
+      ...(peer.mtls ? { mtls: true } : {}),
+    }
     : {
       kind: "sidecar",
       node: peer.node,
@@ -322,7 +335,11 @@ async function run(list: readonly Action[]): Promise<{ step: number; problem: st
     const ignore = () => {};
     switch (a.op) {
       case "register":
-        await registry.register(a.node, nodeRegistrationSchema.parse(a.body), agent).catch(ignore);
+        {
+          // A registration the schema refuses (two gRPC services on one port) never reaches the mesh.
+          const body = nodeRegistrationSchema.safeParse(a.body);
+          if (body.success) await registry.register(a.node, body.data, agent).catch(ignore);
+        }
         return;
       case "check":
         await registry.heartbeat(a.node, {

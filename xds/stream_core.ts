@@ -32,6 +32,8 @@ export interface ProxyPeer {
   node: string;
   identity: string;
   kind: "sidecar" | "proxyless";
+  /** A proxyless client whose bootstrap has the mesh's certificate provider. Default: false. */
+  mtls?: boolean | undefined;
 }
 
 /** Hooks for metrics; reasons and kinds are fixed sets so label values stay bounded. */

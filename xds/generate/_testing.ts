@@ -13,6 +13,7 @@ import { Buffer } from "node:buffer";
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import { parse, stringify } from "yaml";
+import { GRPC_CERTIFICATE_PROVIDER } from "../../core/grpc_bootstrap.ts";
 import {
   type AnyPolicy,
   API_VERSION,
@@ -201,6 +202,9 @@ export async function grpcJsXdsError(
   typeUrl: string,
   bytes: Uint8Array,
 ): Promise<string | undefined> {
+  // grpc-js-xds 1.14 knows the RBAC filter only with this flag, read when it loads; proxyless
+  // servers run with it (`proxyless_security.ts`), and clients never see an RBAC filter.
+  Deno.env.set("GRPC_XDS_EXPERIMENTAL_RBAC", "true");
   const xds = await import("@grpc/grpc-js-xds");
   // The router filter is known to the validator only once the plugin is registered.
   xds.register();
@@ -222,8 +226,10 @@ export async function grpcJsXdsError(
   const load = kinds[typeName];
   if (!load) return `grpc-js-xds does not use ${typeName}`;
   const resourceType = await load();
-  // Only certificate providers are consulted, and only for resources with TLS.
-  const context = { server: {}, bootstrap: { certificateProviders: {} } } as unknown as Parameters<
+  // Only certificate providers are consulted, and only for resources with TLS: the agent's
+  // bootstrap has one (`core/grpc_bootstrap.ts`).
+  const certificateProviders = { [GRPC_CERTIFICATE_PROVIDER]: {} };
+  const context = { server: {}, bootstrap: { certificateProviders } } as unknown as Parameters<
     ReturnType<typeof resourceType.get>["decode"]
   >[0];
   const value = Buffer.from(bytes);

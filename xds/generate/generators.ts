@@ -20,6 +20,7 @@ import {
 } from "./destination.ts";
 import { removesServerHeader, sidecarConnectionManager } from "./connection_manager.ts";
 import { upstreamMtls } from "./envoy.ts";
+import { proxylessMtls, serverListeners, upstreamProviderTls } from "./proxyless_security.ts";
 import type {
   InboundEntry,
   JsonObject,
@@ -259,10 +260,11 @@ function sharedLoadAssignment(
   cluster: ClusterTarget,
   caller: Locality | undefined,
   hostOf: (e: MeshEndpoint) => LbHost | undefined,
+  variant = "",
 ): JsonObject {
   const locality = enabledLocality(push, cluster.namespace, cluster.service);
   const from = caller ?? { region: "", zone: "" };
-  const key = `${kind} endpoints ${cluster.name}` +
+  const key = `${kind}${variant} endpoints ${cluster.name}` +
     (locality ? ` from ${JSON.stringify([from.region, from.zone])}` : "");
   return shared(push, key, () => {
     const hosts = liveEndpoints(push, cluster).flatMap((e) => hostOf(e) ?? []);
@@ -282,10 +284,11 @@ function outboundCluster(
   kind: ProxyKind,
   cluster: ClusterTarget,
   transportSocket: (service: MeshService | undefined) => JsonObject | undefined,
+  variant = "",
 ): JsonObject {
   const { push } = ctx;
   const fallbackMs = ctx.settings.connectTimeoutMs;
-  return shared(push, `${kind} cluster ${cluster.name} ${fallbackMs}`, () => {
+  return shared(push, `${kind}${variant} cluster ${cluster.name} ${fallbackMs}`, () => {
     const service = push.serviceByKey.get(serviceKey(cluster.service, cluster.namespace));
     const port = service?.ports.find((p) => p.port === cluster.port);
     const settings = trafficSettings(
@@ -491,26 +494,52 @@ function proxylessRoutes(ctx: ProxylessContext): Emitted[] {
   }));
 }
 
-/** Plaintext EDS clusters: grpc-js-xds clients dial with insecure channel credentials. */
+/** The server Listeners of the gRPC instances, for proxyless servers (`proxyless_security.ts`). */
+function proxylessServerListeners(ctx: ProxylessContext): Emitted[] {
+  return serverListeners(ctx.push, ctx.push.services, ctx.request).map((body) => ({
+    kind: "listeners",
+    body,
+  }));
+}
+
+/**
+ * EDS clusters: with mesh mTLS (STRICT, and a client that has the
+ * bootstrap's certificate provider) checking the peers' exact SPIFFE IDs,
+ * else plaintext, for `XdsChannelCredentials`' fallback or insecure
+ * channel credentials.
+ */
 function proxylessClusters(ctx: ProxylessContext): Emitted[] {
+  const mtls = proxylessMtls(ctx.push, ctx.request);
+  const trustDomain = mtls ? ctx.push.view.trustDomain : "";
   return ctx.targets.flatMap((t) =>
     t.clusters.map((c): Emitted => ({
       kind: "clusters",
-      body: outboundCluster(ctx, "proxyless", c, () => undefined),
+      body: mtls
+        ? outboundCluster(ctx, "proxyless", c, (service) =>
+          upstreamProviderTls(
+            trustDomain,
+            service ? serviceIdentities(ctx.push, service) : [],
+          ), " mtls")
+        : outboundCluster(ctx, "proxyless", c, () => undefined),
     }))
   );
 }
 
-/** Healthy instances at their app port. */
+/**
+ * Healthy instances at their app port; over mTLS, an instance behind a
+ * sidecar at the sidecar's inbound port, since its app port speaks
+ * plaintext to its sidecar only.
+ */
 function proxylessEndpoints(ctx: ProxylessContext): Emitted[] {
+  const mtls = proxylessMtls(ctx.push, ctx.request);
   return ctx.targets.flatMap((t) =>
     t.clusters.map((c): Emitted => ({
       kind: "endpoints",
       body: sharedLoadAssignment(ctx.push, "proxyless", c, ctx.request.locality, (e) => ({
         address: e.address,
-        port: e.port,
+        port: mtls ? e.inboundPort ?? e.port : e.port,
         locality: e.locality,
-      })),
+      }), mtls ? " mtls" : ""),
     }))
   );
 }
@@ -518,6 +547,7 @@ function proxylessEndpoints(ctx: ProxylessContext): Emitted[] {
 /** The table of contents of a proxyless gRPC client's configuration. */
 export const PROXYLESS_GENERATORS: readonly Generator<ProxylessContext>[] = [
   { name: "api listeners", generate: proxylessListeners },
+  { name: "server listeners", generate: proxylessServerListeners },
   { name: "routes", generate: proxylessRoutes },
   { name: "clusters", generate: proxylessClusters },
   { name: "endpoints", generate: proxylessEndpoints },

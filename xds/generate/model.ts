@@ -123,6 +123,12 @@ export interface ProxylessRequest {
    * snapshot only when they also share a locality.
    */
   locality?: Locality;
+  /**
+   * The client's bootstrap has the mesh's certificate provider (node
+   * metadata, `core/grpc_bootstrap.ts`): in STRICT mode it gets TLS
+   * contexts and server Listeners (`proxyless_security.ts`). Default: false.
+   */
+  mtls?: boolean;
 }
 
 /** Who is asking. */
