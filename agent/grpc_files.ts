@@ -5,7 +5,7 @@
  * names, in `DATA_DIR/grpc/`:
  *
  * - `credentials.pem`: the workload key and certificate chain in one file
- *   (why one: `core/grpc_bootstrap.ts`), mode 0600, or 0640 with the
+ *   (why one file: `core/grpc_bootstrap.ts`), mode 0600, or 0640 with the
  *   configured `proxyless.keyGroup`
  * - `bundle.pem`: the trust bundle, mode 0644
  *

@@ -27,6 +27,15 @@ export const appliedPolicySchema = z.object({
   reason: z.string().describe("Why it applies, in words"),
 }).describe("One policy that applies to a proxy, and why");
 
+/** One part of a policy a proxyless proxy does not honour as written. */
+export const proxylessGapSchema = z.object({
+  kind: z.enum(POLICY_KINDS),
+  namespace: z.string(),
+  name: z.string(),
+  field: z.string().describe('A JSON pointer into the policy\'s spec; `""` for the whole policy'),
+  effect: z.string().describe("What happens instead"),
+}).describe("A part of a policy a proxyless gRPC proxy does not honour as written");
+
 const proxyPoliciesSchema = z.object({
   id: z.string().describe("The stream id when connected, else the node name"),
   node: z.string(),
@@ -34,9 +43,14 @@ const proxyPoliciesSchema = z.object({
   outbound: z.array(serviceRefSchema).describe(
     "Services it sends to: a sidecar's upstreams; for proxyless clients, every service with a gRPC or HTTP/2 port",
   ),
-  inbound: z.array(serviceRefSchema).describe("Services of the instances behind a sidecar"),
+  inbound: z.array(serviceRefSchema).describe(
+    "Services of the instances behind a sidecar; for proxyless, the gRPC services of its node",
+  ),
   policies: z.array(appliedPolicySchema).describe(
     "MeshConfig first, then outbound services, then inbound ones",
+  ),
+  notHonoured: z.array(proxylessGapSchema).optional().describe(
+    "Proxyless only: the parts of those policies gRPC does not apply as written",
   ),
 }).describe("Which policies shape a proxy's configuration, and why");
 
@@ -58,6 +72,7 @@ export const PROXIES = resource({
     ConfigDump: configDumpSchema,
     ServiceRef: serviceRefSchema,
     AppliedPolicy: appliedPolicySchema,
+    ProxylessGap: proxylessGapSchema,
     ProxyPolicies: proxyPoliciesSchema,
   },
   operations: {

@@ -355,7 +355,21 @@ function explainCommand(): Command {
       const body = rows.length === 0
         ? "No policy applies: mesh defaults everywhere."
         : formatTable(["KIND", "NAME", "REVISION", "DIRECTION", "WHY"], rows);
-      print(options.output, result, `${header}\n${body}`);
+      const gaps = result.notHonoured ?? [];
+      const notHonoured = gaps.length === 0
+        ? ""
+        : `\nNot honoured by proxyless gRPC:\n${
+          formatTable(
+            ["KIND", "NAME", "FIELD", "INSTEAD"],
+            gaps.map((g) => [
+              g.kind,
+              g.namespace ? `${g.namespace}/${g.name}` : g.name,
+              g.field || "(all)",
+              g.effect,
+            ]),
+          )
+        }`;
+      print(options.output, result, `${header}\n${body}${notHonoured}`);
     });
   });
 }

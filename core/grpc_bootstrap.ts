@@ -71,9 +71,11 @@ function durationText(ms: number): string {
  * provider, and the server Listener template.
  *
  * Key and certificate are one file, named as both `certificate_file` and
- * `private_key_file`: gRPC reads the two paths one after the other, so two
- * files replaced in turn could be read as a new key with an old
- * certificate; one file replaced by a rename is always a matching pair.
+ * `private_key_file`: two files replaced in turn could be read as a new
+ * key with an old certificate for as long as the agent takes between the
+ * two renames; one file replaced by a rename holds a matching pair in every
+ * read (grpc-js still reads it twice, microseconds apart, so a replacement
+ * between those two reads fails new handshakes until the next refresh).
  * OpenSSL (and Deno's TLS) read the certificates and the key out of the
  * same PEM text by their block types.
  */

@@ -12,7 +12,7 @@ const MAIN = `${ROOT}cmd/main.ts`;
 /** What the server logs when a debug check (`IRONMESH_DEBUG_CHECKS`) finds a bug. */
 const DEBUG_CHECK_FAILED = /Inconsistent xDS snapshot|The mesh view differs from the store/;
 
-/** A child process with its output kept for failure messages. */
+/** A child process (Deno by default) with its output kept for failure messages. */
 export class Proc {
   readonly #child: Deno.ChildProcess;
   readonly #lines: string[] = [];
@@ -20,8 +20,13 @@ export class Proc {
   readonly status: Promise<Deno.CommandStatus>;
   #done = false;
 
-  constructor(readonly name: string, args: string[], env: Record<string, string> = {}) {
-    this.#child = new Deno.Command(Deno.execPath(), {
+  constructor(
+    readonly name: string,
+    args: string[],
+    env: Record<string, string> = {},
+    command: string = Deno.execPath(),
+  ) {
+    this.#child = new Deno.Command(command, {
       args,
       cwd: ROOT,
       env: { NO_COLOR: "1", ...env },

@@ -4,6 +4,7 @@
  * resource, with diffs) and `explain` (which policies apply to a proxy,
  * and why). Both read the mesh view; neither stores nor sends anything.
  */
+import { proxylessGaps } from "../core/policy/proxyless_gaps.ts";
 import { jsonDiff } from "../core/json_diff.ts";
 import {
   explain,
@@ -134,6 +135,8 @@ export function explainProxy(
     }[];
     policies: PolicySet;
     setup: SidecarSetup | undefined;
+    /** Proxyless: the gRPC services with instances on the node, which its proxyless servers serve. */
+    served?: readonly ServiceRef[];
   },
 ): ProxyPolicies | null {
   let services: { outbound: ServiceRef[]; inbound: ServiceRef[] };
@@ -142,7 +145,7 @@ export function explainProxy(
       outbound: mesh.services
         .filter((s) => s.ports.some((p) => p.protocol === "grpc" || p.protocol === "http2"))
         .map((s) => ({ namespace: s.namespace, service: s.name })),
-      inbound: [],
+      inbound: uniqueRefs(mesh.served ?? []),
     };
   } else {
     if (!mesh.setup) return null;
@@ -151,12 +154,14 @@ export function explainProxy(
       inbound: uniqueRefs(mesh.setup.inbound),
     };
   }
+  const index = indexPolicies(mesh.policies);
   return {
     id: target.id,
     node: target.node,
     kind: target.kind,
     ...services,
-    policies: explain(indexPolicies(mesh.policies), services),
+    policies: explain(index, services),
+    ...(target.kind === "proxyless" ? { notHonoured: proxylessGaps(index, services) } : {}),
   };
 }
 

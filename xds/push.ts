@@ -493,9 +493,20 @@ export class PushPipeline {
     if (!state) return null;
     const status = this.#servers.flatMap((s) => s.status()).find((s) => s.id === id);
     const node = status?.node ?? id;
+    const kind = status?.kind ?? "sidecar";
+    // A proxyless proxy also serves: its node's gRPC instances get server Listeners.
+    const served = kind === "proxyless"
+      ? state.view().endpoints.filter((e) => e.node === node && e.protocol === "grpc")
+        .map((e) => ({ namespace: e.namespace, service: e.service }))
+      : [];
     return explainProxy(
-      { id: status?.id ?? node, node, kind: status?.kind ?? "sidecar" },
-      { services: state.services, policies: state.policies, setup: state.sidecars.get(node) },
+      { id: status?.id ?? node, node, kind },
+      {
+        services: state.services,
+        policies: state.policies,
+        setup: state.sidecars.get(node),
+        served,
+      },
     );
   }
 }

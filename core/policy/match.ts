@@ -11,6 +11,7 @@
  * one DestinationPolicy and one RateLimit (validation refuses a second), and
  * any number of AuthorizationPolicies: its own and its namespace's.
  */
+import type { ProxylessGap } from "./proxyless_gaps.ts";
 import type { PolicyKind, PolicySet } from "./model.ts";
 import type { Policy } from "./model.ts";
 
@@ -196,4 +197,6 @@ export interface ProxyPolicies extends ProxyServices {
   node: string;
   kind: "sidecar" | "proxyless";
   policies: AppliedPolicy[];
+  /** Proxyless only: what of those policies it cannot honour (`proxyless_gaps.ts`). */
+  notHonoured?: ProxylessGap[];
 }

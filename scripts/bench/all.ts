@@ -3,7 +3,7 @@
  * server and load never disturb the other's figures.
  *
  *   deno task bench [--quick]                 registry heartbeats, then CA issuance
- *   deno task bench --only heartbeat|ca|xds|dns|codec ARGS  one of them, with its own options
+ *   deno task bench --only heartbeat|ca|xds|dns|codec|proxyless|proxyless-push ARGS  one of them
  */
 const BENCHES = {
   heartbeat: new URL("./main.ts", import.meta.url).pathname,
@@ -11,6 +11,8 @@ const BENCHES = {
   xds: new URL("./xds.ts", import.meta.url).pathname,
   dns: new URL("./dns.ts", import.meta.url).pathname,
   codec: new URL("./codec.ts", import.meta.url).pathname,
+  proxyless: new URL("./proxyless.ts", import.meta.url).pathname,
+  "proxyless-push": new URL("./proxyless_push.ts", import.meta.url).pathname,
 } as const;
 
 async function run(file: string, args: string[]): Promise<number> {

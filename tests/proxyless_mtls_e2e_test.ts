@@ -1,0 +1,295 @@
+/**
+ * Issue 15: proxyless gRPC secured with mesh mTLS and AuthorizationPolicy,
+ * proven with the independent xDS implementation. The real server, a real
+ * agent that writes `grpc-bootstrap.json`, and `@grpc/grpc-js-xds` 1.14's
+ * `XdsServer` and `XdsChannelCredentials` as separate Node.js processes
+ * (`proxyless_peer.mjs`, which says why Node) using that bootstrap.
+ */
+import assert from "node:assert/strict";
+import { createServer } from "node:net";
+// Loaded for its side effect: Deno sets up node_modules, where the Node.js peers find it.
+import "@grpc/grpc-js-xds";
+import { Proc, ROOT, runCli, ServerProc, startAgent, tempDir, waitFor } from "./harness.ts";
+
+const NS = "default";
+const API_VERSION = "ironmesh.io/v1";
+
+/** A port free now on every interface (the XdsServer binds it on all of them). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface CallLine {
+  code: number;
+  reply: string;
+  at: number;
+}
+
+/** The call lines a `client` peer printed after `since` (ms since the epoch). */
+function callsSince(proc: Proc, since: number): CallLine[] {
+  return proc.output.split("\n").flatMap((line) => {
+    if (!line.startsWith("{")) return [];
+    const parsed = JSON.parse(line) as CallLine;
+    return parsed.at > since ? [parsed] : [];
+  });
+}
+
+/**
+ * Waits until the last `n` calls since `since` all have `code` (and, if
+ * given, a reply matching `reply`); returns the time the wait ended.
+ */
+async function settlesTo(
+  proc: Proc,
+  what: string,
+  code: number,
+  options: { since?: number; n?: number; reply?: RegExp; timeoutMs?: number } = {},
+): Promise<number> {
+  const since = options.since ?? Date.now();
+  const n = options.n ?? 5;
+  await waitFor(what, () => {
+    const last = callsSince(proc, since).slice(-n);
+    return last.length === n &&
+      last.every((c) => c.code === code && (options.reply?.test(c.reply) ?? true));
+  }, options.timeoutMs ?? 15_000).catch((error) => {
+    const tail = proc.output.split("\n").slice(-5).join("\n");
+    throw new Error(`${(error as Error).message}; ${proc.name} printed last:\n${tail}`, {
+      cause: error,
+    });
+  });
+  return Date.now();
+}
+
+/** A proxyless peer (`proxyless_peer.mjs`) under Node.js, with the agent's bootstrap. */
+function peer(name: string, args: string[], bootstrap: string): Proc {
+  return new Proc(name, [`${ROOT}tests/proxyless_peer.mjs`, ...args], {
+    GRPC_XDS_BOOTSTRAP: bootstrap,
+    GRPC_XDS_EXPERIMENTAL_RBAC: "true",
+  }, "node");
+}
+
+Deno.test("proxyless gRPC over mesh mTLS: SPIFFE IDs, STRICT and PERMISSIVE, AuthorizationPolicy DENY and ALLOW", async () => {
+  const dir = await tempDir("proxyless-mtls");
+  const server = await ServerProc.start(dir, ["--push-debounce", "20ms"]);
+  const info = JSON.parse(await Deno.readTextFile(`${dir}/server.json`));
+  const port = await freePort();
+  const procs: Proc[] = [];
+  const agent = await startAgent(
+    "vm-a",
+    server,
+    `
+node: {name: vm-a, address: 127.0.0.1}
+heartbeat: {interval: 1s}
+proxyless: {refreshInterval: 1s}
+services:
+  - {name: echo, port: ${port}, protocol: grpc}
+`,
+    {
+      joinToken: await server.joinToken(),
+      extraArgs: ["--xds-server", info.grpc, "--local-xds-addr", "127.0.0.1:0"],
+    },
+  );
+  procs.push(agent.proc);
+  try {
+    const state = await waitFor("agent.json with grpcBootstrap", async () => {
+      const s = JSON.parse(await Deno.readTextFile(`${agent.dataDir}/agent.json`));
+      return typeof s.grpcBootstrap === "string" ? s : undefined;
+    });
+    const bootstrap: string = state.grpcBootstrap;
+    const identity: string = state.certificate.identity;
+    await waitFor(
+      "echo@vm-a registered",
+      async () => (await server.instance("echo@vm-a")) !== null,
+    );
+
+    // The server binds 0.0.0.0:<port>: it serves once its server Listener came over xDS.
+    const echo = peer("proxyless server", ["server", `0.0.0.0:${port}`], bootstrap);
+    procs.push(echo);
+    await echo.waitForLine(/^serving \d+/, 20_000);
+
+    // mTLS: the call succeeds and the server sees the client's SPIFFE ID.
+    const client = peer("proxyless client", ["client", `xds:///echo.${NS}`], bootstrap);
+    procs.push(client);
+    await settlesTo(client, "mTLS calls that carry the client's SPIFFE ID", 0, {
+      reply: new RegExp(`URI:${identity.replaceAll(".", "\\.")}`),
+      timeoutMs: 20_000,
+    });
+
+    // STRICT: a plaintext client from outside the mesh is refused.
+    const plain = peer("plaintext client", ["client", `127.0.0.1:${port}`], bootstrap);
+    procs.push(plain);
+    await settlesTo(plain, "plaintext calls refused in STRICT", 14);
+    // Stopped, so its reconnection backoff (which grows with every refusal) cannot slow the end.
+    await plain.stop("SIGKILL");
+
+    // A DENY of the client's identity turns its calls into PERMISSION_DENIED; removing it restores them.
+    const policy = (name: string, spec: Record<string, unknown>) =>
+      server.api("PUT", `/v1/policies/authorizationpolicy/${NS}/${name}`, {
+        body: { apiVersion: API_VERSION, kind: "AuthorizationPolicy", metadata: { name }, spec },
+      });
+    const deny = await policy("deny-client", {
+      service: "echo",
+      action: "DENY",
+      rules: [{ from: [{ identities: [identity] }] }],
+    });
+    assert.ok([200, 201].includes(deny.status), JSON.stringify(deny.body));
+    const deniedAt = Date.now();
+    const denied = await settlesTo(client, "PERMISSION_DENIED after the DENY", 7, {
+      since: deniedAt,
+    });
+    console.log(`DENY reached the proxyless server in <= ${denied - deniedAt} ms`);
+    assert.equal(
+      (await server.api("DELETE", `/v1/policies/authorizationpolicy/${NS}/deny-client`)).status,
+      200,
+    );
+    await settlesTo(client, "calls restored once the DENY is gone", 0);
+
+    // ALLOW on method paths: the echo method is allowed, so calls go through ...
+    const allow = (paths: string[]) =>
+      policy("allow-methods", {
+        service: "echo",
+        action: "ALLOW",
+        rules: [{ from: [{ namespaces: [NS] }], to: [{ paths }] }],
+      });
+    assert.ok([200, 201].includes((await allow(["/ironmesh.test.Echo/Call"])).status));
+    await settlesTo(client, "calls to an allowed method", 0, { since: Date.now() + 500 });
+    // ... and an ALLOW naming only another method denies it.
+    assert.equal((await allow(["/ironmesh.test.Echo/Other"])).status, 200);
+    await settlesTo(client, "PERMISSION_DENIED for a method no ALLOW names", 7);
+    assert.ok([200, 201].includes((await allow(["/ironmesh.test.Echo/*"])).status));
+    await settlesTo(client, "calls under an allowed prefix", 0);
+
+    // PERMISSIVE: plaintext is served, to the client from outside and to the mesh client alike.
+    const mesh = await server.api("PUT", "/v1/policies/meshconfig/mesh", {
+      body: {
+        apiVersion: API_VERSION,
+        kind: "MeshConfig",
+        metadata: { name: "mesh" },
+        spec: { mtls: { mode: "PERMISSIVE" } },
+      },
+    });
+    assert.ok([200, 201].includes(mesh.status), JSON.stringify(mesh.body));
+    // The ALLOW above names namespaces, which a caller without a certificate cannot prove.
+    assert.equal(
+      (await server.api("DELETE", `/v1/policies/authorizationpolicy/${NS}/allow-methods`)).status,
+      200,
+    );
+    const plainAgain = peer("plaintext client", ["client", `127.0.0.1:${port}`], bootstrap);
+    procs.push(plainAgain);
+    await settlesTo(plainAgain, "plaintext calls served in PERMISSIVE", 0, {
+      reply: /^plaintext$/,
+    });
+    await settlesTo(client, "the mesh client served in PERMISSIVE", 0);
+
+    // What a proxyless proxy cannot honour is said: a RateLimit of the service it serves, and
+    // PERMISSIVE meaning plaintext.
+    const limit = await server.api("PUT", `/v1/policies/ratelimit/${NS}/echo`, {
+      body: {
+        apiVersion: API_VERSION,
+        kind: "RateLimit",
+        metadata: { name: "echo" },
+        spec: { service: "echo", limit: { requests: 100, per: "1s" } },
+      },
+    });
+    assert.equal(limit.status, 201, JSON.stringify(limit.body));
+    const proxies = (await server.api("GET", "/v1/proxies")).body.items as {
+      id: string;
+      kind: string;
+      mtls?: boolean;
+    }[];
+    const proxyless = proxies.find((p) => p.kind === "proxyless" && p.mtls);
+    assert.ok(proxyless, JSON.stringify(proxies));
+    const explained = await server.api(
+      "GET",
+      `/v1/proxies/${encodeURIComponent(proxyless.id)}/policies`,
+    );
+    assert.equal(explained.status, 200, JSON.stringify(explained.body));
+    assert.deepEqual(explained.body.inbound, [{ namespace: NS, service: "echo" }]);
+    assert.deepEqual(
+      explained.body.notHonoured.map((g: { kind: string; field: string }) =>
+        `${g.kind} ${g.field}`
+      ),
+      ["MeshConfig /mtls/mode", "RateLimit "],
+    );
+  } finally {
+    for (const p of procs.reverse()) await p.stop("SIGKILL");
+    await server.proc.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.remove(agent.dataDir, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("proxyless gRPC over mesh mTLS: a root rotation and 4 s leaves under continuous calls, 0 failed", async () => {
+  const dir = await tempDir("proxyless-rotation");
+  const server = await ServerProc.start(dir, [
+    "--push-debounce",
+    "20ms",
+    "--leaf-ttl",
+    "4s",
+    "--max-leaf-ttl",
+    "4s",
+  ]);
+  const info = JSON.parse(await Deno.readTextFile(`${dir}/server.json`));
+  const port = await freePort();
+  const procs: Proc[] = [];
+  const agent = await startAgent(
+    "vm-r",
+    server,
+    `
+node: {name: vm-r, address: 127.0.0.1}
+heartbeat: {interval: 1s}
+proxyless: {refreshInterval: 200ms}
+services:
+  - {name: echo, port: ${port}, protocol: grpc}
+`,
+    {
+      joinToken: await server.joinToken(),
+      extraArgs: ["--xds-server", info.grpc, "--local-xds-addr", "127.0.0.1:0"],
+    },
+  );
+  procs.push(agent.proc);
+  try {
+    const state = await waitFor("agent.json with grpcBootstrap", async () => {
+      const s = JSON.parse(await Deno.readTextFile(`${agent.dataDir}/agent.json`));
+      return typeof s.grpcBootstrap === "string" ? s : undefined;
+    });
+    const bootstrap: string = state.grpcBootstrap;
+    const echo = peer("proxyless server", ["server", `0.0.0.0:${port}`], bootstrap);
+    procs.push(echo);
+    await echo.waitForLine(/^serving \d+/, 20_000);
+    const client = peer("proxyless client", ["client", `xds:///echo.${NS}`], bootstrap);
+    procs.push(client);
+    const first = await settlesTo(client, "mTLS calls", 0, { timeoutMs: 20_000 });
+
+    const credentials = `${agent.dataDir}/grpc/credentials.pem`;
+    const before = await Deno.readTextFile(credentials);
+    const env = { IRONMESH_SERVER: server.url, IRONMESH_TOKEN: server.adminToken };
+    const oldRoot = (await server.api("GET", "/v1/ca/status")).body.signingRoot;
+    const rotate = await runCli(["ca", "rotate"], env);
+    assert.equal(rotate.code, 0, rotate.stderr);
+    await waitFor("rotation complete", async () => {
+      const status = (await server.api("GET", "/v1/ca/status")).body;
+      return status.stage === "steady" && status.signingRoot !== oldRoot;
+    }, 60_000);
+    // Leaves of the new root only, renewed several times: calls on fresh connections still work.
+    await new Promise((r) => setTimeout(r, 6_000));
+    const last = await settlesTo(client, "mTLS calls after the rotation", 0);
+    assert.notEqual(await Deno.readTextFile(credentials), before, "the files were rewritten");
+
+    const calls = callsSince(client, first).filter((c) => c.at <= last);
+    const failed = calls.filter((c) => c.code !== 0);
+    assert.ok(calls.length > 100, `${calls.length} calls`);
+    assert.deepEqual(failed.slice(0, 3), [], `${failed.length} of ${calls.length} calls failed`);
+  } finally {
+    for (const p of procs.reverse()) await p.stop("SIGKILL");
+    await server.proc.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await Deno.remove(agent.dataDir, { recursive: true }).catch(() => {});
+  }
+});
