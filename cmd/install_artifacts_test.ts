@@ -47,8 +47,9 @@ Deno.test("LAUNCHER runs a bundle as a program with its arguments", async () => 
     await Deno.writeTextFile(file, LAUNCHER + "console.log(JSON.stringify(Deno.args));\n", {
       mode: 0o755,
     });
-    const out = await new Deno.Command(file, {
-      args: ["agent", "a b"],
+    // Through sh: a file this process just wrote can be "busy" (ETXTBSY) while others fork.
+    const out = await new Deno.Command("sh", {
+      args: [file, "agent", "a b"],
       cwd: dir,
       env: { IRONMESH_DENO: Deno.execPath() },
     }).output();

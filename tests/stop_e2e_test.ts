@@ -86,7 +86,10 @@ Deno.test("the installed launcher execs Deno: its process is the program's", asy
         `  console.log("SIGTERM");\n  Deno.exit(0);\n});\nsetInterval(() => {}, 1000);\n`,
       { mode: 0o755 },
     );
-    const child = new Deno.Command(file, {
+    // Through sh rather than exec'd directly: a file this process just wrote can be "busy"
+    // (ETXTBSY) while parallel tests fork. sh runs the launcher, whose exec replaces sh.
+    const child = new Deno.Command("sh", {
+      args: [file],
       env: { IRONMESH_DENO: Deno.execPath() },
       stdout: "piped",
       stdin: "null",
