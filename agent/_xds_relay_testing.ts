@@ -9,6 +9,7 @@
  * They speak protobuf through the strict codec (`xds/proto/codec.ts`), which
  * the test passes in: only test files may reach into the `xds` layer.
  */
+import { CDS_TYPE_URL, EDS_TYPE_URL, LDS_TYPE_URL, SDS_TYPE_URL } from "../core/xds_type_urls.ts";
 import * as grpc from "@grpc/grpc-js";
 import type { TestCa } from "./_tls_server_testing.ts";
 import type { TlsMaterial } from "./tls_clients.ts";
@@ -23,10 +24,10 @@ export interface StrictCodec {
 }
 const raw = (b: Buffer) => b;
 
-export const LDS = "type.googleapis.com/envoy.config.listener.v3.Listener";
-export const CDS = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-export const EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-export const SDS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+export const LDS = LDS_TYPE_URL;
+export const CDS = CDS_TYPE_URL;
+export const EDS = EDS_TYPE_URL;
+export const SDS = SDS_TYPE_URL;
 const REQUEST = "envoy.service.discovery.v3.DiscoveryRequest";
 const RESPONSE = "envoy.service.discovery.v3.DiscoveryResponse";
 const DELTA_REQUEST = "envoy.service.discovery.v3.DeltaDiscoveryRequest";

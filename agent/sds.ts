@@ -21,11 +21,8 @@
  * `core/workload_secret.ts`.
  */
 import { WORKLOAD_CERT_SECRET } from "../core/sds_names.ts";
-import {
-  SDS_TYPE_URL,
-  tlsCertificateSecret,
-  type WorkloadCertificate,
-} from "../core/workload_secret.ts";
+import { tlsCertificateSecret, type WorkloadCertificate } from "../core/workload_secret.ts";
+import { SDS_TYPE_URL } from "../core/xds_type_urls.ts";
 
 /** A resource the agent serves itself, never asked of the server. */
 export interface LocalResource {

@@ -3,11 +3,8 @@ import assert from "node:assert/strict";
 // Envoy's own descriptor.
 import { decodeStrict, encodeStrict } from "../xds/proto/codec.ts";
 import { violations } from "../xds/proto/validate.ts";
-import {
-  SDS_TYPE_URL,
-  tlsCertificateSecret,
-  workloadCertificate,
-} from "../core/workload_secret.ts";
+import { tlsCertificateSecret, workloadCertificate } from "../core/workload_secret.ts";
+import { SDS_TYPE_URL } from "../core/xds_type_urls.ts";
 import { isLocalResource, LocalResources } from "./sds.ts";
 import { encodeSotwResponse } from "./xds_relay_wire.ts";
 

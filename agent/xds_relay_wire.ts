@@ -27,6 +27,7 @@
  *   field 1 (`cluster_name` for ClusterLoadAssignment).
  */
 import protobuf from "protobufjs";
+import { CDS_TYPE_URL, LDS_TYPE_URL, RESOURCE_WRAPPER_TYPE_URL } from "../core/xds_type_urls.ts";
 
 /** The wire types used here. */
 const VARINT = 0;
@@ -37,13 +38,7 @@ const tag = (field: number, wireType: number) => (field << 3 | wireType) >>> 0;
  * The types whose empty subscription means "all of them" (a wildcard):
  * listeners and clusters, as in the xDS protocol.
  */
-export const WILDCARD_TYPE_URLS: ReadonlySet<string> = new Set([
-  "type.googleapis.com/envoy.config.listener.v3.Listener",
-  "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-]);
-
-/** The type URL of a resource wrapped in `envoy.service.discovery.v3.Resource` (for TTLs). */
-export const RESOURCE_WRAPPER_TYPE_URL = "type.googleapis.com/envoy.service.discovery.v3.Resource";
+export const WILDCARD_TYPE_URLS: ReadonlySet<string> = new Set([LDS_TYPE_URL, CDS_TYPE_URL]);
 
 /** A NACK's reason: `google.rpc.Status`. */
 export interface ErrorDetail {

@@ -6,6 +6,7 @@
 import type { HostPort } from "./address.ts";
 import type { Labels } from "./labels.ts";
 import { MAX_RE2_PROGRAM_SIZE } from "./policy/re2_program_size.ts";
+import { typeUrl } from "./xds_type_urls.ts";
 
 /** Envoy's admin interface: loopback only, the port Istio's sidecars use. */
 export const ENVOY_ADMIN = { host: "127.0.0.1", port: 15000 } as const;
@@ -66,7 +67,7 @@ export function envoyBootstrap(params: BootstrapParams): Record<string, unknown>
         },
         typed_extension_protocol_options: {
           "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "@type": typeUrl("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
             explicit_http_config: { http2_protocol_options: {} },
           },
         },

@@ -11,9 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import protobuf from "protobufjs";
-
-/** The type URL of SDS resources. */
-export const SDS_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+import { SDS_TYPE_URL } from "./xds_type_urls.ts";
 
 /** The wire type of strings, bytes and messages. */
 const LEN = 2;

@@ -3,6 +3,7 @@
  * protobuf type names, config sources, filters and TLS contexts. Every object
  * is snake_case JSON as Envoy's protobufs define it.
  */
+import { typeUrl } from "../../core/xds_type_urls.ts";
 import type { JsonObject } from "./model.ts";
 import { ROOT_CA_SECRET, WORKLOAD_CERT_SECRET } from "./names.ts";
 
@@ -28,13 +29,8 @@ export const TYPE = {
   previousHosts: "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
 } as const;
 
-/** The prefix of every type URL. */
-export const TYPE_URL_PREFIX = "type.googleapis.com/";
-
-/** `type.googleapis.com/<typeName>`. */
-export function typeUrl(typeName: string): string {
-  return TYPE_URL_PREFIX + typeName;
-}
+// The type URL helpers live in core/ beside the resource type URLs, so the agent shares them.
+export { TYPE_URL_PREFIX, typeUrl } from "../../core/xds_type_urls.ts";
 
 /** A `google.protobuf.Any` in JSON form: the message's fields next to its `@type`. */
 export function anyOf(typeName: string, fields: JsonObject): JsonObject {

@@ -60,48 +60,54 @@
  * @module
  */
 import protobuf from "protobufjs";
+import { typeUrl } from "../../core/xds_type_urls.ts";
 import descriptor from "./envoy_descriptor.json" with { type: "json" };
+import {
+  bare,
+  childPointer,
+  describe,
+  hasOwn,
+  invalid,
+  isPlainObject,
+  type ProtoJson,
+  ProtoSchemaError,
+  setOwn,
+  type Site,
+  where,
+} from "./site.ts";
+import {
+  enumValue,
+  fromLong64,
+  fromScalar,
+  INT64,
+  isDefault,
+  scalarDefault,
+  scalarValue,
+  toBase64,
+  UINT64,
+} from "./scalars.ts";
+import {
+  durationValue,
+  fromDuration,
+  fromTimestamp,
+  JSON_WKT,
+  jsonToList,
+  jsonToStruct,
+  jsonToValue,
+  listToJson,
+  structToJson,
+  timestampValue,
+  valueToJson,
+  WRAPPERS,
+} from "./well_known.ts";
 
-/** A message as a plain object keyed by proto field names. */
-export type ProtoJson = Record<string, unknown>;
+export { type ProtoJson, ProtoSchemaError } from "./site.ts";
 
 /** An `Any` whose payload is already encoded, as {@link packAny} makes it. */
 export interface PackedAny {
   type_url: string;
   value: Uint8Array;
 }
-
-/** An object that does not fit the schema; thrown by {@link encodeStrict} and {@link decodeStrict}. */
-export class ProtoSchemaError extends Error {
-  override readonly name = "ProtoSchemaError";
-  /**
-   * @param message What is wrong and where.
-   * @param pointer JSON pointer (RFC 6901) of the message holding the problem; `""` is the top.
-   * @param typeName Full name of that message's type.
-   */
-  constructor(message: string, readonly pointer: string, readonly typeName: string) {
-    super(message);
-  }
-}
-
-/** The prefix Envoy and gRPC use for every type URL. */
-export const TYPE_URL_PREFIX = "type.googleapis.com/";
-
-/** `type.googleapis.com/<name>`: the type URL of a message type. */
-export function typeUrl(typeName: string): string {
-  return TYPE_URL_PREFIX + typeName;
-}
-
-/** Listener Discovery Service resources (`envoy.config.listener.v3.Listener`). */
-export const LDS_TYPE_URL = typeUrl("envoy.config.listener.v3.Listener");
-/** Route Discovery Service resources (`envoy.config.route.v3.RouteConfiguration`). */
-export const RDS_TYPE_URL = typeUrl("envoy.config.route.v3.RouteConfiguration");
-/** Cluster Discovery Service resources (`envoy.config.cluster.v3.Cluster`). */
-export const CDS_TYPE_URL = typeUrl("envoy.config.cluster.v3.Cluster");
-/** Endpoint Discovery Service resources (`envoy.config.endpoint.v3.ClusterLoadAssignment`). */
-export const EDS_TYPE_URL = typeUrl("envoy.config.endpoint.v3.ClusterLoadAssignment");
-/** Secret Discovery Service resources (`envoy.extensions.transport_sockets.tls.v3.Secret`). */
-export const SDS_TYPE_URL = typeUrl("envoy.extensions.transport_sockets.tls.v3.Secret");
 
 const root = protobuf.Root.fromJSON(descriptor as protobuf.INamespace);
 const types = new Map<string, protobuf.Type>();
@@ -168,380 +174,7 @@ export function packAny(typeName: string, bytes: Uint8Array): PackedAny {
 }
 
 // ---------------------------------------------------------------------------
-// Errors
-
-/** Where a value sits: the field `label` of the message at `pointer`, whose type is `owner`. */
-interface Site {
-  pointer: string;
-  owner: string;
-  /** The field, with `[i]` or `["key"]` for an element; `null` for the top-level value. */
-  label: string | null;
-}
-
-function bare(type: protobuf.ReflectionObject): string {
-  return type.fullName.slice(1);
-}
-
-function where(pointer: string, owner: string): string {
-  return `at ${pointer === "" ? "/" : pointer} (${owner})`;
-}
-
-function invalid(site: Site, detail: string): ProtoSchemaError {
-  const subject = site.label === null ? "Invalid value" : `Invalid value for field "${site.label}"`;
-  return new ProtoSchemaError(
-    `${subject} ${where(site.pointer, site.owner)}: ${detail}`,
-    site.pointer,
-    site.owner,
-  );
-}
-
-function describe(value: unknown): string {
-  if (value === null || value === undefined) return String(value);
-  if (Array.isArray(value)) return "an array";
-  if (value instanceof Uint8Array) return "bytes";
-  if (typeof value === "string") {
-    return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  }
-  if (typeof value === "object") return "an object";
-  if (typeof value === "bigint") return `${value}n`;
-  return String(value);
-}
-
-function childPointer(pointer: string, key: string | number): string {
-  return `${pointer}/${String(key).replaceAll("~", "~0").replaceAll("/", "~1")}`;
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  if (typeof value !== "object" || value === null) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
-}
-
-function hasOwn(object: object, key: string): boolean {
-  return Object.prototype.hasOwnProperty.call(object, key);
-}
-
-/** Sets a key even when it is `__proto__`, which plain assignment would treat as the prototype. */
-function setOwn(object: Record<string, unknown>, key: string, value: unknown): void {
-  Object.defineProperty(object, key, {
-    value,
-    enumerable: true,
-    writable: true,
-    configurable: true,
-  });
-}
-
-// ---------------------------------------------------------------------------
-// Scalars
-
-const INT32 = new Set(["int32", "sint32", "sfixed32"]);
-const UINT32 = new Set(["uint32", "fixed32"]);
-const INT64 = new Set(["int64", "sint64", "sfixed64"]);
-const UINT64 = new Set(["uint64", "fixed64"]);
-
-/** A 64-bit value as protobufjs' writer takes it: a number, or `{low, high}` beyond 2^53. */
-type Long64 = number | { low: number; high: number };
-
-function toLong64(value: bigint): Long64 {
-  if (value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER)) {
-    return Number(value);
-  }
-  const bits = BigInt.asUintN(64, value);
-  return { low: Number(bits & 0xffffffffn) | 0, high: Number(bits >> 32n) | 0 };
-}
-
-function int64Value(type: string, value: unknown, site: Site): Long64 {
-  const unsigned = UINT64.has(type);
-  const [min, max] = unsigned ? [0n, 2n ** 64n - 1n] : [-(2n ** 63n), 2n ** 63n - 1n];
-  let big: bigint | undefined;
-  if (typeof value === "number" && Number.isSafeInteger(value)) big = BigInt(value);
-  if (typeof value === "string" && /^-?(0|[1-9][0-9]*)$/.test(value)) big = BigInt(value);
-  if (big === undefined || big < min || big > max) {
-    throw invalid(
-      site,
-      `expected ${type} (a safe integer or a decimal string), got ${describe(value)}`,
-    );
-  }
-  return toLong64(big);
-}
-
-function fromLong64(value: unknown, unsigned: boolean): number | string {
-  if (typeof value === "number") return value;
-  const { low, high } = value as { low: number; high: number };
-  const bits = (BigInt(high >>> 0) << 32n) | BigInt(low >>> 0);
-  const big = unsigned ? bits : BigInt.asIntN(64, bits);
-  return big >= BigInt(Number.MIN_SAFE_INTEGER) && big <= BigInt(Number.MAX_SAFE_INTEGER)
-    ? Number(big)
-    : big.toString();
-}
-
-const BASE64 = /^(?:[A-Za-z0-9+/]*|[A-Za-z0-9_-]*)={0,2}$/;
-
-function bytesValue(value: unknown, site: Site): Uint8Array {
-  if (value instanceof Uint8Array) return value;
-  if (typeof value === "string" && BASE64.test(value)) {
-    const unpadded = value.replace(/=+$/, "");
-    const padded = value.length !== unpadded.length;
-    if (unpadded.length % 4 !== 1 && (!padded || value.length % 4 === 0)) {
-      const text = unpadded.replaceAll("-", "+").replaceAll("_", "/");
-      const out = new Uint8Array(protobuf.util.base64.length(text));
-      const n = protobuf.util.base64.decode(text, out, 0);
-      return out.subarray(0, n);
-    }
-  }
-  throw invalid(site, `expected bytes (a Uint8Array or a base64 string), got ${describe(value)}`);
-}
-
-function toBase64(bytes: Uint8Array): string {
-  return protobuf.util.base64.encode(bytes, 0, bytes.length);
-}
-
-/** The shortest decimal that rounds to the same 32-bit float. */
-function shortestFloat(value: number): number {
-  if (!Number.isFinite(value)) return value;
-  for (let digits = 1; digits < 10; digits++) {
-    const candidate = Number(value.toPrecision(digits));
-    if (Math.fround(candidate) === value) return candidate;
-  }
-  return value;
-}
-
-function scalarValue(type: string, value: unknown, site: Site): unknown {
-  const fail = (): never => {
-    throw invalid(site, `expected ${type}, got ${describe(value)}`);
-  };
-  if (INT32.has(type)) {
-    if (
-      !Number.isInteger(value) || (value as number) < -(2 ** 31) || (value as number) >= 2 ** 31
-    ) {
-      fail();
-    }
-    return value;
-  }
-  if (UINT32.has(type)) {
-    if (!Number.isInteger(value) || (value as number) < 0 || (value as number) >= 2 ** 32) fail();
-    return value;
-  }
-  if (INT64.has(type) || UINT64.has(type)) return int64Value(type, value, site);
-  switch (type) {
-    case "double":
-    case "float":
-      if (typeof value !== "number") fail();
-      return value;
-    case "bool":
-      if (typeof value !== "boolean") fail();
-      return value;
-    case "string":
-      if (typeof value !== "string") fail();
-      return value;
-    case "bytes":
-      return bytesValue(value, site);
-  }
-  throw new Error(`Unsupported scalar type "${type}"`);
-}
-
-function fromScalar(type: string, value: unknown): unknown {
-  if (INT64.has(type) || UINT64.has(type)) return fromLong64(value, UINT64.has(type));
-  if (type === "float") return shortestFloat(value as number);
-  if (type === "bytes") return toBase64(value as Uint8Array);
-  return value;
-}
-
-function scalarDefault(type: string): unknown {
-  if (type === "bool") return false;
-  if (type === "string" || type === "bytes") return "";
-  return 0;
-}
-
-function isDefault(value: unknown): boolean {
-  return value === 0 || value === "" || value === false ||
-    (value instanceof Uint8Array && value.length === 0);
-}
-
-function enumValue(type: protobuf.Enum, value: unknown, site: Site): number {
-  if (typeof value === "string" && hasOwn(type.values, value)) return type.values[value]!;
-  if (typeof value === "number" && type.valuesById[value] !== undefined) return value;
-  throw invalid(site, `${describe(value)} is not a value of enum ${bare(type)}`);
-}
-
-// ---------------------------------------------------------------------------
-// Well-known types with a JSON form of their own
-
-const WRAPPERS = new Set(
-  ["Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes"].map((t) =>
-    `.google.protobuf.${t}Value`
-  ),
-);
-const JSON_WKT = new Set([
-  ...WRAPPERS,
-  ".google.protobuf.Any",
-  ".google.protobuf.Duration",
-  ".google.protobuf.Timestamp",
-  ".google.protobuf.Struct",
-  ".google.protobuf.Value",
-  ".google.protobuf.ListValue",
-]);
-
-/** ±10,000 years, the range the Duration type allows. */
-const MAX_DURATION_SECONDS = 315_576_000_000;
-const DURATION = /^(-)?([0-9]+)(?:\.([0-9]{1,9}))?s$/;
-
-function durationValue(
-  type: protobuf.Type,
-  value: unknown,
-  site: Site,
-  pointer: string,
-): ProtoJson {
-  let seconds: number;
-  let nanos: number;
-  if (typeof value === "string") {
-    const match = DURATION.exec(value);
-    if (match === null) {
-      throw invalid(site, `expected a duration such as "5s" or "0.250s", got ${describe(value)}`);
-    }
-    const sign = match[1] === undefined ? 1 : -1;
-    seconds = sign * Number(match[2]);
-    nanos = sign * Number((match[3] ?? "").padEnd(9, "0"));
-  } else {
-    const fields = toFields(type, value, site, pointer);
-    seconds = Number(fields.seconds ?? 0);
-    nanos = Number(fields.nanos ?? 0);
-    if (typeof fields.seconds === "object" || Math.abs(nanos) > 999_999_999) seconds = Infinity;
-    if ((seconds > 0 && nanos < 0) || (seconds < 0 && nanos > 0)) {
-      throw invalid(site, "seconds and nanos must have the same sign");
-    }
-  }
-  if (Math.abs(seconds) > MAX_DURATION_SECONDS) {
-    throw invalid(site, `duration ${describe(value)} is out of range`);
-  }
-  return withoutDefaults({ seconds: seconds === 0 ? 0 : seconds, nanos: nanos === 0 ? 0 : nanos });
-}
-
-function fraction(nanos: number): string {
-  if (nanos === 0) return "";
-  const digits = String(nanos).padStart(9, "0");
-  if (digits.endsWith("000000")) return `.${digits.slice(0, 3)}`;
-  if (digits.endsWith("000")) return `.${digits.slice(0, 6)}`;
-  return `.${digits}`;
-}
-
-function fromDuration(message: ProtoJson): string {
-  const seconds = Number(fromLong64(message.seconds ?? 0, false));
-  const nanos = Number(message.nanos ?? 0);
-  const negative = seconds < 0 || nanos < 0;
-  return `${negative ? "-" : ""}${Math.abs(seconds)}${fraction(Math.abs(nanos))}s`;
-}
-
-const TIMESTAMP =
-  /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})$/;
-/** 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range Timestamp allows. */
-const [MIN_TIMESTAMP, MAX_TIMESTAMP] = [-62_135_596_800, 253_402_300_799];
-
-function timestampValue(
-  type: protobuf.Type,
-  value: unknown,
-  site: Site,
-  pointer: string,
-): ProtoJson {
-  let seconds = NaN;
-  let nanos = 0;
-  if (typeof value === "string") {
-    const m = TIMESTAMP.exec(value);
-    if (m !== null) {
-      const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as number[];
-      const date = new Date(0);
-      date.setUTCFullYear(year!, month! - 1, day!);
-      date.setUTCHours(hour!, minute!, second!);
-      const valid = date.getUTCMonth() === month! - 1 && date.getUTCDate() === day! &&
-        hour! < 24 && minute! < 60 && second! < 60;
-      const zone = m[8]!;
-      const offset = zone === "Z"
-        ? 0
-        : (zone.startsWith("-") ? -1 : 1) * (Number(zone.slice(1, 3)) * 60 + Number(zone.slice(4)));
-      if (valid) seconds = date.getTime() / 1000 - offset * 60;
-      nanos = Number((m[7] ?? "").padEnd(9, "0"));
-    }
-  } else {
-    const fields = toFields(type, value, site, pointer);
-    seconds = typeof fields.seconds === "object" ? NaN : Number(fields.seconds ?? 0);
-    nanos = Number(fields.nanos ?? 0);
-    if (nanos < 0 || nanos > 999_999_999) seconds = NaN;
-  }
-  if (!(seconds >= MIN_TIMESTAMP && seconds <= MAX_TIMESTAMP)) {
-    throw invalid(
-      site,
-      `expected an RFC 3339 timestamp from year 1 to 9999 such as "2024-05-01T12:00:00Z", got ${
-        describe(value)
-      }`,
-    );
-  }
-  return withoutDefaults({ seconds, nanos });
-}
-
-function fromTimestamp(message: ProtoJson): string {
-  const seconds = Number(fromLong64(message.seconds ?? 0, false));
-  const iso = new Date(seconds * 1000).toISOString();
-  return `${iso.slice(0, 19)}${fraction(Number(message.nanos ?? 0))}Z`;
-}
-
-function withoutDefaults(message: ProtoJson): ProtoJson {
-  return Object.fromEntries(Object.entries(message).filter(([, v]) => !isDefault(v)));
-}
-
-/** A plain JSON value as a `google.protobuf.Value`; `at` locates it inside the Struct for errors. */
-function jsonToValue(value: unknown, site: Site, at: string): ProtoJson {
-  if (value === null) return { null_value: 0 };
-  switch (typeof value) {
-    case "number":
-      if (!Number.isFinite(value)) break;
-      return { number_value: value };
-    case "string":
-      return { string_value: value };
-    case "boolean":
-      return { bool_value: value };
-  }
-  if (Array.isArray(value)) return { list_value: jsonToList(value, site, at) };
-  if (isPlainObject(value)) return { struct_value: jsonToStruct(value, site, at) };
-  throw invalid(site, `expected a JSON value at "${at === "" ? "/" : at}", got ${describe(value)}`);
-}
-
-function jsonToList(value: unknown, site: Site, at: string): ProtoJson {
-  if (!Array.isArray(value)) throw invalid(site, `expected an array, got ${describe(value)}`);
-  return { values: value.map((v, i) => jsonToValue(v, site, childPointer(at, i))) };
-}
-
-function jsonToStruct(value: unknown, site: Site, at: string): ProtoJson {
-  if (!isPlainObject(value)) {
-    throw invalid(site, `expected a JSON object, got ${describe(value)}`);
-  }
-  const fields: ProtoJson = {};
-  for (const [key, v] of Object.entries(value)) {
-    setOwn(fields, key, jsonToValue(v, site, childPointer(at, key)));
-  }
-  return { fields };
-}
-
-function valueToJson(message: ProtoJson): unknown {
-  // Decoded messages inherit defaults from their prototype; only own keys were on the wire.
-  if (hasOwn(message, "struct_value")) return structToJson(message.struct_value as ProtoJson);
-  if (hasOwn(message, "list_value")) return listToJson(message.list_value as ProtoJson);
-  for (const kind of ["string_value", "number_value", "bool_value"]) {
-    if (hasOwn(message, kind)) return message[kind];
-  }
-  return null;
-}
-
-function listToJson(message: ProtoJson): unknown[] {
-  return ((message.values ?? []) as ProtoJson[]).map(valueToJson);
-}
-
-function structToJson(message: ProtoJson): ProtoJson {
-  const out: ProtoJson = {};
-  for (const [key, v] of Object.entries((message.fields ?? {}) as ProtoJson)) {
-    setOwn(out, key, valueToJson(v as ProtoJson));
-  }
-  return out;
-}
+// Any and ordinary messages: the walk over the schema
 
 function anyValue(type: protobuf.Type, value: unknown, site: Site, pointer: string): ProtoJson {
   if (!isPlainObject(value)) throw invalid(site, `expected an object, got ${describe(value)}`);
@@ -605,9 +238,9 @@ function toMessage(type: protobuf.Type, value: unknown, site: Site, pointer: str
     case ".google.protobuf.Any":
       return anyValue(type, value, site, pointer);
     case ".google.protobuf.Duration":
-      return durationValue(type, value, site, pointer);
+      return durationValue(value, site, () => toFields(type, value, site, pointer));
     case ".google.protobuf.Timestamp":
-      return timestampValue(type, value, site, pointer);
+      return timestampValue(value, site, () => toFields(type, value, site, pointer));
     case ".google.protobuf.Struct":
       return jsonToStruct(value, site, "");
     case ".google.protobuf.ListValue":

@@ -2,19 +2,14 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import protobuf from "protobufjs";
+import { EDS_TYPE_URL, typeUrl } from "../../core/xds_type_urls.ts";
 import {
-  CDS_TYPE_URL,
   decodeStrict,
-  EDS_TYPE_URL,
   encodeStrict,
-  LDS_TYPE_URL,
   lookupType,
   packAny,
   type ProtoJson,
   ProtoSchemaError,
-  RDS_TYPE_URL,
-  SDS_TYPE_URL,
-  typeUrl,
 } from "./codec.ts";
 
 const LISTENER = "envoy.config.listener.v3.Listener";
@@ -205,15 +200,6 @@ const secret: ProtoJson = {
 function roundTrip(typeName: string, value: ProtoJson): ProtoJson {
   return decodeStrict(typeName, encodeStrict(typeName, value));
 }
-
-Deno.test("typeUrl() and the xDS type URL constants", () => {
-  assert.equal(typeUrl("a.b.C"), "type.googleapis.com/a.b.C");
-  assert.equal(LDS_TYPE_URL, "type.googleapis.com/envoy.config.listener.v3.Listener");
-  assert.equal(RDS_TYPE_URL, "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
-  assert.equal(CDS_TYPE_URL, "type.googleapis.com/envoy.config.cluster.v3.Cluster");
-  assert.equal(EDS_TYPE_URL, "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment");
-  assert.equal(SDS_TYPE_URL, `type.googleapis.com/${SECRET}`);
-});
 
 Deno.test("lookupType() finds every resource type and ADS message, and rejects others", () => {
   for (
