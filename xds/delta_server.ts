@@ -22,13 +22,12 @@ import {
   KIND_BY_URL,
   type NodeInfo,
   type SharedState,
-  type SnapshotDiff,
   type Stream,
   type StreamIo,
-  touches,
   type Variant,
   WILDCARD_TYPES,
 } from "./stream_core.ts";
+import { type SnapshotDiff, touches } from "./snapshot_diff.ts";
 
 /** One delta response not answered yet: what it changed, by name (`null`: removed). */
 interface DeltaSent {

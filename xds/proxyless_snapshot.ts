@@ -14,7 +14,7 @@
  * consistent.
  */
 import { compareStrings } from "./generate/canonical.ts";
-import type { IndexedSnapshot } from "./stream_core.ts";
+import type { IndexedSnapshot } from "./snapshot_diff.ts";
 import {
   type ProxySnapshot,
   type Resource,

@@ -13,18 +13,16 @@ import type { ProxySnapshot, Resource } from "./generate/model.ts";
 import * as codec from "./proto/codec.ts";
 import {
   type AdsEvents,
-  concat,
   KIND_BY_URL,
   type NodeInfo,
   type SharedState,
-  type SnapshotDiff,
   type Stream,
   type StreamIo,
-  stringField,
-  touches,
   type Variant,
   WILDCARD_TYPES,
 } from "./stream_core.ts";
+import { type SnapshotDiff, touches } from "./snapshot_diff.ts";
+import { concat, stringField } from "./resource_encoder.ts";
 
 /** Per stream and type. */
 export interface SotwState {

@@ -16,16 +16,10 @@ import { status as grpcStatus } from "@grpc/grpc-js";
 import { grpcCodeOf } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
-import { compareStrings } from "./generate/canonical.ts";
 import { TYPE_URLS } from "./generate/generate.ts";
-import {
-  type JsonObject,
-  type ProxySnapshot,
-  type Resource,
-  RESOURCE_KINDS,
-  type ResourceKind,
-} from "./generate/model.ts";
-import * as codec from "./proto/codec.ts";
+import { type ProxySnapshot, type Resource, type ResourceKind } from "./generate/model.ts";
+import { ResourceEncoder } from "./resource_encoder.ts";
+import { chainedDiff, diffSnapshots, isIndexed, type SnapshotDiff } from "./snapshot_diff.ts";
 
 /** Who is at the other end of a stream, as far as configuration goes. */
 export interface ProxyPeer {
@@ -72,26 +66,6 @@ export interface AdsOptions {
 export interface PushScope {
   keys: ReadonlySet<string>;
   nodes: ReadonlySet<string>;
-}
-
-/** Per kind, the names whose resource was added, removed or changed between two snapshots. */
-export type SnapshotDiff = ReadonlyMap<ResourceKind, ReadonlySet<string>>;
-
-/**
- * A snapshot that can say, without comparing lists, what changed since the
- * one before it, and look resources up by name: what the stream servers
- * need of a snapshot the size of a whole mesh, where any pass over every
- * resource costs milliseconds (a proxyless client's, `proxyless_snapshot.ts`).
- */
-export interface IndexedSnapshot extends ProxySnapshot {
-  /** Resources by kind and name. */
-  readonly byName: ReadonlyMap<ResourceKind, ReadonlyMap<string, Resource>>;
-  /** The snapshot this one replaced (while it is alive), and the names that changed since. */
-  readonly previous: { snapshot: WeakRef<ProxySnapshot>; changes: SnapshotDiff } | null;
-}
-
-function isIndexed(snapshot: ProxySnapshot): snapshot is IndexedSnapshot {
-  return "byName" in snapshot;
 }
 
 /** The resource kind of each type URL we serve. */
@@ -208,144 +182,6 @@ export class SharedState {
     }
     return diff;
   }
-}
-
-/**
- * What changed from `before` to `after` when `after` descends from it by a
- * few {@link IndexedSnapshot.previous} links: the union of their changes.
- * `null` when it does not (then the lists are compared).
- */
-function chainedDiff(before: ProxySnapshot, after: ProxySnapshot): SnapshotDiff | null {
-  const steps: SnapshotDiff[] = [];
-  let at: ProxySnapshot | undefined = after;
-  while (at !== before) {
-    if (!at || !isIndexed(at) || !at.previous || steps.length >= 8) return null;
-    steps.push(at.previous.changes);
-    at = at.previous.snapshot.deref();
-  }
-  if (steps.length === 1) return steps[0]!;
-  const out = new Map<ResourceKind, Set<string>>();
-  for (const kind of RESOURCE_KINDS) {
-    out.set(kind, new Set(steps.flatMap((s) => [...s.get(kind) ?? []])));
-  }
-  return out;
-}
-
-/** Per kind, the names added, removed or changed: a merge of the two name-sorted lists. */
-export function diffSnapshots(before: ProxySnapshot, after: ProxySnapshot): SnapshotDiff {
-  const out = new Map<ResourceKind, Set<string>>();
-  for (const kind of RESOURCE_KINDS) {
-    const a = before[kind];
-    const b = after[kind];
-    const names = new Set<string>();
-    if (a !== b) {
-      let i = 0;
-      let j = 0;
-      while (i < a.length || j < b.length) {
-        const x = a[i];
-        const y = b[j];
-        const order = !x ? 1 : !y ? -1 : compareStrings(x.name, y.name);
-        if (order < 0) names.add(x!.name), i++;
-        else if (order > 0) names.add(y!.name), j++;
-        else {
-          if (x !== y && x!.version !== y!.version) names.add(x!.name);
-          i++;
-          j++;
-        }
-      }
-    }
-    out.set(kind, names);
-  }
-  return out;
-}
-
-/** True when a subscription (`*` or names) covers one of `changed`. */
-export function touches(names: ReadonlySet<string> | "*", changed: ReadonlySet<string>): boolean {
-  if (changed.size === 0) return false;
-  if (names === "*") return true;
-  const [small, large] = names.size <= changed.size ? [names, changed] : [changed, names];
-  for (const n of small) if (large.has(n)) return true;
-  return false;
-}
-
-/**
- * Resource bytes, encoded once per resource body and shared by every
- * response that carries it: encoding dominated the cost of a push to many
- * proxies. Keyed by the body object, so bytes live as long as some snapshot
- * holds the body and need no sweeping.
- */
-export class ResourceEncoder {
-  readonly #values = new WeakMap<JsonObject, Uint8Array>();
-  readonly #entries = new WeakMap<JsonObject, Uint8Array>();
-
-  /** The resource's own protobuf bytes (the `value` of its Any). */
-  value(resource: Resource): Uint8Array {
-    let bytes = this.#values.get(resource.body);
-    if (!bytes) {
-      bytes = codec.encodeStrict(
-        resource.typeUrl.slice(resource.typeUrl.indexOf("/") + 1),
-        resource.body,
-      );
-      this.#values.set(resource.body, bytes);
-    }
-    return bytes;
-  }
-
-  /**
-   * `resources` field (2) of a DiscoveryResponse holding the resource as an
-   * Any, tag and length included: responses are these entries concatenated.
-   */
-  entry(resource: Resource): Uint8Array {
-    let bytes = this.#entries.get(resource.body);
-    if (!bytes) {
-      const any = concat([
-        stringField(1, resource.typeUrl),
-        bytesField(2, this.value(resource)),
-      ]);
-      bytes = bytesField(2, any);
-      this.#entries.set(resource.body, bytes);
-    }
-    return bytes;
-  }
-}
-
-const UTF8 = new TextEncoder();
-
-function varint(n: number): number[] {
-  const out: number[] = [];
-  while (n > 0x7f) {
-    out.push((n & 0x7f) | 0x80);
-    n = Math.floor(n / 128);
-  }
-  out.push(n);
-  return out;
-}
-
-/** A length-delimited protobuf field. */
-export function bytesField(field: number, value: Uint8Array): Uint8Array {
-  const head = [...varint((field << 3) | 2), ...varint(value.length)];
-  const out = new Uint8Array(head.length + value.length);
-  out.set(head);
-  out.set(value, head.length);
-  return out;
-}
-
-/** A string protobuf field; empty strings are left out, as protobuf does. */
-export function stringField(field: number, value: string): Uint8Array {
-  return value === "" ? new Uint8Array() : bytesField(field, UTF8.encode(value));
-}
-
-/** The parts, one after the other. */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const p of parts) length += p.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
