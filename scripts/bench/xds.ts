@@ -41,325 +41,45 @@
  * Prints a markdown table to stdout (progress to stderr); exits 0 when the run
  * completed, target met or not; 1 when it could not run.
  */
-import { parseArgs } from "node:util";
 import { markdownTable, ms, thousands } from "./report.ts";
-import { readCpuMs, readMachineTicks, readRss, scrapeMetrics } from "./server_process.ts";
+import { readCpuMs, readMachineTicks, scrapeMetrics } from "./server_process.ts";
 import { portOf, startXdsServer, type XdsServer } from "./xds_server.ts";
 import type { XdsLoadConfig } from "./xds_load.ts";
+import { withTimeout } from "./load_process.ts";
+import { XDS_TARGET, xdsBenchOptions } from "./xds_options.ts";
+import {
+  api,
+  INSTANCES_PER_NODE,
+  INSTANCES_PER_SERVICE,
+  NAMESPACE,
+  nodeName,
+  populate,
+  proxiesInSync,
+  spreadService,
+} from "./xds_mesh.ts";
+import {
+  loadAverage,
+  LoadProcess,
+  meanRss,
+  measureChange,
+  type MeasuredChange,
+  percentile,
+  perChange,
+  responseCounts,
+  RssSampler,
+  treeState,
+} from "./xds_probes.ts";
 
-const TARGET = {
-  proxies: 2_000,
-  services: 1_000,
-  rssMb: 256,
-  /** 5,000 proxies over 10,000 services: peak and settled RSS. */
-  largeRssMb: 512,
-  largeSettledMb: 400,
-  changeP99Ms: 50,
-  changeCpuMs: 10,
-  policyP99Ms: 50,
-  sharedP99Ms: 150,
-  largeSharedP99Ms: 400,
-  restartMs: 10_000,
-};
-
-const USAGE = `Usage: deno task bench --only xds [options]
-
-  --proxies N        proxyless ADS clients (default 2000; --quick 200)
-  --services N       services, two instances each (default 1000; --quick 100)
-  --connections N    HTTP/2 connections the streams share (default 40; --quick 20)
-  --changes N        endpoint changes measured one at a time (default 20; --quick 10)
-  --policies N       TrafficRoute writes measured one at a time (default 20; --quick 10)
-  --shared           every proxy also dials svc-0 (the service everyone calls)
-  --extra N          every proxy also dials N more services (default 0)
-  --shared-changes N with --shared: changes to svc-0 measured (default 10)
-  --debounce D       server --push-debounce (default 10ms)
-  --max-delay D      server --push-max-delay (default 100ms)
-  --restart-gap MS   keep the server down this long after it exits, as a slow restart would (default 0)
-  --cpu-prof DIR     run the server with --cpu-prof, profiles written to DIR
-  --quick            the small smoke run (not judged)
-`;
-
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    proxies: { type: "string" },
-    services: { type: "string" },
-    connections: { type: "string" },
-    changes: { type: "string" },
-    policies: { type: "string" },
-    shared: { type: "boolean", default: false },
-    extra: { type: "string", default: "0" },
-    "shared-changes": { type: "string", default: "10" },
-    debounce: { type: "string", default: "10ms" },
-    "max-delay": { type: "string", default: "100ms" },
-    "restart-gap": { type: "string", default: "0" },
-    "cpu-prof": { type: "string" },
-    quick: { type: "boolean", default: false },
-    help: { type: "boolean", default: false },
-  },
-});
-if (values.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
-const quick = values.quick;
-const int = (v: string | undefined, full: number, small: number) => {
-  const n = v === undefined ? (quick ? small : full) : Number(v);
-  if (!Number.isInteger(n) || n < 1) {
-    console.error(`Not a positive integer: ${v}\n\n${USAGE}`);
-    Deno.exit(2);
-  }
-  return n;
-};
-const N = int(values.proxies, TARGET.proxies, 200);
-const S = int(values.services, TARGET.services, 100);
-const C = Math.min(N, int(values.connections, 40, 20));
-const K = Math.min(S, int(values.changes, 20, 10));
-const P = Math.min(S, int(values.policies, 20, 10));
-const SHARED = values.shared;
-const EXTRA = Number(values.extra);
-const SHARED_CHANGES = SHARED ? int(values["shared-changes"], 10, 10) : 0;
-if (!Number.isInteger(EXTRA) || EXTRA < 0) {
-  console.error(`--extra takes a whole number, not ${values.extra}`);
-  Deno.exit(2);
-}
-const RESTART_GAP_MS = Number(values["restart-gap"]);
-if (!Number.isFinite(RESTART_GAP_MS) || RESTART_GAP_MS < 0) {
-  console.error(`--restart-gap takes milliseconds, not ${values["restart-gap"]}`);
-  Deno.exit(2);
-}
-const INSTANCES_PER_SERVICE = 2;
-const INSTANCES_PER_NODE = 20;
-const NAMESPACE = "default";
+const TARGET = XDS_TARGET;
+const { values, N, S, C, K, P, SHARED, EXTRA, SHARED_CHANGES, RESTART_GAP_MS } = xdsBenchOptions(
+  Deno.args,
+);
 
 const log = (msg: string) =>
   console.error(`[xds bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
 const now = () => performance.timeOrigin + performance.now();
 const sleep = (msMs: number) => new Promise((r) => setTimeout(r, msMs));
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
-
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Timed out after ${timeoutMs} ms ${what}`)),
-      timeoutMs,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** One JSON line from the load process. */
-// deno-lint-ignore no-explicit-any
-type LoadEvent = Record<string, any>;
-
-/** The load process: JSON lines out, commands in. */
-class LoadProcess {
-  readonly #child: Deno.ChildProcess;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  readonly #waiting = new Map<string, ((e: LoadEvent) => void)[]>();
-  readonly #queued = new Map<string, LoadEvent[]>();
-  readonly exited: Promise<Deno.CommandStatus>;
-
-  constructor(configFile: string) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL("./xds_load.ts", import.meta.url).pathname, configFile],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    this.#writer = this.#child.stdin.getWriter();
-    this.exited = this.#child.status;
-    this.#read();
-  }
-
-  get pid(): number {
-    return this.#child.pid;
-  }
-
-  async #read() {
-    let text = "";
-    for await (const chunk of this.#child.stdout.pipeThrough(new TextDecoderStream())) {
-      text += chunk;
-      let end;
-      while ((end = text.indexOf("\n")) >= 0) {
-        const event = JSON.parse(text.slice(0, end)) as LoadEvent;
-        text = text.slice(end + 1);
-        const waiter = this.#waiting.get(event.event)?.shift();
-        if (waiter) waiter(event);
-        else this.#queued.set(event.event, [...(this.#queued.get(event.event) ?? []), event]);
-      }
-    }
-  }
-
-  /** The next event named `name`. */
-  next(name: string, timeoutMs: number): Promise<LoadEvent> {
-    const queued = this.#queued.get(name)?.shift();
-    if (queued) return Promise.resolve(queued);
-    const promise = new Promise<LoadEvent>((resolve) =>
-      this.#waiting.set(name, [...(this.#waiting.get(name) ?? []), resolve])
-    );
-    const died = this.exited.then((s) => {
-      throw new Error(`The load process exited (code ${s.code}) before sending "${name}"`);
-    });
-    return withTimeout(Promise.race([promise, died]), timeoutMs, `waiting for "${name}"`);
-  }
-
-  send(cmd: Record<string, unknown>): Promise<void> {
-    return this.#writer.write(new TextEncoder().encode(JSON.stringify(cmd) + "\n"));
-  }
-}
-
-/** Samples the server's RSS every 100 ms; the pid can change (restart). */
-class RssSampler {
-  pid = 0;
-  peak = 0;
-  readonly #timer: ReturnType<typeof setInterval>;
-  constructor(pid: number) {
-    this.pid = pid;
-    this.#timer = setInterval(() => this.sample(), 100);
-  }
-  sample(): number {
-    const rss = readRss(this.pid) ?? 0;
-    this.peak = Math.max(this.peak, rss);
-    return rss;
-  }
-  resetPeak(): void {
-    this.peak = readRss(this.pid) ?? 0;
-  }
-  stop(): void {
-    clearInterval(this.#timer);
-  }
-}
-
-async function api(server: XdsServer, method: string, path: string, body?: unknown) {
-  const res = await fetch(`http://${server.http}${path}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${server.adminToken}`,
-      ...(body === undefined ? {} : { "content-type": "application/json" }),
-    },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text.slice(0, 500)}`);
-  return text ? JSON.parse(text) : null;
-}
-
-/** Node n holds instances n*20 … n*20+19; instance j serves svc-(j mod S), so a service's two
- * instances sit on different nodes (S >= 20). */
-function nodeName(n: number): string {
-  return `xds-bench-${String(n).padStart(4, "0")}`;
-}
-function nodeAddress(n: number): string {
-  return `10.${64 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`;
-}
-function registration(n: number, total: number) {
-  const instances = [];
-  for (let j = n * INSTANCES_PER_NODE; j < Math.min(total, (n + 1) * INSTANCES_PER_NODE); j++) {
-    instances.push({
-      id: `i${j}`,
-      namespace: NAMESPACE,
-      service: `svc-${j % S}`,
-      port: 9000,
-      protocol: "grpc",
-      check: "passing",
-    });
-  }
-  return {
-    hostname: `${nodeName(n)}.bench`,
-    addresses: [nodeAddress(n)],
-    agentVersion: "xds-bench",
-    heartbeatInterval: "10m",
-    instances,
-  };
-}
-
-async function populate(server: XdsServer): Promise<{ ms: number; nodes: number }> {
-  const total = S * INSTANCES_PER_SERVICE;
-  const nodes = Math.ceil(total / INSTANCES_PER_NODE);
-  const start = performance.now();
-  const batch = Math.max(1, Math.ceil(nodes / 4));
-  for (let first = 0; first < nodes; first += batch) {
-    const list = Array.from({ length: Math.min(batch, nodes - first) }, (_, i) => first + i);
-    // Up to 8 registrations in flight within a batch.
-    let next = 0;
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      while (next < list.length) {
-        const n = list[next++]!;
-        await api(server, "PUT", `/v1/nodes/${nodeName(n)}/registration`, registration(n, total));
-      }
-    }));
-  }
-  return { ms: performance.now() - start, nodes };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-/** Pushes by `reasons` so far: their count and total seconds. */
-function pushStats(m: Map<string, number>, ...reasons: ("endpoints" | "registry" | "policy")[]) {
-  let sum = 0;
-  let count = 0;
-  for (const reason of reasons) {
-    sum += m.get(`ironmesh_xds_push_duration_seconds_sum{reason="${reason}"}`) ?? 0;
-    count += m.get(`ironmesh_xds_push_duration_seconds_count{reason="${reason}"}`) ?? 0;
-  }
-  return { sum, count };
-}
-
-/** The `c`-th of up to S distinct services, spread over 0 … S-1 (a stride coprime to S). */
-function spreadService(c: number, offset: number): number {
-  const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
-  let stride = 97;
-  while (gcd(stride, S) !== 1) stride++;
-  return (c * stride + offset) % S;
-}
-
-/** Responses the load process received, by type. */
-type ResponseCounts = Record<"LDS" | "RDS" | "CDS" | "EDS", number>;
-async function responseCounts(load: LoadProcess): Promise<ResponseCounts> {
-  await load.send({ cmd: "stats" });
-  return { ...(await load.next("stats", 10_000)).responsesByType } as ResponseCounts;
-}
-/** Responses per measured change between two counts: `RDS 2.0; all types 2.0`. */
-function perChange(before: ResponseCounts, after: ResponseCounts, n: number): string {
-  const types = (Object.keys(after) as (keyof ResponseCounts)[])
-    .map((t) => [t, (after[t] - before[t]) / n] as const);
-  const all = types.reduce((a, [, v]) => a + v, 0);
-  return `${
-    types.filter(([, v]) => v > 0).map(([t, v]) => `${t} ${v.toFixed(1)}`).join(", ") || "none"
-  }; all types ${all.toFixed(1)}`;
-}
-
-interface ProxyStatusLite {
-  kind: string;
-  types: { inSync: boolean }[];
-}
-
-async function proxiesInSync(server: XdsServer): Promise<{ streams: number; inSync: number }> {
-  const body = await api(server, "GET", "/v1/proxies");
-  const items = (Array.isArray(body) ? body : body.items) as ProxyStatusLite[];
-  const inSync = items.filter((p) => p.types.length === 4 && p.types.every((t) => t.inSync)).length;
-  return { streams: items.length, inSync };
-}
-
-/** The commit the server ran from, and whether server code had uncommitted changes. */
-async function treeState(): Promise<string> {
-  const git = async (...args: string[]) => {
-    const out = await new Deno.Command("git", { args, stdout: "piped", stderr: "null" }).output()
-      .catch(() => null);
-    return out?.success ? new TextDecoder().decode(out.stdout).trimEnd() : "";
-  };
-  const head = await git("rev-parse", "--short", "HEAD");
-  const dirty = (await git("status", "--porcelain", "--", "cmd", "xds", "registry", "api", "store"))
-    .split("\n").filter(Boolean).map((l) => l.slice(3));
-  return `${head || "unknown commit"}${
-    dirty.length ? ` with uncommitted changes in ${dirty.join(", ")}` : ", clean"
-  }`;
-}
 
 // ---------------------------------------------------------------------------
 
@@ -374,14 +94,14 @@ let server: XdsServer | null = null;
 let load: LoadProcess | null = null;
 let code = 0;
 try {
-  const uptime = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+  const uptime = await loadAverage();
   log(`load average before the run: ${uptime}`);
   server = await startXdsServer(serverOptions);
   log(`server pid ${server.pid}: http ${server.http}, xds ${server.xdsPlaintext}`);
   const rss = new RssSampler(server.pid);
 
   // 1. Registry.
-  const populated = await populate(server);
+  const populated = await populate(server, S);
   log(
     `registered ${
       S * INSTANCES_PER_SERVICE
@@ -392,12 +112,7 @@ try {
     portOf(server.http),
   );
   await sleep(1_500); // the last push, then quiet
-  let idle = 0;
-  for (let i = 0; i < 10; i++) {
-    idle += readRss(server.pid) ?? 0;
-    await sleep(100);
-  }
-  const idleRss = idle / 10;
+  const idleRss = await meanRss(server.pid);
   log(`idle server RSS ${mb(idleRss)}`);
 
   // 2. Connect.
@@ -438,12 +153,7 @@ try {
   const idleCpu0 = readCpuMs(server.pid)!;
   await sleep(3_000);
   const idleCpuPerSec = (readCpuMs(server.pid)! - idleCpu0) / 3;
-  let settled = 0;
-  for (let i = 0; i < 10; i++) {
-    settled += readRss(server.pid) ?? 0;
-    await sleep(100);
-  }
-  const settledRss = settled / 10;
+  const settledRss = await meanRss(server.pid);
   const sync1 = await proxiesInSync(server);
   log(
     `server view: ${sync1.streams} streams, ${sync1.inSync} with LDS/RDS/CDS/EDS in sync; settled RSS ${
@@ -453,6 +163,7 @@ try {
 
   // 3. Changes.
   const host = server.http.split(":")[0]!;
+  const metrics = { host, port: portOf(server.http) };
   const changeResponses0 = await responseCounts(load);
   const changeWindow = {
     machine: readMachineTicks(),
@@ -460,49 +171,29 @@ try {
     load: readCpuMs(load.pid)!,
     at: performance.now(),
   };
-  const changes: {
-    latency: number;
-    first: number;
-    pushMs: number;
-    cpuMs: number;
-    pushes: number;
-  }[] = [];
+  const probe = { pid: server.pid, ...metrics };
+  const changes: MeasuredChange[] = [];
   for (let c = 0; c < K; c++) {
-    const service = spreadService(c, 13) || 1;
+    const service = spreadService(c, 13, S) || 1;
     const node = Math.floor(service / INSTANCES_PER_NODE); // instance j = service is on node j/20
-    await load.send({ cmd: "expect", id: c, service, endpoints: INSTANCES_PER_SERVICE - 1 });
-    await load.next("expecting", 10_000);
-    const before = pushStats(
-      await scrapeMetrics(host, portOf(server.http)),
-      "endpoints",
-      "registry",
+    const server_ = server;
+    changes.push(
+      await measureChange(load, probe, {
+        expect: { cmd: "expect", id: c, service, endpoints: INSTANCES_PER_SERVICE - 1 },
+        expecting: "expecting",
+        done: "changed",
+        timeoutMs: 15_000,
+        reasons: ["endpoints", "registry"],
+        act: () =>
+          api(server_, "POST", `/v1/nodes/${nodeName(node)}/heartbeat`, {
+            checks: [{ id: `i${service}`, status: "failing" }],
+          }),
+      }),
     );
-    const cpuBefore = readCpuMs(server.pid)!;
-    const start = now();
-    await api(server, "POST", `/v1/nodes/${nodeName(node)}/heartbeat`, {
-      checks: [{ id: `i${service}`, status: "failing" }],
-    });
-    const changed = await load.next("changed", 15_000);
-    // The push goes on to the streams after the affected ones; wait for its end (its histogram
-    // sample), so its CPU is counted here and the next change does not queue behind it.
-    let after = pushStats(await scrapeMetrics(host, portOf(server.http)), "endpoints", "registry");
-    for (let i = 0; i < 100 && after.count === before.count; i++) {
-      await sleep(20);
-      after = pushStats(await scrapeMetrics(host, portOf(server.http)), "endpoints", "registry");
-    }
-    const cpuAfter = readCpuMs(server.pid)!;
-    const pushes = after.count - before.count;
-    changes.push({
-      latency: changed.last - start,
-      first: changed.first - start,
-      pushMs: pushes > 0 ? ((after.sum - before.sum) * 1000) / pushes : NaN,
-      cpuMs: cpuAfter - cpuBefore,
-      pushes,
-    });
     log(
       `change ${c + 1}/${K} (svc-${service}): last proxy ACKed after ${
-        ms(changed.last - start)
-      }, push ${ms(changes.at(-1)!.pushMs)} (${pushes} push)`,
+        ms(changes.at(-1)!.latency)
+      }, push ${ms(changes.at(-1)!.pushMs)} (${changes.at(-1)!.pushes} push)`,
     );
     await sleep(250);
   }
@@ -523,47 +214,34 @@ try {
   const changeResponses = perChange(changeResponses0, await responseCounts(load), K);
 
   // 3b. Changes to the shared service: every proxy is affected.
-  const shared: { latency: number; cpuMs: number; pushMs: number }[] = [];
+  const shared: MeasuredChange[] = [];
   const sharedResponses0 = await responseCounts(load);
   for (let c = 0; c < SHARED_CHANGES; c++) {
     // svc-0's first instance is i0 on node 0; it fails, then passes again, in turn.
     const failing = c % 2 === 0;
-    const id = K + c;
-    await load.send({
-      cmd: "expect",
-      id,
-      service: 0,
-      endpoints: failing ? INSTANCES_PER_SERVICE - 1 : INSTANCES_PER_SERVICE,
-    });
-    await load.next("expecting", 10_000);
-    const before = pushStats(
-      await scrapeMetrics(host, portOf(server.http)),
-      "endpoints",
-      "registry",
+    const server_ = server;
+    shared.push(
+      await measureChange(load, probe, {
+        expect: {
+          cmd: "expect",
+          id: K + c,
+          service: 0,
+          endpoints: failing ? INSTANCES_PER_SERVICE - 1 : INSTANCES_PER_SERVICE,
+        },
+        expecting: "expecting",
+        done: "changed",
+        timeoutMs: 30_000,
+        reasons: ["endpoints", "registry"],
+        act: () =>
+          api(server_, "POST", `/v1/nodes/${nodeName(0)}/heartbeat`, {
+            checks: [{ id: "i0", status: failing ? "failing" : "passing" }],
+          }),
+      }),
     );
-    const cpuBefore = readCpuMs(server.pid)!;
-    const start = now();
-    await api(server, "POST", `/v1/nodes/${nodeName(0)}/heartbeat`, {
-      checks: [{ id: "i0", status: failing ? "failing" : "passing" }],
-    });
-    const changed = await load.next("changed", 30_000);
-    let after = pushStats(await scrapeMetrics(host, portOf(server.http)), "endpoints", "registry");
-    for (let i = 0; i < 100 && after.count === before.count; i++) {
-      await sleep(20);
-      after = pushStats(await scrapeMetrics(host, portOf(server.http)), "endpoints", "registry");
-    }
-    const pushes = after.count - before.count;
-    shared.push({
-      latency: changed.last - start,
-      cpuMs: readCpuMs(server.pid)! - cpuBefore,
-      pushMs: pushes > 0 ? ((after.sum - before.sum) * 1000) / pushes : NaN,
-    });
     log(
-      `shared change ${
-        c + 1
-      }/${SHARED_CHANGES} (svc-0): all ${changed.proxies} proxies ACKed after ${
-        ms(changed.last - start)
-      }`,
+      `shared change ${c + 1}/${SHARED_CHANGES} (svc-0): all ${
+        shared.at(-1)!.proxies
+      } proxies ACKed after ${ms(shared.at(-1)!.latency)}`,
     );
     await sleep(250);
   }
@@ -576,52 +254,33 @@ try {
   // the push recomputes only the proxies that send to it (here the namespace's proxyless snapshot).
   const policyResponses0 = await responseCounts(load);
   const policyWindow = { server: readCpuMs(server.pid)!, at: performance.now() };
-  const writes: {
-    latency: number;
-    first: number;
-    putMs: number;
-    pushMs: number;
-    cpuMs: number;
-    pushes: number;
-  }[] = [];
+  const writes: MeasuredChange[] = [];
   for (let c = 0; c < P; c++) {
-    const service = spreadService(c, 13 + Math.floor(S / 2));
+    const service = spreadService(c, 13 + Math.floor(S / 2), S);
     const timeout = `${1 + c}s`;
-    await load.send({ cmd: "expectRoute", id: c, service, timeout });
-    await load.next("expectingRoute", 10_000);
-    const before = pushStats(await scrapeMetrics(host, portOf(server.http)), "policy");
-    const cpuBefore = readCpuMs(server.pid)!;
-    const start = now();
-    await api(server, "PUT", `/v1/policies/trafficroute/${NAMESPACE}/svc-${service}`, {
-      apiVersion: "ironmesh.io/v1",
-      kind: "TrafficRoute",
-      metadata: { name: `svc-${service}`, namespace: NAMESPACE },
-      spec: { service: `svc-${service}`, rules: [{ timeout }] },
-    });
-    const putMs = now() - start;
-    const routed = await load.next("routed", 15_000);
-    // As for the changes: wait for the push's histogram sample, so its CPU is counted here.
-    let after = pushStats(await scrapeMetrics(host, portOf(server.http)), "policy");
-    for (let i = 0; i < 100 && after.count === before.count; i++) {
-      await sleep(20);
-      after = pushStats(await scrapeMetrics(host, portOf(server.http)), "policy");
-    }
-    const cpuAfter = readCpuMs(server.pid)!;
-    const pushes = after.count - before.count;
-    writes.push({
-      latency: routed.last - start,
-      first: routed.first - start,
-      putMs,
-      pushMs: pushes > 0 ? ((after.sum - before.sum) * 1000) / pushes : NaN,
-      cpuMs: cpuAfter - cpuBefore,
-      pushes,
-    });
+    const server_ = server;
+    writes.push(
+      await measureChange(load, probe, {
+        expect: { cmd: "expectRoute", id: c, service, timeout },
+        expecting: "expectingRoute",
+        done: "routed",
+        timeoutMs: 15_000,
+        reasons: ["policy"],
+        act: () =>
+          api(server_, "PUT", `/v1/policies/trafficroute/${NAMESPACE}/svc-${service}`, {
+            apiVersion: "ironmesh.io/v1",
+            kind: "TrafficRoute",
+            metadata: { name: `svc-${service}`, namespace: NAMESPACE },
+            spec: { service: `svc-${service}`, rules: [{ timeout }] },
+          }),
+      }),
+    );
     log(
       `policy ${
         c + 1
       }/${P} (TrafficRoute svc-${service}, timeout ${timeout}): last proxy ACKed after ${
-        ms(routed.last - start)
-      }, push ${ms(writes.at(-1)!.pushMs)} (${pushes} push)`,
+        ms(writes.at(-1)!.latency)
+      }, push ${ms(writes.at(-1)!.pushMs)} (${writes.at(-1)!.pushes} push)`,
     );
     await sleep(250);
   }
@@ -812,7 +471,7 @@ try {
     }, p99 ${ms(policyP99)}, max ${ms(policyLatencies.at(-1)!)}; first affected proxy p50 ${
       ms(percentile(writes.map((w) => w.first).sort((a, b) => a - b), 50))
     }; PUT answered p50 ${
-      ms(percentile(writes.map((w) => w.putMs).sort((a, b) => a - b), 50))
+      ms(percentile(writes.map((w) => w.actMs).sort((a, b) => a - b), 50))
     }; includes the ${values.debounce} debounce and the PUT`,
   );
   console.log(
@@ -854,7 +513,7 @@ try {
     }`,
   );
   console.log(`- tree: ${await treeState()}`);
-  const uptimeAfter = (await Deno.readTextFile("/proc/loadavg")).split(" ").slice(0, 3).join(" ");
+  const uptimeAfter = await loadAverage();
   console.log(`- load average after the run: ${uptimeAfter}`);
 } catch (error) {
   console.error(`The xDS bench could not run: ${(error as Error).stack}`);
