@@ -4,22 +4,18 @@
  * descriptor is imported as JSON, so the bundled program carries it and reads
  * nothing from disk.
  *
- * ## Decision: replace the strict checker by `@bufbuild/protobuf` (measured 2026-12-07)
+ * ## Why by hand, not `@bufbuild/protobuf` (measured and tested 2026-12-07)
  *
- * protobufjs drops unknown keys silently, so this module checks every key
- * before it encodes. `@bufbuild/protobuf` refuses unknown fields itself
- * (`fromJson`). `scripts/bench/codec.ts` (`deno task bench --only codec`)
- * encodes the 94 resources of the generator golden files 200 times with
- * each, on this descriptor, after checking that both encodings decode to
- * the same message and that both refuse a misspelt field: this module
- * 1,464 ms (77.9 µs a resource), `@bufbuild/protobuf` 2.17.0 709 ms
- * (37.7 µs), 2.1× faster. So the xDS rewrite replaces this checker and
- * protobufjs with the library, shipping the descriptor as a
- * `FileDescriptorSet` from `scripts/gen_xds_protos.ts` (converting this JSON
- * at start-up, as the bench does, costs 177 ms); it must keep errors that
- * point at the bad field, pre-encoded `Any`s ({@link packAny}) and the
- * canonical decoded form below. Until then this module stays as it is
- * (docs/architecture.md has the same decision).
+ * `@bufbuild/protobuf` refuses unknown fields itself and encodes 2.1× faster
+ * (`scripts/bench/codec.ts`: 37.7 against 77.9 µs a resource over the 94
+ * golden resources). It does not keep three contracts of this module that
+ * `codec_test.ts` pins (`scripts/bench/codec_library_test.ts` asserts each on
+ * the library): it takes numbers as strings (`port_value: "80"`), its errors
+ * name the message type but not where it sits in the document, and it decodes
+ * 64-bit integers as strings instead of the canonical numbers below. Keeping
+ * them means walking the message ourselves anyway, and the time it would save
+ * is paid once per changed resource body (`xds/resource_encoder.ts` shares the
+ * bytes among every stream), so this module stays (docs/architecture.md).
  *
  * Messages are plain objects with the proto field names (snake_case), the
  * way Envoy's YAML and JSON documentation writes them. protobufjs on its own
