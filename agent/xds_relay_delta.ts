@@ -51,8 +51,7 @@ interface Sent {
 /** See the module comment. */
 export class DeltaSession implements RelaySession {
   readonly #options: SessionOptions;
-  readonly #types = new Map<string, TypeState>();
-  readonly #core = new SessionCore<Sent>();
+  readonly #core = new SessionCore<Sent, TypeState>();
 
   constructor(options: SessionOptions) {
     this.#options = options;
@@ -60,10 +59,8 @@ export class DeltaSession implements RelaySession {
 
   fromClient(bytes: Uint8Array): void {
     const request = decodeDeltaRequest(bytes);
-    this.#core.noteNode(request.node, nodeKey);
-    const { typeUrl } = request;
-    if (typeUrl === "") throw new Error("The request has no type_url");
-    let state = this.#types.get(typeUrl);
+    const typeUrl = this.#core.request(request, nodeKey);
+    let state = this.#core.types.get(typeUrl);
     if (state === undefined) {
       state = {
         // An empty first subscription to listeners or clusters is the legacy wildcard.
@@ -75,7 +72,7 @@ export class DeltaSession implements RelaySession {
         upAnswered: true,
         upSubscribed: false,
       };
-      this.#types.set(typeUrl, state);
+      this.#core.types.set(typeUrl, state);
     }
     const added: string[] = [];
     const removed: string[] = [];
@@ -127,7 +124,7 @@ export class DeltaSession implements RelaySession {
 
   upstreamOpened(send: (bytes: Uint8Array) => void): void {
     this.#core.opened(send);
-    for (const [typeUrl, state] of this.#types) {
+    for (const [typeUrl, state] of this.#core.types) {
       state.upNonce = "";
       state.upAnswered = true;
       state.upSubscribed = false;
@@ -142,7 +139,7 @@ export class DeltaSession implements RelaySession {
   fromUpstream(bytes: Uint8Array): void {
     const response = decodeDeltaResponse(bytes);
     this.#core.live = true;
-    const state = this.#types.get(response.typeUrl);
+    const state = this.#core.types.get(response.typeUrl);
     if (state === undefined) return;
     this.#options.cache.applyDelta(
       this.#core.key,
@@ -161,7 +158,7 @@ export class DeltaSession implements RelaySession {
   }
 
   localChanged(): void {
-    for (const [typeUrl, state] of this.#types) {
+    for (const [typeUrl, state] of this.#core.types) {
       if ([...state.names].some((n) => isLocalResource(typeUrl, n))) {
         this.#respond(typeUrl, state, []);
       }

@@ -50,7 +50,9 @@ const REMEMBERED_RESPONSES = 64;
  * has the node yet) and the responses sent to the client, remembered by
  * nonce with what they carried of the server's.
  */
-export class SessionCore<Sent> {
+export class SessionCore<Sent, TypeState> {
+  /** The session's own state of each type the client asked for, by type URL. */
+  readonly types = new Map<string, TypeState>();
   /** The client's node as it sent it, and its cache key. */
   node: Uint8Array | null = null;
   key = "";
@@ -63,12 +65,21 @@ export class SessionCore<Sent> {
   #nonce = 0;
   readonly #sent = new Map<string, Sent>();
 
-  /** Keeps the node of the client's first request that has one. */
-  noteNode(node: Uint8Array | null, key: (node: Uint8Array) => string): void {
-    if (this.node === null && node !== null) {
-      this.node = node;
-      this.key = key(node);
+  /**
+   * Takes a client's request: keeps the node of the first that has one, and
+   * returns the type URL it is about.
+   * @throws {Error} If it names no type.
+   */
+  request(
+    request: { node: Uint8Array | null; typeUrl: string },
+    key: (node: Uint8Array) => string,
+  ): string {
+    if (this.node === null && request.node !== null) {
+      this.node = request.node;
+      this.key = key(request.node);
     }
+    if (request.typeUrl === "") throw new Error("The request has no type_url");
+    return request.typeUrl;
   }
 
   /** Whether an upstream stream is open. */

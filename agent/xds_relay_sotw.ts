@@ -68,8 +68,7 @@ function namesKey(names: ReadonlySet<string> | readonly string[] | "*"): string 
 /** See the module comment. */
 export class SotwSession implements RelaySession {
   readonly #options: SessionOptions;
-  readonly #types = new Map<string, TypeState>();
-  readonly #core = new SessionCore<Sent>();
+  readonly #core = new SessionCore<Sent, TypeState>();
 
   constructor(options: SessionOptions) {
     this.#options = options;
@@ -81,10 +80,8 @@ export class SotwSession implements RelaySession {
    */
   fromClient(bytes: Uint8Array): void {
     const request = decodeSotwRequest(bytes);
-    this.#core.noteNode(request.node, nodeKey);
-    const { typeUrl } = request;
-    if (typeUrl === "") throw new Error("The request has no type_url");
-    let state = this.#types.get(typeUrl);
+    const typeUrl = this.#core.request(request, nodeKey);
+    let state = this.#core.types.get(typeUrl);
     const first = state === undefined;
     state ??= {
       names: "*",
@@ -95,7 +92,7 @@ export class SotwSession implements RelaySession {
       upAnswered: true,
       upNames: null,
     };
-    this.#types.set(typeUrl, state);
+    this.#core.types.set(typeUrl, state);
 
     let forwarded = false;
     const answered = this.#core.sent(request.responseNonce);
@@ -124,7 +121,7 @@ export class SotwSession implements RelaySession {
   /** A new upstream stream: the client's subscriptions go up again, with what it has. */
   upstreamOpened(send: (bytes: Uint8Array) => void): void {
     this.#core.opened(send);
-    for (const [typeUrl, state] of this.#types) {
+    for (const [typeUrl, state] of this.#core.types) {
       state.upNonce = "";
       state.upVersion = "";
       state.upAnswered = true;
@@ -145,7 +142,7 @@ export class SotwSession implements RelaySession {
   fromUpstream(bytes: Uint8Array): void {
     const response = decodeSotwResponse(bytes);
     this.#core.live = true;
-    const state = this.#types.get(response.typeUrl);
+    const state = this.#core.types.get(response.typeUrl);
     if (state === undefined) return;
     // The server answered the names it was last asked for: what it left out does not exist.
     this.#options.cache.putSotw(
@@ -163,7 +160,7 @@ export class SotwSession implements RelaySession {
 
   /** The agent's own resources changed (a renewed certificate): subscribed clients get them. */
   localChanged(): void {
-    for (const [typeUrl, state] of this.#types) {
+    for (const [typeUrl, state] of this.#core.types) {
       if (state.names === "*" || state.sentNonce === null) continue;
       if ([...state.names].some((n) => isLocalResource(typeUrl, n))) this.#respond(typeUrl, state);
     }

@@ -108,15 +108,26 @@ function nextTag(r: protobuf.Reader): number {
   return t;
 }
 
-function readStatus(bytes: Uint8Array): ErrorDetail {
+/** How to read each field a message reader takes, by tag; every other field is skipped. */
+type FieldReaders = Record<number, (r: protobuf.Reader) => unknown>;
+
+/** Reads a message field by field, as `fields` says. */
+function readFields(bytes: Uint8Array, fields: FieldReaders): void {
   const r = reader(bytes);
-  const status = { code: 0, message: "" };
   while (r.pos < r.len) {
     const t = nextTag(r);
-    if (t === tag(1, VARINT)) status.code = r.int32();
-    else if (t === tag(2, LEN)) status.message = r.string();
+    const read = fields[t];
+    if (read) read(r);
     else r.skipType(t & 7);
   }
+}
+
+function readStatus(bytes: Uint8Array): ErrorDetail {
+  const status = { code: 0, message: "" };
+  readFields(bytes, {
+    [tag(1, VARINT)]: (r) => status.code = r.int32(),
+    [tag(2, LEN)]: (r) => status.message = r.string(),
+  });
   return status;
 }
 
@@ -132,7 +143,6 @@ function writeStatus(status: ErrorDetail): Uint8Array {
  * @throws {Error} If the bytes are not protobuf.
  */
 export function decodeSotwRequest(bytes: Uint8Array): SotwRequest {
-  const r = reader(bytes);
   const out: SotwRequest = {
     versionInfo: "",
     node: null,
@@ -141,31 +151,14 @@ export function decodeSotwRequest(bytes: Uint8Array): SotwRequest {
     responseNonce: "",
     errorDetail: null,
   };
-  while (r.pos < r.len) {
-    const t = nextTag(r);
-    switch (t) {
-      case tag(1, LEN):
-        out.versionInfo = r.string();
-        break;
-      case tag(2, LEN):
-        out.node = r.bytes();
-        break;
-      case tag(3, LEN):
-        out.resourceNames.push(r.string());
-        break;
-      case tag(4, LEN):
-        out.typeUrl = r.string();
-        break;
-      case tag(5, LEN):
-        out.responseNonce = r.string();
-        break;
-      case tag(6, LEN):
-        out.errorDetail = readStatus(r.bytes());
-        break;
-      default:
-        r.skipType(t & 7);
-    }
-  }
+  readFields(bytes, {
+    [tag(1, LEN)]: (r) => out.versionInfo = r.string(),
+    [tag(2, LEN)]: (r) => out.node = r.bytes(),
+    [tag(3, LEN)]: (r) => out.resourceNames.push(r.string()),
+    [tag(4, LEN)]: (r) => out.typeUrl = r.string(),
+    [tag(5, LEN)]: (r) => out.responseNonce = r.string(),
+    [tag(6, LEN)]: (r) => out.errorDetail = readStatus(r.bytes()),
+  });
   return out;
 }
 
@@ -188,16 +181,13 @@ export function encodeSotwRequest(request: SotwRequest): Uint8Array {
  * @throws {Error} If the bytes are not protobuf.
  */
 export function decodeSotwResponse(bytes: Uint8Array): SotwResponse {
-  const r = reader(bytes);
   const out: SotwResponse = { versionInfo: "", resources: [], typeUrl: "", nonce: "" };
-  while (r.pos < r.len) {
-    const t = nextTag(r);
-    if (t === tag(1, LEN)) out.versionInfo = r.string();
-    else if (t === tag(2, LEN)) out.resources.push(r.bytes());
-    else if (t === tag(4, LEN)) out.typeUrl = r.string();
-    else if (t === tag(5, LEN)) out.nonce = r.string();
-    else r.skipType(t & 7);
-  }
+  readFields(bytes, {
+    [tag(1, LEN)]: (r) => out.versionInfo = r.string(),
+    [tag(2, LEN)]: (r) => out.resources.push(r.bytes()),
+    [tag(4, LEN)]: (r) => out.typeUrl = r.string(),
+    [tag(5, LEN)]: (r) => out.nonce = r.string(),
+  });
   return out;
 }
 
@@ -212,15 +202,12 @@ export function encodeSotwResponse(response: SotwResponse): Uint8Array {
 }
 
 function readMapEntry(bytes: Uint8Array): [string, string] {
-  const r = reader(bytes);
   let key = "";
   let value = "";
-  while (r.pos < r.len) {
-    const t = nextTag(r);
-    if (t === tag(1, LEN)) key = r.string();
-    else if (t === tag(2, LEN)) value = r.string();
-    else r.skipType(t & 7);
-  }
+  readFields(bytes, {
+    [tag(1, LEN)]: (r) => key = r.string(),
+    [tag(2, LEN)]: (r) => value = r.string(),
+  });
   return [key, value];
 }
 
@@ -229,7 +216,6 @@ function readMapEntry(bytes: Uint8Array): [string, string] {
  * @throws {Error} If the bytes are not protobuf.
  */
 export function decodeDeltaRequest(bytes: Uint8Array): DeltaRequest {
-  const r = reader(bytes);
   const out: DeltaRequest = {
     node: null,
     typeUrl: "",
@@ -239,36 +225,15 @@ export function decodeDeltaRequest(bytes: Uint8Array): DeltaRequest {
     responseNonce: "",
     errorDetail: null,
   };
-  while (r.pos < r.len) {
-    const t = nextTag(r);
-    switch (t) {
-      case tag(1, LEN):
-        out.node = r.bytes();
-        break;
-      case tag(2, LEN):
-        out.typeUrl = r.string();
-        break;
-      case tag(3, LEN):
-        out.subscribe.push(r.string());
-        break;
-      case tag(4, LEN):
-        out.unsubscribe.push(r.string());
-        break;
-      case tag(5, LEN): {
-        const [key, value] = readMapEntry(r.bytes());
-        out.initialVersions.set(key, value);
-        break;
-      }
-      case tag(6, LEN):
-        out.responseNonce = r.string();
-        break;
-      case tag(7, LEN):
-        out.errorDetail = readStatus(r.bytes());
-        break;
-      default:
-        r.skipType(t & 7);
-    }
-  }
+  readFields(bytes, {
+    [tag(1, LEN)]: (r) => out.node = r.bytes(),
+    [tag(2, LEN)]: (r) => out.typeUrl = r.string(),
+    [tag(3, LEN)]: (r) => out.subscribe.push(r.string()),
+    [tag(4, LEN)]: (r) => out.unsubscribe.push(r.string()),
+    [tag(5, LEN)]: (r) => out.initialVersions.set(...readMapEntry(r.bytes())),
+    [tag(6, LEN)]: (r) => out.responseNonce = r.string(),
+    [tag(7, LEN)]: (r) => out.errorDetail = readStatus(r.bytes()),
+  });
   return out;
 }
 
@@ -292,14 +257,11 @@ export function encodeDeltaRequest(request: DeltaRequest): Uint8Array {
 }
 
 function readDeltaResource(bytes: Uint8Array): DeltaResource {
-  const r = reader(bytes);
   const out: DeltaResource = { name: "", version: "", bytes };
-  while (r.pos < r.len) {
-    const t = nextTag(r);
-    if (t === tag(1, LEN)) out.version = r.string();
-    else if (t === tag(3, LEN)) out.name = r.string();
-    else r.skipType(t & 7);
-  }
+  readFields(bytes, {
+    [tag(1, LEN)]: (r) => out.version = r.string(),
+    [tag(3, LEN)]: (r) => out.name = r.string(),
+  });
   return out;
 }
 
@@ -308,7 +270,6 @@ function readDeltaResource(bytes: Uint8Array): DeltaResource {
  * @throws {Error} If the bytes are not protobuf.
  */
 export function decodeDeltaResponse(bytes: Uint8Array): DeltaResponse {
-  const r = reader(bytes);
   const out: DeltaResponse = {
     systemVersionInfo: "",
     resources: [],
@@ -316,15 +277,13 @@ export function decodeDeltaResponse(bytes: Uint8Array): DeltaResponse {
     nonce: "",
     removed: [],
   };
-  while (r.pos < r.len) {
-    const t = nextTag(r);
-    if (t === tag(1, LEN)) out.systemVersionInfo = r.string();
-    else if (t === tag(2, LEN)) out.resources.push(readDeltaResource(r.bytes()));
-    else if (t === tag(4, LEN)) out.typeUrl = r.string();
-    else if (t === tag(5, LEN)) out.nonce = r.string();
-    else if (t === tag(6, LEN)) out.removed.push(r.string());
-    else r.skipType(t & 7);
-  }
+  readFields(bytes, {
+    [tag(1, LEN)]: (r) => out.systemVersionInfo = r.string(),
+    [tag(2, LEN)]: (r) => out.resources.push(readDeltaResource(r.bytes())),
+    [tag(4, LEN)]: (r) => out.typeUrl = r.string(),
+    [tag(5, LEN)]: (r) => out.nonce = r.string(),
+    [tag(6, LEN)]: (r) => out.removed.push(r.string()),
+  });
   return out;
 }
 
@@ -375,14 +334,11 @@ function firstString(bytes: Uint8Array, field: number): string {
  * @throws {Error} If the bytes are not protobuf.
  */
 export function resourceName(any: Uint8Array): string {
-  const r = reader(any);
   let typeUrl = "";
   let value: Uint8Array = new Uint8Array();
-  while (r.pos < r.len) {
-    const t = nextTag(r);
-    if (t === tag(1, LEN)) typeUrl = r.string();
-    else if (t === tag(2, LEN)) value = r.bytes();
-    else r.skipType(t & 7);
-  }
+  readFields(any, {
+    [tag(1, LEN)]: (r) => typeUrl = r.string(),
+    [tag(2, LEN)]: (r) => value = r.bytes(),
+  });
   return typeUrl === RESOURCE_WRAPPER_TYPE_URL ? firstString(value, 3) : firstString(value, 1);
 }

@@ -20,27 +20,23 @@ export type { ProxyStatus };
 
 /** The gRPC service definition of ADS, with raw bytes in and out. */
 export const adsServiceDefinition = {
-  streamAggregatedResources: {
-    path: "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources",
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: asBuffer,
-    requestDeserialize: (b: Buffer) => new Uint8Array(b),
-    responseSerialize: asBuffer,
-    responseDeserialize: (b: Buffer) => new Uint8Array(b),
-    originalName: "StreamAggregatedResources",
-  },
-  deltaAggregatedResources: {
-    path: "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: asBuffer,
-    requestDeserialize: (b: Buffer) => new Uint8Array(b),
-    responseSerialize: asBuffer,
-    responseDeserialize: (b: Buffer) => new Uint8Array(b),
-    originalName: "DeltaAggregatedResources",
-  },
+  streamAggregatedResources: bytesStream("StreamAggregatedResources"),
+  deltaAggregatedResources: bytesStream("DeltaAggregatedResources"),
 } as const;
+
+/** A bidirectional ADS method of raw bytes. */
+function bytesStream<N extends string>(name: N) {
+  return {
+    path: `/envoy.service.discovery.v3.AggregatedDiscoveryService/${name}` as const,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: asBuffer,
+    requestDeserialize: (b: Buffer) => new Uint8Array(b),
+    responseSerialize: asBuffer,
+    responseDeserialize: (b: Buffer) => new Uint8Array(b),
+    originalName: name,
+  } as const;
+}
 
 /** The bytes as a Buffer over the same memory: a response is written once, never copied. */
 function asBuffer(b: Uint8Array): Buffer {
@@ -58,13 +54,13 @@ export class AdsServer {
     const events = options.events ?? {};
     this.#sotw = new StreamCore(options, this.#shared, {
       name: "sotw",
-      handler: new SotwVariant(this.#shared, options.log, events),
+      handler: new SotwVariant({ shared: this.#shared, log: options.log, events }),
       idPrefix: `${prefix}-`,
     });
     // The status type has no field for the variant: delta streams say so in their id.
     this.#delta = new StreamCore(options, this.#shared, {
       name: "delta",
-      handler: new DeltaVariant(this.#shared, options.log, events),
+      handler: new DeltaVariant({ shared: this.#shared, log: options.log, events }),
       idPrefix: `${prefix}-delta-`,
     });
   }

@@ -12,19 +12,18 @@
  * per-type view (sent as `system_version_info`), so the two variants read
  * the same.
  */
-import type { Logger } from "../core/log.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
 import { compareStrings, shortHash } from "./generate/canonical.ts";
 import type { Resource } from "./generate/model.ts";
 import * as codec from "./proto/codec.ts";
 import {
-  type AdsEvents,
   KIND_BY_URL,
   type NodeInfo,
-  type SharedState,
+  readRequest,
   type Stream,
   type StreamIo,
   type Variant,
+  type VariantContext,
   WILDCARD_TYPES,
 } from "./stream_core.ts";
 import { type SnapshotDiff, touches } from "./snapshot_diff.ts";
@@ -78,24 +77,19 @@ interface DeltaRequest {
 
 /** The delta variant; see the module comment. */
 export class DeltaVariant implements Variant<DeltaState> {
-  readonly #shared: SharedState;
-  readonly #log: Logger;
-  readonly #events: AdsEvents;
+  readonly #ctx: VariantContext;
 
-  constructor(shared: SharedState, log: Logger, events: AdsEvents) {
-    this.#shared = shared;
-    this.#log = log;
-    this.#events = events;
+  constructor(context: VariantContext) {
+    this.#ctx = context;
   }
 
   request(stream: Stream<DeltaState>, bytes: Uint8Array, io: StreamIo<DeltaState>): void {
-    const request = codec.decodeStrict(DELTA_REQUEST, bytes) as DeltaRequest;
-    const peer = io.identify(stream, request.node);
-    const typeUrl = request.type_url ?? "";
-    if (!KIND_BY_URL.has(typeUrl)) {
-      this.#log.debug("Unknown xDS type requested", { stream: stream.id, typeUrl });
-      return;
-    }
+    const read = readRequest<DeltaRequest>(stream as Stream<unknown>, bytes, io, {
+      typeName: DELTA_REQUEST,
+      log: this.#ctx.log,
+    });
+    if (!read) return;
+    const { request, peer, typeUrl } = read;
     const subscribe = request.resource_names_subscribe ?? [];
     const unsubscribe = request.resource_names_unsubscribe ?? [];
     let state = stream.types.get(typeUrl);
@@ -132,8 +126,8 @@ export class DeltaVariant implements Variant<DeltaState> {
           message: request.error_detail.message ?? "",
           at: new Date().toISOString(),
         };
-        this.#events.nack?.(typeUrl);
-        this.#log.warn("Proxy rejected configuration (NACK)", {
+        this.#ctx.events.nack?.(typeUrl);
+        this.#ctx.log.warn("Proxy rejected configuration (NACK)", {
           stream: stream.id,
           node: peer.node,
           typeUrl,
@@ -143,10 +137,10 @@ export class DeltaVariant implements Variant<DeltaState> {
         });
       } else {
         accept(state, last);
-        this.#events.acked?.(typeUrl, last.sentAt);
+        this.#ctx.events.acked?.(typeUrl, last.sentAt);
       }
     } else if (nonce !== "") {
-      this.#log.debug("Stale nonce ignored", { stream: stream.id, typeUrl, nonce });
+      this.#ctx.log.debug("Stale nonce ignored", { stream: stream.id, typeUrl, nonce });
     }
 
     // Subscription changes apply whatever the nonce: the proxy never repeats them.
@@ -200,7 +194,7 @@ export class DeltaVariant implements Variant<DeltaState> {
       if (state.wildcard) {
         for (const r of stream.snapshot[kind]) current.set(r.name, r);
       } else {
-        const index = this.#shared.index(stream.snapshot, kind);
+        const index = this.#ctx.shared.index(stream.snapshot, kind);
         for (const name of [...state.names].sort(compareStrings)) {
           const r = index.get(name);
           if (r) current.set(name, r);
@@ -260,12 +254,12 @@ export class DeltaVariant implements Variant<DeltaState> {
       resources: resources.map((r) => ({
         name: r.name,
         version: r.version,
-        resource: { type_url: typeUrl, value: this.#shared.encoder.value(r) },
+        resource: { type_url: typeUrl, value: this.#ctx.shared.encoder.value(r) },
       })),
       removed_resources: [...changes].filter(([, r]) => r === null).map(([name]) => name),
     }).finish();
     state.sentVersion = version;
-    state.inflight.push({ nonce, version, sentAt: this.#shared.sentAt(), changes });
+    state.inflight.push({ nonce, version, sentAt: this.#ctx.shared.sentAt(), changes });
     io.write(stream, typeUrl, response);
   }
 

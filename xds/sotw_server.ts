@@ -6,19 +6,17 @@
  * cannot turn into a push loop; the proxy keeps its last good config until
  * a new version exists.
  */
-import type { Logger } from "../core/log.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
 import { compareStrings, shortHash } from "./generate/canonical.ts";
 import type { ProxySnapshot, Resource } from "./generate/model.ts";
-import * as codec from "./proto/codec.ts";
 import {
-  type AdsEvents,
   KIND_BY_URL,
   type NodeInfo,
-  type SharedState,
+  readRequest,
   type Stream,
   type StreamIo,
   type Variant,
+  type VariantContext,
   WILDCARD_TYPES,
 } from "./stream_core.ts";
 import { type SnapshotDiff, touches } from "./snapshot_diff.ts";
@@ -59,26 +57,21 @@ interface SotwRequest {
 
 /** The state-of-the-world variant; see the module comment. */
 export class SotwVariant implements Variant<SotwState> {
-  readonly #shared: SharedState;
-  readonly #log: Logger;
-  readonly #events: AdsEvents;
+  readonly #ctx: VariantContext;
   /** Selections per snapshot (see `#select`); dropped with the snapshot. */
   readonly #selections = new WeakMap<ProxySnapshot, Map<string, Selection>>();
 
-  constructor(shared: SharedState, log: Logger, events: AdsEvents) {
-    this.#shared = shared;
-    this.#log = log;
-    this.#events = events;
+  constructor(context: VariantContext) {
+    this.#ctx = context;
   }
 
   request(stream: Stream<SotwState>, bytes: Uint8Array, io: StreamIo<SotwState>): void {
-    const request = codec.decodeStrict(DISCOVERY_REQUEST, bytes) as SotwRequest;
-    const peer = io.identify(stream, request.node);
-    const typeUrl = request.type_url ?? "";
-    if (!KIND_BY_URL.has(typeUrl)) {
-      this.#log.debug("Unknown xDS type requested", { stream: stream.id, typeUrl });
-      return;
-    }
+    const read = readRequest<SotwRequest>(stream as Stream<unknown>, bytes, io, {
+      typeName: DISCOVERY_REQUEST,
+      log: this.#ctx.log,
+    });
+    if (!read) return;
+    const { request, peer, typeUrl } = read;
     let state = stream.types.get(typeUrl);
     if (!state) {
       state = {
@@ -105,8 +98,8 @@ export class SotwVariant implements Variant<SotwState> {
           message: request.error_detail.message ?? "",
           at: new Date().toISOString(),
         };
-        this.#events.nack?.(typeUrl);
-        this.#log.warn("Proxy rejected configuration (NACK)", {
+        this.#ctx.events.nack?.(typeUrl);
+        this.#ctx.log.warn("Proxy rejected configuration (NACK)", {
           stream: stream.id,
           node: peer.node,
           typeUrl,
@@ -115,7 +108,7 @@ export class SotwVariant implements Variant<SotwState> {
         });
       } else if (state.ackedVersion !== request.version_info) {
         state.ackedVersion = request.version_info ?? null;
-        this.#events.acked?.(typeUrl, state.sentAt);
+        this.#ctx.events.acked?.(typeUrl, state.sentAt);
       }
     }
     const names = request.resource_names ?? [];
@@ -149,12 +142,12 @@ export class SotwVariant implements Variant<SotwState> {
     const nonce = io.nonce(stream);
     selection.bytes ??= concat([
       stringField(1, version),
-      ...resources.map((r) => this.#shared.encoder.entry(r)),
+      ...resources.map((r) => this.#ctx.shared.encoder.entry(r)),
       stringField(4, typeUrl),
     ]);
     state.sentVersion = version;
     state.sentNonce = nonce;
-    state.sentAt = this.#shared.sentAt();
+    state.sentAt = this.#ctx.shared.sentAt();
     state.sentResources = resources;
     io.write(stream, typeUrl, concat([selection.bytes, stringField(5, nonce)]));
   }
@@ -176,7 +169,7 @@ export class SotwVariant implements Variant<SotwState> {
       let resources: Resource[];
       if (state.names === "*") resources = snapshot[kind];
       else {
-        const index = this.#shared.index(snapshot, kind);
+        const index = this.#ctx.shared.index(snapshot, kind);
         resources = [];
         for (const name of [...state.names].sort(compareStrings)) {
           const resource = index.get(name);

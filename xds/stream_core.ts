@@ -18,6 +18,7 @@ import type { Logger } from "../core/log.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
 import { TYPE_URLS } from "./generate/generate.ts";
 import { type ProxySnapshot, type Resource, type ResourceKind } from "./generate/model.ts";
+import * as codec from "./proto/codec.ts";
 import { ResourceEncoder } from "./resource_encoder.ts";
 import { chainedDiff, diffSnapshots, isIndexed, type SnapshotDiff } from "./snapshot_diff.ts";
 
@@ -139,6 +140,13 @@ export interface Variant<S> {
   status(stream: Stream<S>): ProxyStatus["types"];
   /** Per-type configuration of a stream, as JSON. */
   dump(stream: Stream<S>): [string, unknown[]][];
+}
+
+/** What a variant is built with: the server's shared state, its log and its metric hooks. */
+export interface VariantContext {
+  shared: SharedState;
+  log: Logger;
+  events: AdsEvents;
 }
 
 /** Counters and caches both variants of one server share. */
@@ -511,4 +519,24 @@ function endWith(
 /** The status of a refused stream, from the one error table (`core/errors.ts`). */
 function refusalCode(error: unknown): grpcStatus {
   return grpcStatus[grpcCodeOf(error)];
+}
+
+/**
+ * Decodes a variant's request and identifies its stream's proxy; `null`
+ * (logged) when it asks for a type we do not serve.
+ */
+export function readRequest<R extends { node?: NodeInfo; type_url?: string }>(
+  stream: Stream<unknown>,
+  bytes: Uint8Array,
+  io: Pick<StreamIo<unknown>, "identify">,
+  options: { typeName: string; log: Logger },
+): { request: R; peer: ProxyPeer; typeUrl: string } | null {
+  const request = codec.decodeStrict(options.typeName, bytes) as R;
+  const peer = io.identify(stream, request.node);
+  const typeUrl = request.type_url ?? "";
+  if (!KIND_BY_URL.has(typeUrl)) {
+    options.log.debug("Unknown xDS type requested", { stream: stream.id, typeUrl });
+    return null;
+  }
+  return { request, peer, typeUrl };
 }

@@ -6,16 +6,8 @@
  *
  * @module
  */
-import {
-  childPointer,
-  describe,
-  hasOwn,
-  invalid,
-  isPlainObject,
-  type ProtoJson,
-  setOwn,
-  type Site,
-} from "./site.ts";
+import type { ProtoJson, Site } from "./site.ts";
+import { childPointer, describe, hasOwn, invalid, isPlainObject, setOwn } from "./site.ts";
 import { fromLong64, isDefault } from "./scalars.ts";
 
 export const WRAPPERS = new Set(
