@@ -1,48 +1,40 @@
 /** `ironmesh ca status|rotate`: the mesh CA's rotation stage, and starting a root rotation. */
 import type { Command } from "commander";
-import {
-  addConnectionOptions,
-  type Format,
-  formatTable,
-  outputOption,
-  print,
-  verb,
-  withClient,
-} from "./client_support.ts";
+import * as cli from "./client_support.ts";
 
 /** The `ca` verb and its subcommands. */
 export function caCommand(): Command {
-  return verb("ca")
+  return cli.verb("ca")
     .description("The mesh certificate authority: status and root rotation")
     .addCommand(caStatusCommand())
     .addCommand(caRotateCommand());
 }
 
 function caStatusCommand(): Command {
-  const command = verb("status")
+  const command = cli.verb("status")
     .description(
       "Show the rotation stage, the roots' fingerprints and how many leaves chain to each root",
     )
-    .addOption(outputOption());
-  addConnectionOptions(command, { serverDefault: true });
+    .addOption(cli.outputOption());
+  cli.addConnectionOptions(command, { serverDefault: true });
   return command.action(async () => {
-    const { output } = command.opts<{ output: Format }>();
-    const status = await withClient(
+    const { output } = command.opts<{ output: cli.Format }>();
+    const status = await cli.withClient(
       command,
       (client) => client.request<CaStatus>("GET", "/v1/ca/status"),
     );
-    print(output, status, caStatusText(status));
+    cli.print(output, status, caStatusText(status));
   });
 }
 
 function caRotateCommand(): Command {
-  const command = verb("rotate")
+  const command = cli.verb("rotate")
     .description(
       "Start a staged root rotation: publish a new root, switch signing once every live node trusts it, retire the old root once every live leaf is reissued",
     );
-  addConnectionOptions(command, { serverDefault: true });
+  cli.addConnectionOptions(command, { serverDefault: true });
   return command.action(async () => {
-    const status = await withClient(
+    const status = await cli.withClient(
       command,
       (client) => client.request<CaStatus>("POST", "/v1/ca/rotation"),
     );
@@ -75,7 +67,7 @@ function caStatusText(status: CaStatus): string {
       status.nodesAwaitingBundle.length ? status.nodesAwaitingBundle.join(", ") : "none"
     }`,
     "",
-    formatTable(["GEN", "STAGE", "ROOT SHA-256", "ROOT EXPIRES", "LEAVES"], rows),
+    cli.formatTable(["GEN", "STAGE", "ROOT SHA-256", "ROOT EXPIRES", "LEAVES"], rows),
   ];
   return lines.join("\n");
 }

@@ -2,15 +2,7 @@
 import { Command, Option } from "commander";
 import type { ApiClient } from "../client/api_client.ts";
 import { InvalidError, NotFoundError } from "../core/errors.ts";
-import {
-  addConnectionOptions,
-  type ConnectionOptions,
-  type Format,
-  outputOption,
-  print,
-  verb,
-  withClient,
-} from "./client_support.ts";
+import * as cli from "./client_support.ts";
 import {
   type AnyKindSpec,
   type Filter,
@@ -22,11 +14,11 @@ import {
   table,
 } from "./kinds.ts";
 
-type GetOptions = ConnectionOptions & { output: Format } & { [F in Filter]?: string };
+type GetOptions = cli.ConnectionOptions & { output: cli.Format } & { [F in Filter]?: string };
 
 /** The `get` verb. */
 export function getCommand(): Command {
-  const command = verb("get")
+  const command = cli.verb("get")
     .description("List the objects of a kind, or show one by name")
     .argument(
       "<kind>",
@@ -39,7 +31,7 @@ export function getCommand(): Command {
         "nodes: NAME; tokens: ID; namespaces: NAME; policies: NAMESPACE/NAME or NAME " +
         "(in --namespace)",
     )
-    .addOption(outputOption())
+    .addOption(cli.outputOption())
     .addOption(
       new Option(
         "-n, --namespace <namespace>",
@@ -65,7 +57,7 @@ export function getCommand(): Command {
         'Label selector, e.g. "version=v1,env!=prod" (services, instances, nodes)',
       ).env("IRONMESH_GET_SELECTOR"),
     );
-  addConnectionOptions(command, { serverDefault: true });
+  cli.addConnectionOptions(command, { serverDefault: true });
   return command.action(async (kindText: string, name: string | undefined) => {
     const options = command.opts<GetOptions>();
     const kind = kindNamed(kindText);
@@ -90,10 +82,10 @@ export function getCommand(): Command {
       }
       query[FILTER_PARAMS[filter]] = value;
     }
-    await withClient(command, async (client) => {
+    await cli.withClient(command, async (client) => {
       if (name === undefined) {
         const items = await client.list<Record<string, unknown>>(spec.path, query);
-        print(options.output, { items }, table(spec, items));
+        cli.print(options.output, { items }, table(spec, items));
         return;
       }
       const item = spec.itemPath
@@ -102,7 +94,7 @@ export function getCommand(): Command {
           spec.itemPath(name, options.namespace),
         )
         : await findByKey(client, spec, kind, name);
-      print(options.output, item, table(spec, [item]));
+      cli.print(options.output, item, table(spec, [item]));
     });
   });
 }

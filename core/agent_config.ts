@@ -10,7 +10,7 @@ import { durationSchema, formatDuration } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
 import { HEARTBEAT_INTERVAL_BOUNDS, ipAddress, labelName, portNumber, PROTOCOLS } from "./model.ts";
 import { nodeName } from "./names.ts";
-import { parseConfigText } from "./validate.ts";
+import { fieldIssue, parseConfigText } from "./validate.ts";
 import { ENVOY_ADMIN } from "./envoy_bootstrap.ts";
 
 /** Default heartbeat and check interval, in milliseconds. */
@@ -59,11 +59,11 @@ const hostPort = z.string().transform((text, ctx) => {
   const match = HOST_PORT.exec(text);
   const port = Number(match?.[3]);
   if (!match || port < 1 || port > 65535) {
-    ctx.addIssue({
-      code: "custom",
-      message:
-        `Invalid address "${text}": use host:port or [ipv6]:port with a port from 1 to 65535`,
-    });
+    fieldIssue(
+      ctx,
+      [],
+      `Invalid address "${text}": use host:port or [ipv6]:port with a port from 1 to 65535`,
+    );
     return z.NEVER;
   }
   return { hostname: match[1] ?? match[2]!, port };
@@ -99,27 +99,20 @@ const checkSchema = z.strictObject({
 }).superRefine((check, ctx) => {
   const kinds = CHECK_KINDS.filter((kind) => check[kind] !== undefined);
   if (kinds.length === 0) {
-    ctx.addIssue({
-      code: "custom",
-      message: "Missing check kind: set one of http, tcp, grpc or exec",
-    });
+    fieldIssue(ctx, [], "Missing check kind: set one of http, tcp, grpc or exec");
   }
   for (const extra of kinds.slice(1)) {
-    ctx.addIssue({
-      code: "custom",
-      path: [extra],
-      message: `Use exactly one of http, tcp, grpc or exec: found "${kinds[0]}" and "${extra}"`,
-    });
+    fieldIssue(
+      ctx,
+      [extra],
+      `Use exactly one of http, tcp, grpc or exec: found "${kinds[0]}" and "${extra}"`,
+    );
   }
   if (check.grpcService !== undefined && check.grpc === undefined) {
-    ctx.addIssue({ code: "custom", path: ["grpcService"], message: 'Only valid with "grpc"' });
+    fieldIssue(ctx, ["grpcService"], 'Only valid with "grpc"');
   }
   if (check.timeout !== undefined && check.timeout > check.interval) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["timeout"],
-      message: "Must not be longer than the interval, or runs would overlap",
-    });
+    fieldIssue(ctx, ["timeout"], "Must not be longer than the interval, or runs would overlap");
   }
 }).transform((check): CheckConfig => ({
   target: checkTarget(check),
@@ -260,11 +253,11 @@ export const agentConfigSchema = z.strictObject({
     const seen = new Set<string>();
     services.forEach((service, i) => {
       if (seen.has(service.id)) {
-        ctx.addIssue({
-          code: "custom",
-          path: [i, service.id === service.name ? "name" : "id"],
-          message: `Duplicate instance id "${service.id}": give each service entry a unique id`,
-        });
+        fieldIssue(
+          ctx,
+          [i, service.id === service.name ? "name" : "id"],
+          `Duplicate instance id "${service.id}": give each service entry a unique id`,
+        );
       }
       seen.add(service.id);
     });
@@ -273,11 +266,11 @@ export const agentConfigSchema = z.strictObject({
     const seen = new Set<number>();
     upstreams.forEach((upstream, i) => {
       if (seen.has(upstream.localPort)) {
-        ctx.addIssue({
-          code: "custom",
-          path: [i, "localPort"],
-          message: `Duplicate local port ${upstream.localPort}: each upstream needs its own`,
-        });
+        fieldIssue(
+          ctx,
+          [i, "localPort"],
+          `Duplicate local port ${upstream.localPort}: each upstream needs its own`,
+        );
       }
       seen.add(upstream.localPort);
     });
@@ -299,12 +292,11 @@ export const agentConfigSchema = z.strictObject({
       ? "an upstream's localPort"
       : undefined;
     if (clash) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["services", i, "inboundPort"],
-        message:
-          `Port ${port} is already ${clash} on this node: give each inboundPort its own port`,
-      });
+      fieldIssue(
+        ctx,
+        ["services", i, "inboundPort"],
+        `Port ${port} is already ${clash} on this node: give each inboundPort its own port`,
+      );
     }
     inboundPorts.add(port);
   });
@@ -321,12 +313,11 @@ export const agentConfigSchema = z.strictObject({
       ? "the agent's local xDS port"
       : undefined;
     if (clash) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["upstreams", i, "localPort"],
-        message:
-          `Port ${port} is already ${clash} on this node: give each upstream's localPort its own port`,
-      });
+      fieldIssue(
+        ctx,
+        ["upstreams", i, "localPort"],
+        `Port ${port} is already ${clash} on this node: give each upstream's localPort its own port`,
+      );
     }
   });
 });

@@ -4,6 +4,7 @@ import { durationSchema, formatDuration } from "./duration.ts";
 import { labelsSchema } from "./labels.ts";
 import { labelName, nodeName, subdomainName } from "./names.ts";
 import { ENVOY_ADMIN } from "./envoy_bootstrap.ts";
+import { fieldIssue } from "./validate.ts";
 
 /**
  * The heartbeat intervals an agent may declare, in milliseconds. The TLS
@@ -235,11 +236,11 @@ export const nodeRegistrationSchema = z.strictObject({
     const seen = new Set<string>();
     list.forEach((inst, i) => {
       if (seen.has(inst.id)) {
-        ctx.addIssue({
-          code: "custom",
-          path: [i, "id"],
-          message: `Duplicate instance id "${inst.id}": give each service entry a unique id`,
-        });
+        fieldIssue(
+          ctx,
+          [i, "id"],
+          `Duplicate instance id "${inst.id}": give each service entry a unique id`,
+        );
       }
       seen.add(inst.id);
     });
@@ -266,12 +267,11 @@ export const nodeRegistrationSchema = z.strictObject({
       ? "Envoy's admin port"
       : undefined;
     if (clash) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["upstreams", i, "localPort"],
-        message:
-          `Local port ${u.localPort} is already ${clash} on this node: each upstream needs its own`,
-      });
+      fieldIssue(
+        ctx,
+        ["upstreams", i, "localPort"],
+        `Local port ${u.localPort} is already ${clash} on this node: each upstream needs its own`,
+      );
     }
     if (!localPorts.has(u.localPort)) localPorts.set(u.localPort, i);
   });
@@ -288,11 +288,7 @@ export const nodeRegistrationSchema = z.strictObject({
       ? "an upstream's local port"
       : undefined;
     if (clash) {
-      ctx.addIssue({
-        code: "custom",
-        path,
-        message: `Inbound port ${port} is already ${clash} on this node`,
-      });
+      fieldIssue(ctx, path, `Inbound port ${port} is already ${clash} on this node`);
     }
     inboundPorts.add(port);
   });

@@ -12,6 +12,15 @@ export function toPointer(path: readonly PropertyKey[]): string {
   return path.map((s) => "/" + escapeSegment(s)).join("");
 }
 
+/** Reports a problem a refinement found at `path` (relative to the refined value). */
+export function fieldIssue(
+  ctx: z.RefinementCtx,
+  path: readonly PropertyKey[],
+  message: string,
+): void {
+  ctx.addIssue({ code: "custom", path: [...path], message });
+}
+
 /** Turns a zod error into one problem per bad field; an unknown key is reported at its own path. */
 export function zodProblems(
   error: z.ZodError,

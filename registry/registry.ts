@@ -8,14 +8,7 @@
 import type { Clock } from "../core/clock.ts";
 import type { Logger } from "../core/log.ts";
 import type { MeshChange } from "../core/mesh_change.ts";
-import type {
-  Heartbeat,
-  Instance,
-  MeshNode,
-  NodeRegistration,
-  Service,
-  ServicePut,
-} from "../core/model.ts";
+import type { Heartbeat, Instance, MeshNode, NodeRegistration, Service } from "../core/model.ts";
 import type { Store } from "../store/store.ts";
 import type { ChangeFeed } from "./feed.ts";
 import { Liveness } from "./liveness.ts";
@@ -151,12 +144,9 @@ export class Registry {
    * with another protocol is a conflict, since the instances speak theirs.
    */
   putService(
-    namespace: string,
-    name: string,
-    body: ServicePut,
-    pre: WritePreconditions,
+    ...args: Parameters<ServiceDeclarations["putService"]>
   ): Promise<{ service: Service; created: boolean }> {
-    return this.#services.putService(namespace, name, body, pre);
+    return this.#services.putService(...args);
   }
 
   /** Deletes a service that has no instances left. */

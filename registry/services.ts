@@ -5,19 +5,13 @@
 import { ConflictError, InvalidError, NotFoundError } from "../core/errors.ts";
 import type { Service, ServicePort, ServicePut } from "../core/model.ts";
 import { MAX_PAGE_SCAN } from "./reads.ts";
-import {
-  expectation,
-  type RegistryWriter,
-  sameContent,
-  sortKeys,
-  type WritePreconditions,
-} from "./writer.ts";
+import * as writes from "./writer.ts";
 
 /** Declared services. */
 export class ServiceDeclarations {
-  readonly #w: RegistryWriter;
+  readonly #w: writes.RegistryWriter;
 
-  constructor(writer: RegistryWriter) {
+  constructor(writer: writes.RegistryWriter) {
     this.#w = writer;
   }
 
@@ -30,7 +24,7 @@ export class ServiceDeclarations {
     namespace: string,
     name: string,
     body: ServicePut,
-    pre: WritePreconditions,
+    pre: writes.WritePreconditions,
   ): Promise<{ service: Service; created: boolean }> {
     return this.#w.serial(`service:${namespace}/${name}`, async () => {
       const key = `${namespace}/${name}`;
@@ -64,13 +58,13 @@ export class ServiceDeclarations {
         namespace,
         name,
         ports: [...ports.values()].sort((a, b) => a.port - b.port),
-        labels: sortKeys(body.labels),
+        labels: writes.sortKeys(body.labels),
         managedBy: "api",
         createdAt: existing?.createdAt ?? this.#w.iso(),
         revision: 0,
       };
-      const expect = expectation("service", key, existing, pre);
-      if (existing && sameContent(existing, service)) {
+      const expect = writes.expectation("service", key, existing, pre);
+      if (existing && writes.sameContent(existing, service)) {
         await this.#w.commit([], expect);
         return { service: existing, created: false };
       }
@@ -83,7 +77,7 @@ export class ServiceDeclarations {
   }
 
   /** Deletes a service that has no instances left. */
-  deleteService(namespace: string, name: string, pre: WritePreconditions): Promise<void> {
+  deleteService(namespace: string, name: string, pre: writes.WritePreconditions): Promise<void> {
     return this.#w.serial(`service:${namespace}/${name}`, async () => {
       const key = `${namespace}/${name}`;
       const existing = await this.#w.store.get("service", key);
@@ -104,7 +98,7 @@ export class ServiceDeclarations {
       }
       await this.#w.commit(
         [{ op: "delete", kind: "service", key }],
-        expectation("service", key, existing, pre),
+        writes.expectation("service", key, existing, pre),
       );
     });
   }

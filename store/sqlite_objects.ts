@@ -4,13 +4,7 @@
  * itself as JSON, and one registry revision in `meta`.
  */
 import type { SQLInputValue } from "node:sqlite";
-import {
-  decodeObject,
-  expectationFailed,
-  indexColumns,
-  objectData,
-  type ObjectRow,
-} from "./object_rows.ts";
+import * as rows from "./object_rows.ts";
 import type { SqliteDb } from "./sqlite_db.ts";
 import {
   type Batch,
@@ -34,8 +28,8 @@ export function registryRevision(db: SqliteDb): number {
 export function getObject<K extends Kind>(db: SqliteDb, kind: K, key: string): Objects[K] | null {
   const row = db.stmt(
     "SELECT data, revision, heartbeat FROM objects WHERE kind = ? AND key = ?",
-  ).get(kind, key) as ObjectRow | undefined;
-  return row ? decodeObject<K>(row) : null;
+  ).get(kind, key) as rows.ObjectRow | undefined;
+  return row ? rows.decodeObject<K>(row) : null;
 }
 
 /** Objects of a kind in key order, filtered, after the cursor, at most `query.limit`. */
@@ -63,7 +57,7 @@ export function listObjects<K extends Kind>(
   const items: Objects[K][] = [];
   if (query.limit <= 0) return items;
   for (const row of db.stmt(sql).iterate(...params)) {
-    const value = decodeObject<K>(row as unknown as ObjectRow);
+    const value = rows.decodeObject<K>(row as unknown as rows.ObjectRow);
     if (query.where && !query.where(value)) continue;
     items.push(value);
     if (items.length >= query.limit) break;
@@ -105,7 +99,7 @@ export function commitBatch(db: SqliteDb, batch: Batch): number {
       const row = db.stmt("SELECT revision FROM objects WHERE kind = ? AND key = ?")
         .get(expected.kind, expected.key) as { revision: number } | undefined;
       const actual = row?.revision ?? null;
-      if (actual !== expected.revision) throw expectationFailed(expected, actual);
+      if (actual !== expected.revision) throw rows.expectationFailed(expected, actual);
     }
     if (batch.writes.length === 0) return registryRevision(db);
     const revision = registryRevision(db) + 1;
@@ -118,7 +112,7 @@ export function commitBatch(db: SqliteDb, batch: Batch): number {
         del.run(write.kind, write.key);
         continue;
       }
-      const cols = indexColumns(write.kind, write.value);
+      const cols = rows.indexColumns(write.kind, write.value);
       put.run(
         write.kind,
         keyOf(write.kind, write.value),
@@ -128,7 +122,7 @@ export function commitBatch(db: SqliteDb, batch: Batch): number {
         cols.health,
         revision,
         cols.heartbeat,
-        objectData(write.value),
+        rows.objectData(write.value),
       );
     }
     db.stmt("UPDATE meta SET value = ? WHERE key = 'revision'").run(String(revision));

@@ -6,29 +6,12 @@
 import type { SQLInputValue } from "node:sqlite";
 import { NotFoundError } from "../core/errors.ts";
 import type { AnyPolicy } from "../core/policy/model.ts";
-import {
-  auditOf,
-  describePolicy,
-  expectationFailed,
-  type PolicyKey,
-  refuseRepeatedKeys,
-  stampPolicy,
-  writeKey,
-} from "./policy_rules.ts";
+import * as rules from "./policy_rules.ts";
 import type { Row, SqliteDb } from "./sqlite_db.ts";
-import type {
-  AuditEntry,
-  AuditInput,
-  AuditQuery,
-  PolicyChange,
-  PolicyExpectation,
-  PolicyQuery,
-  PolicyRevision,
-  PolicyWrite,
-} from "./store.ts";
+import type * as store from "./store.ts";
 
 /** One policy, or `null`. */
-export function getPolicy(db: SqliteDb, key: PolicyKey): AnyPolicy | null {
+export function getPolicy(db: SqliteDb, key: rules.PolicyKey): AnyPolicy | null {
   const row = db.stmt(
     "SELECT data FROM policies WHERE kind = ? AND namespace = ? AND name = ?",
   ).get(key.kind, key.namespace, key.name) as { data: string } | undefined;
@@ -36,7 +19,7 @@ export function getPolicy(db: SqliteDb, key: PolicyKey): AnyPolicy | null {
 }
 
 /** Policies matching every given filter, by kind, namespace and name. */
-export function listPolicies(db: SqliteDb, query: PolicyQuery): AnyPolicy[] {
+export function listPolicies(db: SqliteDb, query: store.PolicyQuery): AnyPolicy[] {
   const clauses: string[] = ["1 = 1"];
   const params: SQLInputValue[] = [];
   if (query.kind !== undefined) {
@@ -54,8 +37,8 @@ export function listPolicies(db: SqliteDb, query: PolicyQuery): AnyPolicy[] {
 }
 
 /** Applies a policy change all or nothing; returns what each write stored. */
-export function writePolicies(db: SqliteDb, change: PolicyChange): (AnyPolicy | null)[] {
-  refuseRepeatedKeys(change.writes);
+export function writePolicies(db: SqliteDb, change: store.PolicyChange): (AnyPolicy | null)[] {
+  rules.refuseRepeatedKeys(change.writes);
   return db.transaction(() => {
     for (const expected of change.expect ?? []) checkExpectation(db, expected);
     const stored = change.writes.map((write) => writePolicy(db, write, change));
@@ -69,12 +52,12 @@ export function writePolicies(db: SqliteDb, change: PolicyChange): (AnyPolicy | 
 }
 
 /** Every revision of one policy, oldest first. */
-export function policyHistory(db: SqliteDb, key: PolicyKey): PolicyRevision[] {
+export function policyHistory(db: SqliteDb, key: rules.PolicyKey): store.PolicyRevision[] {
   const rows = db.stmt(
     "SELECT revision, op, at, actor, data FROM policy_history WHERE kind = ? AND namespace = ? AND name = ? ORDER BY revision",
   ).all(key.kind, key.namespace, key.name) as {
     revision: number;
-    op: PolicyRevision["op"];
+    op: store.PolicyRevision["op"];
     at: string;
     actor: string;
     data: string | null;
@@ -98,7 +81,7 @@ export function policyRevision(db: SqliteDb): number {
 }
 
 /** Appends one audit entry. */
-export function appendAudit(db: SqliteDb, e: AuditInput): void {
+export function appendAudit(db: SqliteDb, e: store.AuditInput): void {
   db.stmt(
     "INSERT INTO audit (at, actor, action, kind, namespace, name, outcome, status, revision, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
   ).run(
@@ -116,7 +99,7 @@ export function appendAudit(db: SqliteDb, e: AuditInput): void {
 }
 
 /** Audit entries after the cursor, oldest first. */
-export function listAudit(db: SqliteDb, query: AuditQuery): AuditEntry[] {
+export function listAudit(db: SqliteDb, query: store.AuditQuery): store.AuditEntry[] {
   if (query.limit <= 0) return [];
   const clauses = ["id > ?"];
   const params: SQLInputValue[] = [query.after ?? 0];
@@ -133,20 +116,24 @@ export function listAudit(db: SqliteDb, query: AuditQuery): AuditEntry[] {
     } ORDER BY id LIMIT ?`,
   ).all(...params, query.limit) as Row[];
   // Spread into plain objects: rows come with a null prototype.
-  return rows.map((r) => ({ ...r }) as unknown as AuditEntry);
+  return rows.map((r) => ({ ...r }) as unknown as store.AuditEntry);
 }
 
-function checkExpectation(db: SqliteDb, expected: PolicyExpectation): void {
+function checkExpectation(db: SqliteDb, expected: store.PolicyExpectation): void {
   const row = db.stmt(
     "SELECT revision FROM policies WHERE kind = ? AND namespace = ? AND name = ?",
   ).get(expected.kind, expected.namespace, expected.name) as { revision: number } | undefined;
   const actual = row?.revision ?? null;
-  if (actual !== expected.revision) throw expectationFailed(expected, actual);
+  if (actual !== expected.revision) throw rules.expectationFailed(expected, actual);
 }
 
 /** Applies one write inside {@link writePolicies}' transaction; returns what it stored. */
-function writePolicy(db: SqliteDb, write: PolicyWrite, change: PolicyChange): AnyPolicy | null {
-  const key = writeKey(write);
+function writePolicy(
+  db: SqliteDb,
+  write: store.PolicyWrite,
+  change: store.PolicyChange,
+): AnyPolicy | null {
+  const key = rules.writeKey(write);
   const current = getPolicy(db, key);
   // From the history, not the current row: a deleted object's revisions stay taken.
   const { revision } = db.stmt(
@@ -154,7 +141,7 @@ function writePolicy(db: SqliteDb, write: PolicyWrite, change: PolicyChange): An
   ).get(key.kind, key.namespace, key.name) as { revision: number };
   const entry = { ...key, revision, at: change.at, actor: change.actor };
   if (write.op === "delete") {
-    if (!current) throw new NotFoundError(`The ${describePolicy(key)} does not exist`);
+    if (!current) throw new NotFoundError(`The ${rules.describePolicy(key)} does not exist`);
     db.stmt("DELETE FROM policies WHERE kind = ? AND namespace = ? AND name = ?").run(
       key.kind,
       key.namespace,
@@ -163,7 +150,7 @@ function writePolicy(db: SqliteDb, write: PolicyWrite, change: PolicyChange): An
     recordWrite(db, { ...entry, op: "delete", object: null }, 200);
     return null;
   }
-  const policy = stampPolicy(write, current, revision, change);
+  const policy = rules.stampPolicy(write, current, revision, change);
   db.stmt(
     "INSERT OR REPLACE INTO policies (kind, namespace, name, revision, data) VALUES (?, ?, ?, ?, ?)",
   ).run(key.kind, key.namespace, key.name, revision, JSON.stringify(policy));
@@ -173,7 +160,7 @@ function writePolicy(db: SqliteDb, write: PolicyWrite, change: PolicyChange): An
 }
 
 /** Appends a write's history entry and its `ok` audit entry. */
-function recordWrite(db: SqliteDb, entry: PolicyRevision, status: number): void {
+function recordWrite(db: SqliteDb, entry: store.PolicyRevision, status: number): void {
   db.stmt(
     "INSERT INTO policy_history (kind, namespace, name, revision, op, at, actor, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
   ).run(
@@ -186,5 +173,5 @@ function recordWrite(db: SqliteDb, entry: PolicyRevision, status: number): void 
     entry.actor,
     entry.object && JSON.stringify(entry.object),
   );
-  appendAudit(db, auditOf(entry, status));
+  appendAudit(db, rules.auditOf(entry, status));
 }

@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { formatDuration } from "../../core/duration.ts";
 import type { AgentTlsLoadConfig, AgentTlsLoadResult } from "./agent_tls_load.ts";
 import { Histogram } from "./histogram.ts";
-import { JsonLines, split, withTimeout } from "./load_process.ts";
+import { type LoadChild, spawnLoad, split, startAll, withTimeout } from "./load_process.ts";
 import { AGENT_TLS_TARGET, type BenchOptions } from "./options.ts";
 import { markdownTable, ms, thousands } from "./report.ts";
 import { launchServer, readCpuMs, readRss, scrapeMetrics } from "./server_process.ts";
@@ -94,7 +94,7 @@ export async function benchAgentTls(options: BenchOptions): Promise<number> {
   });
   const pid = server.info.pid;
   const base = `http://${server.info.http}`;
-  const children: { process: Deno.ChildProcess; lines: JsonLines }[] = [];
+  const children: LoadChild[] = [];
   let stopped = false;
   let sampler: ReturnType<typeof setInterval> | undefined;
   try {
@@ -133,15 +133,7 @@ export async function benchAgentTls(options: BenchOptions): Promise<number> {
         drainMs: DRAIN_MS,
       };
       first += share;
-      const file = `${dir}/load-${i}.json`;
-      await Deno.writeTextFile(file, JSON.stringify(config));
-      const process = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", LOAD_SCRIPT, file],
-        stdin: "piped",
-        stdout: "piped",
-        stderr: "inherit",
-      }).spawn();
-      children.push({ process, lines: new JsonLines(process.stdout) });
+      children.push(await spawnLoad(LOAD_SCRIPT, config, `${dir}/load-${i}.json`));
     }
     const began = performance.now();
     await withTimeout(
@@ -181,12 +173,7 @@ export async function benchAgentTls(options: BenchOptions): Promise<number> {
         inWindow = false;
       }, windowEnd - Date.now()),
     ];
-    const start = new TextEncoder().encode(JSON.stringify({ event: "start", at }) + "\n");
-    for (const child of children) {
-      const writer = child.process.stdin.getWriter();
-      await writer.write(start);
-      await writer.close();
-    }
+    await startAll(children, at);
     progress(
       `${thousands(options.agents)} agents beating every ${formatDuration(options.intervalMs)}: ${
         formatDuration(options.warmupMs)

@@ -29,6 +29,7 @@ import type { HeartbeatBody, RegistrationBody } from "../../agent/registration.t
 import { type ApiResult, ServerApi } from "../../agent/server_api.ts";
 import { ClientPool, type ClientSource } from "../../agent/tls_clients.ts";
 import { Histogram, type HistogramData } from "./histogram.ts";
+import { startSignal } from "./load_process.ts";
 
 /** What one load process is asked to do. */
 export interface AgentTlsLoadConfig {
@@ -259,16 +260,6 @@ async function beat(agent: Agent, config: AgentTlsLoadConfig, window: Window, ta
   }
 }
 
-async function readLine(reader: ReadableStreamDefaultReader<string>): Promise<string> {
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("The bench driver closed stdin before the start signal");
-    text += value;
-  }
-  return text.slice(0, text.indexOf("\n"));
-}
-
 async function main(configFile: string): Promise<void> {
   const config: AgentTlsLoadConfig = JSON.parse(await Deno.readTextFile(configFile));
   const counter = { resends: 0 };
@@ -282,8 +273,7 @@ async function main(configFile: string): Promise<void> {
   const setupMs = performance.now() - began;
   console.log(JSON.stringify({ event: "ready" }));
 
-  const stdin = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
-  const { at } = JSON.parse(await readLine(stdin)) as { event: "start"; at: number };
+  const at = await startSignal();
   window.start = at + config.warmupMs;
   window.end = window.start + config.durationMs;
   window.deadline = window.end + config.drainMs;

@@ -18,6 +18,7 @@
 import process from "node:process";
 import { encodeRequest, Http1Connection } from "./http1.ts";
 import { Histogram, type HistogramData } from "./histogram.ts";
+import { startSignal } from "./load_process.ts";
 
 /** One simulated agent: its node name and its own agent-role token. */
 export interface BenchAgent {
@@ -289,16 +290,6 @@ async function drive(lanes: Lane[], config: LoadConfig, t0: number) {
   };
 }
 
-async function readLine(reader: ReadableStreamDefaultReader<string>): Promise<string> {
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error("The bench driver closed stdin before the start signal");
-    text += value;
-  }
-  return text.slice(0, text.indexOf("\n"));
-}
-
 async function main(configFile: string): Promise<void> {
   const config: LoadConfig = JSON.parse(await Deno.readTextFile(configFile));
   const lanes = config.client === "raw" ? rawLanes(config) : fetchLanes(config);
@@ -307,9 +298,8 @@ async function main(configFile: string): Promise<void> {
   const registrationMs = performance.now() - began;
   console.log(JSON.stringify({ event: "ready" }));
 
-  const stdin = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
-  const start = JSON.parse(await readLine(stdin)) as { event: "start"; at: number };
-  const t0 = performance.now() + (start.at - Date.now());
+  const at = await startSignal();
+  const t0 = performance.now() + (at - Date.now());
   const run = await drive(lanes, config, t0);
   const result: LoadResult = {
     event: "result",

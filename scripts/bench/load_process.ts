@@ -40,3 +40,46 @@ export function split(total: number, parts: number): number[] {
     (_, i) => Math.floor((total * (i + 1)) / parts) - Math.floor((total * i) / parts),
   );
 }
+
+/** A load process the bench drives: its JSON lines out, the start signal in. */
+export interface LoadChild {
+  process: Deno.ChildProcess;
+  lines: JsonLines;
+}
+
+/** Writes `config` to `file` and starts `script` on it. */
+export async function spawnLoad(script: string, config: unknown, file: string): Promise<LoadChild> {
+  await Deno.writeTextFile(file, JSON.stringify(config));
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, file],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  return { process, lines: new JsonLines(process.stdout) };
+}
+
+/** Tells every load process to start at `at` (epoch ms), so they begin together. */
+export async function startAll(children: readonly LoadChild[], at: number): Promise<void> {
+  const start = new TextEncoder().encode(JSON.stringify({ event: "start", at }) + "\n");
+  for (const child of children) {
+    const writer = child.process.stdin.getWriter();
+    await writer.write(start);
+    await writer.close();
+  }
+}
+
+/**
+ * In a load process: waits for the driver's start signal ({@link startAll})
+ * on stdin and returns when to start (epoch ms).
+ */
+export async function startSignal(): Promise<number> {
+  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error("The bench driver closed stdin before the start signal");
+    text += value;
+  }
+  return (JSON.parse(text.slice(0, text.indexOf("\n"))) as { event: "start"; at: number }).at;
+}

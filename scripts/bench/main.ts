@@ -30,7 +30,7 @@ import {
   startBenchServer,
 } from "./server_process.ts";
 import { measureSqliteInserts } from "./sqlite_reference.ts";
-import { JsonLines, split, withTimeout } from "./load_process.ts";
+import { spawnLoad, split, startAll, withTimeout } from "./load_process.ts";
 import { benchAgentTls } from "./agent_tls.ts";
 
 const LOAD_SCRIPT = fileURLToPath(new URL("./heartbeat_load.ts", import.meta.url));
@@ -101,7 +101,7 @@ async function runLoad(
   const rateShares = split(options.rate, options.loadProcs);
   const connectionShares = split(options.connections, options.loadProcs);
   let firstAgent = 0;
-  const children = await Promise.all(agentShares.map(async (share, i) => {
+  const children = await Promise.all(agentShares.map((share, i) => {
     const config: LoadConfig = {
       host: server.host,
       port: server.port,
@@ -113,15 +113,7 @@ async function runLoad(
       drainMs: DRAIN_MS,
       client: options.client,
     };
-    const file = `${dir}/load-${i}.json`;
-    await Deno.writeTextFile(file, JSON.stringify(config));
-    const process = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", LOAD_SCRIPT, file],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    return { process, lines: new JsonLines(process.stdout) };
+    return spawnLoad(LOAD_SCRIPT, config, `${dir}/load-${i}.json`);
   }));
   try {
     const began = performance.now();
@@ -151,12 +143,7 @@ async function runLoad(
       setTimeout(() => atStart = snapshot(), windowStart - Date.now()),
       setTimeout(() => atEnd = snapshot(), windowStart + options.durationMs - Date.now()),
     ];
-    const start = new TextEncoder().encode(JSON.stringify({ event: "start", at }) + "\n");
-    for (const child of children) {
-      const writer = child.process.stdin.getWriter();
-      await writer.write(start);
-      await writer.close();
-    }
+    await startAll(children, at);
     progress(
       `offering ${thousands(options.rate)} heartbeats/s: ${options.warmupMs / 1000} s warm-up, ${
         options.durationMs / 1000
