@@ -110,3 +110,25 @@ export function auditOf(entry: PolicyRevision, status: number): AuditInput {
     detail: entry.op,
   };
 }
+
+/** A row of the `policy_history` table, as both backends read it (a type, so a driver's row casts to it). */
+export type HistoryRow = {
+  revision: number;
+  op: PolicyRevision["op"];
+  at: string;
+  actor: string;
+  /** The policy as JSON; `null` for a delete. */
+  data: string | null;
+};
+
+/** A history row of the policy `key` as a revision. */
+export function revisionOf(key: PolicyKey, row: HistoryRow): PolicyRevision {
+  return {
+    ...key,
+    revision: row.revision,
+    op: row.op,
+    at: row.at,
+    actor: row.actor,
+    object: row.data === null ? null : JSON.parse(row.data) as AnyPolicy,
+  };
+}

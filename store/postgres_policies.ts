@@ -16,8 +16,10 @@ import {
   auditOf,
   describePolicy,
   expectationFailed,
+  type HistoryRow,
   type PolicyKey,
   refuseRepeatedKeys,
+  revisionOf,
   stampPolicy,
   writeKey,
 } from "./policy_rules.ts";
@@ -132,20 +134,11 @@ async function recordPolicyWrite(tx: Tx, entry: PolicyRevision, status: number):
 
 /** Every revision of one policy, oldest first. */
 export async function policyHistory(sql: Sql, key: PolicyKey): Promise<PolicyRevision[]> {
-  const rows = await sql<
-    { revision: number; op: PolicyRevision["op"]; at: string; actor: string; data: string | null }[]
-  >`
+  const rows = await sql<HistoryRow[]>`
     SELECT revision, op, at, actor, data FROM policy_history
     WHERE kind = ${key.kind} AND namespace = ${key.namespace} AND name = ${key.name}
     ORDER BY revision`;
-  return rows.map((r) => ({
-    ...key,
-    revision: r.revision,
-    op: r.op,
-    at: r.at,
-    actor: r.actor,
-    object: r.data === null ? null : JSON.parse(r.data) as AnyPolicy,
-  }));
+  return rows.map((r) => revisionOf(key, r));
 }
 
 /** Inserts one audit entry with the next id. */

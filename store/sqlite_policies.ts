@@ -55,21 +55,8 @@ export function writePolicies(db: SqliteDb, change: store.PolicyChange): (AnyPol
 export function policyHistory(db: SqliteDb, key: rules.PolicyKey): store.PolicyRevision[] {
   const rows = db.stmt(
     "SELECT revision, op, at, actor, data FROM policy_history WHERE kind = ? AND namespace = ? AND name = ? ORDER BY revision",
-  ).all(key.kind, key.namespace, key.name) as {
-    revision: number;
-    op: store.PolicyRevision["op"];
-    at: string;
-    actor: string;
-    data: string | null;
-  }[];
-  return rows.map((r) => ({
-    ...key,
-    revision: r.revision,
-    op: r.op,
-    at: r.at,
-    actor: r.actor,
-    object: r.data === null ? null : JSON.parse(r.data) as AnyPolicy,
-  }));
+  ).all(key.kind, key.namespace, key.name) as rules.HistoryRow[];
+  return rows.map((r) => rules.revisionOf(key, r));
 }
 
 /** The policy revision: bumped by every policy change. */

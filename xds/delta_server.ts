@@ -18,6 +18,8 @@ import type { Resource } from "./generate/model.ts";
 import * as codec from "./proto/codec.ts";
 import {
   KIND_BY_URL,
+  type Nack,
+  nackOf,
   type NodeInfo,
   readRequest,
   type Stream,
@@ -58,7 +60,7 @@ export interface DeltaState {
   view: Map<string, Resource>;
   sentVersion: string | null;
   ackedVersion: string | null;
-  nack: { version: string; message: string; at: string } | null;
+  nack: Nack | null;
 }
 
 const DELTA_REQUEST = "envoy.service.discovery.v3.DeltaDiscoveryRequest";
@@ -121,19 +123,10 @@ export class DeltaVariant implements Variant<DeltaState> {
         for (const [name, r] of last.changes) {
           if (tracks(state, name)) state.rejected.set(name, r ? r.version : null);
         }
-        state.nack = {
+        state.nack = nackOf(this.#ctx, { stream: stream as Stream<unknown>, peer, typeUrl }, {
           version: last.version,
           message: request.error_detail.message ?? "",
-          at: new Date().toISOString(),
-        };
-        this.#ctx.events.nack?.(typeUrl);
-        this.#ctx.log.warn("Proxy rejected configuration (NACK)", {
-          stream: stream.id,
-          node: peer.node,
-          typeUrl,
-          version: last.version,
-          resources: [...last.changes.keys()],
-          error: state.nack.message,
+          detail: { resources: [...last.changes.keys()] },
         });
       } else {
         accept(state, last);

@@ -9,16 +9,7 @@
 import type { ProxyStatus } from "../core/proxy_status.ts";
 import { compareStrings, shortHash } from "./generate/canonical.ts";
 import type { ProxySnapshot, Resource } from "./generate/model.ts";
-import {
-  KIND_BY_URL,
-  type NodeInfo,
-  readRequest,
-  type Stream,
-  type StreamIo,
-  type Variant,
-  type VariantContext,
-  WILDCARD_TYPES,
-} from "./stream_core.ts";
+import * as streams from "./stream_core.ts";
 import { type SnapshotDiff, touches } from "./snapshot_diff.ts";
 import { concat, stringField } from "./resource_encoder.ts";
 
@@ -32,7 +23,7 @@ export interface SotwState {
   sentAt: number;
   sentResources: Resource[];
   ackedVersion: string | null;
-  nack: { version: string; message: string; at: string } | null;
+  nack: streams.Nack | null;
 }
 
 /** The resources of one subscription in one snapshot, with their version and encoding. */
@@ -52,21 +43,25 @@ interface SotwRequest {
   version_info?: string;
   response_nonce?: string;
   error_detail?: { message?: string };
-  node?: NodeInfo;
+  node?: streams.NodeInfo;
 }
 
 /** The state-of-the-world variant; see the module comment. */
-export class SotwVariant implements Variant<SotwState> {
-  readonly #ctx: VariantContext;
+export class SotwVariant implements streams.Variant<SotwState> {
+  readonly #ctx: streams.VariantContext;
   /** Selections per snapshot (see `#select`); dropped with the snapshot. */
   readonly #selections = new WeakMap<ProxySnapshot, Map<string, Selection>>();
 
-  constructor(context: VariantContext) {
+  constructor(context: streams.VariantContext) {
     this.#ctx = context;
   }
 
-  request(stream: Stream<SotwState>, bytes: Uint8Array, io: StreamIo<SotwState>): void {
-    const read = readRequest<SotwRequest>(stream as Stream<unknown>, bytes, io, {
+  request(
+    stream: streams.Stream<SotwState>,
+    bytes: Uint8Array,
+    io: streams.StreamIo<SotwState>,
+  ): void {
+    const read = streams.readRequest<SotwRequest>(stream as streams.Stream<unknown>, bytes, io, {
       typeName: DISCOVERY_REQUEST,
       log: this.#ctx.log,
     });
@@ -93,18 +88,13 @@ export class SotwVariant implements Variant<SotwState> {
     if (nonce !== "" && state.sentNonce !== null && nonce !== state.sentNonce) return;
     if (nonce !== "" && nonce === state.sentNonce) {
       if (request.error_detail) {
-        state.nack = {
+        state.nack = streams.nackOf(this.#ctx, {
+          stream: stream as streams.Stream<unknown>,
+          peer,
+          typeUrl,
+        }, {
           version: state.sentVersion ?? "",
           message: request.error_detail.message ?? "",
-          at: new Date().toISOString(),
-        };
-        this.#ctx.events.nack?.(typeUrl);
-        this.#ctx.log.warn("Proxy rejected configuration (NACK)", {
-          stream: stream.id,
-          node: peer.node,
-          typeUrl,
-          version: state.nack.version,
-          error: state.nack.message,
         });
       } else if (state.ackedVersion !== request.version_info) {
         state.ackedVersion = request.version_info ?? null;
@@ -112,7 +102,7 @@ export class SotwVariant implements Variant<SotwState> {
       }
     }
     const names = request.resource_names ?? [];
-    const wanted = names.length === 0 && WILDCARD_TYPES.has(typeUrl) ? "*" : new Set(names);
+    const wanted = names.length === 0 && streams.WILDCARD_TYPES.has(typeUrl) ? "*" : new Set(names);
     const changed = !sameNames(state.names, wanted) || state.sentVersion === null;
     state.names = wanted;
     state.namesKey = wanted === "*" ? "*" : [...wanted].sort().join("\n");
@@ -120,17 +110,21 @@ export class SotwVariant implements Variant<SotwState> {
     if (changed) this.#send(io, stream, typeUrl, state, true);
   }
 
-  refresh(stream: Stream<SotwState>, diff: SnapshotDiff | null, io: StreamIo<SotwState>): void {
+  refresh(
+    stream: streams.Stream<SotwState>,
+    diff: SnapshotDiff | null,
+    io: streams.StreamIo<SotwState>,
+  ): void {
     for (const [typeUrl, state] of stream.types) {
-      if (diff && !touches(state.names, diff.get(KIND_BY_URL.get(typeUrl)!)!)) continue;
+      if (diff && !touches(state.names, diff.get(streams.KIND_BY_URL.get(typeUrl)!)!)) continue;
       this.#send(io, stream, typeUrl, state, false);
     }
   }
 
   /** Sends a type's current resources when they differ from what the proxy has (or `force`). */
   #send(
-    io: StreamIo<SotwState>,
-    stream: Stream<SotwState>,
+    io: streams.StreamIo<SotwState>,
+    stream: streams.Stream<SotwState>,
     typeUrl: string,
     state: SotwState,
     force: boolean,
@@ -159,7 +153,7 @@ export class SotwVariant implements Variant<SotwState> {
    * encoding, so a push costs per distinct subscription, not per stream.
    */
   #select(snapshot: ProxySnapshot | null, typeUrl: string, state: SotwState): Selection {
-    const kind = KIND_BY_URL.get(typeUrl)!;
+    const kind = streams.KIND_BY_URL.get(typeUrl)!;
     if (!snapshot) return { resources: [], version: shortHash(""), bytes: null };
     let memo = this.#selections.get(snapshot);
     if (!memo) this.#selections.set(snapshot, memo = new Map());
@@ -182,7 +176,7 @@ export class SotwVariant implements Variant<SotwState> {
     return selection;
   }
 
-  status(stream: Stream<SotwState>): ProxyStatus["types"] {
+  status(stream: streams.Stream<SotwState>): ProxyStatus["types"] {
     return [...stream.types].map(([typeUrl, t]) => ({
       typeUrl,
       subscribed: t.names === "*" ? "*" as const : [...t.names].sort(),
@@ -193,7 +187,7 @@ export class SotwVariant implements Variant<SotwState> {
     }));
   }
 
-  dump(stream: Stream<SotwState>): [string, unknown[]][] {
+  dump(stream: streams.Stream<SotwState>): [string, unknown[]][] {
     return [...stream.types].map(([typeUrl, t]) => [typeUrl, t.sentResources.map((r) => r.body)]);
   }
 }

@@ -540,3 +540,31 @@ export function readRequest<R extends { node?: NodeInfo; type_url?: string }>(
   }
   return { request, peer, typeUrl };
 }
+
+/** A NACK as a stream's status shows it. */
+export interface Nack {
+  version: string;
+  message: string;
+  at: string;
+}
+
+/**
+ * Records that a proxy rejected `version` of a type: the metric, a warning
+ * naming the proxy (with `detail`), and the NACK the stream's status shows.
+ */
+export function nackOf(
+  ctx: VariantContext,
+  at: { stream: Stream<unknown>; peer: ProxyPeer; typeUrl: string },
+  nack: { version: string; message: string; detail?: Record<string, unknown> },
+): Nack {
+  ctx.events.nack?.(at.typeUrl);
+  ctx.log.warn("Proxy rejected configuration (NACK)", {
+    stream: at.stream.id,
+    node: at.peer.node,
+    typeUrl: at.typeUrl,
+    version: nack.version,
+    ...nack.detail,
+    error: nack.message,
+  });
+  return { version: nack.version, message: nack.message, at: new Date().toISOString() };
+}
