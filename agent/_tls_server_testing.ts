@@ -5,8 +5,11 @@
  * requests client certificates the way the real server does and implements
  * the roots, enrol, renew, registration, heartbeat and deregistration
  * endpoints. It records every request and what it saw of the peer, and a
- * test can override any answer. Tests only; the real server lives in `api/`
- * and `ca/`.
+ * test can override any answer. Tests only: for the faults the real server
+ * cannot be made to produce (5xx, 429, refused renewals, certificates of a
+ * CA that is not the server's) and, until they move, the renewal and
+ * rotation tests (`rotation_test.ts`) and the relay's. Everything else runs
+ * against the real server (`_real_server_testing.ts`), so it cannot drift.
  */
 import { createServer, type Server } from "node:https";
 import type { Socket } from "node:net";
@@ -162,15 +165,8 @@ export type TlsAnswer = (
 
 /** Options of {@link startTlsServerDouble}. */
 export interface TlsDoubleOptions {
-  /** Default: `ironmesh.test`. */
-  trustDomain?: string;
   /** Lifetime of issued leaves from their issuance; X.509 times have whole seconds. Default: 1 h. */
   leafLifetimeMs?: number;
-  /**
-   * How far notBefore is set before issuance, as the real server does for
-   * clients whose clocks lag. Default: 60 s.
-   */
-  backdateMs?: number;
   answer?: TlsAnswer;
 }
 
@@ -260,9 +256,10 @@ async function servingIdentity(ca: TestCa): Promise<{ key: string; cert: string 
 export async function startTlsServerDouble(
   options: TlsDoubleOptions = {},
 ): Promise<TlsServerDouble> {
-  const trustDomain = options.trustDomain ?? "ironmesh.test";
+  const trustDomain = "ironmesh.test";
   const lifetimeMs = options.leafLifetimeMs ?? 3_600_000;
-  const backdateMs = options.backdateMs ?? 60_000;
+  // notBefore a minute before issuance, as the real server sets it for clients whose clocks lag.
+  const backdateMs = 60_000;
   const first = await createTestCa("Test");
   // The next root is trusted for client certificates from the start, as a
   // real server trusts both roots during a rotation's overlap.

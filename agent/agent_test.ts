@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { heartbeatSchema, nodeRegistrationSchema } from "../core/model.ts";
+import { type RealServer, type ServedRequest, withRealServer } from "./_real_server_testing.ts";
 import {
   nodeRequests,
   problem,
@@ -68,56 +69,89 @@ async function setUp(
   };
 }
 
+/**
+ * Runs `test` with the real server and an agent enrolling on it with `yaml`;
+ * `stop()` stops the agent. Everything is stopped and removed afterwards.
+ */
+async function withEnrolledAgent(
+  yaml: string,
+  test: (t: {
+    server: RealServer;
+    agent: TestAgent;
+    nodeCalls: () => ServedRequest[];
+    stop: () => Promise<void>;
+  }) => Promise<void>,
+): Promise<void> {
+  await withRealServer(async (server) => {
+    const agent = startAgent(yaml, { joinToken: await server.joinToken({ node: "vm-1" }) });
+    const nodeCalls = () => server.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
+    try {
+      await test({ server, agent, nodeCalls, stop: () => agent.stop() });
+    } finally {
+      await agent.stop();
+      await removeDataDir(agent.dataDir);
+    }
+  });
+}
+
 Deno.test("runAgent() registers, heartbeats over mTLS, writes agent.json and deregisters", async () => {
-  const { double, agent, finish } = await setUp(ONE_SERVICE);
-  let serial: string | undefined;
-  try {
-    await waitFor(() => nodeRequests(double).length >= 3, "two heartbeats");
-    const state = JSON.parse(await Deno.readTextFile(`${agent.dataDir}/agent.json`));
-    serial = double.issued[0];
-    assert.deepEqual(state, {
-      node: "vm-1",
-      server: double.url,
-      pid: Deno.pid,
-      certificate: {
-        notAfter: state.certificate.notAfter,
-        identity: "spiffe://ironmesh.test/ns/default/sa/web",
-        serial,
-      },
-    });
-    assert.ok(Date.parse(state.certificate.notAfter) > Date.now());
-    assert.equal((await Deno.stat(agent.dataDir)).mode! & 0o777, 0o700);
-  } finally {
-    await finish();
-  }
-  const requests = nodeRequests(double);
-  const [registration, heartbeat] = requests;
-  assert.equal(registration?.method, "PUT");
-  assert.equal(registration.path, "/v1/nodes/vm-1/registration");
-  for (const request of double.requests) {
-    assert.equal(request.auth, null, "no Authorization header, ever");
-  }
-  for (const request of requests) {
-    assert.equal(request.authorized, true);
-    assert.deepEqual(request.peer, {
-      cn: "vm-1",
-      san: "URI:spiffe://ironmesh.test/ns/default/sa/web",
-      serial,
-    });
-  }
-  const body = nodeRegistrationSchema.parse(registration.body);
-  assert.deepEqual(body.instances.map((i) => [i.id, i.check, i.address]), [
-    ["web", "passing", "127.0.0.1"],
-    ["db", "none", "127.0.0.1"],
-  ]);
-  assert.equal(heartbeat?.method, "POST");
-  assert.equal(heartbeat.path, "/v1/nodes/vm-1/heartbeat");
-  assert.deepEqual(heartbeatSchema.parse(heartbeat.body).checks, [
-    { id: "web", status: "passing", output: "exit status 0" },
-    { id: "db", status: "none", output: "" },
-  ]);
-  const last = requests.at(-1);
-  assert.deepEqual([last?.method, last?.path, last?.status], ["DELETE", "/v1/nodes/vm-1", 204]);
+  await withRealServer(async (server) => {
+    const agent = startAgent(ONE_SERVICE, { joinToken: await server.joinToken({ node: "vm-1" }) });
+    const nodeCalls = () => server.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
+    let serial: string | undefined;
+    try {
+      await waitFor(() => nodeCalls().length >= 3, "two heartbeats");
+      const state = JSON.parse(await Deno.readTextFile(`${agent.dataDir}/agent.json`));
+      serial = state.certificate.serial;
+      assert.deepEqual(state, {
+        node: "vm-1",
+        server: server.url,
+        pid: Deno.pid,
+        certificate: {
+          notAfter: state.certificate.notAfter,
+          identity: "spiffe://ironmesh.test/ns/default/sa/web",
+          serial,
+        },
+      });
+      assert.ok(Date.parse(state.certificate.notAfter) > Date.now());
+      assert.equal((await Deno.stat(agent.dataDir)).mode! & 0o777, 0o700);
+      assert.equal((await server.registry.getNode("vm-1")).name, "vm-1", "registered for real");
+    } finally {
+      try {
+        await agent.stop();
+      } finally {
+        await removeDataDir(agent.dataDir);
+      }
+    }
+    const requests = nodeCalls();
+    const [registration, heartbeat] = requests;
+    assert.equal(registration?.method, "PUT");
+    assert.equal(registration.path, "/v1/nodes/vm-1/registration");
+    for (const request of server.requests) {
+      assert.equal(request.auth, null, "no Authorization header, ever");
+    }
+    for (const request of requests) {
+      assert.equal(request.authorized, true);
+      assert.deepEqual(request.peer, {
+        cn: "vm-1",
+        san: "URI:spiffe://ironmesh.test/ns/default/sa/web",
+        serial: serial?.toUpperCase(),
+      });
+    }
+    const body = nodeRegistrationSchema.parse(registration.body);
+    assert.deepEqual(body.instances.map((i) => [i.id, i.check, i.address]), [
+      ["web", "passing", "127.0.0.1"],
+      ["db", "none", "127.0.0.1"],
+    ]);
+    assert.equal(heartbeat?.method, "POST");
+    assert.equal(heartbeat.path, "/v1/nodes/vm-1/heartbeat");
+    assert.deepEqual(heartbeatSchema.parse(heartbeat.body).checks, [
+      { id: "web", status: "passing", output: "exit status 0" },
+      { id: "db", status: "none", output: "" },
+    ]);
+    const last = requests.at(-1);
+    assert.deepEqual([last?.method, last?.path, last?.status], ["DELETE", "/v1/nodes/vm-1", 204]);
+  });
 });
 
 Deno.test("runAgent() registers again when a heartbeat answers 404 or 409", async () => {
@@ -197,45 +231,48 @@ Deno.test("runAgent() heartbeats at once when a check changes status", async () 
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     () => new Response(null, { status: healthy ? 200 : 500 }),
   );
-  const { double, agent, finish } = await setUp(`
+  const yaml = `
 node: {name: vm-1, address: 127.0.0.1}
 heartbeat: {interval: 10m}
 services:
   - name: web
     port: ${app.addr.port}
     check: {http: "http://127.0.0.1:${app.addr.port}/healthz", interval: 100ms, unhealthyThreshold: 2}
-`);
+`;
   try {
-    await waitFor(() => nodeRequests(double).length === 1, "the registration");
-    healthy = false;
-    await waitFor(() => nodeRequests(double).length === 2, "a heartbeat long before the interval");
+    await withEnrolledAgent(yaml, async ({ agent, nodeCalls, stop }) => {
+      await waitFor(() => nodeCalls().length === 1, "the registration");
+      healthy = false;
+      await waitFor(() => nodeCalls().length === 2, "a heartbeat long before the interval");
+      await stop();
+      const [first, second] = nodeCalls();
+      const registration = nodeRegistrationSchema.parse(first?.body);
+      assert.equal(registration.instances[0]?.check, "passing");
+      const heartbeat = heartbeatSchema.parse(second?.body);
+      assert.equal(second?.status, 200);
+      assert.equal(heartbeat.checks[0]?.status, "failing");
+      assert.match(heartbeat.checks[0]!.output, /500 Internal Server Error/);
+      const change = agent.logs().find((l) => l.msg === "Check status changed");
+      assert.deepEqual([change?.previous, change?.status], ["passing", "failing"]);
+    });
   } finally {
-    await finish();
     await app.shutdown();
   }
-  const [first, second] = nodeRequests(double);
-  const registration = nodeRegistrationSchema.parse(first?.body);
-  assert.equal(registration.instances[0]?.check, "passing");
-  const heartbeat = heartbeatSchema.parse(second?.body);
-  assert.equal(heartbeat.checks[0]?.status, "failing");
-  assert.match(heartbeat.checks[0]!.output, /500 Internal Server Error/);
-  const change = agent.logs().find((l) => l.msg === "Check status changed");
-  assert.deepEqual([change?.previous, change?.status], ["passing", "failing"]);
 });
 
 Deno.test("runAgent() registers a failing check as failing from the start", async () => {
-  const { double, finish } = await setUp(`
+  const yaml = `
 node: {name: vm-1, address: 127.0.0.1}
 services: [{name: web, port: 80, check: {exec: ["false"]}}]
-`);
-  try {
-    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
-  } finally {
-    await finish();
-  }
-  const registration = nodeRegistrationSchema.parse(nodeRequests(double)[0]?.body);
-  assert.deepEqual(
-    [registration.instances[0]?.check, registration.instances[0]?.output],
-    ["failing", "exit status 1"],
-  );
+`;
+  await withEnrolledAgent(yaml, async ({ nodeCalls, stop }) => {
+    await waitFor(() => nodeCalls().length >= 1, "the registration");
+    await stop();
+    const registration = nodeRegistrationSchema.parse(nodeCalls()[0]?.body);
+    assert.equal(nodeCalls()[0]?.status, 200);
+    assert.deepEqual(
+      [registration.instances[0]?.check, registration.instances[0]?.output],
+      ["failing", "exit status 1"],
+    );
+  });
 });

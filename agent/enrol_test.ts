@@ -8,6 +8,7 @@ import {
   type TestAgent,
   waitFor,
 } from "./_testing.ts";
+import { type ServedRequest, withRealServer } from "./_real_server_testing.ts";
 import { csrUris, startTlsServerDouble } from "./_tls_server_testing.ts";
 import { keyMatchesCertificate, parseCertificates } from "./pki.ts";
 import { decodePem, type PemBlock } from "../ca/pem.ts";
@@ -19,6 +20,11 @@ heartbeat: {interval: 100ms}
 `;
 
 const ROOT = new URL("..", import.meta.url).pathname;
+
+/** The registration, heartbeat and deregistration calls the real server received. */
+function nodeCalls(server: { requests: ServedRequest[] }): ServedRequest[] {
+  return server.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
+}
 
 async function mode(path: string): Promise<number> {
   return (await Deno.stat(path)).mode! & 0o777;
@@ -45,60 +51,76 @@ async function failure(agent: TestAgent): Promise<InvalidError> {
 }
 
 Deno.test("runAgent() enrols with a join token, keeps its key on the host and saves its identity", async () => {
-  const double = await startTlsServerDouble();
-  const token = double.joinToken({ node: "vm-1", ns: "shop", sa: "api" });
-  const agent = startAgent(VM1, { joinToken: token });
-  try {
-    await waitFor(() => nodeRequests(double).length >= 2, "a registration and a heartbeat");
-  } finally {
-    await agent.stop();
-    await double.close();
-  }
-  try {
-    const [roots, enrolment] = double.requests;
-    assert.deepEqual([roots?.method, roots?.path], ["GET", "/v1/ca/roots"]);
-    assert.deepEqual([enrolment?.method, enrolment?.path], ["POST", "/v1/ca/enrol"]);
-    const body = enrolment!.body as Record<string, string>;
-    assert.deepEqual(Object.keys(body).sort(), ["csr", "node", "token"]);
-    assert.equal(body.token, token);
-    assert.equal(body.node, "vm-1");
-    const csr = new x509.Pkcs10CertificateRequest(body.csr!);
-    assert.equal(await csr.verify(), true);
-    assert.equal(csr.subject, "CN=vm-1");
-    assert.deepEqual(csrUris(csr), ["spiffe://ironmesh.test/ns/shop/sa/api"]);
-    for (const request of double.requests) {
-      assert.ok(!request.text.includes("PRIVATE KEY"), `${request.path} carries no private key`);
-    }
-
-    const dir = `${agent.dataDir}/identity`;
-    assert.equal(await mode(dir), 0o700);
-    assert.equal(await mode(`${dir}/key.pem`), 0o600);
-    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort(), [
-      "bundle.pem",
-      "cert.pem",
-      "identity.json",
-      "key.pem",
-    ]);
-    const keyPem = await Deno.readTextFile(`${dir}/key.pem`);
-    assert.match(keyPem, /^-----BEGIN PRIVATE KEY-----\n/);
-    const chain = parseCertificates(await Deno.readTextFile(`${dir}/cert.pem`), "cert.pem");
-    assert.equal(chain.length, 2, "leaf then intermediate");
-    assert.equal(chain[0]!.serialNumber, double.issued[0]);
-    assert.equal(chain[1]!.subject, "CN=Test Intermediate");
-    assert.equal(await keyMatchesCertificate(keyPem, chain[0]!), true);
-    assert.equal(await Deno.readTextFile(`${dir}/bundle.pem`), double.ca.rootPem);
-    assert.deepEqual(JSON.parse(await Deno.readTextFile(`${dir}/identity.json`)), {
+  await withRealServer(async (server) => {
+    const token = await server.joinToken({
       node: "vm-1",
-      identity: "spiffe://ironmesh.test/ns/shop/sa/api",
-      server: double.url,
-      notAfter: chain[0]!.notAfter.toISOString(),
-      bundleFingerprint: double.bundleFingerprint,
+      namespace: "shop",
+      serviceAccount: "api",
     });
-    assert.ok(!agent.rawLogs.some((l) => l.includes(token)), "the token never reaches the log");
-    assert.ok(agent.logs().some((l) => l.msg === "Enrolled" && l.serial === double.issued[0]));
-  } finally {
-    await removeDataDir(agent.dataDir);
-  }
+    const agent = startAgent(VM1, { joinToken: token });
+    try {
+      await waitFor(() => nodeCalls(server).length >= 2, "a registration and a heartbeat");
+    } finally {
+      await agent.stop();
+    }
+    try {
+      const [roots, enrolment] = server.requests;
+      assert.deepEqual([roots?.method, roots?.path, roots?.status], ["GET", "/v1/ca/roots", 200]);
+      assert.deepEqual([enrolment?.method, enrolment?.path, enrolment?.status], [
+        "POST",
+        "/v1/ca/enrol",
+        200,
+      ]);
+      const body = JSON.parse(enrolment!.text) as Record<string, string>;
+      assert.deepEqual(Object.keys(body).sort(), ["csr", "node", "token"]);
+      assert.equal(body.token, token);
+      assert.equal(body.node, "vm-1");
+      const csr = new x509.Pkcs10CertificateRequest(body.csr!);
+      assert.equal(await csr.verify(), true);
+      assert.equal(csr.subject, "CN=vm-1");
+      assert.deepEqual(csrUris(csr), ["spiffe://ironmesh.test/ns/shop/sa/api"]);
+      for (const request of server.requests) {
+        assert.ok(!request.text.includes("PRIVATE KEY"), `${request.path} carries no private key`);
+      }
+
+      const dir = `${agent.dataDir}/identity`;
+      assert.equal(await mode(dir), 0o700);
+      assert.equal(await mode(`${dir}/key.pem`), 0o600);
+      assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort(), [
+        "bundle.pem",
+        "cert.pem",
+        "identity.json",
+        "key.pem",
+      ]);
+      const keyPem = await Deno.readTextFile(`${dir}/key.pem`);
+      assert.match(keyPem, /^-----BEGIN PRIVATE KEY-----\n/);
+      const chain = parseCertificates(await Deno.readTextFile(`${dir}/cert.pem`), "cert.pem");
+      assert.equal(chain.length, 2, "leaf then intermediate");
+      assert.equal(chain[0]!.issuer, chain[1]!.subject);
+      assert.equal(
+        await chain[0]!.verify({ publicKey: chain[1]!.publicKey, signatureOnly: true }),
+        true,
+      );
+      assert.equal(await keyMatchesCertificate(keyPem, chain[0]!), true);
+      const serial = chain[0]!.serialNumber.toUpperCase();
+      const calls = nodeCalls(server);
+      assert.ok(calls.every((r) => r.authorized && r.peer.serial === serial));
+      assert.equal(await Deno.readTextFile(`${dir}/bundle.pem`), server.authority.bundle().pem);
+      assert.deepEqual(JSON.parse(await Deno.readTextFile(`${dir}/identity.json`)), {
+        node: "vm-1",
+        identity: "spiffe://ironmesh.test/ns/shop/sa/api",
+        server: server.url,
+        notAfter: chain[0]!.notAfter.toISOString(),
+        bundleFingerprint: server.authority.bundle().fingerprint,
+      });
+      assert.ok(!agent.rawLogs.some((l) => l.includes(token)), "the token never reaches the log");
+      assert.ok(
+        agent.logs().some((l) => l.msg === "Enrolled" && String(l.serial).toUpperCase() === serial),
+      );
+    } finally {
+      await removeDataDir(agent.dataDir);
+    }
+  });
 });
 
 Deno.test("runAgent() refuses to enrol when no root matches the pin, and writes nothing", async () => {
@@ -136,24 +158,25 @@ Deno.test("runAgent() refuses a join token for another node before calling the s
 });
 
 Deno.test("runAgent() explains a spent join token", async () => {
-  const double = await startTlsServerDouble();
-  const token = double.joinToken();
-  const first = startAgent(VM1, { joinToken: token });
-  let second: TestAgent | undefined;
-  try {
-    await waitFor(() => double.issued.length === 1, "the first enrolment");
-    second = startAgent(VM1, { joinToken: token });
-    const error = await failure(second);
-    assert.match(
-      error.message,
-      /refused the join token \(409 Conflict: Join token already used\): a join token works once and only until it expires; create a new one with ironmesh token create --kind join/,
-    );
-  } finally {
-    await first.stop();
-    await double.close();
-    await removeDataDir(first.dataDir);
-    if (second) await removeDataDir(second.dataDir);
-  }
+  // The server's own refusal, word for word: the double's wording had drifted from it.
+  await withRealServer(async (server) => {
+    const token = await server.joinToken();
+    const first = startAgent(VM1, { joinToken: token });
+    let second: TestAgent | undefined;
+    try {
+      await waitFor(() => nodeCalls(server).length >= 1, "the first enrolment");
+      second = startAgent(VM1, { joinToken: token });
+      const error = await failure(second);
+      assert.match(
+        error.message,
+        /refused the join token \(409 Conflict: Join token "[^"]+" has already been used \(1 of 1\): create a new one\): a join token works once and only until it expires; create a new one with ironmesh token create --kind join/,
+      );
+    } finally {
+      await first.stop();
+      await removeDataDir(first.dataDir);
+      if (second) await removeDataDir(second.dataDir);
+    }
+  });
 });
 
 Deno.test("runAgent() retries enrolment while the server is unavailable", async () => {
@@ -176,35 +199,39 @@ Deno.test("runAgent() retries enrolment while the server is unavailable", async 
 });
 
 Deno.test("runAgent() resumes with the saved identity after a restart, without a token", async () => {
-  const double = await startTlsServerDouble();
-  const first = startAgent(VM1, { joinToken: double.joinToken(), keepInstancesOnExit: true });
-  const dataDir = first.dataDir;
-  try {
-    await waitFor(() => nodeRequests(double).length >= 2, "the first run's heartbeat");
-    await first.stop();
-    const seen = double.requests.length;
+  await withRealServer(async (server) => {
+    const first = startAgent(VM1, {
+      joinToken: await server.joinToken(),
+      keepInstancesOnExit: true,
+    });
+    const dataDir = first.dataDir;
+    try {
+      await waitFor(() => nodeCalls(server).length >= 2, "the first run's heartbeat");
+      await first.stop();
+      const serial = nodeCalls(server)[0]!.peer.serial;
+      const seen = server.requests.length;
 
-    const second = startAgent(VM1, { dataDir });
-    await waitFor(() => nodeRequests(double).length >= 5, "the second run's heartbeat");
-    await second.stop();
-    const again = double.requests.slice(seen);
-    assert.ok(!again.some((r) => r.path.startsWith("/v1/ca/")), "no second enrolment");
-    assert.ok(again.every((r) => r.authorized && r.peer.serial === double.issued[0]));
-    assert.ok(second.logs().some((l) => l.msg === "Resuming with the saved identity"));
+      const second = startAgent(VM1, { dataDir });
+      await waitFor(() => nodeCalls(server).length >= 5, "the second run's heartbeat");
+      await second.stop();
+      const again = server.requests.slice(seen);
+      assert.ok(!again.some((r) => r.path.startsWith("/v1/ca/")), "no second enrolment");
+      assert.ok(again.every((r) => r.authorized && r.peer.serial === serial && r.status! < 300));
+      assert.ok(second.logs().some((l) => l.msg === "Resuming with the saved identity"));
 
-    // A token given anyway is not spent.
-    const spare = double.joinToken();
-    const third = startAgent(VM1, { dataDir, joinToken: spare });
-    await waitFor(() => third.logs().some((l) => l.msg === "Node registered"), "a registration");
-    await third.stop();
-    assert.ok(
-      third.logs().some((l) => l.msg === "Join token ignored: this host already has an identity"),
-    );
-    assert.equal(double.issued.length, 1);
-  } finally {
-    await double.close();
-    await removeDataDir(dataDir);
-  }
+      // A token given anyway is not spent.
+      const spare = await server.joinToken();
+      const third = startAgent(VM1, { dataDir, joinToken: spare });
+      await waitFor(() => third.logs().some((l) => l.msg === "Node registered"), "a registration");
+      await third.stop();
+      assert.ok(
+        third.logs().some((l) => l.msg === "Join token ignored: this host already has an identity"),
+      );
+      assert.equal(server.requests.filter((r) => r.path === "/v1/ca/enrol").length, 1);
+    } finally {
+      await removeDataDir(dataDir);
+    }
+  });
 });
 
 /** Replaces the saved certificate with one for the same key that expired a minute ago. */

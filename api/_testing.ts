@@ -7,7 +7,7 @@ import { TokenService } from "../auth/tokens.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
 import { IdentityService } from "../ca/identity.ts";
 import { JoinTokens } from "../ca/join_tokens.ts";
-import { FakeClock } from "../core/clock.ts";
+import { type Clock, FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import type { Role } from "../core/model.ts";
 import { PolicyService } from "../policy/service.ts";
@@ -25,15 +25,31 @@ import { z } from "zod";
 export interface TestApp {
   app: ReturnType<typeof createApp>;
   registry: Registry;
+  /** The CA and the identity service behind `/v1/ca/…`, for tests that serve the app over TLS. */
+  authority: CertificateAuthority;
+  identity: IdentityService;
   /** A new API token of `role` (bound to `node` for agents, when given). */
   tokenFor(role: Role, node?: string): Promise<string>;
 }
 
+/** Options of {@link withTestApp}. */
+export interface TestAppOptions {
+  /** Default: a `FakeClock`; the real clock for certificates a TLS peer checks. */
+  clock?: Clock;
+  /** Default: `test.local`. */
+  trustDomain?: string;
+  /** The server URLs join tokens name. Default: `https://127.0.0.1:1`. */
+  advertise?: () => string[];
+}
+
 /** Runs `fn` with a fresh app, then stops and removes everything. */
-export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<void> {
+export async function withTestApp(
+  fn: (t: TestApp) => Promise<void>,
+  options: TestAppOptions = {},
+): Promise<void> {
   const dir = await Deno.makeTempDir();
   const store = openSqliteStore(`${dir}/ironmesh.db`);
-  const clock = new FakeClock();
+  const clock = options.clock ?? new FakeClock();
   // Long timer periods: the tests never wait for sweeps or flushes.
   const registry = new Registry(store, {
     clock,
@@ -45,7 +61,7 @@ export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<vo
   const tokens = new TokenService(store, clock);
   const authority = await CertificateAuthority.open({
     dir: `${dir}/ca`,
-    trustDomain: "test.local",
+    trustDomain: options.trustDomain ?? "test.local",
     clock,
   });
   const joinTokens = await JoinTokens.open(store, clock, `${dir}/token-signing.key`);
@@ -69,7 +85,7 @@ export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<vo
     }),
     log: silentLogger,
     identity,
-    advertise: () => ["https://127.0.0.1:1"],
+    advertise: options.advertise ?? (() => ["https://127.0.0.1:1"]),
     backup: () => createBackup(store, dir),
     proxies: () => [],
     configDump: () => null,
@@ -85,7 +101,7 @@ export async function withTestApp(fn: (t: TestApp) => Promise<void>): Promise<vo
     (await tokens.create({ kind: "api", role, description: "", ...(node ? { node } : {}) }))
       .token;
   try {
-    await fn({ app, registry, tokenFor });
+    await fn({ app, registry, authority, identity, tokenFor });
   } finally {
     await registry.stop();
     authority.close();

@@ -1,0 +1,92 @@
+/**
+ * The real server as an enrolled agent sees it, in-process: the app of
+ * `api/` with the real CA, join tokens and identity service of `ca/`
+ * (`api/_testing.ts`), served over the real TLS port (`api/tls_listener.ts`)
+ * with a serving certificate from that CA. Agent tests that need no fault
+ * injection use this, so what they check is what the server does; the double
+ * of `_tls_server_testing.ts` stays for the faults the real server cannot be
+ * made to produce (5xx, 429, refused renewals, a root rotation mid-run).
+ */
+import type { TLSSocket } from "node:tls";
+import { type TestApp, withTestApp } from "../api/_testing.ts";
+import { listenTls } from "../api/tls_listener.ts";
+import { joinRequest } from "../ca/_testing.ts";
+import { systemClock } from "../core/clock.ts";
+
+/** The trust domain of the server, as the double's (`ironmesh.test`). */
+export const TRUST_DOMAIN = "ironmesh.test";
+
+/** One request the server received, with what it saw of the peer's certificate. */
+export interface ServedRequest {
+  method: string;
+  path: string;
+  /** The raw body text; tests check that no private key was ever sent. */
+  text: string;
+  /** The body as JSON, when it is. */
+  body: unknown;
+  auth: string | null;
+  /** Whether the peer presented a certificate that chains to the server's trust bundle. */
+  authorized: boolean;
+  /** CN, SAN (`URI:spiffe://…`) and serial (upper-case hex) of the peer's certificate. */
+  peer: { cn: string | undefined; san: string | undefined; serial: string | undefined };
+  status?: number;
+}
+
+/** The running server; see {@link withRealServer}. */
+export interface RealServer extends TestApp {
+  url: string;
+  requests: ServedRequest[];
+  /** A join token the server accepts once, as `ironmesh token create --kind join` makes it. */
+  joinToken(
+    claims?: { node?: string; namespace?: string; serviceAccount?: string },
+  ): Promise<string>;
+}
+
+/** Runs `fn` with the real server on 127.0.0.1 and a free port, then stops and removes it. */
+export async function withRealServer(fn: (server: RealServer) => Promise<void>): Promise<void> {
+  let url = "";
+  await withTestApp(async (t) => {
+    const requests: ServedRequest[] = [];
+    const serving = await t.authority.issueServerCertificate({
+      dnsNames: ["localhost"],
+      ipAddresses: ["127.0.0.1"],
+    });
+    const material = { key: serving.keyPem, cert: serving.chainPem, ca: t.authority.bundle().pem };
+    const tls = await listenTls({ host: "127.0.0.1", port: 0 }, material, async (request, env) => {
+      const socket = (env as { incoming: { socket: TLSSocket } }).incoming.socket;
+      const cert = socket.getPeerCertificate();
+      const text = request.body === null ? "" : await request.clone().text();
+      const seen: ServedRequest = {
+        method: request.method,
+        path: new URL(request.url).pathname,
+        text,
+        body: text === "" ? undefined : JSON.parse(text),
+        auth: request.headers.get("authorization"),
+        authorized: socket.authorized,
+        peer: {
+          cn: cert?.subject?.CN as string | undefined,
+          san: cert?.subjectaltname || undefined,
+          serial: cert?.serialNumber || undefined,
+        },
+      };
+      requests.push(seen);
+      const response = await t.app.fetch(request, env);
+      seen.status = response.status;
+      return response;
+    });
+    url = `https://127.0.0.1:${tls.address.port}`;
+    const joinToken: RealServer["joinToken"] = async (claims = {}) => {
+      const request = joinRequest({
+        namespace: claims.namespace ?? "default",
+        serviceAccount: claims.serviceAccount ?? "web",
+        ...(claims.node === undefined ? {} : { node: claims.node }),
+      });
+      return (await t.identity.createJoinToken(request, [url])).token;
+    };
+    try {
+      await fn({ ...t, url, requests, joinToken });
+    } finally {
+      await tls.stop();
+    }
+  }, { clock: systemClock, trustDomain: TRUST_DOMAIN, advertise: () => [url] });
+}
