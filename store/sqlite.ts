@@ -1,6 +1,6 @@
 /**
  * The embedded SQLite store. This file opens the database and maps the
- * {@link Store} contract onto one file per domain: `sqlite_objects.ts`
+ * {@link store.Store} contract onto one file per domain: `sqlite_objects.ts`
  * (registry objects), `sqlite_tokens.ts`, `sqlite_certificates.ts`,
  * `sqlite_policies.ts` (policies, history, audit) and `sqlite_meta.ts`
  * (schema and settings), all over the connection in `sqlite_db.ts`.
@@ -16,22 +16,7 @@ import * as meta from "./sqlite_meta.ts";
 import * as objects from "./sqlite_objects.ts";
 import * as policies from "./sqlite_policies.ts";
 import * as tokens from "./sqlite_tokens.ts";
-import type {
-  AuditEntry,
-  AuditInput,
-  AuditQuery,
-  Batch,
-  CertificateQuery,
-  Kind,
-  ListQuery,
-  NodeTouch,
-  Objects,
-  PolicyChange,
-  PolicyQuery,
-  PolicyRevision,
-  Store,
-  StoredToken,
-} from "./store.ts";
+import type * as store from "./store.ts";
 
 /** The meta key `ping()` writes to find out whether writes work again. */
 const READY_PROBE_META = "ready_probe";
@@ -97,8 +82,8 @@ function isFileSystemError(error: unknown): boolean {
   return /\bos error \d+\b/.test((error as Error)?.message ?? "");
 }
 
-/** The embedded SQLite implementation of {@link Store}. */
-export class SqliteStore implements Store {
+/** The embedded SQLite implementation of {@link store.Store}. */
+export class SqliteStore implements store.Store {
   readonly backend = "sqlite";
   readonly #db: SqliteDb;
   readonly #path: string;
@@ -143,23 +128,26 @@ export class SqliteStore implements Store {
     return this.#read("read the registry revision", () => objects.registryRevision(this.#db));
   }
 
-  get<K extends Kind>(kind: K, key: string): Promise<Objects[K] | null> {
+  get<K extends store.Kind>(kind: K, key: string): Promise<store.Objects[K] | null> {
     return this.#read("read a registry object", () => objects.getObject(this.#db, kind, key));
   }
 
-  list<K extends Kind>(kind: K, query: ListQuery<Objects[K]>): Promise<Objects[K][]> {
+  list<K extends store.Kind>(
+    kind: K,
+    query: store.ListQuery<store.Objects[K]>,
+  ): Promise<store.Objects[K][]> {
     return this.#read("list registry objects", () => objects.listObjects(this.#db, kind, query));
   }
 
-  counts(): Promise<Record<Kind, number>> {
+  counts(): Promise<Record<store.Kind, number>> {
     return this.#read("count registry objects", () => objects.countObjects(this.#db));
   }
 
-  commit(batch: Batch): Promise<number> {
+  commit(batch: store.Batch): Promise<number> {
     return this.#write("commit registry changes", () => objects.commitBatch(this.#db, batch));
   }
 
-  touchNodes(entries: readonly NodeTouch[]): Promise<void> {
+  touchNodes(entries: readonly store.NodeTouch[]): Promise<void> {
     return this.#write("record heartbeat times", () => objects.touchNodes(this.#db, entries));
   }
 
@@ -167,7 +155,7 @@ export class SqliteStore implements Store {
     return this.#write("create a token", () => tokens.createToken(this.#db, token, secretHash));
   }
 
-  getToken(id: string): Promise<StoredToken | null> {
+  getToken(id: string): Promise<store.StoredToken | null> {
     return this.#read("read a token", () => tokens.getToken(this.#db, id));
   }
 
@@ -193,7 +181,7 @@ export class SqliteStore implements Store {
     return this.#read("read a certificate", () => certificates.getCertificate(this.#db, serial));
   }
 
-  listCertificates(query: CertificateQuery): Promise<CertificateRecord[]> {
+  listCertificates(query: store.CertificateQuery): Promise<CertificateRecord[]> {
     return this.#read("list certificates", () => certificates.listCertificates(this.#db, query));
   }
 
@@ -215,15 +203,19 @@ export class SqliteStore implements Store {
     );
   }
 
-  listPolicies(query: PolicyQuery = {}): Promise<AnyPolicy[]> {
+  listPolicies(query: store.PolicyQuery = {}): Promise<AnyPolicy[]> {
     return this.#read("list policies", () => policies.listPolicies(this.#db, query));
   }
 
-  writePolicies(change: PolicyChange): Promise<(AnyPolicy | null)[]> {
+  writePolicies(change: store.PolicyChange): Promise<(AnyPolicy | null)[]> {
     return this.#write("write policies", () => policies.writePolicies(this.#db, change));
   }
 
-  policyHistory(kind: PolicyKind, namespace: string, name: string): Promise<PolicyRevision[]> {
+  policyHistory(
+    kind: PolicyKind,
+    namespace: string,
+    name: string,
+  ): Promise<store.PolicyRevision[]> {
     return this.#read(
       "read policy history",
       () => policies.policyHistory(this.#db, { kind, namespace, name }),
@@ -234,11 +226,11 @@ export class SqliteStore implements Store {
     return this.#read("read the policy revision", () => policies.policyRevision(this.#db));
   }
 
-  appendAudit(entry: AuditInput): Promise<void> {
+  appendAudit(entry: store.AuditInput): Promise<void> {
     return this.#write("append to the audit log", () => policies.appendAudit(this.#db, entry));
   }
 
-  listAudit(query: AuditQuery): Promise<AuditEntry[]> {
+  listAudit(query: store.AuditQuery): Promise<store.AuditEntry[]> {
     return this.#read("read the audit log", () => policies.listAudit(this.#db, query));
   }
 
