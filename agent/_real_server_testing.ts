@@ -12,6 +12,18 @@ import { type TestApp, withTestApp } from "../api/_testing.ts";
 import { listenTls } from "../api/tls_listener.ts";
 import { joinRequest } from "../ca/_testing.ts";
 import { systemClock } from "../core/clock.ts";
+import {
+  DEFAULT_HEADER_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+} from "../core/server_config.ts";
+
+/** The server's default connection limits, as `ironmesh server` runs with no flags. */
+const LIMITS = {
+  headerTimeoutMs: DEFAULT_HEADER_TIMEOUT_MS,
+  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
+};
 
 /** The trust domain of the server, as the double's (`ironmesh.test`). */
 export const TRUST_DOMAIN = "ironmesh.test";
@@ -73,7 +85,7 @@ export async function withRealServer(fn: (server: RealServer) => Promise<void>):
       const response = await t.app.fetch(request, env);
       seen.status = response.status;
       return response;
-    });
+    }, LIMITS);
     url = `https://127.0.0.1:${tls.address.port}`;
     const joinToken: RealServer["joinToken"] = async (claims = {}) => {
       const request = joinRequest({
