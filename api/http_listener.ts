@@ -6,7 +6,8 @@
  * it liked. Both ports now share the limits of `connection_guard.ts`.
  */
 import { getRequestListener } from "@hono/node-server";
-import { createServer } from "node:http";
+import { createServer, type Server as HttpServer } from "node:http";
+import type { Server as HttpsServer } from "node:https";
 import type { HostPort } from "../core/address.ts";
 import { type ConnectionLimits, guardConnections } from "./connection_guard.ts";
 
@@ -21,7 +22,7 @@ export interface HttpListener {
 }
 
 /** Serves `fetch` over plain HTTP on `address` with `limits`. */
-export function listenPlain(
+export async function listenPlain(
   address: HostPort,
   fetch: FetchHandler,
   limits: ConnectionLimits,
@@ -30,26 +31,32 @@ export function listenPlain(
     getRequestListener(asNativeRequest(fetch), { overrideGlobalObjects: false }),
   );
   guardConnections(server, limits);
+  return { address: await listenOn(server, address), stop: () => stopServer(server) };
+}
+
+/** Starts `server` listening on `address`; resolves with the address bound (port 0 picks one). */
+export function listenOn(server: HttpServer | HttpsServer, address: HostPort): Promise<HostPort> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(address.port, address.host, () => {
       server.off("error", reject);
       const bound = server.address();
       const port = typeof bound === "object" && bound ? bound.port : address.port;
-      resolve({
-        address: { host: address.host, port },
-        stop: () =>
-          new Promise<void>((done) => {
-            // Requests still running after the grace period are cut, so shutdown always ends.
-            const force = setTimeout(() => server.closeAllConnections(), 5_000);
-            server.close(() => {
-              clearTimeout(force);
-              done();
-            });
-            server.closeIdleConnections();
-          }),
-      });
+      resolve({ host: address.host, port });
     });
+  });
+}
+
+/** Stops accepting, waits for in-flight requests (at most 5 s), then closes every connection. */
+export function stopServer(server: HttpServer | HttpsServer): Promise<void> {
+  return new Promise<void>((done) => {
+    // Requests still running after the grace period are cut, so shutdown always ends.
+    const force = setTimeout(() => server.closeAllConnections(), 5_000);
+    server.close(() => {
+      clearTimeout(force);
+      done();
+    });
+    server.closeIdleConnections();
   });
 }
 

@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import type { HostPort } from "../core/address.ts";
 import { type ConnectionLimits, guardConnections } from "./connection_guard.ts";
-import { asNativeRequest, type FetchHandler } from "./http_listener.ts";
+import { asNativeRequest, type FetchHandler, listenOn, stopServer } from "./http_listener.ts";
 
 /** The PEM material the TLS port serves with. */
 export interface TlsMaterial {
@@ -34,7 +34,7 @@ export interface TlsListener {
  * certificates share one port; the app decides per request from
  * `socket.authorized`.
  */
-export function listenTls(
+export async function listenTls(
   address: HostPort,
   material: TlsMaterial,
   fetch: FetchHandler,
@@ -60,35 +60,17 @@ export function listenTls(
       if (sockets.size === 0 && byNode.get(node) === sockets) byNode.delete(node);
     });
   });
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(address.port, address.host, () => {
-      server.off("error", reject);
-      const bound = server.address();
-      const port = typeof bound === "object" && bound ? bound.port : address.port;
-      resolve({
-        address: { host: address.host, port },
-        reload(next) {
-          server.setSecureContext({ ...next });
-        },
-        closeNode(node) {
-          const sockets = byNode.get(node);
-          if (!sockets) return 0;
-          for (const s of sockets) s.destroy();
-          return sockets.size;
-        },
-        stop() {
-          return new Promise<void>((done) => {
-            // Requests still running after the grace period are cut, so shutdown always ends.
-            const force = setTimeout(() => server.closeAllConnections(), 5_000);
-            server.close(() => {
-              clearTimeout(force);
-              done();
-            });
-            server.closeIdleConnections();
-          });
-        },
-      });
-    });
-  });
+  return {
+    address: await listenOn(server, address),
+    reload(next) {
+      server.setSecureContext({ ...next });
+    },
+    closeNode(node) {
+      const sockets = byNode.get(node);
+      if (!sockets) return 0;
+      for (const s of sockets) s.destroy();
+      return sockets.size;
+    },
+    stop: () => stopServer(server),
+  };
 }

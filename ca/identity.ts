@@ -12,7 +12,7 @@ import type { CertificateRecord, IssuanceKind, JoinTokenCreate } from "../core/m
 import { isNodeName, NODE_NAME_RULE } from "../core/names.ts";
 import { TokenBucket } from "../core/rate_limit.ts";
 import { parseSpiffeId } from "../core/spiffe_id.ts";
-import type { Store } from "../store/store.ts";
+import type { RevocationTarget, Store } from "../store/store.ts";
 import type { Bundle, CertificateAuthority } from "./authority.ts";
 import type { CreatedJoinToken, JoinTokens } from "./join_tokens.ts";
 import type { IssuedLeaf } from "./pipeline.ts";
@@ -384,7 +384,7 @@ export class IdentityService {
     return this.#revoke({ node }, "node decommissioned");
   }
 
-  async #revoke(target: { node: string } | { tokenId: string }, reason: string) {
+  async #revoke(target: RevocationTarget, reason: string) {
     const revoked = await this.#store.revokeCertificates(target, this.#iso(), reason);
     for (const c of revoked) this.#denied.set(c.serial, Date.parse(c.notAfter));
     const nodes = [...new Set(revoked.map((c) => c.node))];

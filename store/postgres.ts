@@ -55,6 +55,7 @@ import type {
   PolicyQuery,
   PolicyRevision,
   RevisionLog,
+  RevocationTarget,
   Store,
   StoredToken,
 } from "./store.ts";
@@ -277,7 +278,7 @@ export class PostgresStore implements Store {
   }
 
   revokeCertificates(
-    target: { node: string } | { tokenId: string },
+    target: RevocationTarget,
     at: string,
     reason: string,
   ): Promise<CertificateRecord[]> {

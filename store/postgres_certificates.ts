@@ -9,7 +9,7 @@ import type { CertificateRecord } from "../core/model.ts";
 import type { Logged } from "./postgres_log.ts";
 import { CERTIFICATES_LOCK, LOCK_CLASS } from "./postgres_meta.ts";
 import { consumeJoinToken } from "./postgres_tokens.ts";
-import type { CertificateQuery, LogChange } from "./store.ts";
+import type { CertificateQuery, LogChange, RevocationTarget } from "./store.ts";
 
 type Sql = postgres.Sql | postgres.TransactionSql;
 type Tx = postgres.TransactionSql;
@@ -82,7 +82,7 @@ export async function listCertificates(
 /** See `Store.revokeCertificates`. */
 export async function revokeCertificates(
   tx: Tx,
-  target: { node: string } | { tokenId: string },
+  target: RevocationTarget,
   at: string,
   reason: string,
 ): Promise<Logged<CertificateRecord[]>> {

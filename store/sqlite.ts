@@ -186,7 +186,7 @@ export class SqliteStore implements store.Store {
   }
 
   revokeCertificates(
-    target: { node: string } | { tokenId: string },
+    target: store.RevocationTarget,
     at: string,
     reason: string,
   ): Promise<CertificateRecord[]> {

@@ -6,7 +6,7 @@ import type { SQLInputValue } from "node:sqlite";
 import type { CertificateRecord } from "../core/model.ts";
 import type { SqliteDb } from "./sqlite_db.ts";
 import { consumeJoinToken } from "./sqlite_tokens.ts";
-import type { CertificateQuery } from "./store.ts";
+import type { CertificateQuery, RevocationTarget } from "./store.ts";
 
 /**
  * Records an issued certificate in one transaction with the use of its join
@@ -68,7 +68,7 @@ export function listCertificates(db: SqliteDb, query: CertificateQuery): Certifi
 /** Revokes the unexpired, unrevoked certificates of a node or a token's lineage. */
 export function revokeCertificates(
   db: SqliteDb,
-  target: { node: string } | { tokenId: string },
+  target: RevocationTarget,
   at: string,
   reason: string,
 ): CertificateRecord[] {

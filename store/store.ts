@@ -8,6 +8,9 @@ import type {
   Token,
 } from "../core/model.ts";
 
+/** Whose certificates a revocation takes: a node's, or a join token lineage's. */
+export type RevocationTarget = { node: string } | { tokenId: string };
+
 /**
  * The storage contract. Every backend (the embedded SQLite default, PostgreSQL
  * for several replicas) implements it and passes the same contract suite
@@ -67,7 +70,7 @@ export interface Store {
    * token's lineage; returns the records revoked now.
    */
   revokeCertificates(
-    target: { node: string } | { tokenId: string },
+    target: RevocationTarget,
     at: string,
     reason: string,
   ): Promise<CertificateRecord[]>;
