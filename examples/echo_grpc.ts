@@ -4,7 +4,9 @@
  * any `@grpc/grpc-js-xds` application does, by dialing `xds:///NAME.NAMESPACE`
  * through the xDS endpoint of its host's agent: the agent relays to the
  * server, which answers with the service's healthy instances, and the client
- * balances over them itself (no sidecar in the path).
+ * balances over them itself (no sidecar in the path). The calls are
+ * plaintext: this bootstrap names no certificate provider, so the server
+ * sends plaintext clusters (mesh mTLS for proxyless apps: docs/xds.md).
  *
  *   deno run -A examples/echo_grpc.ts serve PORT         # prints "echo listening on 127.0.0.1:PORT"
  *   deno run -A examples/echo_grpc.ts call echo.default [--agent-dir DIR] [--count N] [--wait 30s]
