@@ -300,6 +300,23 @@ export const agentConfigSchema = z.strictObject({
     }
     inboundPorts.add(port);
   });
+  // A proxyless gRPC server's port has one server Listener, with one service's policies: the
+  // server refuses a registration with two gRPC services on one port, so say so here first.
+  const grpcPorts = new Map<number, string>();
+  config.services.forEach((service, i) => {
+    if (service.protocol !== "grpc") return;
+    const name = `${service.name}.${service.namespace}`;
+    const other = grpcPorts.get(service.port);
+    if (other !== undefined && other !== name) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["services", i, "port"],
+        message:
+          `Port ${service.port} is already the gRPC port of service "${other}" on this node: one gRPC service per port`,
+      });
+    }
+    if (other === undefined) grpcPorts.set(service.port, name);
+  });
   // Envoy binds each upstream on 127.0.0.1:<localPort>; a port in use fails the bind and
   // Envoy refuses the listener update that holds it.
   const xdsPort = Number(/:(\d+)$/.exec(config.localXdsAddr ?? DEFAULT_LOCAL_XDS_ADDR)?.[1]);

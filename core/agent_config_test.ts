@@ -102,6 +102,17 @@ Deno.test("parseAgentConfig() applies defaults to an empty file", () => {
   });
 });
 
+Deno.test("parseAgentConfig() refuses two gRPC services on one port, naming the file and field", () => {
+  assert.throws(
+    () =>
+      parseAgentConfig(
+        "services:\n  - {name: echo, port: 50051, protocol: grpc}\n  - {name: greet, port: 50051, protocol: grpc}\n",
+        "a.yaml",
+      ),
+    /a\.yaml:3:.*\/services\/1\/port: Port 50051 is already the gRPC port of service "echo\.default"/,
+  );
+});
+
 Deno.test("parseAgentConfig() reads proxyless and refuses a key group that is no group name", () => {
   assert.deepEqual(
     parseAgentConfig("proxyless: {keyGroup: grpc-apps, refreshInterval: 1s}", "a.yaml").proxyless,
