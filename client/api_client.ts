@@ -203,15 +203,65 @@ export class ApiClient {
     path: string,
     query: RequestOptions["query"] = {},
   ): Promise<T[]> {
+    return (await this.#pages<T>(path, query, {})).items;
+  }
+
+  /**
+   * Like {@link list}, but as a blocking query: the first page is asked
+   * with `index` and `wait`, so the answer comes once the server's revision
+   * has passed `index` (or the wait is over). Returns the items and the
+   * revision they are at (the first page's `X-Ironmesh-Index`), the `index`
+   * of the next call. Without `index`, answers at once.
+   */
+  async listAt<T = unknown>(
+    path: string,
+    query: RequestOptions["query"] = {},
+    options: { index?: number; wait?: string; signal?: AbortSignal } = {},
+  ): Promise<{ items: T[]; index: number }> {
+    const blocking = options.index === undefined
+      ? {}
+      : { index: options.index, wait: options.wait };
+    const result = await this.#pages<T>(path, query, blocking, options.signal);
+    if (result.index === undefined) {
+      throw new ServerError(
+        `Invalid answer from server "${this.server}" to GET "${path}": no X-Ironmesh-Index header`,
+        200,
+      );
+    }
+    return { items: result.items, index: result.index };
+  }
+
+  async #pages<T>(
+    path: string,
+    query: RequestOptions["query"],
+    firstPage: RequestOptions["query"],
+    signal?: AbortSignal,
+  ): Promise<{ items: T[]; index: number | undefined }> {
     const items: T[] = [];
     const seen = new Set<string>();
     let cursor: string | undefined;
+    let index: number | undefined;
+    let first = true;
     do {
-      const page = await this.request<unknown>("GET", path, { query: { ...query, cursor } });
+      const answer = await this.#exchange("GET", path, {
+        query: { ...query, ...(first ? firstPage : {}), cursor },
+        ...(signal === undefined ? {} : { signal }),
+      }, "application/json");
+      if ("unreachable" in answer) throw new UnavailableError(answer.unreachable);
+      const { response, text } = answer;
+      if (!response.ok) {
+        throw rejection(answerOf(response, text), { server: this.server, path }).error;
+      }
+      if (first) {
+        const header = response.headers.get("x-ironmesh-index");
+        index = header === null || !/^\d+$/.test(header) ? undefined : Number(header);
+        first = false;
+      }
+      const page = parseLenient(text);
       if (!isPage(page)) {
         throw new ServerError(
           `Invalid answer from server "${this.server}" to GET "${path}": expected {"items": [...]}`,
-          200,
+          response.status,
         );
       }
       items.push(...(page.items as T[]));
@@ -227,7 +277,7 @@ export class ApiClient {
         seen.add(cursor);
       }
     } while (cursor !== undefined);
-    return items;
+    return { items, index };
   }
 
   /**

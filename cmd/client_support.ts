@@ -1,22 +1,25 @@
 /**
  * What every client verb shares: the connection options (`--server`,
- * `--token`, `--token-file` and their variables), the client they build, and
+ * `--token`, `--token-file`, `--ca-file` and their variables), the client they build, and
  * output as a table, JSON or YAML.
  */
 import { Command, Option } from "commander";
 import { stringify } from "yaml";
 import { ApiClient } from "../client/api_client.ts";
-import { InvalidError, UnauthorizedError } from "../core/errors.ts";
+import { InvalidError, UnauthorizedError, UnavailableError } from "../core/errors.ts";
 
 /** Where the client verbs look for the server when neither `--server` nor `IRONMESH_SERVER` is set. */
 export const DEFAULT_SERVER = "http://127.0.0.1:15080";
 
-/** The output formats of every verb that prints objects. */
-export const FORMATS = ["table", "json", "yaml"] as const;
+/**
+ * The output formats of every verb that prints objects. `wide` is the table with more columns
+ * where a kind has them (`get`, `token list`, `drain`), the plain table elsewhere.
+ */
+export const FORMATS = ["table", "wide", "json", "yaml"] as const;
 /** One of {@link FORMATS}. */
 export type Format = typeof FORMATS[number];
 
-/** `-o, --output table|json|yaml`, also from `IRONMESH_OUTPUT`; default `table`. */
+/** `-o, --output table|wide|json|yaml`, also from `IRONMESH_OUTPUT`; default `table`. */
 export function outputOption(): Option {
   return new Option("-o, --output <format>", "Output format").choices(FORMATS).default("table")
     .env("IRONMESH_OUTPUT");
@@ -33,6 +36,7 @@ export interface ConnectionOptions {
   server?: string;
   token?: string;
   tokenFile?: string;
+  caFile?: string;
 }
 
 export function addConnectionOptions(
@@ -48,6 +52,13 @@ export function addConnectionOptions(
     .addOption(
       new Option("--token-file <file>", "File holding the API token to send")
         .env("IRONMESH_TOKEN_FILE"),
+    )
+    .addOption(
+      new Option(
+        "--ca-file <file>",
+        "PEM file of the CA certificates to trust for an https --server (the mesh CA: " +
+          "GET /v1/ca/roots?format=pem); default: the system's",
+      ).env("IRONMESH_CA_FILE"),
     );
 }
 
@@ -93,11 +104,15 @@ export async function withClient<T>(
   command: Command,
   body: (client: ApiClient) => Promise<T>,
 ): Promise<T> {
-  const { server } = command.opts<ConnectionOptions>();
+  const { server, caFile } = command.opts<ConnectionOptions>();
   const token = await resolveToken(command);
+  const httpClient = caFile === undefined || caFile === "" ? undefined : await trusting(caFile);
   const client = new ApiClient({
     server: server ?? DEFAULT_SERVER,
     ...(token === undefined ? {} : { token }),
+    ...(httpClient === undefined
+      ? {}
+      : { fetch: (input, init) => fetch(input, { ...init, client: httpClient }) }),
   });
   try {
     return await body(client);
@@ -107,13 +122,51 @@ export async function withClient<T>(
         `${error.message} (no token given: pass --token or --token-file, or set IRONMESH_TOKEN)`,
       );
     }
+    if (error instanceof UnavailableError && UNTRUSTED.test(error.message)) {
+      throw new UnavailableError(
+        `${error.message} (${
+          httpClient === undefined
+            ? "the server's certificate is not from a CA this machine trusts: pass the mesh CA " +
+              "with --ca-file or IRONMESH_CA_FILE"
+            : `the server's certificate is not from a CA in "${caFile}"`
+        }; on the server host, curl -s ${DEFAULT_SERVER}/v1/ca/roots?format=pem > mesh-ca.pem)`,
+      );
+    }
     throw error;
+  } finally {
+    httpClient?.close();
+  }
+}
+
+/** What rustls says, through Deno's `fetch`, of a certificate from an unknown CA. */
+const UNTRUSTED = /UnknownIssuer|invalid peer certificate/;
+
+/** An HTTP client that trusts the CA certificates in `file` besides the system's. */
+async function trusting(file: string): Promise<Deno.HttpClient> {
+  let pem: string;
+  try {
+    pem = await Deno.readTextFile(file);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InvalidError(`Cannot read CA file "${file}": ${reason}`);
+  }
+  if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new InvalidError(
+      `CA file "${file}" holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`,
+    );
+  }
+  try {
+    return Deno.createHttpClient({ caCerts: [pem] });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InvalidError(`CA file "${file}" cannot be used: ${reason}`);
   }
 }
 
 export function print(format: Format, value: unknown, tableText: string): void {
   switch (format) {
     case "table":
+    case "wide":
       console.log(tableText);
       return;
     case "json":
@@ -127,10 +180,27 @@ export function print(format: Format, value: unknown, tableText: string): void {
 
 /** Left-aligned columns separated by three spaces, without trailing blanks. */
 export function formatTable(headers: readonly string[], rows: readonly string[][]): string {
-  const widths = headers.map((header, i) =>
-    Math.max(header.length, ...rows.map((row) => row[i]?.length ?? 0))
+  return formatRows([headers, ...rows], columnWidths([headers, ...rows]));
+}
+
+/** The width of each column of `rows`: its longest cell, and at least `atLeast`'s. */
+export function columnWidths(
+  rows: readonly (readonly string[])[],
+  atLeast: readonly number[] = [],
+): number[] {
+  const count = Math.max(atLeast.length, ...rows.map((row) => row.length));
+  return Array.from(
+    { length: count },
+    (_, i) => Math.max(atLeast[i] ?? 0, ...rows.map((row) => row[i]?.length ?? 0)),
   );
-  return [headers, ...rows]
+}
+
+/** `rows` in columns of `widths`, as {@link formatTable} lays them out. */
+export function formatRows(
+  rows: readonly (readonly string[])[],
+  widths: readonly number[],
+): string {
+  return rows
     .map((row) => row.map((value, i) => value.padEnd(widths[i] ?? 0)).join("   ").trimEnd())
     .join("\n");
 }

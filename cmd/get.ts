@@ -13,8 +13,17 @@ import {
   KINDS,
   table,
 } from "./kinds.ts";
+import { watchList } from "./watch.ts";
 
-type GetOptions = cli.ConnectionOptions & { output: cli.Format } & { [F in Filter]?: string };
+/** The registry kinds whose lists answer blocking queries (every policy kind does too). */
+const WATCHABLE: readonly KindName[] = ["services", "instances", "nodes"];
+
+type GetOptions =
+  & cli.ConnectionOptions
+  & { output: cli.Format; watch?: boolean }
+  & {
+    [F in Filter]?: string;
+  };
 
 /** The `get` verb. */
 export function getCommand(): Command {
@@ -56,6 +65,13 @@ export function getCommand(): Command {
         "-l, --selector <selector>",
         'Label selector, e.g. "version=v1,env!=prod" (services, instances, nodes)',
       ).env("IRONMESH_GET_SELECTOR"),
+    )
+    .addOption(
+      new Option(
+        "-w, --watch",
+        "After the list, print each change as it happens (services, instances, nodes, " +
+          "policies), until interrupted",
+      ),
     );
   cli.addConnectionOptions(command, { serverDefault: true });
   return command.action(async (kindText: string, name: string | undefined) => {
@@ -82,10 +98,28 @@ export function getCommand(): Command {
       }
       query[FILTER_PARAMS[filter]] = value;
     }
+    if (options.watch) {
+      if (name !== undefined) {
+        throw new InvalidError(
+          `Option "--watch" watches a list: leave out NAME "${name}" and filter instead`,
+        );
+      }
+      if (!WATCHABLE.includes(kind) && !spec.path.startsWith("/v1/policies/")) {
+        throw new InvalidError(
+          `Option "--watch" does not apply to ${kind}: only to services, instances, nodes ` +
+            "and policies",
+        );
+      }
+      await cli.withClient(
+        command,
+        (client) => watchList(client, spec, { query, format: options.output }),
+      );
+      return;
+    }
     await cli.withClient(command, async (client) => {
       if (name === undefined) {
         const items = await client.list<Record<string, unknown>>(spec.path, query);
-        cli.print(options.output, { items }, table(spec, items));
+        cli.print(options.output, { items }, table(spec, items, options.output));
         return;
       }
       const item = spec.itemPath
@@ -94,7 +128,7 @@ export function getCommand(): Command {
           spec.itemPath(name, options.namespace),
         )
         : await findByKey(client, spec, kind, name);
-      cli.print(options.output, item, table(spec, [item]));
+      cli.print(options.output, item, table(spec, [item], options.output));
     });
   });
 }

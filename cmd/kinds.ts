@@ -8,8 +8,9 @@ import { InvalidError } from "../core/errors.ts";
 import type { ApiToken, Instance, MeshNode, Service, Token } from "../core/model.ts";
 import type { AnyPolicy, PolicyKind } from "../core/policy/model.ts";
 import type { ProxyStatus } from "../core/proxy_status.ts";
-import { formatTable } from "./client_support.ts";
+import { type Format, formatTable } from "./client_support.ts";
 import { policyPath } from "./policy.ts";
+import { didYouMean } from "./suggest.ts";
 
 /** The filter flags of `get`. */
 export const FILTERS = ["namespace", "service", "node", "health", "status", "selector"] as const;
@@ -35,6 +36,8 @@ export interface KindSpec<T> {
   key: (item: Partial<T>) => string | undefined;
   columns: readonly string[];
   row: (item: Partial<T>) => unknown[];
+  /** What `-o wide` adds after {@link columns}; none when absent. */
+  wide?: { columns: readonly string[]; row: (item: Partial<T>) => unknown[] };
 }
 
 /** The spec of any kind. */
@@ -64,6 +67,10 @@ function policySpec(kind: PolicyKind): KindSpec<AnyPolicy> {
       p.metadata?.updatedAt,
       p.metadata?.updatedBy,
     ],
+    wide: {
+      columns: ["LABELS", "CREATED"],
+      row: (p) => [formatLabels(p.metadata?.labels), p.metadata?.createdAt],
+    },
   };
 }
 
@@ -86,6 +93,10 @@ export const KINDS = {
       (s.ports ?? []).map((p) => `${p.port}/${p.protocol}`).join(","),
       formatLabels(s.labels),
     ],
+    wide: {
+      columns: ["MANAGED-BY", "CREATED"],
+      row: (s) => [s.managedBy, s.createdAt],
+    },
   } satisfies KindSpec<Service>,
   instances: {
     path: "/v1/instances",
@@ -94,6 +105,16 @@ export const KINDS = {
     key: (i) => i.id,
     columns: ["ID", "SERVICE", "NAMESPACE", "NODE", "ADDRESS", "PORT", "HEALTH"],
     row: (i) => [i.id, i.service, i.namespace, i.node, i.address, i.port, i.health],
+    wide: {
+      columns: ["PROTOCOL", "INBOUND-PORT", "DRAINING", "CHECK", "LABELS"],
+      row: (i) => [
+        i.protocol,
+        i.inboundPort,
+        i.draining,
+        i.check?.status,
+        formatLabels(i.labels),
+      ],
+    },
   } satisfies KindSpec<Instance>,
   nodes: {
     path: "/v1/nodes",
@@ -110,6 +131,17 @@ export const KINDS = {
       // Absent on nodes registered by an agent older than conditions.
       (n.conditions ?? []).map((c) => `${c.type}(${c.reason})`).join(",") || null,
     ],
+    wide: {
+      columns: ["HOSTNAME", "AGENT", "HEARTBEAT", "TTL", "LABELS", "UPSTREAMS"],
+      row: (n) => [
+        n.hostname,
+        n.agentVersion,
+        n.heartbeatIntervalMs === undefined ? null : `${n.heartbeatIntervalMs}ms`,
+        n.ttlMs === undefined ? null : `${n.ttlMs}ms`,
+        formatLabels(n.labels),
+        (n.upstreams ?? []).map((u) => `${u.service}.${u.namespace}:${u.localPort}`).join(","),
+      ],
+    },
   } satisfies KindSpec<MeshNode>,
   tokens: {
     path: "/v1/tokens",
@@ -129,6 +161,7 @@ export const KINDS = {
       t.revokedAt,
       t.description,
     ],
+    wide: { columns: ["CREATED"], row: (t) => [t.createdAt] },
   } satisfies KindSpec<Token>,
   proxies: {
     path: "/v1/proxies",
@@ -144,6 +177,10 @@ export const KINDS = {
       (p.types ?? []).find((t) => t.lastNack)?.lastNack?.message ?? null,
       p.connectedAt,
     ],
+    wide: {
+      columns: ["TYPES"],
+      row: (p) => [(p.types ?? []).map((t) => t.typeUrl.split(".").pop()).join(",")],
+    },
   } satisfies KindSpec<ProxyStatus>,
   namespaces: {
     path: "/v1/namespaces",
@@ -182,17 +219,26 @@ const KIND_ALIASES: Record<string, KindName> = {
   meshconfigs: "meshconfig",
 };
 
-/** The kind `text` names, aliases included; throws an {@link InvalidError} listing the kinds. */
-export function kindNamed(text: string): KindName {
+/**
+ * The kind `text` names, aliases included, out of `allowed` (every kind by default); throws an
+ * {@link InvalidError} that proposes the nearest kind and lists the allowed ones.
+ */
+export function kindNamed<K extends KindName = KindName>(
+  text: string,
+  allowed: readonly K[] = Object.keys(KINDS) as K[],
+): K {
   const kind = Object.hasOwn(KINDS, text) ? text as KindName : KIND_ALIASES[text];
-  if (kind === undefined) {
-    throw new InvalidError(
-      `Unknown kind "${text}": expected one of ${
-        Object.keys(KINDS).map((k) => `"${k}"`).join(", ")
-      }`,
-    );
-  }
-  return kind;
+  if (kind !== undefined && (allowed as readonly KindName[]).includes(kind)) return kind as K;
+  const names = [
+    ...allowed,
+    ...Object.entries(KIND_ALIASES).filter(([, k]) => (allowed as readonly string[]).includes(k))
+      .map(([alias]) => alias),
+  ];
+  throw new InvalidError(
+    `Unknown kind "${text}"${didYouMean(text, names)}: expected one of ${
+      allowed.map((k) => `"${k}"`).join(", ")
+    }`,
+  );
 }
 
 /** `namespace/name`, or `name` in `namespace` (default `default`). */
@@ -212,10 +258,21 @@ function servicePath(name: string, namespace: string | undefined): string {
   return `/v1/services/${encodeURIComponent(ns)}/${encodeURIComponent(service)}`;
 }
 
-/** The table of `items` of the kind `spec` describes. */
-export function table(spec: AnyKindSpec, items: unknown[]): string {
+/** The table of `items` of the kind `spec` describes; `format` `wide` adds the wide columns. */
+export function table(spec: AnyKindSpec, items: unknown[], format: Format = "table"): string {
+  return formatTable(headers(spec, format), items.map((item) => cells(spec, item, format)));
+}
+
+/** The column headers of `spec`'s table in `format`. */
+export function headers(spec: AnyKindSpec, format: Format): string[] {
+  return [...spec.columns, ...(format === "wide" ? spec.wide?.columns ?? [] : [])];
+}
+
+/** The cells of `item`'s row in `spec`'s table in `format`. */
+export function cells(spec: AnyKindSpec, item: unknown, format: Format): string[] {
   const row = spec.row as (item: unknown) => unknown[];
-  return formatTable(spec.columns, items.map((item) => row(item).map(cell)));
+  const wideRow = format === "wide" ? spec.wide?.row as (item: unknown) => unknown[] : undefined;
+  return [...row(item), ...(wideRow?.(item) ?? [])].map(cell);
 }
 
 /** A table cell: one line, and `-` for nothing, so that `awk` sees every column. */

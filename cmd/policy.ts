@@ -9,7 +9,12 @@ import { Command, Option } from "commander";
 import type { ApiClient } from "../client/api_client.ts";
 import { InvalidError } from "../core/errors.ts";
 import type { FieldProblem } from "../core/errors.ts";
-import { MESH_CONFIG_NAME, type PolicyKind, policyKindFromText } from "../core/policy/model.ts";
+import {
+  MESH_CONFIG_NAME,
+  POLICY_KINDS,
+  type PolicyKind,
+  policyKindFromText,
+} from "../core/policy/model.ts";
 import type { ProxyPolicies } from "../core/policy/match.ts";
 import { parseYamlDocuments, type SourceDocument } from "../core/validate.ts";
 import type { ApplyResult, HistoryEntry } from "../policy/service.ts";
@@ -24,6 +29,7 @@ import {
   verb,
   withClient,
 } from "./client_support.ts";
+import { didYouMean } from "./suggest.ts";
 
 /** The verbs of this file, for `cmd/main.ts`. */
 export function policyCommands(): Command[] {
@@ -52,7 +58,9 @@ function policyKind(text: string): PolicyKind {
   const kind = policyKindFromText(text);
   if (!kind) {
     throw new InvalidError(
-      `Unknown policy kind "${text}": expected TrafficRoute, DestinationPolicy, AuthorizationPolicy, RateLimit or MeshConfig`,
+      `Unknown policy kind "${text}"${
+        didYouMean(text, POLICY_KINDS.map((k) => k.toLowerCase()))
+      }: expected TrafficRoute, DestinationPolicy, AuthorizationPolicy, RateLimit or MeshConfig`,
     );
   }
   return kind;

@@ -161,7 +161,7 @@ function tokenListCommand(): Command {
     const { output } = command.opts<{ output: Format }>();
     await withClient(command, async (client) => {
       const items = await client.list<Record<string, unknown>>(KINDS.tokens.path);
-      print(output, { items }, table(KINDS.tokens, items));
+      print(output, { items }, table(KINDS.tokens, items, output));
     });
   });
 }
