@@ -101,10 +101,10 @@ Deno.test("completion fish: passes fish -n and completes verbs and flag values",
 });
 
 Deno.test("completion: an unknown shell is an error naming the shells", async () => {
-  const out = await runCli(["completion", "bsh"]);
+  const out = await runCli(["completion", "bassh"]);
   assert.equal(out.code, 1);
   assert.match(
     out.stderr,
-    /Unknown shell "bsh" \(did you mean "bash"\?\): expected "bash", "zsh" or "fish"/,
+    /Unknown shell "bassh" \(did you mean "bash"\?\): expected "bash", "zsh" or "fish"/,
   );
 });
