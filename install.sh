@@ -527,7 +527,7 @@ server_yaml() {
 dataDir: $DATA_DIR
 # httpAddr: 127.0.0.1:15080        # REST API over plain HTTP (loopback only)
 # httpsAddr: 0.0.0.0:15443         # TLS API: agents (mTLS) and remote automation
-# grpcAddr: 127.0.0.1:15012
+# grpcAddr: 0.0.0.0:15012          # gRPC (mTLS): xDS for proxies and agents, health
 # advertise: https://mesh.example.com:15443   # the URL agents enrol with
 # tlsSan: mesh.example.com         # extra names for the server certificate
 # trustDomain: ironmesh.local

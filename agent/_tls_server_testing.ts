@@ -168,6 +168,8 @@ export interface TlsDoubleOptions {
   /** Lifetime of issued leaves from their issuance; X.509 times have whole seconds. Default: 1 h. */
   leafLifetimeMs?: number;
   answer?: TlsAnswer;
+  /** Pins (`sha256:HEX`) the root list names as retired by a rotation, with generations 1, 2, …. */
+  retiredPins?: string[];
 }
 
 /** Claims of a join token made by {@link TlsServerDouble.joinToken}. */
@@ -284,6 +286,10 @@ export async function startTlsServerDouble(
     })),
     bundlePem: roots.map((r) => r.rootPem).join(""),
     bundleFingerprint: fp,
+    retiredRoots: (options.retiredPins ?? []).map((pin, i) => ({
+      fingerprint: pin.replace(/^sha256:/, ""),
+      generation: i + 1,
+    })),
   });
 
   const issueFor = async (csrPem: string, node: string, identity: string) => {

@@ -44,6 +44,8 @@ export const rootsReplySchema = z.object({
   roots: z.array(z.object({ pem: z.string() })),
   bundlePem: z.string().min(1),
   bundleFingerprint: z.string().min(1),
+  // Absent from servers older than this field.
+  retiredRoots: z.array(z.object({ fingerprint: z.string(), generation: z.number() })).optional(),
 });
 
 /** The answer of `POST /v1/ca/enrol` and `POST /v1/ca/renew`; only what the agent reads. */
@@ -251,6 +253,17 @@ async function enrolOnce(
     if (await fingerprint(certs[0]!) === claims.pin) pinned = root.pem;
   }
   if (pinned === undefined) {
+    // The server's word that the pinned root is retired is not verified, and needs no proof: the
+    // enrolment is refused all the same; only the advice differs.
+    const retired = parsed.data.retiredRoots?.find((r) => `sha256:${r.fingerprint}` === claims.pin);
+    if (retired !== undefined) {
+      const command = joinTokenCommand({ ns: claims.ns, sa: claims.sa, node: claims.node ?? node });
+      throw new InvalidError(
+        `The join token predates a root rotation on server "${server}": it pins the root of CA ` +
+          `generation ${retired.generation}, which the server has retired, so it can no longer ` +
+          `enrol a host. Create a new join token on the server: ${command}`,
+      );
+    }
     throw new InvalidError(
       `Server "${server}" presented no root matching the join token's pin "${claims.pin}": refusing to enrol (possible man-in-the-middle)`,
     );

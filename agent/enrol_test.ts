@@ -141,6 +141,29 @@ Deno.test("runAgent() refuses to enrol when no root matches the pin, and writes 
   }
 });
 
+Deno.test("runAgent() says a join token pinning a retired root predates the rotation", async () => {
+  const retiredPin = "sha256:" + "1".repeat(64);
+  const double = await startTlsServerDouble({ retiredPins: [retiredPin] });
+  const agent = startAgent(VM1, {
+    joinToken: double.joinToken({ pin: retiredPin, sa: "web", node: "vm-1" }),
+  });
+  try {
+    const error = await failure(agent);
+    assert.equal(
+      error.message,
+      `The join token predates a root rotation on server "${double.url}": it pins the root of ` +
+        "CA generation 1, which the server has retired, so it can no longer enrol a host. " +
+        "Create a new join token on the server: " +
+        "ironmesh token create --kind join --namespace default --service-account web --node vm-1",
+    );
+    assert.doesNotMatch(error.message, /man-in-the-middle/);
+    assert.equal(await exists(`${agent.dataDir}/identity`), false);
+  } finally {
+    await double.close();
+    await removeDataDir(agent.dataDir);
+  }
+});
+
 Deno.test("runAgent() refuses a join token for another node before calling the server", async () => {
   const double = await startTlsServerDouble();
   const agent = startAgent(VM1, { joinToken: double.joinToken({ node: "vm-2" }) });

@@ -27,6 +27,13 @@ const trustBundleSchema = z.object({
   bundleFingerprint: z.string().describe(
     "SHA-256 over the sorted root fingerprints; changes whenever the set does",
   ),
+  retiredRoots: z.array(z.object({
+    fingerprint: z.string().describe("SHA-256 of the DER, lower-case hex without colons"),
+    generation: z.number().int(),
+  })).describe(
+    "Roots a rotation retired (no longer trusted), oldest first: a join token that pins one " +
+      "was created before the rotation",
+  ),
 }).describe("The roots peers must trust now: every published or active generation's");
 
 /** What enrolment and renewal answer. */
@@ -204,6 +211,7 @@ export function caApp({ deps, resourceApp, certificateOf }: ApiContext) {
         roots: bundle.roots,
         bundlePem: bundle.pem,
         bundleFingerprint: bundle.fingerprint,
+        retiredRoots: bundle.retired,
       });
     },
     enrol: async (c) => {

@@ -81,6 +81,18 @@ export interface Bundle {
   pem: string;
   /** SHA-256 over the sorted root fingerprints joined by ","; changes whenever the set does. */
   fingerprint: string;
+  /**
+   * The roots no longer trusted, oldest first: an agent whose join token pins one of them can
+   * say that the token predates a rotation instead of suspecting an interception.
+   */
+  retired: RetiredRoot[];
+}
+
+/** A root a rotation retired: only its fingerprint and generation, never trusted again. */
+export interface RetiredRoot {
+  /** SHA-256 of the DER, lower-case hex without colons. */
+  fingerprint: string;
+  generation: number;
 }
 
 /** One generation as `status()` reports it. */
@@ -366,7 +378,15 @@ export class CertificateAuthority {
     const fingerprint = createHash("sha256")
       .update(roots.map((r) => r.fingerprint).sort().join(","))
       .digest("hex");
-    this.#bundle = deepFreeze({ roots, pem: roots.map((r) => r.pem).join(""), fingerprint });
+    const retired: RetiredRoot[] = this.#state.generations
+      .filter((g) => g.stage === "retired")
+      .map((g) => ({ fingerprint: g.rootFingerprint, generation: g.id }));
+    this.#bundle = deepFreeze({
+      roots,
+      pem: roots.map((r) => r.pem).join(""),
+      fingerprint,
+      retired,
+    });
   }
 
   async #renewIfDue(): Promise<MaintenanceReport> {

@@ -166,6 +166,7 @@ Deno.test("prepareNext(), activate() and retire() move roots through the bundle"
     const prepared = await ca.prepareNext();
     assert.equal(prepared.id, 2);
     assert.equal(prepared.stage, "published");
+    assert.deepEqual(ca.bundle().retired, []);
     assert.deepEqual(ca.bundle().roots.map((r) => r.generation), [1, 2]);
     assert.notEqual(ca.bundle().fingerprint, fp1);
     assert.equal(ca.signingRootFingerprint, gen1);
@@ -205,6 +206,8 @@ Deno.test("prepareNext(), activate() and retire() move roots through the bundle"
     await ca.retire(1);
     assert.deepEqual(ca.bundle().roots.map((r) => r.generation), [2]);
     assert.notEqual(ca.bundle().fingerprint, fp2);
+    // Known as retired, so that a join token pinning it can be told from an interception.
+    assert.deepEqual(ca.bundle().retired, [{ fingerprint: gen1, generation: 1 }]);
     await assert.rejects(() => ca.activate(1), /is retired/);
 
     const again = await CertificateAuthority.open({ dir, trustDomain: TD, clock });
