@@ -2,15 +2,19 @@
  * The real server as an enrolled agent sees it, in-process: the app of
  * `api/` with the real CA, join tokens and identity service of `ca/`
  * (`api/_testing.ts`), served over the real TLS port (`api/tls_listener.ts`)
- * with a serving certificate from that CA. Agent tests that need no fault
- * injection use this, so what they check is what the server does; the double
- * of `_tls_server_testing.ts` stays for the faults the real server cannot be
- * made to produce (5xx, 429, refused renewals, a root rotation mid-run).
+ * with a serving certificate from that CA, reloaded when the trust changes
+ * as `ironmesh server` does (`cmd/server_start.ts`), so a root rotation is
+ * the server's own. Agent tests that need no fault injection use this, so
+ * what they check is what the server does; the double of
+ * `_tls_server_testing.ts` stays for the faults the real server cannot be
+ * made to produce (5xx, a forced 429, refused certificates).
  */
 import type { TLSSocket } from "node:tls";
 import { type TestApp, withTestApp } from "../api/_testing.ts";
 import { listenTls } from "../api/tls_listener.ts";
 import { joinRequest } from "../ca/_testing.ts";
+import { normalizeSerial } from "../ca/identity.ts";
+import { x509 } from "../ca/x509.ts";
 import { systemClock } from "../core/clock.ts";
 import {
   DEFAULT_HEADER_TIMEOUT_MS,
@@ -37,9 +41,16 @@ export interface ServedRequest {
   /** The body as JSON, when it is. */
   body: unknown;
   auth: string | null;
+  /** `performance.now()` on arrival. */
+  at: number;
   /** Whether the peer presented a certificate that chains to the server's trust bundle. */
   authorized: boolean;
-  /** CN, SAN (`URI:spiffe://…`) and serial (upper-case hex) of the peer's certificate. */
+  /**
+   * CN, SAN (`URI:spiffe://…`) and serial of the peer's certificate; the
+   * serial as `normalizeSerial()` spells it (lower-case hex, no leading zero),
+   * as the server's records and `issued` do, so a test compares it to another
+   * spelling through `normalizeSerial()`.
+   */
   peer: { cn: string | undefined; san: string | undefined; serial: string | undefined };
   status?: number;
 }
@@ -48,23 +59,47 @@ export interface ServedRequest {
 export interface RealServer extends TestApp {
   url: string;
   requests: ServedRequest[];
+  /** Serials (`normalizeSerial()`) of the certificates enrolment and renewal answered, in order. */
+  issued: string[];
+  /** Settles when the TLS port serves the material of the last trust change. */
+  tlsReloaded(): Promise<void>;
   /** A join token the server accepts once, as `ironmesh token create --kind join` makes it. */
   joinToken(
     claims?: { node?: string; namespace?: string; serviceAccount?: string },
   ): Promise<string>;
 }
 
+/** The registration, heartbeat and deregistration calls the server received. */
+export function nodeCalls(server: { requests: ServedRequest[] }): ServedRequest[] {
+  return server.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
+}
+
+/** Options of {@link withRealServer}. */
+export interface RealServerOptions {
+  /** Lifetime of workload certificates. Default: 1 h. */
+  leafTtlMs?: number;
+}
+
 /** Runs `fn` with the real server on 127.0.0.1 and a free port, then stops and removes it. */
-export async function withRealServer(fn: (server: RealServer) => Promise<void>): Promise<void> {
+export async function withRealServer(
+  fn: (server: RealServer) => Promise<void>,
+  options: RealServerOptions = {},
+): Promise<void> {
   let url = "";
   await withTestApp(async (t) => {
     const requests: ServedRequest[] = [];
-    const serving = await t.authority.issueServerCertificate({
-      dnsNames: ["localhost"],
-      ipAddresses: ["127.0.0.1"],
-    });
-    const material = { key: serving.keyPem, cert: serving.chainPem, ca: t.authority.bundle().pem };
-    const tls = await listenTls({ host: "127.0.0.1", port: 0 }, material, async (request, env) => {
+    const issued: string[] = [];
+    const material = async () => {
+      const serving = await t.authority.issueServerCertificate({
+        dnsNames: ["localhost"],
+        ipAddresses: ["127.0.0.1"],
+      });
+      return { key: serving.keyPem, cert: serving.chainPem, ca: t.authority.bundle().pem };
+    };
+    const tls = await listenTls({ host: "127.0.0.1", port: 0 }, await material(), async (
+      request,
+      env,
+    ) => {
       const socket = (env as { incoming: { socket: TLSSocket } }).incoming.socket;
       const cert = socket.getPeerCertificate();
       const text = request.body === null ? "" : await request.clone().text();
@@ -74,18 +109,28 @@ export async function withRealServer(fn: (server: RealServer) => Promise<void>):
         text,
         body: text === "" ? undefined : JSON.parse(text),
         auth: request.headers.get("authorization"),
+        at: performance.now(),
         authorized: socket.authorized,
         peer: {
           cn: cert?.subject?.CN as string | undefined,
           san: cert?.subjectaltname || undefined,
-          serial: cert?.serialNumber || undefined,
+          serial: cert?.serialNumber ? normalizeSerial(cert.serialNumber) : undefined,
         },
       };
       requests.push(seen);
       const response = await t.app.fetch(request, env);
       seen.status = response.status;
+      if (response.ok && (seen.path === "/v1/ca/enrol" || seen.path === "/v1/ca/renew")) {
+        const { certificate } = await response.clone().json() as { certificate: string };
+        issued.push(normalizeSerial(new x509.X509Certificate(certificate).serialNumber));
+      }
       return response;
     }, LIMITS);
+    // As the server does: new trust or a new signing CA reaches the TLS port at once.
+    let reloading = Promise.resolve();
+    t.identity.events.trustChanged = () => {
+      reloading = material().then((next) => tls.reload(next));
+    };
     url = `https://127.0.0.1:${tls.address.port}`;
     const joinToken: RealServer["joinToken"] = async (claims = {}) => {
       const request = joinRequest({
@@ -96,9 +141,14 @@ export async function withRealServer(fn: (server: RealServer) => Promise<void>):
       return (await t.identity.createJoinToken(request, [url])).token;
     };
     try {
-      await fn({ ...t, url, requests, joinToken });
+      await fn({ ...t, url, requests, issued, joinToken, tlsReloaded: () => reloading });
     } finally {
       await tls.stop();
     }
-  }, { clock: systemClock, trustDomain: TRUST_DOMAIN, advertise: () => [url] });
+  }, {
+    clock: systemClock,
+    trustDomain: TRUST_DOMAIN,
+    advertise: () => [url],
+    ...(options.leafTtlMs === undefined ? {} : { leafTtlMs: options.leafTtlMs }),
+  });
 }

@@ -5,11 +5,15 @@
  * requests client certificates the way the real server does and implements
  * the roots, enrol, renew, registration, heartbeat and deregistration
  * endpoints. It records every request and what it saw of the peer, and a
- * test can override any answer. Tests only: for the faults the real server
- * cannot be made to produce (5xx, 429, refused renewals, certificates of a
- * CA that is not the server's) and, until they move, the renewal and
- * rotation tests (`rotation_test.ts`) and the relay's. Everything else runs
- * against the real server (`_real_server_testing.ts`), so it cannot drift.
+ * test can override any answer. Tests only.
+ *
+ * Why it remains: it injects the faults the real server cannot be made to
+ * produce on demand (a forced 5xx or 429, a registration that answers 404,
+ * a join token pinned to a root the server does not have, a saved
+ * certificate that expired). Every test that injects none runs against the
+ * real server (`_real_server_testing.ts`), so what it checks cannot drift
+ * from what the server does; a test that moves there takes its assertions
+ * with it.
  */
 import { createServer, type Server } from "node:https";
 import type { Socket } from "node:net";
@@ -188,7 +192,7 @@ export interface TlsServerDouble {
   url: string;
   trustDomain: string;
   requests: SeenRequest[];
-  /** The CA that issues leaves now. */
+  /** The CA that issues every leaf. */
   readonly ca: TestCa;
   /** Serials of every issued client certificate, in order. */
   issued: string[];
@@ -198,14 +202,6 @@ export interface TlsServerDouble {
   joinToken(claims?: DoubleTokenClaims): string;
   /** Makes heartbeats answer `renew: true` until the next successful renewal. */
   askRenewal(): void;
-  /**
-   * Starts a root rotation: the bundle becomes old root + new root (its
-   * fingerprint changes) and new leaves come from the new CA. The serving
-   * certificate stays on the old root until {@link switchServingCertificate}.
-   */
-  rotateRoot(): Promise<void>;
-  /** Serves a certificate of the new root and drops open connections, forcing new handshakes. */
-  switchServingCertificate(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -262,13 +258,9 @@ export async function startTlsServerDouble(
   const lifetimeMs = options.leafLifetimeMs ?? 3_600_000;
   // notBefore a minute before issuance, as the real server sets it for clients whose clocks lag.
   const backdateMs = 60_000;
-  const first = await createTestCa("Test");
-  // The next root is trusted for client certificates from the start, as a
-  // real server trusts both roots during a rotation's overlap.
-  const next = await createTestCa("Next");
-  let ca = first;
-  let roots = [first];
-  let fp = await bundleFingerprint(roots.map((r) => r.root));
+  const ca = await createTestCa("Test");
+  const roots = [ca];
+  const fp = await bundleFingerprint(roots.map((r) => r.root));
   let renewAsked = false;
   const tokens = new Map<string, { claims: JoinTokenClaims; used: boolean }>();
   const requests: SeenRequest[] = [];
@@ -366,11 +358,11 @@ export async function startTlsServerDouble(
     return problemResponse(405, "Method Not Allowed", seen.method);
   };
 
-  const serving = await servingIdentity(first);
+  const serving = await servingIdentity(ca);
   const server: Server = createServer({
     key: serving.key,
     cert: serving.cert,
-    ca: [first.rootPem, next.rootPem],
+    ca: ca.rootPem,
     requestCert: true,
     rejectUnauthorized: false,
   }, (req, res) => {
@@ -436,13 +428,9 @@ export async function startTlsServerDouble(
     url,
     trustDomain,
     requests,
-    get ca() {
-      return ca;
-    },
+    ca,
     issued,
-    get bundleFingerprint() {
-      return fp;
-    },
+    bundleFingerprint: fp,
     joinToken(claims = {}) {
       const jti = crypto.randomUUID();
       const now = Date.now();
@@ -457,7 +445,7 @@ export async function startTlsServerDouble(
         sa: claims.sa ?? "web",
         ...(claims.node === undefined ? {} : { node: claims.node }),
         srv: claims.srv ?? [url],
-        pin: claims.pin ?? first.pin,
+        pin: claims.pin ?? ca.pin,
       };
       const token = `${b64url({ alg: "EdDSA", typ: "JWT" })}.${b64url(payload)}.${
         b64url("test-double-not-signed")
@@ -467,16 +455,6 @@ export async function startTlsServerDouble(
     },
     askRenewal() {
       renewAsked = true;
-    },
-    async rotateRoot() {
-      ca = next;
-      roots = [first, next];
-      fp = await bundleFingerprint(roots.map((r) => r.root));
-    },
-    async switchServingCertificate() {
-      const identity = await servingIdentity(next);
-      server.setSecureContext({ ...identity, ca: [first.rootPem, next.rootPem] });
-      for (const socket of sockets) socket.destroy();
     },
     async close() {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { heartbeatSchema, nodeRegistrationSchema } from "../core/model.ts";
+import { normalizeSerial } from "../ca/identity.ts";
 import { type RealServer, type ServedRequest, withRealServer } from "./_real_server_testing.ts";
 import {
   nodeRequests,
@@ -135,7 +136,7 @@ Deno.test("runAgent() registers, heartbeats over mTLS, writes agent.json and der
       assert.deepEqual(request.peer, {
         cn: "vm-1",
         san: "URI:spiffe://ironmesh.test/ns/default/sa/web",
-        serial: serial?.toUpperCase(),
+        serial: serial === undefined ? undefined : normalizeSerial(serial),
       });
     }
     const body = nodeRegistrationSchema.parse(registration.body);

@@ -8,9 +8,10 @@ import {
   type TestAgent,
   waitFor,
 } from "./_testing.ts";
-import { type ServedRequest, withRealServer } from "./_real_server_testing.ts";
+import { nodeCalls, withRealServer } from "./_real_server_testing.ts";
 import { csrUris, startTlsServerDouble } from "./_tls_server_testing.ts";
 import { keyMatchesCertificate, parseCertificates } from "./pki.ts";
+import { normalizeSerial } from "../ca/identity.ts";
 import { decodePem, type PemBlock } from "../ca/pem.ts";
 import { x509 } from "../ca/x509.ts";
 
@@ -20,11 +21,6 @@ heartbeat: {interval: 100ms}
 `;
 
 const ROOT = new URL("..", import.meta.url).pathname;
-
-/** The registration, heartbeat and deregistration calls the real server received. */
-function nodeCalls(server: { requests: ServedRequest[] }): ServedRequest[] {
-  return server.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
-}
 
 async function mode(path: string): Promise<number> {
   return (await Deno.stat(path)).mode! & 0o777;
@@ -102,7 +98,7 @@ Deno.test("runAgent() enrols with a join token, keeps its key on the host and sa
         true,
       );
       assert.equal(await keyMatchesCertificate(keyPem, chain[0]!), true);
-      const serial = chain[0]!.serialNumber.toUpperCase();
+      const serial = normalizeSerial(chain[0]!.serialNumber);
       const calls = nodeCalls(server);
       assert.ok(calls.every((r) => r.authorized && r.peer.serial === serial));
       assert.equal(await Deno.readTextFile(`${dir}/bundle.pem`), server.authority.bundle().pem);
@@ -115,7 +111,9 @@ Deno.test("runAgent() enrols with a join token, keeps its key on the host and sa
       });
       assert.ok(!agent.rawLogs.some((l) => l.includes(token)), "the token never reaches the log");
       assert.ok(
-        agent.logs().some((l) => l.msg === "Enrolled" && String(l.serial).toUpperCase() === serial),
+        agent.logs().some((l) =>
+          l.msg === "Enrolled" && normalizeSerial(String(l.serial)) === serial
+        ),
       );
     } finally {
       await removeDataDir(agent.dataDir);

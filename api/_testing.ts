@@ -40,6 +40,8 @@ export interface TestAppOptions {
   trustDomain?: string;
   /** The server URLs join tokens name. Default: `https://127.0.0.1:1`. */
   advertise?: () => string[];
+  /** Lifetime of workload certificates. Default: 1 h. */
+  leafTtlMs?: number;
 }
 
 /** Runs `fn` with a fresh app, then stops and removes everything. */
@@ -68,7 +70,7 @@ export async function withTestApp(
   const identity = new IdentityService(store, authority, joinTokens, {
     clock,
     log: silentLogger,
-    leafTtlMs: 3_600_000,
+    leafTtlMs: options.leafTtlMs ?? 3_600_000,
     liveNodes: () => Promise.resolve(registry.aliveNodes()),
   });
   await identity.start();
