@@ -123,6 +123,7 @@ const SAMPLE_PATH_VALUES: Record<string, string> = {
   name: "vm-9",
   kind: "trafficroute",
   artifact: "ironmesh-plan9-mips",
+  file: "app.js",
 };
 
 /**

@@ -49,6 +49,15 @@ const HEADERS: Record<HeaderName, { description: string; schema: JsonSchema }> =
     description: "Suggests a file name for the download",
     schema: { type: "string" },
   },
+  Location: {
+    description: "Where to go instead",
+    schema: { type: "string" },
+  },
+  "Content-Security-Policy": {
+    description:
+      "What the page may load and run: only the server's own scripts, styles and API, nothing inline",
+    schema: { type: "string" },
+  },
   Warning: {
     description:
       'One per warning the write passed with, as Kubernetes sends them: `299 - "<pointer>: <message>"`',

@@ -73,7 +73,9 @@ export type HeaderName =
   | "Retry-After"
   | "WWW-Authenticate"
   | "Content-Disposition"
-  | "Warning";
+  | "Warning"
+  | "Location"
+  | "Content-Security-Policy";
 
 /** The problem statuses an operation may document. */
 export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 412 | 413 | 415 | 422 | 429 | 503;
@@ -86,7 +88,7 @@ export interface RawBody {
 
 /** One successful response of an operation. */
 export interface Reply {
-  status: 200 | 201 | 202 | 204;
+  status: 200 | 201 | 202 | 204 | 302;
   description: string;
   /** A schema of the resource's `responses` (sent as JSON) or a raw body; none for 204. */
   body?: z.ZodType | RawBody | readonly (z.ZodType | RawBody)[];
@@ -151,6 +153,10 @@ export const TAGS = [
   },
   { name: "Audit", description: "Every policy write, refused ones included" },
   { name: "Documentation", description: "This document, as JSON and as a web page" },
+  {
+    name: "Dashboard",
+    description: "The web dashboard at `/ui/`: a page and its assets, all served from the program",
+  },
 ] as const;
 
 /** One of {@link TAGS}. */

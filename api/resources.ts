@@ -20,7 +20,10 @@ import { POLICIES } from "./policy_operations.ts";
 import { PROXIES, proxiesApp } from "./proxies.ts";
 import { NAMESPACES, namespacesApp, SERVICES, servicesApp } from "./services.ts";
 import { STATUS, statusApp } from "./status.ts";
+import { SUMMARY, summaryApp } from "./summary.ts";
 import { TOKENS, tokensApp } from "./tokens.ts";
+import { UI, uiApp } from "./ui.ts";
+import { WHOAMI, whoamiApp } from "./whoami.ts";
 
 /** A resource and how to build its sub-app. */
 export interface MountedResource {
@@ -34,16 +37,19 @@ export const RESOURCES: readonly MountedResource[] = [
   { declared: DOCS, app: docsApp },
   { declared: CA, app: caApp },
   { declared: NAMESPACES, app: namespacesApp },
+  { declared: SUMMARY, app: summaryApp },
   { declared: SERVICES, app: servicesApp },
   { declared: NODES, app: nodesApp },
   { declared: INSTANCES, app: instancesApp },
   { declared: EVENTS, app: eventsApp },
   { declared: TOKENS, app: tokensApp },
+  { declared: WHOAMI, app: whoamiApp },
   { declared: PROXIES, app: proxiesApp },
   { declared: POLICIES, app: policiesApp },
   { declared: AUDIT, app: auditApp },
   { declared: BACKUP, app: backupApp },
   { declared: INSTALL, app: installApp },
+  { declared: UI, app: uiApp },
 ];
 
 let cached: OpenApiDocument | undefined;

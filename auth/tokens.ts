@@ -134,6 +134,11 @@ const GRANTS: Record<Role, readonly Permission[]> = {
   agent: ["read", "agent"],
 };
 
+/** The permissions `role` grants, e.g. for a client that hides what it may not do. */
+export function permissionsOf(role: Role): readonly Permission[] {
+  return GRANTS[role];
+}
+
 /** Throws `ForbiddenError` unless the principal's role grants `permission`. */
 export function authorize(principal: Principal, permission: Permission): void {
   if (!GRANTS[principal.role].includes(permission)) {
