@@ -5,6 +5,6 @@ Deno.test("api/ui/assets.ts is built from the dashboard's sources as they are", 
   const committed = await Deno.readTextFile(ASSETS_FILE).catch(() => "");
   assert.ok(
     committed === await uiAssetsModule(),
-    `api/ui/assets.ts is stale: run \`${UPDATE_COMMAND}\``,
+    `api/ui/assets.ts is stale (the client in api/ui/client/ or a core/ module it bundles changed): run \`${UPDATE_COMMAND}\``,
   );
 });
