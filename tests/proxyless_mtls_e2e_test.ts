@@ -74,7 +74,7 @@ function peer(name: string, args: string[], bootstrap: string): Proc {
   }, "node");
 }
 
-Deno.test("proxyless gRPC over mesh mTLS: SPIFFE IDs, STRICT and PERMISSIVE, AuthorizationPolicy DENY and ALLOW", async () => {
+Deno.test("proxyless gRPC over mesh mTLS: SPIFFE IDs, STRICT and PERMISSIVE, AuthorizationPolicy DENY, ALLOW, not* and DENY over ALLOW", async () => {
   const dir = await tempDir("proxyless-mtls");
   const server = await ServerProc.start(dir, ["--push-debounce", "20ms"]);
   const info = JSON.parse(await Deno.readTextFile(`${dir}/server.json`));
@@ -164,6 +164,35 @@ services:
     await settlesTo(client, "PERMISSION_DENIED for a method no ALLOW names", 7);
     assert.ok([200, 201].includes((await allow(["/ironmesh.test.Echo/*"])).status));
     await settlesTo(client, "calls under an allowed prefix", 0);
+
+    // ALLOW on identities, and the `not*` forms: every step flips the outcome, so each one is seen
+    // to take effect.
+    const allowFrom = (from: Record<string, unknown>) =>
+      policy("allow-methods", { service: "echo", action: "ALLOW", rules: [{ from: [from] }] });
+    const other = identity.replace(/\/sa\/[^/]+$/, "/sa/someone-else");
+    assert.notEqual(other, identity);
+    assert.equal((await allowFrom({ identities: [other] })).status, 200);
+    await settlesTo(client, "PERMISSION_DENIED when the ALLOW names another identity", 7);
+    assert.equal((await allowFrom({ identities: [identity] })).status, 200);
+    await settlesTo(client, "calls from the identity the ALLOW names", 0);
+    assert.equal((await allowFrom({ notIdentities: [identity] })).status, 200);
+    await settlesTo(client, "PERMISSION_DENIED when the ALLOW excludes the identity", 7);
+    assert.equal((await allowFrom({ notIdentities: [other] })).status, 200);
+    await settlesTo(client, "calls when the ALLOW excludes only another identity", 0);
+
+    // DENY beats ALLOW: a DENY of the method wins over the ALLOW that admits the caller.
+    const denyPath = await policy("deny-method", {
+      service: "echo",
+      action: "DENY",
+      rules: [{ to: [{ paths: ["/ironmesh.test.Echo/Call"] }] }],
+    });
+    assert.equal(denyPath.status, 201, JSON.stringify(denyPath.body));
+    await settlesTo(client, "PERMISSION_DENIED: the DENY beats the ALLOW", 7);
+    assert.equal(
+      (await server.api("DELETE", `/v1/policies/authorizationpolicy/${NS}/deny-method`)).status,
+      200,
+    );
+    await settlesTo(client, "calls once the DENY is gone and the ALLOW remains", 0);
 
     // PERMISSIVE: plaintext is served, to the client from outside and to the mesh client alike.
     const mesh = await server.api("PUT", "/v1/policies/meshconfig/mesh", {
