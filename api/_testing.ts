@@ -98,6 +98,7 @@ export async function withTestApp(
     }),
     policyFeed,
     explainProxy: () => Promise.resolve(null),
+    leader: () => ({ self: "test", leading: true, leader: "test", epoch: null }),
   });
   const tokenFor = async (role: Role, node?: string) =>
     (await tokens.create({ kind: "api", role, description: "", ...(node ? { node } : {}) }))

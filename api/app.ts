@@ -14,6 +14,7 @@ import type { PolicyService } from "../policy/service.ts";
 import type { ChangeFeed } from "../registry/feed.ts";
 import type { Registry } from "../registry/registry.ts";
 import type { Store } from "../store/store.ts";
+import type { LeaderStatus } from "../store/leader_elector.ts";
 import { authentication } from "./authenticate.ts";
 import { limitBody } from "./body_limit.ts";
 import { measure } from "./measure.ts";
@@ -53,6 +54,8 @@ export interface AppDeps {
   install?: InstallSource;
   /** True once shutdown began: `/readyz` turns 503 so load balancers drain us. */
   stopping?: () => boolean;
+  /** Which replica runs the singleton duties. */
+  leader: () => LeaderStatus;
 }
 
 /** Largest accepted request body. A registration of 256 instances is well under it. */

@@ -9,6 +9,7 @@ import { enrolRequestSchema, renewRequestSchema } from "../core/model.ts";
 import type { ApiContext } from "./app.ts";
 import { queryParam, resource, timestamp } from "./operation.ts";
 import { readBody } from "./request.ts";
+import { leaderStatusSchema } from "./status.ts";
 
 /** One root of the trust bundle. */
 export const bundleRootSchema = z.object({
@@ -77,6 +78,13 @@ export const rotationStatusSchema = z.object({
   ),
 }).describe("Where a root rotation stands");
 
+/** The rotation status with the replica that takes its steps. */
+export const caStatusSchema = rotationStatusSchema.extend({
+  leader: leaderStatusSchema.describe(
+    "Which replica leads; the CA's renewal and rotation steps still run on every replica, each on its own CA (docs/ha.md)",
+  ),
+}).describe("Where a root rotation stands, and which replica moves it on");
+
 /** The CA's routes. */
 export const CA = resource({
   prefix: "/v1/ca",
@@ -85,7 +93,7 @@ export const CA = resource({
     BundleRoot: bundleRootSchema,
     IssuedIdentity: issuedIdentitySchema,
     GenerationStatus: generationStatusSchema,
-    RotationStatus: rotationStatusSchema,
+    RotationStatus: caStatusSchema,
   },
   requests: { EnrolRequest: enrolRequestSchema, RenewRequest: renewRequestSchema },
   operations: {
@@ -165,7 +173,7 @@ export const CA = resource({
       tag: "Identity",
       summary: "Root rotation status",
       access: "read",
-      replies: [{ status: 200, description: "The rotation status", body: rotationStatusSchema }],
+      replies: [{ status: 200, description: "The rotation status", body: caStatusSchema }],
     },
     startRotation: {
       method: "post",
@@ -175,7 +183,7 @@ export const CA = resource({
       description:
         "Publishes a new root in the bundle at once; it starts signing once every live node has fetched the bundle, and the old root is retired once no current certificate chains to it.",
       access: "admin",
-      replies: [{ status: 202, description: "The rotation started", body: rotationStatusSchema }],
+      replies: [{ status: 202, description: "The rotation started", body: caStatusSchema }],
       errors: { 409: "A root rotation is already in progress" },
     },
   },
@@ -225,11 +233,11 @@ export function caApp({ deps, resourceApp, certificateOf }: ApiContext) {
       return c.json(await identity.renew(certificate, body.csr));
     },
     getCaStatus: async (c) => {
-      return c.json(await identity.rotationStatus());
+      return c.json({ ...await identity.rotationStatus(), leader: deps.leader() });
     },
     startRotation: async (c) => {
       await identity.startRotation();
-      return c.json(await identity.rotationStatus(), 202);
+      return c.json({ ...await identity.rotationStatus(), leader: deps.leader() }, 202);
     },
   });
 }

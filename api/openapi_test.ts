@@ -11,6 +11,7 @@ import { type Role, ROLES, serviceSchema, type Token } from "../core/model.ts";
 import type { ApplyResult, HistoryEntry } from "../policy/service.ts";
 import type { Page, Registry as RegistryType } from "../registry/registry.ts";
 import type { AuditEntry } from "../store/store.ts";
+import type { LeaderStatus } from "../store/leader_elector.ts";
 import type { createApp } from "./app.ts";
 import { DECLARED as ROUTES, samplePath, withTestApp } from "./_testing.ts";
 import { auditEntrySchema } from "./audit.ts";
@@ -27,6 +28,7 @@ import { applyResultSchema, policyRevisionSchema, policySchema } from "./policy_
 import { appliedPolicySchema, serviceRefSchema } from "./proxies.ts";
 import { namespaceList, serviceList } from "./services.ts";
 import { openApiDocument, RESOURCES } from "./resources.ts";
+import { leaderStatusSchema } from "./status.ts";
 import { createdTokenSchema, tokenSchema } from "./tokens.ts";
 
 type App = ReturnType<typeof createApp>;
@@ -174,6 +176,7 @@ Deno.test("response schemas have exactly the types the handlers return", () => {
       Out<typeof rotationStatusSchema>,
       Awaited<ReturnType<IdentityService["rotationStatus"]>>
     >,
+    true satisfies Equal<Out<typeof leaderStatusSchema>, LeaderStatus>,
     true satisfies Equal<Out<typeof problemSchema>, Problem>,
     true satisfies Equal<Out<typeof fieldProblemSchema>, FieldProblem>,
     true satisfies Equal<Out<typeof tokenSchema>, Token>,

@@ -6,10 +6,25 @@ import type { ApiContext } from "./app.ts";
 import { resource } from "./operation.ts";
 
 const liveness = z.object({ status: z.literal("ok") }).describe("The process serves HTTP");
+/** Who runs the singleton duties (`store/leader_elector.ts`), in `/readyz` and `/v1/ca/status`. */
+export const leaderStatusSchema = z.object({
+  self: z.string().describe("This replica's name"),
+  leading: z.boolean().describe(
+    "True when this replica runs the singleton duties (today: the stale sweep and reaping)",
+  ),
+  leader: z.string().nullable().describe(
+    "The replica holding the leader lease as last read; `null` when unknown or free",
+  ),
+  epoch: z.number().int().nullable().describe(
+    "The lease's fencing epoch, one more per change of leader; `null` on SQLite, whose one server always leads",
+  ),
+}).describe("Which replica leads");
+
 const readiness = z.object({
   status: z.literal("ready"),
   store: z.string().describe("The store backend, e.g. `sqlite`"),
   revision: z.number().int().describe("The registry revision"),
+  leader: leaderStatusSchema,
 }).describe("The server is ready and its store answers");
 const version = z.object({ version: z.string() }).describe("The server's version");
 
@@ -69,7 +84,12 @@ export function statusApp({ deps, resourceApp }: ApiContext) {
     getReadiness: async (c) => {
       if (deps.stopping?.()) throw new UnavailableError("The server is shutting down");
       await store.ping();
-      return c.json({ status: "ready", store: store.backend, revision: registry.feed.revision });
+      return c.json({
+        status: "ready",
+        store: store.backend,
+        revision: registry.feed.revision,
+        leader: deps.leader(),
+      });
     },
     getMetrics: async (c) =>
       c.body(await metrics.registry.metrics(), 200, {

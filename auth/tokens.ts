@@ -79,10 +79,15 @@ export class TokenService {
   async revoke(id: string): Promise<Token> {
     const token = await this.#store.revokeToken(id, new Date(this.#clock.now()).toISOString());
     if (!token) throw new NotFoundError(`Token "${id}" does not exist`);
+    this.forget(id);
+    return token;
+  }
+
+  /** Drops what is cached about token `id` (another replica revoked it), so the next use re-reads it. */
+  forget(id: string): void {
     for (const [key, entry] of this.#cache) {
       if (entry.principal.tokenId === id) this.#cache.delete(key);
     }
-    return token;
   }
 
   /**

@@ -374,6 +374,22 @@ export class IdentityService {
     return until !== undefined && until > this.#options.clock.now();
   }
 
+  /**
+   * Re-reads certificates another replica wrote (shared store): a revoked
+   * one joins the deny list and its node's connections here are closed, as
+   * a revocation made on this replica does.
+   */
+  async certificatesChanged(serials: readonly string[]): Promise<void> {
+    const nodes = new Set<string>();
+    for (const serial of serials) {
+      const c = await this.#store.getCertificate(serial);
+      if (!c?.revokedAt || this.isRevoked(c.serial)) continue;
+      this.#denied.set(normalizeSerial(c.serial), Date.parse(c.notAfter));
+      nodes.add(c.node);
+    }
+    if (nodes.size > 0) this.events.revoked?.([...nodes]);
+  }
+
   /** Revokes every certificate of a join token's lineage (the token itself is revoked by the caller). */
   revokeToken(tokenId: string): Promise<CertificateRecord[]> {
     return this.#revoke({ tokenId }, `join token ${tokenId} revoked`);

@@ -148,7 +148,9 @@ export async function ensureAdminToken(
     const usable = await tokens.verify(onDisk).then(() => true, () => false);
     if (usable) return;
   }
-  if (existingId) {
+  // On a shared store the recorded token may be another replica's, whose file is on its own
+  // machine: keep it working there and give this replica a token of its own.
+  if (existingId && !store.log) {
     await tokens.revoke(existingId).catch(() => {});
     log.warn("Admin token file missing, changed or revoked: issued a new admin token", { file });
   }

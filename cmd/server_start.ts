@@ -25,9 +25,11 @@ import { VERSION } from "../core/version.ts";
 import { PolicyService } from "../policy/service.ts";
 import { claimDataDir, dataDirError } from "./data_dir.ts";
 import { installSource } from "./install_artifacts.ts";
+import { followReplicas } from "./replica_feed.ts";
 import { ChangeFeed } from "../registry/feed.ts";
 import { Registry } from "../registry/registry.ts";
 import { createBackup } from "../store/backup.ts";
+import { LeaderElector } from "../store/leader_elector.ts";
 import { AdsServer } from "../xds/ads_server.ts";
 import { type GrpcListener, MeshCertificates, startGrpcServer } from "../xds/grpc_server.ts";
 import { PushPipeline } from "../xds/push.ts";
@@ -78,11 +80,30 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     for (const stop of started.reverse()) await Promise.try(stop).catch(() => {});
   };
   try {
+    // Read before any state is loaded: the replica follows the shared log from here, so a write
+    // another replica commits while this one loads is applied afterwards, never missed.
+    const logStart = await store.log?.head() ?? 0;
     const clock = systemClock;
     const tokens = new TokenService(store, clock);
     const adminTokenFile = `${config.dataDir}/admin.token`;
     await ensureAdminToken(store, tokens, adminTokenFile, log);
-    const registry = new Registry(store, { clock, log, reapAfterMs: config.reapAfter });
+    // One replica runs the singleton duties; on SQLite the one server always does. The first
+    // attempt is made now, so a lone replica leads from its first sweep. The CA's renewal and
+    // rotation steps are not among them yet: each replica's CA lives in its own data directory
+    // (docs/ha.md), so each must renew its own intermediate.
+    const elector = new LeaderElector(store.leases ?? null, {
+      self: store.log?.origin ?? Deno.hostname(),
+      log,
+    });
+    await elector.start();
+    started.push(() => elector.stop());
+    const registry = new Registry(store, {
+      clock,
+      log,
+      reapAfterMs: config.reapAfter,
+      leading: () => elector.leading,
+      fence: () => elector.fence(),
+    });
     await registry.start();
     started.push(() => registry.stop());
 
@@ -214,6 +235,18 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       unsubscribe();
       push.stop();
     });
+    const follower = store.log
+      ? followReplicas(store.log, logStart, {
+        store,
+        registry,
+        policyFeed,
+        push,
+        tokens,
+        identity,
+        log,
+      })
+      : null;
+    started.push(() => follower?.stop());
 
     let advertise: string[] = config.advertise;
     const app = createApp({
@@ -232,6 +265,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       explainProxy: (id) => Promise.resolve(push.explain(id)),
       stopping: () => stopping,
       install: installSource(),
+      leader: () => elector.status(),
     });
     // The same limits on both HTTP ports (`api/connection_guard.ts`).
     const limits = {
@@ -343,6 +377,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         registry.feed.close();
         policyFeed.close();
         await Promise.all([http.stop(), tls.stop()]);
+        await follower?.stop();
+        await elector.stop();
         push.stop();
         // Proxies hold their streams open; end them so the gRPC ports can close.
         for (const server of adsServers) server.closeAll();

@@ -4,7 +4,7 @@
  */
 import { type MeshChange, meshChange } from "../core/mesh_change.ts";
 import type { Instance } from "../core/model.ts";
-import type { Write } from "../store/store.ts";
+import type { LogChange, Write } from "../store/store.ts";
 
 /**
  * The {@link MeshChange} of `writes`. A deleted instance is named by id
@@ -31,4 +31,39 @@ export function changeOfWrites(writes: readonly Write[], gone: readonly Instance
     }
   }
   return meshChange({ endpoints, services, nodes });
+}
+
+/**
+ * The {@link MeshChange} of revision log entries another replica wrote
+ * (`LogChange` in `store/store.ts`): the same keys its local write named.
+ * An instance names its services before and after the write and its node
+ * (from its id); a certificate names its holder, whose identity peers
+ * check. Tokens and settings name nothing the push pipeline reads.
+ */
+export function changeOfLog(changes: readonly LogChange[]): MeshChange {
+  const endpoints: string[] = [];
+  const services: string[] = [];
+  const nodes: string[] = [];
+  const policies: string[] = [];
+  for (const c of changes) {
+    switch (c.kind) {
+      case "service":
+        services.push(c.key);
+        break;
+      case "node":
+        nodes.push(c.key);
+        break;
+      case "instance":
+        endpoints.push(...c.services);
+        nodes.push(c.key.slice(c.key.lastIndexOf("@") + 1));
+        break;
+      case "policy":
+        policies.push(c.key);
+        break;
+      case "certificate":
+        nodes.push(c.node);
+        break;
+    }
+  }
+  return meshChange({ endpoints, services, nodes, policies });
 }

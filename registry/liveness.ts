@@ -65,6 +65,35 @@ export class Liveness {
     }
   }
 
+  /**
+   * Re-reads `name` after another replica wrote it (shared store): its
+   * status, owner, TTL and instances as stored, and forgets it if it is
+   * gone. A node tracked here keeps its last beat; one new here gets a full
+   * TTL, as at start. Call under the node's lock.
+   */
+  async refresh(name: string): Promise<void> {
+    const node = await this.#w.store.get("node", name);
+    if (!node) return this.forget(name);
+    const checks = new Map<string, CheckStatus>();
+    for (const inst of await this.#w.store.list("instance", { node: name, limit: 10_000 })) {
+      checks.set(localIdOf(inst.id), inst.check.status);
+    }
+    const known = this.#live.get(name);
+    this.#live.set(name, {
+      owner: node.owner,
+      lastBeatMs: known?.lastBeatMs ?? this.#w.clock.now(),
+      status: node.status,
+      ttlMs: node.ttlMs,
+      checks,
+      dirty: known?.dirty ?? false,
+    });
+  }
+
+  /** Names of every tracked node. */
+  tracked(): string[] {
+    return [...this.#live.keys()];
+  }
+
   /** Tracks `name` as `live` (it just registered). */
   track(name: string, live: Live): void {
     this.#live.set(name, live);
@@ -203,18 +232,40 @@ export class Liveness {
     return out;
   }
 
+  /**
+   * True when `name` is still silent past the reap period once the beats
+   * other replicas stored are counted; call under its lock.
+   */
+  async stillReapable(name: string): Promise<boolean> {
+    const live = this.#live.get(name);
+    const node = await this.#w.store.get("node", name);
+    if (!node) this.forget(name);
+    if (!live || !node) return false;
+    return this.#stateAfterStored(live, node) === "reap";
+  }
+
+  /**
+   * The node's liveness counting the last beat stored with it: with several
+   * replicas an agent may beat another one, which writes the time to the
+   * shared store within a flush interval, so a node silent here is judged by
+   * the newest beat any replica received.
+   */
+  #stateAfterStored(live: Live, node: MeshNode): ReturnType<typeof nodeLiveness> {
+    const stored = node.lastHeartbeat ? Date.parse(node.lastHeartbeat) : NaN;
+    if (stored > live.lastBeatMs) live.lastBeatMs = stored;
+    return nodeLiveness(live.lastBeatMs, this.#w.clock.now(), {
+      ttlMs: live.ttlMs,
+      reapAfterMs: this.#reapAfterMs,
+    });
+  }
+
   /** Marks `name` stale (its instances unhealthy) unless it beat meanwhile; call under its lock. */
   async markStale(name: string): Promise<void> {
     const live = this.#live.get(name);
     if (!live) return;
     const node = await this.#w.store.get("node", name);
     if (!node || live.status !== "alive") return;
-    if (
-      nodeLiveness(live.lastBeatMs, this.#w.clock.now(), {
-        ttlMs: live.ttlMs,
-        reapAfterMs: this.#reapAfterMs,
-      }) === "alive"
-    ) return;
+    if (this.#stateAfterStored(live, node) === "alive") return;
     const writes: Write[] = [{
       op: "put",
       kind: "node",
@@ -231,7 +282,12 @@ export class Liveness {
         writes.push({ op: "put", kind: "instance", value: { ...inst, health } });
       }
     }
-    await this.#w.commit(writes, [{ kind: "node", key: name, revision: node.revision }]);
+    await this.#w.commit(
+      writes,
+      [{ kind: "node", key: name, revision: node.revision }],
+      [],
+      this.#w.sweepFence(),
+    );
     live.status = "stale";
     this.#w.log.warn("Node missed its heartbeats: instances unhealthy", {
       node: name,

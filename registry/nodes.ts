@@ -12,7 +12,7 @@ import {
   type NodeRegistration,
   type Service,
 } from "../core/model.ts";
-import type { Write } from "../store/store.ts";
+import type { Fence, Write } from "../store/store.ts";
 import type { Liveness } from "./liveness.ts";
 import { type Actor, checkOwner } from "./owner.ts";
 import {
@@ -230,7 +230,12 @@ export class NodeRegistrations {
   }
 
   /** Removes a node with its instances and the services only they formed; call under its lock. */
-  async remove(name: string, reason: string, pre: WritePreconditions = {}): Promise<void> {
+  async remove(
+    name: string,
+    reason: string,
+    pre: WritePreconditions = {},
+    fence?: Fence,
+  ): Promise<void> {
     const node = await this.#w.store.get("node", name);
     if (!node) {
       this.#liveness.forget(name);
@@ -242,7 +247,7 @@ export class NodeRegistrations {
       ...instances.map((i) => ({ op: "delete", kind: "instance", key: i.id }) as const),
       ...await this.#orphanedServices(instances, name),
     ];
-    await this.#w.commit(writes, expectation("node", name, node, pre), instances);
+    await this.#w.commit(writes, expectation("node", name, node, pre), instances, fence);
     this.#liveness.forget(name);
     this.#w.log.info("Node removed", { node: name, reason, instances: instances.length });
   }

@@ -30,6 +30,13 @@ export interface RegistryOptions {
   sweepIntervalMs?: number;
   /** How often heartbeat times are written to the store in one batch. Default: 1s. */
   flushIntervalMs?: number;
+  /**
+   * True while this replica runs the sweep (the leader of replicas sharing
+   * a store; `store/leader_elector.ts`). Default: always.
+   */
+  leading?: () => boolean;
+  /** The lease the sweep's writes must still hold at commit (`Batch.fence`). Default: none. */
+  fence?: RegistryWriter["sweepFence"];
 }
 
 /** Default reap period: Consul's `reconnect_timeout`, so a host down for a long weekend keeps its record. */
@@ -45,6 +52,7 @@ export class Registry {
   readonly #liveness: Liveness;
   readonly #sweepIntervalMs: number;
   readonly #flushIntervalMs: number;
+  readonly #leading: () => boolean;
   #timers: ReturnType<typeof setInterval>[] = [];
 
   constructor(store: Store, options: RegistryOptions) {
@@ -56,6 +64,8 @@ export class Registry {
     this.#nodes = new NodeRegistrations(this.#w, this.#liveness);
     this.#sweepIntervalMs = options.sweepIntervalMs ?? 1_000;
     this.#flushIntervalMs = options.flushIntervalMs ?? 1_000;
+    this.#leading = options.leading ?? (() => true);
+    if (options.fence) this.#w.sweepFence = options.fence;
   }
 
   /**
@@ -67,7 +77,9 @@ export class Registry {
     this.feed.publish(await this.#w.store.revision());
     await this.#liveness.load();
     this.#timers = [
-      setInterval(() => this.#guard("sweep", () => this.sweep()), this.#sweepIntervalMs),
+      setInterval(() => {
+        if (this.#leading()) this.#guard("sweep", () => this.sweep());
+      }, this.#sweepIntervalMs),
       setInterval(() => this.#guard("flush", () => this.flush()), this.#flushIntervalMs),
     ];
   }
@@ -91,6 +103,36 @@ export class Registry {
    */
   subscribe(listener: (change: MeshChange) => void): () => void {
     return this.#w.subscribe(listener);
+  }
+
+  /**
+   * Applies registry writes another replica committed to the shared store
+   * (read from its revision log): re-reads the liveness of the nodes they
+   * touched, publishes `revision` on the feed (blocking queries and event
+   * streams wake) and tells subscribers the keys, as a local commit does.
+   */
+  async applyRemote(revision: number, change: MeshChange): Promise<void> {
+    await Promise.all(
+      change.nodes.map((name) =>
+        this.#w.serial(`node:${name}`, () => this.#liveness.refresh(name))
+      ),
+    );
+    this.#w.publishRemote(revision, change);
+  }
+
+  /**
+   * Rebuilds what this replica derived from the store after it lost track
+   * of the other replicas' writes (their log entries were pruned before it
+   * read them): every node's liveness, and the revision. Subscribers get
+   * `change`, which names every key (the caller builds it).
+   */
+  async reloadRemote(change: MeshChange): Promise<void> {
+    const names = new Set(this.#liveness.tracked());
+    for await (const node of this.#w.all("node")) names.add(node.name);
+    for (const name of names) {
+      await this.#w.serial(`node:${name}`, () => this.#liveness.refresh(name));
+    }
+    this.#w.publishRemote(await this.#w.store.revision(), change);
   }
 
   /** Services, filtered and paged. */
@@ -195,11 +237,18 @@ export class Registry {
   /**
    * Applies liveness: nodes silent past their TTL turn stale (their
    * instances unhealthy), nodes silent past the reap period are removed.
+   * With several replicas only the leader sweeps (its timer checks), and it
+   * judges each node by the newest beat any replica stored, so an agent
+   * moving between replicas never turns stale.
    */
   async sweep(): Promise<void> {
     const { reap, stale } = this.#liveness.due();
     for (const name of reap) {
-      await this.#w.serial(`node:${name}`, () => this.#nodes.remove(name, "reaped"));
+      await this.#w.serial(`node:${name}`, async () => {
+        if (await this.#liveness.stillReapable(name)) {
+          await this.#nodes.remove(name, "reaped", {}, this.#w.sweepFence());
+        }
+      });
     }
     for (const name of stale) {
       await this.#w.serial(`node:${name}`, () => this.#liveness.markStale(name));

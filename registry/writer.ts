@@ -7,9 +7,9 @@
 import type { Clock } from "../core/clock.ts";
 import { NotFoundError, UnavailableError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
-import type { MeshChange } from "../core/mesh_change.ts";
+import { isEmptyChange, type MeshChange } from "../core/mesh_change.ts";
 import type { Instance, MeshNode, Service } from "../core/model.ts";
-import type { Expectation, Store, Write } from "../store/store.ts";
+import type { Expectation, Fence, Store, Write } from "../store/store.ts";
 import { changeOfWrites } from "./changes.ts";
 import { ChangeFeed } from "./feed.ts";
 
@@ -25,6 +25,8 @@ export class RegistryWriter {
   readonly store: Store;
   readonly clock: Clock;
   readonly log: Logger;
+  /** The lease the sweep's writes must hold (`RegistryOptions.fence`). */
+  sweepFence: () => Fence | undefined = () => undefined;
   readonly #locks = new Map<string, Promise<unknown>>();
   readonly #listeners = new Set<(change: MeshChange) => void>();
   #stopped = false;
@@ -73,21 +75,33 @@ export class RegistryWriter {
     return () => this.#listeners.delete(listener);
   }
 
-  /** Commits `writes`; `gone` are the instances it deletes, so the change names their services. */
+  /**
+   * Commits `writes`; `gone` are the instances it deletes, so the change
+   * names their services. `fence`: the lease a leader's duty must still
+   * hold at commit (`Batch.fence`).
+   */
   async commit(
     writes: Write[],
     expect: Expectation[] = [],
     gone: readonly Instance[] = [],
+    fence?: Fence,
   ): Promise<number> {
     if (this.#stopped) throw new UnavailableError("The server is shutting down");
     const before = this.feed.revision;
-    const revision = await this.store.commit({ writes, expect });
+    const revision = await this.store.commit({ writes, expect, ...(fence ? { fence } : {}) });
     if (revision !== before) {
       this.feed.publish(revision);
       const change = changeOfWrites(writes, gone);
       for (const listener of this.#listeners) listener(change);
     }
     return revision;
+  }
+
+  /** Publishes a revision another replica committed and tells subscribers what it changed. */
+  publishRemote(revision: number, change: MeshChange): void {
+    this.feed.publish(revision);
+    if (isEmptyChange(change)) return;
+    for (const listener of this.#listeners) listener(change);
   }
 
   /** `ms` (default: now) as an ISO 8601 timestamp. */

@@ -201,4 +201,16 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX revision_log_by_time ON revision_log (at);
     `,
   },
+  {
+    version: 2,
+    description: "leases: which replica holds the singleton duties (postgres_leases.ts)",
+    sql: `
+      CREATE TABLE leases (
+        name text COLLATE "C" PRIMARY KEY,
+        holder text NOT NULL,
+        epoch bigint NOT NULL,
+        expires_at timestamptz NOT NULL
+      );
+    `,
+  },
 ];

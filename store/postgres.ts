@@ -25,7 +25,8 @@
  * One file per domain, as the SQLite store: `postgres_objects.ts`
  * (registry objects), `postgres_tokens.ts`, `postgres_certificates.ts`,
  * `postgres_policies.ts` (policies, history, audit), `postgres_meta.ts`
- * (schema, migrator, advisory locks, settings), plus `postgres_log.ts` (the
+ * (schema, migrator, advisory locks, settings), `postgres_leases.ts`
+ * (which replica leads), plus `postgres_log.ts` (the
  * revision log), `postgres_snapshot.ts` (a copy as a SQLite file) and
  * `postgres_errors.ts`.
  */
@@ -36,6 +37,7 @@ import type { AnyPolicy, PolicyKind } from "../core/policy/model.ts";
 import { describeTarget, isRetryable, storeError } from "./postgres_errors.ts";
 import * as certificates from "./postgres_certificates.ts";
 import { appendLog, type Logged, logHead, LogListener, pruneLog, readLog } from "./postgres_log.ts";
+import { acquireLease, releaseLease } from "./postgres_leases.ts";
 import { getMeta, migrate, schemaVersion, setMeta } from "./postgres_meta.ts";
 import * as policies from "./postgres_policies.ts";
 import * as objects from "./postgres_objects.ts";
@@ -48,6 +50,7 @@ import type {
   Batch,
   CertificateQuery,
   Kind,
+  Leases,
   ListQuery,
   NodeTouch,
   Objects,
@@ -148,6 +151,7 @@ interface Parts {
 export class PostgresStore implements Store {
   readonly backend = "postgres";
   readonly log: RevisionLog;
+  readonly leases: Leases;
   readonly #sql: postgres.Sql;
   readonly #parts: Parts;
   readonly #prune: ReturnType<typeof setInterval>;
@@ -163,6 +167,12 @@ export class PostgresStore implements Store {
       head: () => this.#read("read the revision log", logHead),
       read: (after, limit) => this.#read("read the revision log", (s) => readLog(s, after, limit)),
       watch: (wake) => parts.listener.watch(wake),
+    };
+    this.leases = {
+      acquire: (name, holder, ttlMs) =>
+        this.#read(`take the lease "${name}"`, (s) => acquireLease(s, name, holder, ttlMs)),
+      release: (name, holder) =>
+        this.#read(`release the lease "${name}"`, (s) => releaseLease(s, name, holder)),
     };
     this.#prune = setInterval(() => this.pruneLog().catch(() => {}), PRUNE_EVERY_MS);
   }

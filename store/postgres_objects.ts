@@ -9,6 +9,7 @@
  * key, which is what applying its writes in order would leave.
  */
 import type postgres from "postgres";
+import { PreconditionFailedError } from "../core/errors.ts";
 import {
   decodeObject,
   expectationFailed,
@@ -20,6 +21,7 @@ import type { Logged } from "./postgres_log.ts";
 import {
   type Batch,
   type Expectation,
+  type Fence,
   keyOf,
   type Kind,
   KINDS,
@@ -107,6 +109,7 @@ export async function commitBatch(
   const [head] = await tx<{ value: number }[]>`
     SELECT value FROM counters WHERE name = 'registry' FOR UPDATE`;
   const current = head?.value ?? 0;
+  if (batch.fence) await checkFence(tx, batch.fence);
   await checkExpectations(tx, batch.expect ?? []);
   if (batch.writes.length === 0) return { result: current, changes: [] };
   const revision = current + 1;
@@ -165,6 +168,25 @@ export async function commitBatch(
     return { kind: "instance", key, services: [...services] };
   });
   return { result: revision, changes, registry: revision };
+}
+
+/**
+ * Throws `PreconditionFailedError` unless `fence`'s holder still holds its
+ * lease at its epoch. The row stays share-locked until the commit, so a
+ * takeover waits for this batch: the new leader starts after it.
+ */
+async function checkFence(tx: postgres.TransactionSql, fence: Fence): Promise<void> {
+  const [held] = await tx`
+    SELECT 1 FROM leases
+    WHERE name = ${fence.lease} AND holder = ${fence.holder} AND epoch = ${fence.epoch}
+      AND expires_at > clock_timestamp()
+    FOR SHARE`;
+  if (!held) {
+    throw new PreconditionFailedError(
+      `This replica no longer holds the "${fence.lease}" lease (epoch ${fence.epoch}): the write is left to the replica that does`,
+      null,
+    );
+  }
 }
 
 /** Throws `PreconditionFailedError` (as SQLite words it) at the first expectation that fails. */

@@ -119,6 +119,37 @@ export interface Store {
    * absent on one that only this process writes (SQLite).
    */
   readonly log?: RevisionLog;
+  /**
+   * Leases, on a store that several replicas share (PostgreSQL): how they
+   * agree which one holds a singleton duty. Absent on SQLite, whose one
+   * server holds them all.
+   */
+  readonly leases?: Leases;
+}
+
+/**
+ * Named leases timed by the database's clock, so replicas' clocks never
+ * decide who holds one. Each new holder gets a higher `epoch` (a fencing
+ * token): a holder that renews keeps its epoch, so an unchanged epoch means
+ * nobody else held the lease in between.
+ */
+export interface Leases {
+  /**
+   * Takes the lease for `holder` when it is free or expired, renews it when
+   * `holder` has it, and returns it as it stands afterwards (held by
+   * someone else when it was taken).
+   */
+  acquire(name: string, holder: string, ttlMs: number): Promise<Lease>;
+  /** Ends `holder`'s lease at once (a clean stop), so another can take it without waiting. */
+  release(name: string, holder: string): Promise<void>;
+}
+
+/** A lease as {@link Leases.acquire} found it. */
+export interface Lease {
+  holder: string;
+  epoch: number;
+  /** How long until it expires, by the database's clock (≤ 0: expired). */
+  remainingMs: number;
 }
 
 /**
@@ -238,6 +269,19 @@ export interface Expectation {
 export interface Batch {
   writes: readonly Write[];
   expect?: readonly Expectation[];
+  /**
+   * A lease the writer must still hold when the batch commits, on a store
+   * with {@link Store.leases}: a leader that lost its lease without knowing
+   * (paused, cut off) writes nothing. Ignored by a store without leases.
+   */
+  fence?: Fence;
+}
+
+/** A lease held by `holder` at `epoch` (see {@link Leases}). */
+export interface Fence {
+  lease: string;
+  holder: string;
+  epoch: number;
 }
 
 /** A heartbeat time to record. */

@@ -10,7 +10,7 @@
  * was built from those. {@link loadMeshView} is the from-scratch reading
  * that the incremental one must always equal; tests compare the two.
  */
-import type { MeshChange } from "../core/mesh_change.ts";
+import { type MeshChange, meshChange } from "../core/mesh_change.ts";
 import type { Instance, MeshNode, Service } from "../core/model.ts";
 import type { AnyPolicy, PolicyKind, PolicySet } from "../core/policy/model.ts";
 import { policyKey, policySet } from "../core/policy/model.ts";
@@ -184,6 +184,17 @@ export class MeshState {
   /** A node's locality ({@link NO_LOCALITY} when unknown). */
   locality(node: string): Locality {
     return this.#localities.get(node) ?? NO_LOCALITY;
+  }
+
+  /** A change naming every key the view holds, trust included. */
+  keys(): MeshChange {
+    return meshChange({
+      services: [...this.#services.keys()],
+      endpoints: [...this.#byService.keys()],
+      nodes: [...this.#nodes.keys(), ...this.#byNode.keys()],
+      policies: [...this.#policies.keys()],
+      trust: true,
+    });
   }
 
   /** The whole view, for a from-scratch generation (dry runs, tests). */

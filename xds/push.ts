@@ -162,6 +162,16 @@ export class PushPipeline {
     this.#debouncer.add(change);
   }
 
+  /**
+   * Re-reads every key the view holds or the store holds, for a view that
+   * lost track of writes (another replica's, pruned from the shared log
+   * before this one read them): what changed since is pushed as usual.
+   */
+  async reload(): Promise<void> {
+    const fresh = await loadMeshView(this.#options.store, this.#options.trust());
+    this.changed(mergeChanges(this.#started().keys(), fresh.keys()));
+  }
+
   /** Pushes what is pending now, and resolves once every push so far is done. */
   async settle(): Promise<void> {
     this.#debouncer.flush();

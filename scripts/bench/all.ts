@@ -3,7 +3,7 @@
  * server and load never disturb the other's figures.
  *
  *   deno task bench [--quick]                 registry heartbeats, then CA issuance
- *   deno task bench --only heartbeat|ca|xds|dns|codec|proxyless|proxyless-push|cli ARGS  one of them
+ *   deno task bench --only heartbeat|ca|xds|dns|codec|proxyless|proxyless-push|cli|replicas ARGS  one of them
  */
 const BENCHES = {
   heartbeat: new URL("./main.ts", import.meta.url).pathname,
@@ -14,6 +14,7 @@ const BENCHES = {
   proxyless: new URL("./proxyless.ts", import.meta.url).pathname,
   "proxyless-push": new URL("./proxyless_push.ts", import.meta.url).pathname,
   cli: new URL("./cli.ts", import.meta.url).pathname,
+  replicas: new URL("./replicas.ts", import.meta.url).pathname,
 } as const;
 
 async function run(file: string, args: string[]): Promise<number> {
