@@ -242,7 +242,11 @@ Deno.test("e2e replicas: SIGKILL the leader and another replica leads within 15 
     }, 15_000);
     const status = await successor.api("GET", "/v1/ca/status");
     assert.equal(status.body.leader.leading, true);
-    for (const r of rest) assert.equal((await leaderOf(r)).leader, status.body.leader.self);
+    // The other replica learns who leads at its next read of the lease (every 2 s).
+    await waitFor("every remaining replica to name the new leader", async () => {
+      const seen = await Promise.all(rest.map(leaderOf));
+      return seen.every((s) => s.leader === status.body.leader.self);
+    }, 5_000);
 
     await waitFor(
       "the new leader's sweep to mark the silent node stale",

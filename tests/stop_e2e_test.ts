@@ -82,8 +82,10 @@ Deno.test("the installed launcher execs Deno: its process is the program's", asy
     const file = `${dir}/ironmesh`;
     await Deno.writeTextFile(
       file,
-      `${LAUNCHER}console.log(Deno.pid);\nDeno.addSignalListener("SIGTERM", () => {\n` +
-        `  console.log("SIGTERM");\n  Deno.exit(0);\n});\nsetInterval(() => {}, 1000);\n`,
+      // The listener first, then the pid: the test signals as soon as it reads the pid.
+      `${LAUNCHER}Deno.addSignalListener("SIGTERM", () => {\n` +
+        `  console.log("SIGTERM");\n  Deno.exit(0);\n});\nconsole.log(Deno.pid);\n` +
+        `setInterval(() => {}, 1000);\n`,
       { mode: 0o755 },
     );
     // Through sh rather than exec'd directly: a file this process just wrote can be "busy"
