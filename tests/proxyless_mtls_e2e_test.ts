@@ -234,18 +234,23 @@ services:
     }[];
     const proxyless = proxies.find((p) => p.kind === "proxyless" && p.mtls);
     assert.ok(proxyless, JSON.stringify(proxies));
-    const explained = await server.api(
-      "GET",
-      `/v1/proxies/${encodeURIComponent(proxyless.id)}/policies`,
+    // Explain reads the push pipeline's view, which takes the RateLimit at its next push.
+    const explain = async () => {
+      const r = await server.api("GET", `/v1/proxies/${encodeURIComponent(proxyless.id)}/policies`);
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      return r.body;
+    };
+    const notHonoured = (body: { notHonoured: { kind: string; field: string }[] }) =>
+      body.notHonoured.map((g) => `${g.kind} ${g.field}`);
+    const explained = await waitFor(
+      "explain to name the RateLimit",
+      async () => {
+        const body = await explain();
+        return notHonoured(body).includes("RateLimit ") ? body : undefined;
+      },
     );
-    assert.equal(explained.status, 200, JSON.stringify(explained.body));
-    assert.deepEqual(explained.body.inbound, [{ namespace: NS, service: "echo" }]);
-    assert.deepEqual(
-      explained.body.notHonoured.map((g: { kind: string; field: string }) =>
-        `${g.kind} ${g.field}`
-      ),
-      ["MeshConfig /mtls/mode", "RateLimit "],
-    );
+    assert.deepEqual(explained.inbound, [{ namespace: NS, service: "echo" }]);
+    assert.deepEqual(notHonoured(explained), ["MeshConfig /mtls/mode", "RateLimit "]);
   } finally {
     for (const p of procs.reverse()) await p.stop("SIGKILL");
     await server.proc.stop();
