@@ -28,7 +28,8 @@
  * (schema, migrator, advisory locks, settings), `postgres_leases.ts`
  * (which replica leads), plus `postgres_log.ts` (the
  * revision log), `postgres_snapshot.ts` (a copy as a SQLite file) and
- * `postgres_errors.ts`.
+ * `postgres_errors.ts`, with `postgres_stray_errors.ts` for the connection
+ * errors the driver can no longer report.
  */
 import postgres from "postgres";
 import { UnavailableError } from "../core/errors.ts";
@@ -38,6 +39,7 @@ import { describeTarget, isRetryable, storeError } from "./postgres_errors.ts";
 import * as certificates from "./postgres_certificates.ts";
 import { appendLog, type Logged, logHead, LogListener, pruneLog, readLog } from "./postgres_log.ts";
 import { acquireLease, releaseLease } from "./postgres_leases.ts";
+import { dropStrayConnectErrors } from "./postgres_stray_errors.ts";
 import { getMeta, migrate, schemaVersion, setMeta } from "./postgres_meta.ts";
 import * as policies from "./postgres_policies.ts";
 import * as objects from "./postgres_objects.ts";
@@ -118,6 +120,7 @@ export async function openPostgresStore(
     connect_timeout: CONNECT_TIMEOUT_S,
     connection: { application_name: `ironmesh ${origin}` },
   };
+  const stopDropping = dropStrayConnectErrors(url);
   const sql = postgres(url, {
     ...connection,
     max: options.maxConnections ?? 10,
@@ -128,6 +131,7 @@ export async function openPostgresStore(
     if (options.migrate ?? true) await migrate(sql);
   } catch (error) {
     await sql.end({ timeout: 0 });
+    stopDropping();
     throw storeError(error, "open the store", target);
   }
   return new PostgresStore(sql, {
@@ -135,6 +139,7 @@ export async function openPostgresStore(
     target,
     origin,
     listener: new LogListener(url, { connection }),
+    stopDropping,
     logRetentionMs: options.logRetentionMs ?? DEFAULT_LOG_RETENTION_MS,
   });
 }
@@ -144,6 +149,8 @@ interface Parts {
   target: string;
   origin: string;
   listener: LogListener;
+  /** Ends {@link dropStrayConnectErrors} for this store. */
+  stopDropping: () => void;
   logRetentionMs: number;
 }
 
@@ -362,5 +369,6 @@ export class PostgresStore implements Store {
     // for postgres.js to end them gracefully can take until a timeout after an outage, since a
     // connection that failed a query to a crashed server never reports itself idle again.
     await this.#sql.end({ timeout: 0 });
+    this.#parts.stopDropping();
   }
 }
