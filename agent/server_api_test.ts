@@ -5,7 +5,8 @@ import { ServerError } from "../client/api_client.ts";
 import { ServerApi } from "./server_api.ts";
 import type { RegistrationBody } from "./registration.ts";
 import { problem, startServerDouble } from "./_testing.ts";
-import { createTestCa, startTlsServerDouble } from "./_tls_server_testing.ts";
+import { createTestCa } from "./_tls_server_testing.ts";
+import { withRealServer } from "./_real_server_testing.ts";
 import { ClientPool } from "./tls_clients.ts";
 import { x509 } from "../ca/x509.ts";
 
@@ -154,20 +155,20 @@ Deno.test("ServerApi reports Retry-After of a rejected call", async () => {
 });
 
 Deno.test("ServerApi verifies the server with the pool's roots and says why it failed", async () => {
-  const double = await startTlsServerDouble();
-  const trusted = new ClientPool({ caPem: double.ca.rootPem });
-  const stranger = new ClientPool({ caPem: (await createTestCa("Stranger")).rootPem });
-  try {
-    const ok = await new ServerApi(double.url, { clients: trusted }).roots();
-    assert.equal(ok.kind, "ok");
-    const refused = await new ServerApi(double.url, { clients: stranger }).roots();
-    assert.equal(refused.kind, "unreachable");
-    assert.match(refused.kind === "unreachable" ? refused.error : "", /UnknownIssuer/);
-  } finally {
-    trusted.close();
-    stranger.close();
-    await double.close();
-  }
+  await withRealServer(async (server) => {
+    const trusted = new ClientPool({ caPem: server.authority.bundle().pem });
+    const stranger = new ClientPool({ caPem: (await createTestCa("Stranger")).rootPem });
+    try {
+      const ok = await new ServerApi(server.url, { clients: trusted }).roots();
+      assert.equal(ok.kind, "ok");
+      const refused = await new ServerApi(server.url, { clients: stranger }).roots();
+      assert.equal(refused.kind, "unreachable");
+      assert.match(refused.kind === "unreachable" ? refused.error : "", /UnknownIssuer/);
+    } finally {
+      trusted.close();
+      stranger.close();
+    }
+  });
 });
 
 /** One request as {@link startClosingServer} read it. */

@@ -4,7 +4,8 @@ import { parseAgentConfig } from "../core/agent_config.ts";
 import { jsonLogger, type Logger, silentLogger } from "../core/log.ts";
 import { runAgent } from "./agent.ts";
 import { createTestCa, startTlsServerDouble } from "./_tls_server_testing.ts";
-import { HOST, nodeRequests, waitFor } from "./_testing.ts";
+import { nodeCalls, withRealServer } from "./_real_server_testing.ts";
+import { HOST, waitFor } from "./_testing.ts";
 import {
   AdsClient,
   agentMaterial,
@@ -647,44 +648,44 @@ Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, cach
 });
 
 Deno.test("runAgent() keeps serving its node while the local xDS address is taken", async () => {
-  const double = await startTlsServerDouble();
-  const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (taken.addr as Deno.NetAddr).port;
-  let released = false;
-  const dataDir = `${await Deno.makeTempDir()}/data`;
-  const log: string[] = [];
-  const controller = new AbortController();
-  const done = runAgent({
-    joinToken: double.joinToken({ node: "vm-1" }),
-    config: parseAgentConfig(AGENT_YAML, "agent.yaml"),
-    dataDir,
-    host: HOST,
-    random: () => 0.5,
-    logger: jsonLogger((l) => log.push(l)),
-    localXds: { listen: { host: "127.0.0.1", port }, upstream: "127.0.0.1:1" },
-  }, controller.signal);
-  done.catch(() => {});
-  try {
-    await waitFor(
-      () => log.some((l) => l.includes("Cannot start the local xDS endpoint")),
-      "the bind failure",
-    );
-    await waitFor(() => nodeRequests(double).length >= 3, "registration and heartbeats");
-    taken.close();
-    released = true;
-    await waitFor(
-      async () => {
-        const state = await readJson(`${dataDir}/agent.json`);
-        return state?.xds === `127.0.0.1:${port}`;
-      },
-      "the endpoint bound once the port is free",
-      5_000,
-    );
-  } finally {
-    if (!released) taken.close();
-    controller.abort();
-    await done.catch(() => {});
-    await double.close();
-    await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true });
-  }
+  await withRealServer(async (server) => {
+    const taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (taken.addr as Deno.NetAddr).port;
+    let released = false;
+    const dataDir = `${await Deno.makeTempDir()}/data`;
+    const log: string[] = [];
+    const controller = new AbortController();
+    const done = runAgent({
+      joinToken: await server.joinToken({ node: "vm-1" }),
+      config: parseAgentConfig(AGENT_YAML, "agent.yaml"),
+      dataDir,
+      host: HOST,
+      random: () => 0.5,
+      logger: jsonLogger((l) => log.push(l)),
+      localXds: { listen: { host: "127.0.0.1", port }, upstream: "127.0.0.1:1" },
+    }, controller.signal);
+    done.catch(() => {});
+    try {
+      await waitFor(
+        () => log.some((l) => l.includes("Cannot start the local xDS endpoint")),
+        "the bind failure",
+      );
+      await waitFor(() => nodeCalls(server).length >= 3, "registration and heartbeats");
+      taken.close();
+      released = true;
+      await waitFor(
+        async () => {
+          const state = await readJson(`${dataDir}/agent.json`);
+          return state?.xds === `127.0.0.1:${port}`;
+        },
+        "the endpoint bound once the port is free",
+        5_000,
+      );
+    } finally {
+      if (!released) taken.close();
+      controller.abort();
+      await done.catch(() => {});
+      await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true });
+    }
+  });
 });
