@@ -1,7 +1,7 @@
 /** End to end: online backup under write load, and restore into an empty data directory. */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { runCli, ServerProc, tempDir } from "./harness.ts";
+import { runCli, serverArgs, ServerProc, tempDir } from "./harness.ts";
 
 Deno.test("e2e backup: taken under write load, restores everything acknowledged before it began", async () => {
   const dir = await tempDir("server");
@@ -104,17 +104,7 @@ Deno.test("e2e backup: the server refuses a database schema newer than it knows"
     const db = new DatabaseSync(`${dir}/ironmesh.db`);
     db.exec("INSERT INTO schema_migrations VALUES (999, 'from the future', 'x')");
     db.close();
-    const res = await runCli([
-      "server",
-      "--data-dir",
-      dir,
-      "--http-addr",
-      "127.0.0.1:0",
-      "--https-addr",
-      "127.0.0.1:0",
-      "--grpc-addr",
-      "127.0.0.1:0",
-    ]);
+    const res = await runCli(serverArgs(dir));
     assert.equal(res.code, 1);
     assert.match(res.stderr, /schema version 999 is newer than this ironmesh knows/);
   } finally {

@@ -21,6 +21,7 @@ import {
   ROOT,
 } from "../scripts/build.ts";
 import { LAUNCHER } from "../cmd/install_artifacts.ts";
+import { serverArgs } from "./harness.ts";
 import { sharedCluster } from "../store/_postgres_testing.ts";
 
 let built: Promise<string> | undefined;
@@ -169,18 +170,7 @@ async function singleFile(): Promise<SingleFile> {
 
 /** Starts the bundled server on port 0 (plus `args`) and waits until it serves. */
 async function startServer(place: SingleFile, args: string[] = []) {
-  const server = place.run("server", [
-    "server",
-    "--data-dir",
-    "./data",
-    "--http-addr",
-    "127.0.0.1:0",
-    "--https-addr",
-    "127.0.0.1:0",
-    "--grpc-addr",
-    "127.0.0.1:0",
-    ...args,
-  ]);
+  const server = place.run("server", [...serverArgs("./data"), ...args]);
   const info = await waitFor("./data/server.json", async () => {
     const text = await Deno.readTextFile(`${place.dir}/data/server.json`);
     return JSON.parse(text) as { http: string; https: string };

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { Proc, serverArgs, ServerProc, tempDir } from "./harness.ts";
+import { denoArgs, Proc, serverArgs, ServerProc, tempDir } from "./harness.ts";
 
 /** `ironmesh server` on `dataDir` with every port on 0, as a process the test waits on. */
 function serverOn(dataDir: string): Proc {
-  return new Proc("second server", serverArgs(dataDir));
+  return new Proc("second server", denoArgs(serverArgs(dataDir)));
 }
 
 Deno.test("a second server on a running server's data directory exits 1 naming it and the holder", async () => {

@@ -14,7 +14,7 @@
  * on port 808N. Paths under `/tmp/ironmesh-demo` are mapped to a temporary directory.
  */
 import assert from "node:assert/strict";
-import { ROOT, runCli, tempDir } from "./harness.ts";
+import { denoArgs, ROOT, runCli, serverArgs, tempDir } from "./harness.ts";
 
 // getting-started.md first: its blocks follow the walk-through's order of events.
 const DOCS = ["docs/getting-started.md", "docs/cli.md"];
@@ -76,20 +76,7 @@ function normalize(text: string): string {
 /** Starts the server on `dir` (ports 0) and returns its banner, its URL, admin token and stop. */
 async function startServer(dir: string) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      `${ROOT}cmd/main.ts`,
-      "server",
-      "--data-dir",
-      dir,
-      "--http-addr",
-      "127.0.0.1:0",
-      "--https-addr",
-      "127.0.0.1:0",
-      "--grpc-addr",
-      "127.0.0.1:0",
-    ],
+    args: denoArgs(serverArgs(dir)),
     cwd: ROOT,
     env: { NO_COLOR: "1" },
     stdin: "null",

@@ -137,12 +137,18 @@ export async function waitFor<T>(
   throw new Error(`Timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${last}` : ""}`);
 }
 
-/** The arguments of `deno` that run `ironmesh server` on `dataDir` with every port on 0. */
+/** The arguments of `deno` that run the program (`cmd/main.ts`) with `args`. */
+export function denoArgs(args: string[]): string[] {
+  return ["run", "-A", MAIN, ...args];
+}
+
+/**
+ * The program's arguments for `ironmesh server` on `dataDir` with every port
+ * on 0 (the ports taken are in `server.json`); give them to {@link denoArgs},
+ * the launcher or `deno task ironmesh`.
+ */
 export function serverArgs(dataDir: string): string[] {
   return [
-    "run",
-    "-A",
-    MAIN,
     "server",
     "--data-dir",
     dataDir,
@@ -171,7 +177,7 @@ export class ServerProc {
   static async start(dataDir: string, extraArgs: string[] = []): Promise<ServerProc> {
     await Deno.remove(`${dataDir}/server.json`).catch(() => {});
     // With the debug checks: the mesh view against the store, snapshots against Envoy's rules.
-    const proc = new Proc("server", [...serverArgs(dataDir), ...extraArgs], {
+    const proc = new Proc("server", denoArgs([...serverArgs(dataDir), ...extraArgs]), {
       [DEBUG_CHECKS_ENV]: "1",
     });
     await proc.waitForLine(/server ready/);
@@ -255,25 +261,26 @@ export async function startAgent(
 ): Promise<{ proc: Proc; dataDir: string }> {
   const dataDir = options.dataDir ?? await tempDir(`agent-${name}`);
   await Deno.writeTextFile(`${dataDir}/agent.yaml`, config);
-  const proc = new Proc(`agent ${name}`, [
-    "run",
-    "-A",
-    MAIN,
-    "agent",
-    "--server",
-    server.tlsUrl,
-    "--config",
-    `${dataDir}/agent.yaml`,
-    "--data-dir",
-    dataDir,
-    // Free ports, so agents of parallel tests never fight over the defaults; extraArgs win.
-    "--dns-addr",
-    "127.0.0.1:0",
-    "--metrics-addr",
-    "127.0.0.1:0",
-    ...(options.joinToken ? ["--join-token", options.joinToken] : []),
-    ...(options.extraArgs ?? []),
-  ], options.env);
+  const proc = new Proc(
+    `agent ${name}`,
+    denoArgs([
+      "agent",
+      "--server",
+      server.tlsUrl,
+      "--config",
+      `${dataDir}/agent.yaml`,
+      "--data-dir",
+      dataDir,
+      // Free ports, so agents of parallel tests never fight over the defaults; extraArgs win.
+      "--dns-addr",
+      "127.0.0.1:0",
+      "--metrics-addr",
+      "127.0.0.1:0",
+      ...(options.joinToken ? ["--join-token", options.joinToken] : []),
+      ...(options.extraArgs ?? []),
+    ]),
+    options.env,
+  );
   return { proc, dataDir };
 }
 
@@ -290,7 +297,7 @@ export async function runCli(
   env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
+    args: denoArgs(args),
     cwd: ROOT,
     env: { NO_COLOR: "1", ...env },
     stdin: "null",

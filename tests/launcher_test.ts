@@ -4,7 +4,7 @@
  * and the program itself as the process, so signals reach it.
  */
 import assert from "node:assert/strict";
-import { ROOT, tempDir, waitFor } from "./harness.ts";
+import { ROOT, serverArgs, tempDir, waitFor } from "./harness.ts";
 
 const LAUNCHER = `${ROOT}bin/ironmesh`;
 const decoder = new TextDecoder();
@@ -71,17 +71,7 @@ Deno.test("deno.json: no npm package's build script is left pending", async () =
 Deno.test("bin/ironmesh: arguments are not echoed, and a signal to it reaches the program", async () => {
   const dir = await tempDir("launcher");
   const child = new Deno.Command(LAUNCHER, {
-    args: [
-      "server",
-      "--data-dir",
-      dir,
-      "--http-addr",
-      "127.0.0.1:0",
-      "--https-addr",
-      "127.0.0.1:0",
-      "--grpc-addr",
-      "127.0.0.1:0",
-    ],
+    args: serverArgs(dir),
     cwd: ROOT,
     env: { NO_COLOR: "1", IRONMESH_DENO: Deno.execPath(), IRONMESH_LOG_FORMAT: "json" },
     stdin: "null",

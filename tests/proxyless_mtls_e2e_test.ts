@@ -66,6 +66,45 @@ async function settlesTo(
   return Date.now();
 }
 
+/**
+ * Starts an agent for `node` whose one service, `echo` on `port`, is
+ * proxyless gRPC: it takes xDS from the server's gRPC port and serves it on
+ * a local xDS endpoint of its own.
+ */
+async function startProxylessAgent(
+  server: ServerProc,
+  node: string,
+  port: number,
+  refreshInterval: string,
+): Promise<{ proc: Proc; dataDir: string }> {
+  const info = JSON.parse(await Deno.readTextFile(`${server.dataDir}/server.json`));
+  return await startAgent(
+    node,
+    server,
+    `
+node: {name: ${node}, address: 127.0.0.1}
+heartbeat: {interval: 1s}
+proxyless: {refreshInterval: ${refreshInterval}}
+services:
+  - {name: echo, port: ${port}, protocol: grpc}
+`,
+    {
+      joinToken: await server.joinToken(),
+      extraArgs: ["--xds-server", info.grpc, "--local-xds-addr", "127.0.0.1:0"],
+    },
+  );
+}
+
+/** The agent's `agent.json` once it names the gRPC bootstrap it wrote. */
+async function grpcState(
+  dataDir: string,
+): Promise<{ grpcBootstrap: string; certificate: { identity: string } }> {
+  return await waitFor("agent.json with grpcBootstrap", async () => {
+    const s = JSON.parse(await Deno.readTextFile(`${dataDir}/agent.json`));
+    return typeof s.grpcBootstrap === "string" ? s : undefined;
+  });
+}
+
 /** A proxyless peer (`proxyless_peer.mjs`) under Node.js, with the agent's bootstrap. */
 function peer(name: string, args: string[], bootstrap: string): Proc {
   return new Proc(name, [`${ROOT}tests/proxyless_peer.mjs`, ...args], {
@@ -77,30 +116,12 @@ function peer(name: string, args: string[], bootstrap: string): Proc {
 Deno.test("proxyless gRPC over mesh mTLS: SPIFFE IDs, STRICT and PERMISSIVE, AuthorizationPolicy DENY, ALLOW, not* and DENY over ALLOW", async () => {
   const dir = await tempDir("proxyless-mtls");
   const server = await ServerProc.start(dir, ["--push-debounce", "20ms"]);
-  const info = JSON.parse(await Deno.readTextFile(`${dir}/server.json`));
   const port = await freePort();
   const procs: Proc[] = [];
-  const agent = await startAgent(
-    "vm-a",
-    server,
-    `
-node: {name: vm-a, address: 127.0.0.1}
-heartbeat: {interval: 1s}
-proxyless: {refreshInterval: 1s}
-services:
-  - {name: echo, port: ${port}, protocol: grpc}
-`,
-    {
-      joinToken: await server.joinToken(),
-      extraArgs: ["--xds-server", info.grpc, "--local-xds-addr", "127.0.0.1:0"],
-    },
-  );
+  const agent = await startProxylessAgent(server, "vm-a", port, "1s");
   procs.push(agent.proc);
   try {
-    const state = await waitFor("agent.json with grpcBootstrap", async () => {
-      const s = JSON.parse(await Deno.readTextFile(`${agent.dataDir}/agent.json`));
-      return typeof s.grpcBootstrap === "string" ? s : undefined;
-    });
+    const state = await grpcState(agent.dataDir);
     const bootstrap: string = state.grpcBootstrap;
     const identity: string = state.certificate.identity;
     await waitFor(
@@ -269,30 +290,12 @@ Deno.test("proxyless gRPC over mesh mTLS: a root rotation and 4 s leaves under c
     "--max-leaf-ttl",
     "4s",
   ]);
-  const info = JSON.parse(await Deno.readTextFile(`${dir}/server.json`));
   const port = await freePort();
   const procs: Proc[] = [];
-  const agent = await startAgent(
-    "vm-r",
-    server,
-    `
-node: {name: vm-r, address: 127.0.0.1}
-heartbeat: {interval: 1s}
-proxyless: {refreshInterval: 200ms}
-services:
-  - {name: echo, port: ${port}, protocol: grpc}
-`,
-    {
-      joinToken: await server.joinToken(),
-      extraArgs: ["--xds-server", info.grpc, "--local-xds-addr", "127.0.0.1:0"],
-    },
-  );
+  const agent = await startProxylessAgent(server, "vm-r", port, "200ms");
   procs.push(agent.proc);
   try {
-    const state = await waitFor("agent.json with grpcBootstrap", async () => {
-      const s = JSON.parse(await Deno.readTextFile(`${agent.dataDir}/agent.json`));
-      return typeof s.grpcBootstrap === "string" ? s : undefined;
-    });
+    const state = await grpcState(agent.dataDir);
     const bootstrap: string = state.grpcBootstrap;
     const echo = peer("proxyless server", ["server", `0.0.0.0:${port}`], bootstrap);
     procs.push(echo);

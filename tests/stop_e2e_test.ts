@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { LAUNCHER } from "../cmd/install_artifacts.ts";
-import { ROOT, tempDir, waitFor } from "./harness.ts";
+import { ROOT, serverArgs, tempDir, waitFor } from "./harness.ts";
 
 async function alive(pid: number): Promise<boolean> {
   try {
@@ -26,20 +26,7 @@ Deno.test({
   async fn() {
     const dir = await tempDir("stop");
     const task = new Deno.Command(Deno.execPath(), {
-      args: [
-        "task",
-        "-q",
-        "ironmesh",
-        "server",
-        "--data-dir",
-        dir,
-        "--http-addr",
-        "127.0.0.1:0",
-        "--https-addr",
-        "127.0.0.1:0",
-        "--grpc-addr",
-        "127.0.0.1:0",
-      ],
+      args: ["task", "-q", "ironmesh", ...serverArgs(dir)],
       cwd: ROOT,
       env: { NO_COLOR: "1" },
       stdin: "null",

@@ -7,7 +7,7 @@
  * it. Needs root (mount, loop devices); every mount is undone in `finally`.
  */
 import assert from "node:assert/strict";
-import { Proc, serverArgs, ServerProc, tempDir } from "./harness.ts";
+import { denoArgs, Proc, serverArgs, ServerProc, tempDir } from "./harness.ts";
 
 const STORAGE_TYPE = "https://ironmesh.io/problems/storage-unavailable";
 
@@ -135,7 +135,7 @@ Deno.test("a data directory turned read-only: writes get 503 storage-unavailable
 
 /** Starts a server on `dataDir` and returns its exit code and output once it exits. */
 async function failedStart(dataDir: string): Promise<{ code: number; output: string }> {
-  const proc = new Proc("server", serverArgs(dataDir));
+  const proc = new Proc("server", denoArgs(serverArgs(dataDir)));
   const outcome = await Promise.race([
     proc.status,
     proc.waitForLine(/server ready/, 60_000).then(() => "started" as const),
