@@ -4,10 +4,11 @@
  * (`api/_testing.ts`), served over the real TLS port (`api/tls_listener.ts`)
  * with a serving certificate from that CA, reloaded when the trust changes
  * as `ironmesh server` does (`cmd/server_start.ts`), so a root rotation is
- * the server's own. Agent tests that need no fault injection use this, so
- * what they check is what the server does; the double of
- * `_tls_server_testing.ts` stays for the faults the real server cannot be
- * made to produce (5xx, a forced 429, refused certificates).
+ * the server's own. Every agent test runs against it, so what it checks is
+ * what the server does. A test that needs a fault the server does not
+ * produce on demand (a 5xx, a 429, a refused certificate, a 404 to a
+ * heartbeat) injects exactly that answer with {@link RealServerOptions.fault};
+ * everything else is still the server's.
  */
 import type { TLSSocket } from "node:tls";
 import { type TestApp, withTestApp } from "../api/_testing.ts";
@@ -29,8 +30,8 @@ const LIMITS = {
   maxConnections: DEFAULT_MAX_CONNECTIONS,
 };
 
-/** The trust domain of the server, as the double's (`ironmesh.test`). */
-export const TRUST_DOMAIN = "ironmesh.test";
+/** The trust domain of the server; the tests spell identities in it. */
+const TRUST_DOMAIN = "ironmesh.test";
 
 /** One request the server received, with what it saw of the peer's certificate. */
 export interface ServedRequest {
@@ -78,6 +79,12 @@ export function nodeCalls(server: { requests: ServedRequest[] }): ServedRequest[
 export interface RealServerOptions {
   /** Lifetime of workload certificates. Default: 1 h. */
   leafTtlMs?: number;
+  /**
+   * Sees each request before the server: a response it returns is the
+   * answer instead of the server's (the fault a test injects); `undefined`
+   * leaves the request to the server.
+   */
+  fault?: (request: ServedRequest) => Response | undefined;
 }
 
 /** Runs `fn` with the real server on 127.0.0.1 and a free port, then stops and removes it. */
@@ -118,9 +125,13 @@ export async function withRealServer(
         },
       };
       requests.push(seen);
-      const response = await t.app.fetch(request, env);
+      const injected = options.fault?.(seen);
+      const response = injected ?? await t.app.fetch(request, env);
       seen.status = response.status;
-      if (response.ok && (seen.path === "/v1/ca/enrol" || seen.path === "/v1/ca/renew")) {
+      if (
+        injected === undefined && response.ok &&
+        (seen.path === "/v1/ca/enrol" || seen.path === "/v1/ca/renew")
+      ) {
         const { certificate } = await response.clone().json() as { certificate: string };
         issued.push(normalizeSerial(new x509.X509Certificate(certificate).serialNumber));
       }

@@ -2,15 +2,15 @@
  * Helpers shared by the agent's tests: run `runAgent()` in-process with a
  * temporary data directory, wait for conditions, and a plain HTTP server
  * double that records requests and answers as a test tells it (for the
- * failures the real server cannot be made to produce). The TLS double the
- * enrolled agent talks to is `_tls_server_testing.ts`. Tests only.
+ * failures the real server cannot be made to produce). The server an
+ * enrolled agent talks to is the real one, `_real_server_testing.ts`. Tests
+ * only.
  */
 import assert from "node:assert/strict";
 import { parseAgentConfig } from "../core/agent_config.ts";
 import type { Clock } from "../core/clock.ts";
 import { jsonLogger } from "../core/log.ts";
 import { runAgent } from "./agent.ts";
-import type { SeenRequest, TlsServerDouble } from "./_tls_server_testing.ts";
 
 /** The host every test agent runs on. */
 export const HOST = { hostname: "test-host", interfaces: [] };
@@ -30,11 +30,6 @@ export async function waitFor(
     if (performance.now() > deadline) assert.fail(`Timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-}
-
-/** The requests to the node endpoints (`/v1/nodes/…`), without the CA calls. */
-export function nodeRequests(double: TlsServerDouble): SeenRequest[] {
-  return double.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
 }
 
 /** Options of {@link startAgent}. */

@@ -11,11 +11,10 @@
  */
 import { CDS_TYPE_URL, EDS_TYPE_URL, LDS_TYPE_URL, SDS_TYPE_URL } from "../core/xds_type_urls.ts";
 import * as grpc from "@grpc/grpc-js";
-import type { TestCa } from "./_tls_server_testing.ts";
+import type { CertificateAuthority } from "../ca/authority.ts";
+import { issueTestLeaf } from "../ca/_testing.ts";
 import type { TlsMaterial } from "./tls_clients.ts";
 import { ADS_METHOD, DELTA_ADS_METHOD } from "./xds_relay.ts";
-
-const ALGORITHM = { name: "ECDSA", namedCurve: "P-256" } as const;
 
 /** The strict protobuf codec of `xds/proto/codec.ts`. */
 export interface StrictCodec {
@@ -64,35 +63,20 @@ export interface DeltaDiscovery {
   removed_resources?: string[];
 }
 
-/** A leaf key and certificate chain (PEM) issued by `ca`. */
-export async function leaf(
-  ca: TestCa,
-  usage: "server" | "client",
-  names: { cn: string; uris?: string[]; ips?: string[] },
-): Promise<{ key: string; cert: string }> {
-  const keys = await crypto.subtle.generateKey(ALGORITHM, true, ["sign", "verify"]);
-  const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-  const b64 = btoa(String.fromCharCode(...der)).replace(/(.{64})/g, "$1\n");
-  const key = `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----\n`;
-  const cert = await ca.issue({
-    publicKey: keys.publicKey,
-    commonName: names.cn,
-    uris: names.uris ?? [],
-    ips: names.ips ?? [],
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter: new Date(Date.now() + 3_600_000),
-    usage,
-  });
-  return { key, cert };
+/** The certificates of the mesh, from the real CA (`ca/authority.ts`). */
+export type MeshCa = Pick<CertificateAuthority, "bundle" | "issue" | "issueServerCertificate">;
+
+/** A server key and certificate chain (PEM) from `ca` for `ip`, as the server's own. */
+export async function serverLeaf(ca: MeshCa, ip: string): Promise<{ key: string; cert: string }> {
+  const serving = await ca.issueServerCertificate({ ipAddresses: [ip] });
+  return { key: serving.keyPem, cert: serving.chainPem };
 }
 
-/** An agent's mesh material with the service account `sa`. */
-export async function agentMaterial(ca: TestCa, sa: string): Promise<TlsMaterial> {
-  const { key, cert } = await leaf(ca, "client", {
-    cn: "vm-1",
-    uris: [`spiffe://ironmesh.test/ns/default/sa/${sa}`],
-  });
-  return { caPem: ca.rootPem, certPem: cert, keyPem: key };
+/** An agent's mesh material with the service account `sa`, trusting `ca`'s bundle. */
+export async function agentMaterial(ca: MeshCa, sa: string): Promise<TlsMaterial> {
+  const request = { node: "vm-1", namespace: "default", serviceAccount: sa };
+  const { keyPem, leaf } = await issueTestLeaf(ca, request);
+  return { caPem: ca.bundle().pem, certPem: leaf.chainPem, keyPem };
 }
 
 /** One stream the double received. */
@@ -138,14 +122,18 @@ export class XdsServerDouble {
     this.#codec = codec;
   }
 
-  /** Starts on a free port with a server certificate for 127.0.0.1 from `ca` (or `serving`). */
+  /**
+   * Starts on a free port with a server certificate for 127.0.0.1 from `ca`
+   * (or `serving`), requiring client certificates that chain to `ca`'s
+   * bundle as it is now.
+   */
   static async start(
     codec: StrictCodec,
-    ca: TestCa,
+    ca: MeshCa,
     serving?: { key: string; cert: string },
   ): Promise<XdsServerDouble> {
     const double = new XdsServerDouble(codec);
-    serving ??= await leaf(ca, "server", { cn: "server", ips: ["127.0.0.1"] });
+    serving ??= await serverLeaf(ca, "127.0.0.1");
     const server = new grpc.Server();
     const method = (path: string) => ({
       path,
@@ -164,7 +152,7 @@ export class XdsServerDouble {
       server.bindAsync(
         "127.0.0.1:0",
         grpc.ServerCredentials.createSsl(
-          Buffer.from(ca.rootPem),
+          Buffer.from(ca.bundle().pem),
           [{ private_key: Buffer.from(serving.key), cert_chain: Buffer.from(serving.cert) }],
           true,
         ),

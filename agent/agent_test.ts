@@ -1,23 +1,16 @@
 import assert from "node:assert/strict";
 import { heartbeatSchema, nodeRegistrationSchema } from "../core/model.ts";
 import { normalizeSerial } from "../ca/identity.ts";
-import { type RealServer, type ServedRequest, withRealServer } from "./_real_server_testing.ts";
 import {
-  nodeRequests,
-  problem,
-  removeDataDir,
-  startAgent,
-  type TestAgent,
-  waitFor,
-} from "./_testing.ts";
-import {
-  type SeenRequest,
-  startTlsServerDouble,
-  type TlsAnswer,
-  type TlsServerDouble,
-} from "./_tls_server_testing.ts";
+  nodeCalls as nodeCallsOf,
+  type RealServer,
+  type RealServerOptions,
+  type ServedRequest,
+  withRealServer,
+} from "./_real_server_testing.ts";
+import { problem, removeDataDir, startAgent, type TestAgent, waitFor } from "./_testing.ts";
 
-function kinds(requests: SeenRequest[]): string[] {
+function kinds(requests: ServedRequest[]): string[] {
   return requests.map((r) => r.method);
 }
 
@@ -34,45 +27,20 @@ services:
 `;
 
 /**
- * An answer hook that sees only the node endpoints, numbered from 0, so the
- * enrolment's CA calls do not shift the indexes.
+ * A fault on the node endpoints only, numbered from 0, so the enrolment's CA
+ * calls do not shift the indexes.
  */
-function onNodeCalls(answer: (request: SeenRequest, index: number) => Response | undefined) {
+function onNodeCalls(
+  fault: (request: ServedRequest, index: number) => Response | undefined,
+): RealServerOptions["fault"] {
   let count = 0;
-  const hook: TlsAnswer = (request) =>
-    request.path.startsWith("/v1/nodes/") ? answer(request, count++) : undefined;
-  return hook;
-}
-
-/** Starts a double and an enrolling agent; `finish()` stops both and cleans up. */
-async function setUp(
-  yaml: string,
-  options: { answer?: TlsAnswer; keepInstancesOnExit?: boolean } = {},
-): Promise<{ double: TlsServerDouble; agent: TestAgent; finish(): Promise<void> }> {
-  const double = await startTlsServerDouble(options.answer ? { answer: options.answer } : {});
-  const agent = startAgent(yaml, {
-    joinToken: double.joinToken({ node: "vm-1" }),
-    ...(options.keepInstancesOnExit === undefined
-      ? {}
-      : { keepInstancesOnExit: options.keepInstancesOnExit }),
-  });
-  return {
-    double,
-    agent,
-    async finish() {
-      try {
-        await agent.stop();
-      } finally {
-        await double.close();
-        await removeDataDir(agent.dataDir);
-      }
-    },
-  };
+  return (request) => request.path.startsWith("/v1/nodes/") ? fault(request, count++) : undefined;
 }
 
 /**
- * Runs `test` with the real server and an agent enrolling on it with `yaml`;
- * `stop()` stops the agent. Everything is stopped and removed afterwards.
+ * Runs `test` with the real server (and the `fault` it injects, if any) and
+ * an agent enrolling on it with `yaml`; `stop()` stops the agent. Everything
+ * is stopped and removed afterwards.
  */
 async function withEnrolledAgent(
   yaml: string,
@@ -82,23 +50,29 @@ async function withEnrolledAgent(
     nodeCalls: () => ServedRequest[];
     stop: () => Promise<void>;
   }) => Promise<void>,
+  options: { fault?: RealServerOptions["fault"]; keepInstancesOnExit?: boolean } = {},
 ): Promise<void> {
   await withRealServer(async (server) => {
-    const agent = startAgent(yaml, { joinToken: await server.joinToken({ node: "vm-1" }) });
-    const nodeCalls = () => server.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
+    const agent = startAgent(yaml, {
+      joinToken: await server.joinToken({ node: "vm-1" }),
+      ...(options.keepInstancesOnExit === undefined
+        ? {}
+        : { keepInstancesOnExit: options.keepInstancesOnExit }),
+    });
+    const nodeCalls = () => nodeCallsOf(server);
     try {
       await test({ server, agent, nodeCalls, stop: () => agent.stop() });
     } finally {
       await agent.stop();
       await removeDataDir(agent.dataDir);
     }
-  });
+  }, options.fault === undefined ? {} : { fault: options.fault });
 }
 
 Deno.test("runAgent() registers, heartbeats over mTLS, writes agent.json and deregisters", async () => {
   await withRealServer(async (server) => {
     const agent = startAgent(ONE_SERVICE, { joinToken: await server.joinToken({ node: "vm-1" }) });
-    const nodeCalls = () => server.requests.filter((r) => r.path.startsWith("/v1/nodes/"));
+    const nodeCalls = () => nodeCallsOf(server);
     let serial: string | undefined;
     try {
       await waitFor(() => nodeCalls().length >= 3, "two heartbeats");
@@ -157,73 +131,66 @@ Deno.test("runAgent() registers, heartbeats over mTLS, writes agent.json and der
 
 Deno.test("runAgent() registers again when a heartbeat answers 404 or 409", async () => {
   for (const status of [404, 409]) {
-    const { double, agent, finish } = await setUp(ONE_SERVICE, {
-      keepInstancesOnExit: true,
-      answer: onNodeCalls((_, index) =>
-        index === 1 ? problem(status, 'Node "vm-1" is not registered') : undefined
-      ),
-    });
-    try {
-      await waitFor(() => nodeRequests(double).length >= 4, "a second registration and heartbeat");
-    } finally {
-      await finish();
-    }
-    assert.deepEqual(kinds(nodeRequests(double)).slice(0, 4), ["PUT", "POST", "PUT", "POST"]);
-    assert.ok(!kinds(nodeRequests(double)).includes("DELETE"), "instances are kept on exit");
-    const warning = agent.logs().find((l) => l.level === "warn");
-    assert.equal(warning?.status, status);
+    // The fault: the second node call (a heartbeat) says the node is not registered.
+    const fault = onNodeCalls((_, index) =>
+      index === 1 ? problem(status, 'Node "vm-1" is not registered') : undefined
+    );
+    await withEnrolledAgent(ONE_SERVICE, async ({ agent, nodeCalls, stop }) => {
+      await waitFor(() => nodeCalls().length >= 4, "a second registration and heartbeat");
+      await stop();
+      assert.deepEqual(kinds(nodeCalls()).slice(0, 4), ["PUT", "POST", "PUT", "POST"]);
+      assert.ok(!kinds(nodeCalls()).includes("DELETE"), "instances are kept on exit");
+      const warning = agent.logs().find((l) => l.level === "warn");
+      assert.equal(warning?.status, status);
+    }, { keepInstancesOnExit: true, fault });
   }
 });
 
 Deno.test("runAgent() backs off on 5xx and recovers without registering again", async () => {
-  const { double, agent, finish } = await setUp(ONE_SERVICE, {
-    answer: onNodeCalls((request, index) =>
-      request.method === "POST" && index <= 3 ? problem(503, "Store unavailable") : undefined
-    ),
-  });
-  try {
-    await waitFor(() => nodeRequests(double).length >= 6, "heartbeats after the outage");
-  } finally {
-    await finish();
-  }
-  assert.deepEqual(kinds(nodeRequests(double)).slice(0, 6), [
-    "PUT",
-    "POST",
-    "POST",
-    "POST",
-    "POST",
-    "POST",
-  ]);
-  const logs = agent.logs();
-  const failures = logs.filter((l) => l.msg === "Heartbeat failed: server error");
-  assert.equal(failures.length, 3);
-  assert.equal(failures[0]?.detail, "Store unavailable");
-  assert.ok(logs.some((l) => l.msg === "Heartbeat recovered"));
+  // The fault: the first three heartbeats answer 503.
+  const fault = onNodeCalls((request, index) =>
+    request.method === "POST" && index <= 3 ? problem(503, "Store unavailable") : undefined
+  );
+  await withEnrolledAgent(ONE_SERVICE, async ({ agent, nodeCalls, stop }) => {
+    await waitFor(() => nodeCalls().length >= 6, "heartbeats after the outage");
+    await stop();
+    assert.deepEqual(kinds(nodeCalls()).slice(0, 6), [
+      "PUT",
+      "POST",
+      "POST",
+      "POST",
+      "POST",
+      "POST",
+    ]);
+    const logs = agent.logs();
+    const failures = logs.filter((l) => l.msg === "Heartbeat failed: server error");
+    assert.equal(failures.length, 3);
+    assert.equal(failures[0]?.detail, "Store unavailable");
+    assert.ok(logs.some((l) => l.msg === "Heartbeat recovered"));
+  }, { fault });
 });
 
 Deno.test("runAgent() reports a refused certificate and retries without spinning", async () => {
+  // The fault: every node call answers 401, as for a revoked certificate.
   let start = 0;
-  const { double, agent, finish } = await setUp(ONE_SERVICE, {
-    answer: onNodeCalls(() => {
-      start ||= performance.now();
-      return problem(401, "Certificate revoked");
-    }),
+  const fault = onNodeCalls(() => {
+    start ||= performance.now();
+    return problem(401, "Certificate revoked");
   });
-  try {
+  await withEnrolledAgent(ONE_SERVICE, async ({ agent, nodeCalls, stop }) => {
     await waitFor(() => start > 0, "the first registration");
     await new Promise((resolve) => setTimeout(resolve, 700));
-  } finally {
-    await finish();
-  }
-  const puts = nodeRequests(double).filter((r) => r.method === "PUT").length;
-  // With random 0.5 the waits are 100, 200 and 400 ms: four attempts in 700 ms.
-  assert.ok(puts >= 2 && puts <= 5, `${puts} registration attempts`);
-  const error = agent.logs().find((l) => l.level === "error");
-  assert.equal(
-    error?.msg,
-    "Registration refused: the server did not accept this node's certificate",
-  );
-  assert.equal(error?.detail, "Certificate revoked");
+    await stop();
+    const puts = nodeCalls().filter((r) => r.method === "PUT").length;
+    // With random 0.5 the waits are 100, 200 and 400 ms: four attempts in 700 ms.
+    assert.ok(puts >= 2 && puts <= 5, `${puts} registration attempts`);
+    const error = agent.logs().find((l) => l.level === "error");
+    assert.equal(
+      error?.msg,
+      "Registration refused: the server did not accept this node's certificate",
+    );
+    assert.equal(error?.detail, "Certificate revoked");
+  }, { fault });
 });
 
 Deno.test("runAgent() heartbeats at once when a check changes status", async () => {

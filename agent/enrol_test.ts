@@ -1,18 +1,13 @@
 import assert from "node:assert/strict";
 import { InvalidError } from "../core/errors.ts";
-import {
-  nodeRequests,
-  problem,
-  removeDataDir,
-  startAgent,
-  type TestAgent,
-  waitFor,
-} from "./_testing.ts";
-import { nodeCalls, withRealServer } from "./_real_server_testing.ts";
-import { csrUris, startTlsServerDouble } from "./_tls_server_testing.ts";
+import { Buffer } from "node:buffer";
+import { problem, removeDataDir, startAgent, type TestAgent, waitFor } from "./_testing.ts";
+import { nodeCalls, type RealServer, withRealServer } from "./_real_server_testing.ts";
 import { keyMatchesCertificate, parseCertificates } from "./pki.ts";
+import { makeCsr } from "../ca/_testing.ts";
 import { normalizeSerial } from "../ca/identity.ts";
 import { decodePem, type PemBlock } from "../ca/pem.ts";
+import { CLOCK_SKEW_MS, issueLeaf } from "../ca/pipeline.ts";
 import { x509 } from "../ca/x509.ts";
 
 const VM1 = `
@@ -74,7 +69,11 @@ Deno.test("runAgent() enrols with a join token, keeps its key on the host and sa
       const csr = new x509.Pkcs10CertificateRequest(body.csr!);
       assert.equal(await csr.verify(), true);
       assert.equal(csr.subject, "CN=vm-1");
-      assert.deepEqual(csrUris(csr), ["spiffe://ironmesh.test/ns/shop/sa/api"]);
+      const san = csr.extensions.find((e) => e instanceof x509.SubjectAlternativeNameExtension);
+      assert.ok(san instanceof x509.SubjectAlternativeNameExtension, "the CSR names its identity");
+      assert.deepEqual(san.names.items.map((n) => [n.type, n.value]), [
+        ["url", "spiffe://ironmesh.test/ns/shop/sa/api"],
+      ]);
       for (const request of server.requests) {
         assert.ok(!request.text.includes("PRIVATE KEY"), `${request.path} carries no private key`);
       }
@@ -121,61 +120,76 @@ Deno.test("runAgent() enrols with a join token, keeps its key on the host and sa
   });
 });
 
+/**
+ * `token` with its pin replaced: the fault of a server that presents roots
+ * other than the one the token pins, as a man in the middle would. The
+ * signature no longer matches, which only the server could tell.
+ */
+function repinned(token: string, pin: string): string {
+  const [header, payload, signature] = token.split(".");
+  const claims = JSON.parse(Buffer.from(payload!, "base64url").toString());
+  const forged = Buffer.from(JSON.stringify({ ...claims, pin })).toString("base64url");
+  return [header, forged, signature].join(".");
+}
+
 Deno.test("runAgent() refuses to enrol when no root matches the pin, and writes nothing", async () => {
-  const double = await startTlsServerDouble();
-  const pin = "sha256:" + "0".repeat(64);
-  const agent = startAgent(VM1, { joinToken: double.joinToken({ pin }) });
-  try {
-    const error = await failure(agent);
-    assert.equal(
-      error.message,
-      `Server "${double.url}" presented no root matching the join token's pin "${pin}": refusing to enrol (possible man-in-the-middle)`,
-    );
-    assert.deepEqual(double.requests.map((r) => r.path), ["/v1/ca/roots"]);
-    assert.equal(await exists(`${agent.dataDir}/identity`), false);
-  } finally {
-    await double.close();
-    await removeDataDir(agent.dataDir);
-  }
+  await withRealServer(async (server) => {
+    const pin = "sha256:" + "0".repeat(64);
+    const agent = startAgent(VM1, { joinToken: repinned(await server.joinToken(), pin) });
+    try {
+      const error = await failure(agent);
+      assert.equal(
+        error.message,
+        `Server "${server.url}" presented no root matching the join token's pin "${pin}": refusing to enrol (possible man-in-the-middle)`,
+      );
+      assert.deepEqual(server.requests.map((r) => r.path), ["/v1/ca/roots"]);
+      assert.equal(await exists(`${agent.dataDir}/identity`), false);
+    } finally {
+      await removeDataDir(agent.dataDir);
+    }
+  });
 });
 
 Deno.test("runAgent() says a join token pinning a retired root predates the rotation", async () => {
-  const retiredPin = "sha256:" + "1".repeat(64);
-  const double = await startTlsServerDouble({ retiredPins: [retiredPin] });
-  const agent = startAgent(VM1, {
-    joinToken: double.joinToken({ pin: retiredPin, sa: "web", node: "vm-1" }),
+  await withRealServer(async (server) => {
+    const token = await server.joinToken({ node: "vm-1" });
+    // A whole root rotation on the server: with no node enrolled, each step's condition holds.
+    await server.identity.startRotation();
+    assert.equal(await server.identity.advanceRotation(), "switched");
+    assert.equal(await server.identity.advanceRotation(), "steady");
+    await server.tlsReloaded();
+    const agent = startAgent(VM1, { joinToken: token });
+    try {
+      const error = await failure(agent);
+      assert.equal(
+        error.message,
+        `The join token predates a root rotation on server "${server.url}": it pins the root of ` +
+          "CA generation 1, which the server has retired, so it can no longer enrol a host. " +
+          "Create a new join token on the server: " +
+          "ironmesh token create --kind join --namespace default --service-account web --node vm-1",
+      );
+      assert.doesNotMatch(error.message, /man-in-the-middle/);
+      assert.equal(await exists(`${agent.dataDir}/identity`), false);
+    } finally {
+      await removeDataDir(agent.dataDir);
+    }
   });
-  try {
-    const error = await failure(agent);
-    assert.equal(
-      error.message,
-      `The join token predates a root rotation on server "${double.url}": it pins the root of ` +
-        "CA generation 1, which the server has retired, so it can no longer enrol a host. " +
-        "Create a new join token on the server: " +
-        "ironmesh token create --kind join --namespace default --service-account web --node vm-1",
-    );
-    assert.doesNotMatch(error.message, /man-in-the-middle/);
-    assert.equal(await exists(`${agent.dataDir}/identity`), false);
-  } finally {
-    await double.close();
-    await removeDataDir(agent.dataDir);
-  }
 });
 
 Deno.test("runAgent() refuses a join token for another node before calling the server", async () => {
-  const double = await startTlsServerDouble();
-  const agent = startAgent(VM1, { joinToken: double.joinToken({ node: "vm-2" }) });
-  try {
-    const error = await failure(agent);
-    assert.match(
-      error.message,
-      /^Join token is for node "vm-2" but this agent's node name is "vm-1": set node\.name .* create a token for "vm-1" \(ironmesh token create --kind join --namespace default --service-account web --node vm-1\)$/,
-    );
-    assert.deepEqual(double.requests, []);
-  } finally {
-    await double.close();
-    await removeDataDir(agent.dataDir);
-  }
+  await withRealServer(async (server) => {
+    const agent = startAgent(VM1, { joinToken: await server.joinToken({ node: "vm-2" }) });
+    try {
+      const error = await failure(agent);
+      assert.match(
+        error.message,
+        /^Join token is for node "vm-2" but this agent's node name is "vm-1": set node\.name .* create a token for "vm-1" \(ironmesh token create --kind join --namespace default --service-account web --node vm-1\)$/,
+      );
+      assert.deepEqual(server.requests, []);
+    } finally {
+      await removeDataDir(agent.dataDir);
+    }
+  });
 });
 
 Deno.test("runAgent() explains a spent join token", async () => {
@@ -201,20 +215,21 @@ Deno.test("runAgent() explains a spent join token", async () => {
 });
 
 Deno.test("runAgent() retries enrolment while the server is unavailable", async () => {
+  // The fault: the first two fetches of the roots answer 503.
   let refusals = 0;
-  const double = await startTlsServerDouble({
-    answer: (request) =>
-      request.path === "/v1/ca/roots" && refusals++ < 2 ? problem(503, "Starting") : undefined,
-  });
-  const agent = startAgent(VM1, { joinToken: double.joinToken() });
-  try {
-    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
-  } finally {
-    await agent.stop();
-    await double.close();
-    await removeDataDir(agent.dataDir);
-  }
-  const retries = agent.logs().filter((l) => l.msg === "Enrolment failed; retrying");
+  const fault = (request: { path: string }) =>
+    request.path === "/v1/ca/roots" && refusals++ < 2 ? problem(503, "Starting") : undefined;
+  let agent: TestAgent | undefined;
+  await withRealServer(async (server) => {
+    agent = startAgent(VM1, { joinToken: await server.joinToken() });
+    try {
+      await waitFor(() => nodeCalls(server).length >= 1, "the registration");
+    } finally {
+      await agent.stop();
+      await removeDataDir(agent.dataDir);
+    }
+  }, { fault });
+  const retries = agent!.logs().filter((l) => l.msg === "Enrolment failed; retrying");
   assert.equal(retries.length, 2);
   assert.equal(retries[0]?.error, "503 Error: Starting");
 });
@@ -255,41 +270,57 @@ Deno.test("runAgent() resumes with the saved identity after a restart, without a
   });
 });
 
-/** Replaces the saved certificate with one for the same key that expired a minute ago. */
-async function expireCertificate(
-  dataDir: string,
-  ca: Awaited<ReturnType<typeof startTlsServerDouble>>["ca"],
-): Promise<string> {
+/**
+ * Replaces the saved certificate with one of the server's CA for the same
+ * key whose lifetime ended 30 s ago: the pipeline run as if two minutes ago,
+ * with a 90 s lifetime. Returns its notAfter.
+ */
+async function expireCertificate(dataDir: string, server: RealServer): Promise<string> {
   const dir = `${dataDir}/identity`;
   const [{ der }] = decodePem(await Deno.readTextFile(`${dir}/key.pem`)) as [PemBlock];
   const algorithm = { name: "ECDSA", namedCurve: "P-256" };
   const privateKey = await crypto.subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
   const { d: _d, key_ops: _ops, ...jwk } = await crypto.subtle.exportKey("jwk", privateKey);
   const publicKey = await crypto.subtle.importKey("jwk", jwk, algorithm, true, ["verify"]);
-  const notAfter = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
-  await Deno.writeTextFile(
-    `${dir}/cert.pem`,
-    await ca.issue({
-      publicKey,
-      commonName: "vm-1",
-      uris: ["spiffe://ironmesh.test/ns/default/sa/web"],
-      notBefore: new Date(notAfter.getTime() - 3_600_000),
-      notAfter,
-      usage: "client",
-    }),
-  );
-  return notAfter.toISOString();
+  const csrPem = await makeCsr({ keys: { privateKey, publicKey }, subject: "CN=vm-1" });
+  const request = { csrPem, node: "vm-1", namespace: "default", serviceAccount: "web" };
+  const then = Date.now() - 2 * CLOCK_SKEW_MS;
+  const leaf = await issueLeaf(server.authority.signer(), { ...request, ttlMs: 90_000 }, {
+    now: then,
+    maxTtlMs: 3_600_000,
+  });
+  assert.ok(Date.parse(leaf.notAfter) < Date.now(), "expired");
+  await Deno.writeTextFile(`${dir}/cert.pem`, leaf.chainPem);
+  return leaf.notAfter;
+}
+
+/**
+ * Runs `test` with the real server and a stopped agent whose saved
+ * certificate expired (see {@link expireCertificate}); removes its data
+ * directory afterwards.
+ */
+async function withExpiredAgent(
+  test: (server: RealServer, first: TestAgent, notAfter: string) => Promise<void>,
+): Promise<void> {
+  await withRealServer(async (server) => {
+    const first = startAgent(VM1, {
+      joinToken: await server.joinToken(),
+      keepInstancesOnExit: true,
+    });
+    try {
+      await waitFor(() => nodeCalls(server).length >= 1, "the registration");
+      await first.stop();
+      await test(server, first, await expireCertificate(first.dataDir, server));
+    } finally {
+      await removeDataDir(first.dataDir);
+    }
+  });
 }
 
 Deno.test("ironmesh agent exits non-zero with the fix when its certificate expired and no token is given", async () => {
-  const double = await startTlsServerDouble();
-  const first = startAgent(VM1, { joinToken: double.joinToken(), keepInstancesOnExit: true });
-  try {
-    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
-    await first.stop();
-    const notAfter = await expireCertificate(first.dataDir, double.ca);
+  await withExpiredAgent(async (server, first, notAfter) => {
     await Deno.writeTextFile(`${first.dataDir}/agent.yaml`, VM1);
-    const seen = double.requests.length;
+    const seen = server.requests.length;
     const env = Object.fromEntries(
       Object.entries(Deno.env.toObject()).filter(([k]) => !k.startsWith("IRONMESH_")),
     );
@@ -315,34 +346,29 @@ Deno.test("ironmesh agent exits non-zero with the fix when its certificate expir
       stderr.trim().split("\n").at(-1),
       `Error: Certificate for node "vm-1" expired at ${notAfter}: an expired certificate cannot renew itself. Create a join token (ironmesh token create --kind join --namespace default --service-account web --node vm-1) and restart the agent with --join-token`,
     );
-    assert.equal(double.requests.length, seen, "no call to the server");
-  } finally {
-    await double.close();
-    await removeDataDir(first.dataDir);
-  }
+    assert.equal(server.requests.length, seen, "no call to the server");
+  });
 });
 
 Deno.test("runAgent() enrols again when its certificate expired and a join token is given", async () => {
-  const double = await startTlsServerDouble();
-  const first = startAgent(VM1, { joinToken: double.joinToken(), keepInstancesOnExit: true });
-  try {
-    await waitFor(() => nodeRequests(double).length >= 1, "the registration");
-    await first.stop();
-    await expireCertificate(first.dataDir, double.ca);
-    const second = startAgent(VM1, { dataDir: first.dataDir, joinToken: double.joinToken() });
-    await waitFor(() => nodeRequests(double).length >= 3, "a registration with the new identity");
+  await withExpiredAgent(async (server, first) => {
+    // A token for this node, as the agent's error advises: the server still
+    // holds the first certificate as valid (only the copy on disk expired),
+    // and a token for no node may not take a held node over.
+    const second = startAgent(VM1, {
+      dataDir: first.dataDir,
+      joinToken: await server.joinToken({ node: "vm-1" }),
+    });
+    await waitFor(() => nodeCalls(server).length >= 3, "a registration with the new identity");
     await second.stop();
-    assert.equal(double.issued.length, 2);
-    assert.equal(nodeRequests(double).at(-2)?.peer.serial, double.issued[1]);
+    assert.equal(server.issued.length, 2);
+    assert.equal(nodeCalls(server).at(-2)?.peer.serial, server.issued[1]);
     assert.ok(
       second.logs().some((l) =>
         l.msg === "Certificate expired; enrolling again with the join token"
       ),
     );
-  } finally {
-    await double.close();
-    await removeDataDir(first.dataDir);
-  }
+  });
 });
 
 Deno.test("runAgent() without identity or join token says how to get one", async () => {

@@ -1,47 +1,49 @@
 import assert from "node:assert/strict";
-import { createTestCa, type TestCa } from "./_tls_server_testing.ts";
+import type { CertificateAuthority } from "../ca/authority.ts";
+import { issueTestLeaf, openTestAuthority, type TestAuthority } from "../ca/_testing.ts";
 import { type Identity, loadIdentity, saveIdentity } from "./identity.ts";
-import { describeLeaf, generateKeyPair, parseCertificates, privateKeyPem } from "./pki.ts";
+import { describeLeaf, parseCertificates } from "./pki.ts";
 
-async function makeIdentity(ca: TestCa): Promise<Identity> {
-  const keys = await generateKeyPair();
-  const now = Math.floor(Date.now() / 1000) * 1000;
-  const certPem = await ca.issue({
-    publicKey: keys.publicKey,
-    commonName: "vm-1",
-    uris: ["spiffe://ironmesh.test/ns/default/sa/web"],
-    notBefore: new Date(now),
-    notAfter: new Date(now + 3_600_000),
-    usage: "client",
-  });
+/** An identity as enrolment saves it, with a certificate of the real CA. */
+async function makeIdentity(authority: CertificateAuthority): Promise<Identity> {
+  const request = { node: "vm-1", namespace: "default", serviceAccount: "web" };
+  const { keyPem, leaf } = await issueTestLeaf(authority, request);
   return {
     node: "vm-1",
     identity: "spiffe://ironmesh.test/ns/default/sa/web",
     server: "https://127.0.0.1:8443",
-    keyPem: await privateKeyPem(keys.privateKey),
-    certPem,
-    bundlePem: ca.rootPem,
-    bundleFingerprint: "sha256:bundle",
-    leaf: describeLeaf(parseCertificates(certPem, "cert")[0]!),
+    keyPem,
+    certPem: leaf.chainPem,
+    bundlePem: authority.bundle().pem,
+    bundleFingerprint: authority.bundle().fingerprint,
+    leaf: describeLeaf(parseCertificates(leaf.chainPem, "cert")[0]!),
   };
 }
 
-Deno.test("loadIdentity() reads back what saveIdentity() wrote", async () => {
+/** Runs `fn` with a temporary directory and a real CA, then removes both. */
+async function withDirAndCa(fn: (dir: string, ca: CertificateAuthority) => Promise<void>) {
   const dir = await Deno.makeTempDir();
+  let ca: TestAuthority | undefined;
   try {
-    assert.deepEqual(await loadIdentity(dir), { kind: "none" });
-    const identity = await makeIdentity(await createTestCa("Test"));
-    await saveIdentity(dir, identity);
-    assert.deepEqual(await loadIdentity(dir), { kind: "ok", identity });
+    ca = await openTestAuthority("ironmesh.test");
+    await fn(dir, ca.authority);
   } finally {
+    await ca?.close();
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("loadIdentity() reads back what saveIdentity() wrote", async () => {
+  await withDirAndCa(async (dir, ca) => {
+    assert.deepEqual(await loadIdentity(dir), { kind: "none" });
+    const identity = await makeIdentity(ca);
+    await saveIdentity(dir, identity);
+    assert.deepEqual(await loadIdentity(dir), { kind: "ok", identity });
+  });
 });
 
 Deno.test("loadIdentity() finishes a key and certificate swap cut between its renames", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const ca = await createTestCa("Test");
+  await withDirAndCa(async (dir, ca) => {
     const [old, renewed] = [await makeIdentity(ca), await makeIdentity(ca)];
     await saveIdentity(dir, old);
     // As if the agent died after renaming the new key into place but before the certificate.
@@ -59,15 +61,11 @@ Deno.test("loadIdentity() finishes a key and certificate swap cut between its re
       (await Array.fromAsync(Deno.readDir(`${dir}/identity`))).map((e) => e.name).sort(),
       ["bundle.pem", "cert.pem", "identity.json", "key.pem"],
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("loadIdentity() reports a key that does not belong to the certificate", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const ca = await createTestCa("Test");
+  await withDirAndCa(async (dir, ca) => {
     await saveIdentity(dir, await makeIdentity(ca));
     await Deno.writeTextFile(`${dir}/identity/key.pem`, (await makeIdentity(ca)).keyPem);
     assert.deepEqual(await loadIdentity(dir), {
@@ -79,7 +77,5 @@ Deno.test("loadIdentity() reports a key that does not belong to the certificate"
       kind: "broken",
       reason: `bundle.pem missing in "${dir}/identity"`,
     });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { problem, removeDataDir, startAgent, type TestAgent, waitFor } from "./_testing.ts";
 import { nodeCalls, type ServedRequest, withRealServer } from "./_real_server_testing.ts";
-import { startTlsServerDouble } from "./_tls_server_testing.ts";
 import { parseCertificates } from "./pki.ts";
 import { normalizeSerial } from "../ca/identity.ts";
 import { renewalTime } from "./rotation.ts";
@@ -76,28 +75,30 @@ Deno.test("runAgent() renews before expiry, twice, without a failed heartbeat", 
 });
 
 Deno.test("runAgent() waits as long as a 429 Retry-After asks before renewing again", async () => {
+  // The fault: the first renewal answers 429 with Retry-After: 1.
   let limited = 0;
-  const double = await startTlsServerDouble({
-    leafLifetimeMs: 4_000,
-    answer: (request) =>
-      request.path === "/v1/ca/renew" && limited++ === 0
-        ? problem(429, "Too many renewals", { "retry-after": "1" })
-        : undefined,
-  });
-  const agent = startAgent(VM1, { joinToken: double.joinToken() });
-  try {
-    await waitFor(() => double.issued.length >= 2, "a renewal after the 429", 4_500);
-  } finally {
-    await agent.stop();
-    await double.close();
-    await removeDataDir(agent.dataDir);
-  }
-  const [refused, accepted] = double.requests.filter((r) => r.path === "/v1/ca/renew");
+  const fault = (request: ServedRequest) =>
+    request.path === "/v1/ca/renew" && limited++ === 0
+      ? problem(429, "Too many renewals", { "retry-after": "1" })
+      : undefined;
+  let agent: TestAgent | undefined;
+  let requests: ServedRequest[] = [];
+  await withRealServer(async (server) => {
+    requests = server.requests;
+    agent = startAgent(VM1, { joinToken: await server.joinToken() });
+    try {
+      await waitFor(() => server.issued.length >= 2, "a renewal after the 429", 4_500);
+    } finally {
+      await agent.stop();
+      await removeDataDir(agent.dataDir);
+    }
+  }, { leafTtlMs: 4_000, fault });
+  const [refused, accepted] = requests.filter((r) => r.path === "/v1/ca/renew");
   assert.equal(refused?.status, 429);
   assert.equal(accepted?.status, 200);
   const gap = accepted!.at - refused!.at;
   assert.ok(gap >= 990 && gap < 1_500, `retried after ${gap} ms`);
-  const warning = agent.logs().find((l) =>
+  const warning = agent!.logs().find((l) =>
     l.msg === "Certificate renewal rate-limited by the server"
   );
   assert.equal(warning?.retryIn, "1s");

@@ -5,10 +5,9 @@ import { ServerError } from "../client/api_client.ts";
 import { ServerApi } from "./server_api.ts";
 import type { RegistrationBody } from "./registration.ts";
 import { problem, startServerDouble } from "./_testing.ts";
-import { createTestCa } from "./_tls_server_testing.ts";
+import { issueTestLeaf, openTestAuthority } from "../ca/_testing.ts";
 import { withRealServer } from "./_real_server_testing.ts";
 import { ClientPool } from "./tls_clients.ts";
-import { x509 } from "../ca/x509.ts";
 
 const BODY: RegistrationBody = {
   hostname: "vm-1",
@@ -157,7 +156,9 @@ Deno.test("ServerApi reports Retry-After of a rejected call", async () => {
 Deno.test("ServerApi verifies the server with the pool's roots and says why it failed", async () => {
   await withRealServer(async (server) => {
     const trusted = new ClientPool({ caPem: server.authority.bundle().pem });
-    const stranger = new ClientPool({ caPem: (await createTestCa("Stranger")).rootPem });
+    const strangerCa = await openTestAuthority("stranger.test");
+    const stranger = new ClientPool({ caPem: strangerCa.authority.bundle().pem });
+    await strangerCa.close();
     try {
       const ok = await new ServerApi(server.url, { clients: trusted }).roots();
       assert.equal(ok.kind, "ok");
@@ -189,29 +190,16 @@ interface ClosingSeen {
  * client reuses the connection does.
  */
 async function startClosingServer() {
-  const ca = await createTestCa("Closing");
-  const p256 = { name: "ECDSA", namedCurve: "P-256" } as const;
-  const pem = async (key: CryptoKey) =>
-    x509.PemConverter.encode(await crypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY");
-  const identity = async (usage: "server" | "client") => {
-    const keys = await crypto.subtle.generateKey(p256, true, ["sign", "verify"]);
-    const cert = await ca.issue({
-      publicKey: keys.publicKey,
-      commonName: usage === "server" ? "server" : "vm-1",
-      ...(usage === "server" ? { ips: ["127.0.0.1"] } : { uris: ["spiffe://t/ns/a/sa/b"] }),
-      notBefore: new Date(Date.now() - 60_000),
-      notAfter: new Date(Date.now() + 3_600_000),
-      usage,
-    });
-    return { cert, key: await pem(keys.privateKey) };
-  };
-  const serving = await identity("server");
+  const mesh = await openTestAuthority("ironmesh.test");
+  const ca = mesh.authority;
+  const serving = await ca.issueServerCertificate({ ipAddresses: ["127.0.0.1"] });
   const seen: ClosingSeen[] = [];
   let connections = 0;
   const sockets = new Set<TLSSocket>();
   const server = createTlsServer({
-    ...serving,
-    ca: ca.rootPem,
+    key: serving.keyPem,
+    cert: serving.chainPem,
+    ca: ca.bundle().pem,
     requestCert: true,
     rejectUnauthorized: true,
   }, (socket) => {
@@ -245,16 +233,22 @@ async function startClosingServer() {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as { port: number };
-  const client = await identity("client");
+  const client = await issueTestLeaf(ca, { node: "vm-1", namespace: "a", serviceAccount: "b" });
   return {
     url: `https://127.0.0.1:${port}`,
     seen,
-    pool: new ClientPool({ caPem: ca.rootPem, certPem: client.cert, keyPem: client.key }),
-    close: () =>
-      new Promise<void>((resolve) => {
+    pool: new ClientPool({
+      caPem: ca.bundle().pem,
+      certPem: client.leaf.chainPem,
+      keyPem: client.keyPem,
+    }),
+    async close() {
+      await new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
         server.close(() => resolve());
-      }),
+      });
+      await mesh.close();
+    },
   };
 }
 

@@ -3,7 +3,8 @@ import * as grpc from "@grpc/grpc-js";
 import { parseAgentConfig } from "../core/agent_config.ts";
 import { jsonLogger, type Logger, silentLogger } from "../core/log.ts";
 import { runAgent } from "./agent.ts";
-import { createTestCa, startTlsServerDouble } from "./_tls_server_testing.ts";
+import { openTestAuthority } from "../ca/_testing.ts";
+import { normalizeSerial } from "../ca/identity.ts";
 import { nodeCalls, withRealServer } from "./_real_server_testing.ts";
 import { HOST, waitFor } from "./_testing.ts";
 import {
@@ -12,8 +13,8 @@ import {
   CDS,
   EDS,
   LDS,
-  leaf,
   SDS,
+  serverLeaf,
   TcpCut,
   XdsServerDouble,
 } from "./_xds_relay_testing.ts";
@@ -41,7 +42,8 @@ function lines(): { log: Logger; lines: string[] } {
 }
 
 async function setUp(options: Partial<XdsRelayOptions> = {}) {
-  const ca = await createTestCa("Relay Test");
+  const mesh = await openTestAuthority("ironmesh.test");
+  const ca = mesh.authority;
   const server = await XdsServerDouble.start(codec, ca);
   const cut = new TcpCut(server.port);
   cut.up();
@@ -61,6 +63,7 @@ async function setUp(options: Partial<XdsRelayOptions> = {}) {
       await relay.close();
       cut.down();
       server.stop();
+      await mesh.close();
     },
   };
 }
@@ -334,39 +337,45 @@ Deno.test("xDS relay serves delta xDS: changes and removals, the cache through a
 });
 
 Deno.test("xDS relay refuses a server outside the mesh roots or without the dialled IP", async () => {
-  const ca = await createTestCa("Relay Test");
-  const stranger = await createTestCa("Stranger");
+  const mesh = await openTestAuthority("ironmesh.test");
+  const stranger = await openTestAuthority("stranger.test");
+  const ca = mesh.authority;
   const cases = [
-    await leaf(stranger, "server", { cn: "server", ips: ["127.0.0.1"] }),
-    await leaf(ca, "server", { cn: "server", ips: ["10.1.2.3"] }),
+    await serverLeaf(stranger.authority, "127.0.0.1"),
+    await serverLeaf(ca, "10.1.2.3"),
   ];
-  for (const serving of cases) {
-    const server = await XdsServerDouble.start(codec, ca, serving);
-    const log = lines();
-    const relay = await startXdsRelay({
-      listen: { host: "127.0.0.1", port: 0 },
-      upstream: server.address,
-      material: await agentMaterial(ca, "web"),
-      log: log.log,
-    });
-    const app = AdsClient.sotw(codec, relayAddress(relay));
-    try {
-      app.send({ node: NODE, type_url: CDS });
-      await waitFor(
-        () =>
-          log.lines.some((l) =>
-            l.includes("xDS stream to the server failed") && /certificate/i.test(l)
-          ),
-        "the refused handshake",
-      );
-      assert.equal(server.streams.length, 0, "no stream reached the wrong server");
-      assert.equal(relay.stats().streams, 1, "the client's stream is still open");
-      app.end();
-    } finally {
-      app.close();
-      await relay.close();
-      server.stop();
+  await stranger.close();
+  try {
+    for (const serving of cases) {
+      const server = await XdsServerDouble.start(codec, ca, serving);
+      const log = lines();
+      const relay = await startXdsRelay({
+        listen: { host: "127.0.0.1", port: 0 },
+        upstream: server.address,
+        material: await agentMaterial(ca, "web"),
+        log: log.log,
+      });
+      const app = AdsClient.sotw(codec, relayAddress(relay));
+      try {
+        app.send({ node: NODE, type_url: CDS });
+        await waitFor(
+          () =>
+            log.lines.some((l) =>
+              l.includes("xDS stream to the server failed") && /certificate/i.test(l)
+            ),
+          "the refused handshake",
+        );
+        assert.equal(server.streams.length, 0, "no stream reached the wrong server");
+        assert.equal(relay.stats().streams, 1, "the client's stream is still open");
+        app.end();
+      } finally {
+        app.close();
+        await relay.close();
+        server.stop();
+      }
     }
+  } finally {
+    await mesh.close();
   }
 });
 
@@ -569,82 +578,88 @@ async function readJson(path: string): Promise<Record<string, unknown> | undefin
 }
 
 Deno.test("runAgent() serves the local xDS endpoint: agent.json, bootstrap, cache file, renewed certificate", async () => {
-  const double = await startTlsServerDouble();
-  const server = await XdsServerDouble.start(codec, double.ca);
-  server.set(CDS, "a", {});
-  const dataDir = `${await Deno.makeTempDir()}/data`;
-  const log: string[] = [];
-  const controller = new AbortController();
-  const done = runAgent({
-    joinToken: double.joinToken({ node: "vm-1" }),
-    config: parseAgentConfig(AGENT_YAML, "agent.yaml"),
-    dataDir,
-    host: HOST,
-    random: () => 0.5,
-    logger: jsonLogger((l) => log.push(l)),
-    localXds: { listen: { host: "127.0.0.1", port: 0 }, upstream: server.address },
-  }, controller.signal);
-  done.catch(() => {});
-  const apps: ReturnType<typeof AdsClient.sotw>[] = [];
-  try {
-    let state: Record<string, unknown> | undefined;
-    await waitFor(async () => {
-      state = await readJson(`${dataDir}/agent.json`);
-      return typeof state?.xds === "string";
-    }, "agent.json with xds");
-    const xds = state!.xds as string;
-    assert.match(xds, /^127\.0\.0\.1:[1-9]\d*$/);
-    assert.equal(state!.node, "vm-1");
-    assert.equal(typeof state!.certificate, "object", "the other keys stay");
-    // deno-lint-ignore no-explicit-any -- a JSON document
-    let bootstrap: any;
-    await waitFor(async () => {
-      bootstrap = await readJson(`${dataDir}/envoy/bootstrap.json`);
-      return bootstrap !== undefined;
-    }, "the Envoy bootstrap");
-    assert.deepEqual(bootstrap.node.locality, { region: "r1", zone: "z1" });
-    assert.equal(
-      bootstrap.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]
-        .endpoint.address.socket_address.port_value,
-      Number(xds.split(":")[1]),
-    );
+  await withRealServer(async (control) => {
+    // The server asks for the renewal when it signs with a new root: the
+    // rotation starts before the agent enrols, so the xDS port below trusts
+    // both roots and takes the renewed certificate too.
+    await control.identity.startRotation();
+    await control.tlsReloaded();
+    const server = await XdsServerDouble.start(codec, control.authority);
+    server.set(CDS, "a", {});
+    const dataDir = `${await Deno.makeTempDir()}/data`;
+    const log: string[] = [];
+    const controller = new AbortController();
+    const done = runAgent({
+      joinToken: await control.joinToken({ node: "vm-1" }),
+      config: parseAgentConfig(AGENT_YAML, "agent.yaml"),
+      dataDir,
+      host: HOST,
+      random: () => 0.5,
+      logger: jsonLogger((l) => log.push(l)),
+      localXds: { listen: { host: "127.0.0.1", port: 0 }, upstream: server.address },
+    }, controller.signal);
+    done.catch(() => {});
+    const apps: ReturnType<typeof AdsClient.sotw>[] = [];
+    try {
+      let state: Record<string, unknown> | undefined;
+      await waitFor(async () => {
+        state = await readJson(`${dataDir}/agent.json`);
+        return typeof state?.xds === "string";
+      }, "agent.json with xds");
+      const xds = state!.xds as string;
+      assert.match(xds, /^127\.0\.0\.1:[1-9]\d*$/);
+      assert.equal(state!.node, "vm-1");
+      assert.equal(typeof state!.certificate, "object", "the other keys stay");
+      // deno-lint-ignore no-explicit-any -- a JSON document
+      let bootstrap: any;
+      await waitFor(async () => {
+        bootstrap = await readJson(`${dataDir}/envoy/bootstrap.json`);
+        return bootstrap !== undefined;
+      }, "the Envoy bootstrap");
+      assert.deepEqual(bootstrap.node.locality, { region: "r1", zone: "z1" });
+      assert.equal(
+        bootstrap.static_resources.clusters[0].load_assignment.endpoints[0].lb_endpoints[0]
+          .endpoint.address.socket_address.port_value,
+        Number(xds.split(":")[1]),
+      );
 
-    const first = AdsClient.sotw(codec, xds);
-    apps.push(first);
-    first.send({ node: NODE, type_url: CDS });
-    await waitFor(() => first.responses.length === 1, "clusters through the agent");
-    assert.equal(server.streams[0]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
-    await waitFor(
-      async () => (await readJson(`${dataDir}/xds/cache.json`)) !== undefined,
-      "the cache file",
-    );
+      const first = AdsClient.sotw(codec, xds);
+      apps.push(first);
+      first.send({ node: NODE, type_url: CDS });
+      await waitFor(() => first.responses.length === 1, "clusters through the agent");
+      assert.equal(server.streams[0]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
+      await waitFor(
+        async () => (await readJson(`${dataDir}/xds/cache.json`)) !== undefined,
+        "the cache file",
+      );
 
-    double.askRenewal();
-    await waitFor(async () => {
-      const s = await readJson(`${dataDir}/agent.json`);
-      const cert = s?.certificate as { serial?: string } | undefined;
-      return double.issued.length >= 2 && cert?.serial === double.issued[1] && s?.xds === xds;
-    }, "renewal recorded in agent.json");
-    const second = AdsClient.sotw(codec, xds);
-    apps.push(second);
-    second.send({ node: NODE, type_url: CDS });
-    await waitFor(() => server.streams.length === 2, "a second upstream stream");
-    assert.equal(server.streams[1]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
-    server.set(CDS, "b", {});
-    await waitFor(() => first.responses.length === 2, "the old stream still served");
+      assert.equal(await control.identity.advanceRotation(), "switched");
+      await waitFor(async () => {
+        const s = await readJson(`${dataDir}/agent.json`);
+        const cert = s?.certificate as { serial?: string } | undefined;
+        return control.issued.length >= 2 && s?.xds === xds &&
+          cert?.serial !== undefined && normalizeSerial(cert.serial) === control.issued[1];
+      }, "renewal recorded in agent.json");
+      const second = AdsClient.sotw(codec, xds);
+      apps.push(second);
+      second.send({ node: NODE, type_url: CDS });
+      await waitFor(() => server.streams.length === 2, "a second upstream stream");
+      assert.equal(server.streams[1]!.san, "URI:spiffe://ironmesh.test/ns/default/sa/web");
+      server.set(CDS, "b", {});
+      await waitFor(() => first.responses.length === 2, "the old stream still served");
 
-    controller.abort();
-    await done;
-    assert.equal((await first.status).code, grpc.status.UNAVAILABLE);
-    assert.ok(log.some((l) => l.includes("Local xDS endpoint listening")));
-  } finally {
-    controller.abort();
-    await done.catch(() => {});
-    for (const app of apps) app.close();
-    server.stop();
-    await double.close();
-    await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true });
-  }
+      controller.abort();
+      await done;
+      assert.equal((await first.status).code, grpc.status.UNAVAILABLE);
+      assert.ok(log.some((l) => l.includes("Local xDS endpoint listening")));
+    } finally {
+      controller.abort();
+      await done.catch(() => {});
+      for (const app of apps) app.close();
+      server.stop();
+      await Deno.remove(dataDir.replace(/\/data$/, ""), { recursive: true });
+    }
+  });
 });
 
 Deno.test("runAgent() keeps serving its node while the local xDS address is taken", async () => {

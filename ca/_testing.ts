@@ -1,9 +1,15 @@
 /**
  * Helpers for the CA's tests (not used by the product): temporary
- * directories, CSRs of any key type, and running `openssl` for cross-checks.
+ * directories, CSRs of any key type, running `openssl` for cross-checks, and
+ * a real CA with its workload certificates for tests of other parts that
+ * need mesh certificates (the agent's), so those are the product's own.
  */
 import { join } from "node:path";
+import { systemClock } from "../core/clock.ts";
 import type { JoinTokenCreate } from "../core/model.ts";
+import { CertificateAuthority } from "./authority.ts";
+import { encodePem } from "./pem.ts";
+import type { IssuedLeaf, LeafRequest } from "./pipeline.ts";
 import { x509 } from "./x509.ts";
 
 /** A fresh temporary directory, removed by the returned function. */
@@ -120,4 +126,45 @@ export function joinRequest(extra: Partial<JoinTokenCreate> = {}): JoinTokenCrea
     ttl: 3_600_000,
     ...extra,
   };
+}
+
+/** A real CA (`authority.ts`) in a fresh temporary directory; `close()` closes and removes it. */
+export interface TestAuthority {
+  authority: CertificateAuthority;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a new CA for `trustDomain` on the system clock, so that TLS peers
+ * accept what it issues now.
+ */
+export async function openTestAuthority(trustDomain: string): Promise<TestAuthority> {
+  const { dir, remove } = await tempDir();
+  const authority = await CertificateAuthority.open({ dir, trustDomain, clock: systemClock });
+  return {
+    authority,
+    async close() {
+      authority.close();
+      await remove();
+    },
+  };
+}
+
+/** A workload certificate as enrolment issues it, with its key. */
+export interface TestLeaf {
+  /** PKCS#8 `PRIVATE KEY` PEM. */
+  keyPem: string;
+  leaf: IssuedLeaf;
+}
+
+/** Issues a workload certificate for a new P-256 key through the CA's signing pipeline. */
+export async function issueTestLeaf(
+  authority: Pick<CertificateAuthority, "issue">,
+  request: Omit<LeafRequest, "csrPem">,
+): Promise<TestLeaf> {
+  const keys = await testKeys();
+  const csrPem = await makeCsr({ keys, subject: `CN=${request.node}` });
+  const leaf = await authority.issue({ ...request, csrPem });
+  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
+  return { keyPem: encodePem("PRIVATE KEY", pkcs8), leaf };
 }
