@@ -81,7 +81,7 @@ export const rotationStatusSchema = z.object({
 /** The rotation status with the replica that takes its steps. */
 export const caStatusSchema = rotationStatusSchema.extend({
   leader: leaderStatusSchema.describe(
-    "Which replica leads; the CA's renewal and rotation steps still run on every replica, each on its own CA (docs/ha.md)",
+    "Which replica leads: it alone renews the intermediate and takes the rotation's steps, for every replica (docs/ha.md)",
   ),
 }).describe("Where a root rotation stands, and which replica moves it on");
 

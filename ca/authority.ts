@@ -1,8 +1,9 @@
 /**
  * The certificate authority: the trust bundle, the rotation primitives and
- * the entry points of the signing pipeline, over the CA generations on disk
- * (`generations.ts`, whose root and intermediate templates are in
- * `ca_certificates.ts`). Leaves are signed by `pipeline.ts`.
+ * the entry points of the signing pipeline, over the CA generations kept in
+ * the CA's material (`generations.ts`, whose root and intermediate templates
+ * are in `ca_certificates.ts`; `material.ts`: a directory, or the store the
+ * replicas share). Leaves are signed by `pipeline.ts`.
  */
 import { createHash } from "node:crypto";
 import type { Clock } from "../core/clock.ts";
@@ -17,7 +18,8 @@ import {
   nextIntermediateStem,
 } from "./generations.ts";
 import type { ImportFiles } from "./import.ts";
-import { FileKeyBackend, type KeyBackend } from "./keys.ts";
+import { type KeyBackend, PemKeyBackend } from "./keys.ts";
+import { type CaMaterial, DirectoryMaterial } from "./material.ts";
 import { subjectNameOf } from "./leaf.ts";
 import { decodeCertificates } from "./pem.ts";
 import { DEFAULT_MAX_LEAF_TTL_MS } from "../core/server_config.ts";
@@ -43,8 +45,15 @@ export const DEFAULT_RENEW_BEFORE_MS = 30 * 24 * 60 * 60 * 1000;
 
 /** Options of {@link CertificateAuthority.open}. */
 export interface AuthorityOptions {
-  /** Directory of the CA files; created with mode 0700. */
+  /** Directory of the CA files; created with mode 0700. Ignored when `material` is given. */
   dir: string;
+  /** Where the CA is kept instead of `dir` (the shared store of replicas). Default: `dir`. */
+  material?: CaMaterial;
+  /**
+   * Renew a due intermediate at open. Default: true; replicas pass whether they lead, since
+   * renewal is the leader's duty.
+   */
+  renew?: boolean;
   /** SPIFFE trust domain, e.g. `ironmesh.local`; fixed once the CA exists. */
   trustDomain: string;
   clock: Clock;
@@ -52,7 +61,7 @@ export interface AuthorityOptions {
   passphrase?: string;
   /** Adopt an operator's CA instead of creating one; only on first open. Default: create. */
   import?: ImportFiles;
-  /** Where private keys live. Default: `FileKeyBackend(dir, { passphrase })`. */
+  /** Where private keys live. Default: `PemKeyBackend(material, { passphrase })`. */
   keys?: KeyBackend;
   /** Cap on a leaf's lifetime. Default: 7 days. */
   maxLeafTtlMs?: number;
@@ -122,11 +131,13 @@ export interface MaintenanceReport {
 const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
 
 /**
- * Roots and intermediates on disk, the trust bundle, rotation, and signing.
+ * Roots and intermediates, the trust bundle, rotation, and signing.
  * Mutations (`prepareNext`, `activate`, `retire`, `maintain`) run one at a
  * time and persist before they return; reads (`bundle`, `status`,
  * `signingRootFingerprint`, `chainPem`) are synchronous and cheap. One
- * process owns a CA directory.
+ * process owns a CA directory; on a shared store each mutation holds the
+ * store's CA lock and first reads what other replicas changed, and
+ * {@link reload} picks up their changes in between.
  */
 export class CertificateAuthority {
   readonly #files: CaDirectory;
@@ -135,7 +146,7 @@ export class CertificateAuthority {
   readonly #maxLeafTtlMs: number;
   readonly #renewBeforeMs: number;
   #state: CaState;
-  readonly #loaded = new Map<number, LoadedGeneration>();
+  #loaded = new Map<number, LoadedGeneration>();
   #signer!: Signer;
   #bundle!: Bundle;
   #queue: Promise<unknown> = Promise.resolve();
@@ -161,12 +172,18 @@ export class CertificateAuthority {
         "use lower-case letters, digits, '.', '-' and '_'";
       throw new InvalidError(message, [{ pointer: "/trustDomain", message }]);
     }
+    const material = options.material ?? new DirectoryMaterial(options.dir);
     const keys = options.keys ??
-      new FileKeyBackend(
-        options.dir,
+      new PemKeyBackend(
+        material,
         options.passphrase === undefined ? {} : { passphrase: options.passphrase },
       );
-    const files = new CaDirectory(options.dir, keys);
+    const files = new CaDirectory(material, keys);
+    // Under the lock: two replicas starting on an empty database create one CA, not two.
+    return await material.exclusive(() => CertificateAuthority.#open(options, files));
+  }
+
+  static async #open(options: AuthorityOptions, files: CaDirectory) {
     const state = await files.readState();
     let ca: CertificateAuthority;
     if (state === undefined) {
@@ -182,7 +199,7 @@ export class CertificateAuthority {
     } else {
       if (state.trustDomain !== options.trustDomain) {
         throw new ConflictError(
-          `The CA in "${options.dir}" is for trust domain "${state.trustDomain}", ` +
+          `The CA in "${files.path}" is for trust domain "${state.trustDomain}", ` +
             `not "${options.trustDomain}": a trust domain cannot change`,
         );
       }
@@ -193,7 +210,7 @@ export class CertificateAuthority {
       if (options.import) await ca.#checkSameImport(options.import);
     }
     ca.#refresh();
-    await ca.#renewIfDue();
+    if (options.renew ?? true) await ca.#renewIfDue();
     return ca;
   }
 
@@ -292,6 +309,15 @@ export class CertificateAuthority {
   }
 
   /**
+   * Re-reads a shared CA that another replica changed (its `state.json`
+   * moved in the revision log): the bundle and signer follow. Does nothing
+   * on a CA only this process keeps.
+   */
+  reload(): Promise<void> {
+    return this.#exclusive(() => Promise.resolve());
+  }
+
+  /**
    * Closes the CA; issuing afterwards fails with `UnavailableError`.
    * (Deno's WebCrypto already signs and verifies on a thread pool, so
    * issuance uses both cores without workers; a worker pool was measured and
@@ -304,9 +330,31 @@ export class CertificateAuthority {
   // ------------------------------------------------------------ internals
 
   #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
+    const locked = () =>
+      this.#files.material.exclusive(async () => {
+        await this.#sync();
+        return await fn();
+      });
+    const run = this.#queue.then(locked, locked);
     this.#queue = run.catch(() => {});
     return run;
+  }
+
+  /** Takes in what other replicas changed in a shared CA since this one last looked. */
+  async #sync(): Promise<void> {
+    if (!this.#files.material.shared) return;
+    const state = await this.#files.readState();
+    if (!state || JSON.stringify(state) === JSON.stringify(this.#state)) return;
+    const loaded = new Map<number, LoadedGeneration>();
+    for (const g of state.generations) {
+      if (g.stage === "retired") continue;
+      const before = this.#state.generations.find((x) => x.id === g.id);
+      const kept = before?.intermediate === g.intermediate ? this.#loaded.get(g.id) : undefined;
+      loaded.set(g.id, kept ?? await this.#files.load(g));
+    }
+    this.#state = state;
+    this.#loaded = loaded;
+    this.#refresh();
   }
 
   #statusOf(id: number): GenerationStatus {

@@ -1,14 +1,14 @@
 /**
- * CA generations on disk. A generation is a root and the intermediate that
- * signs for it, kept in `<dir>/gen-<N>/` (`root.crt`, `root.key`,
+ * CA generations in the CA's material (`material.ts`: a directory, or the
+ * shared store). A generation is a root and the intermediate that
+ * signs for it, kept under `gen-<N>/` (`root.crt`, `root.key`,
  * `intermediate.crt`, `intermediate.key`; a renewed intermediate is
  * `intermediate-<k>.*`; an imported CA may add `chain.crt`, the CA
- * certificates between its intermediate and its root). `<dir>/state.json`
+ * certificates between its intermediate and its root). `state.json`
  * lists the generations with their stage and which intermediate file is
  * current; it is written last, atomically, so it is the commit point of every
  * change and a crash never leaves a half-made CA in use.
  */
-import { join } from "node:path";
 import { z } from "zod";
 import type { Clock } from "../core/clock.ts";
 import { InvalidError } from "../core/errors.ts";
@@ -20,9 +20,9 @@ import {
   fingerprintOf,
   hex,
 } from "./ca_certificates.ts";
-import { ensurePrivateDir, readTextIfExists, writeFileAtomic } from "./files.ts";
 import { type ImportFiles, readImport } from "./import.ts";
 import type { KeyBackend, SigningKey } from "./keys.ts";
+import type { CaMaterial } from "./material.ts";
 import { decodeCertificates } from "./pem.ts";
 import { activeGeneration, type Stage } from "./rotation.ts";
 
@@ -70,35 +70,38 @@ export function nextIntermediateStem(stem: string): string {
 }
 
 /**
- * The files of one CA directory. It writes certificates and keys but never
- * decides what is current: that is `state.json`, which only {@link save}
- * writes, after every file it names exists.
+ * The files of one CA. It writes certificates and keys but never decides
+ * what is current: that is `state.json`, which only {@link save} writes,
+ * after every file it names exists.
  */
 export class CaDirectory {
-  readonly #dir: string;
+  readonly #material: CaMaterial;
   readonly #keys: KeyBackend;
 
-  constructor(dir: string, keys: KeyBackend) {
-    this.#dir = dir;
+  constructor(material: CaMaterial, keys: KeyBackend) {
+    this.#material = material;
     this.#keys = keys;
   }
 
-  /** The directory. */
+  /** Where the CA is, for messages. */
   get path(): string {
-    return this.#dir;
+    return this.#material.where;
+  }
+
+  /** The material the CA is kept in. */
+  get material(): CaMaterial {
+    return this.#material;
   }
 
   /** `state.json`, checked, or `undefined` before the CA exists. */
   async readState(): Promise<CaState | undefined> {
-    await ensurePrivateDir(this.#dir);
-    const path = join(this.#dir, "state.json");
-    const text = await readTextIfExists(path);
-    return text === undefined ? undefined : parseState(text, path);
+    const text = await this.#material.read(STATE);
+    return text === undefined ? undefined : parseState(text, this.#material.describe(STATE));
   }
 
-  /** Writes `state.json` atomically: the commit point of every change. */
+  /** Writes `state.json` (atomically, as one file or one row): the commit point of every change. */
   async save(state: CaState): Promise<void> {
-    await writeFileAtomic(join(this.#dir, "state.json"), JSON.stringify(state, null, 2) + "\n");
+    await this.#material.write(STATE, JSON.stringify(state, null, 2) + "\n", { secret: true });
   }
 
   /** Makes generation `id`'s root and first intermediate, with their keys, in `stage`. */
@@ -168,8 +171,8 @@ export class CaDirectory {
   async load(record: GenerationRecord): Promise<LoadedGeneration> {
     const dir = this.#genDir(record.id);
     const read = async (file: string, optional = false): Promise<CertFile[]> => {
-      const path = join(dir, file);
-      const text = await readTextIfExists(path);
+      const path = this.#material.describe(`${dir}/${file}`);
+      const text = await this.#material.read(`${dir}/${file}`);
       if (text === undefined) {
         if (optional) return [];
         throw corrupt(path, "the file is missing");
@@ -183,14 +186,22 @@ export class CaDirectory {
     const [root] = await read("root.crt");
     const [intermediate] = await read(`${record.intermediate}.crt`);
     const between = await read("chain.crt", true);
-    if (!root || !intermediate) throw corrupt(dir, "a certificate file is empty");
+    if (!root || !intermediate) {
+      throw corrupt(this.#material.describe(dir), "a certificate file is empty");
+    }
     if (fingerprintOf(root.der) !== record.rootFingerprint) {
-      throw corrupt(join(dir, "root.crt"), "it is not the root recorded in state.json");
+      throw corrupt(
+        this.#material.describe(`${dir}/root.crt`),
+        "it is not the root recorded in state.json",
+      );
     }
     const key = await this.#keys.load(`gen-${record.id}/${record.intermediate}`);
     const certSpki = new Uint8Array(intermediate.cert.publicKey.rawData);
     if (hex(certSpki) !== hex(key.spki)) {
-      throw corrupt(join(dir, `${record.intermediate}.key`), "it does not match its certificate");
+      throw corrupt(
+        this.#material.describe(`${dir}/${record.intermediate}.key`),
+        "it does not match its certificate",
+      );
     }
     return { root, intermediate, intermediateKey: key, between };
   }
@@ -206,14 +217,15 @@ export class CaDirectory {
   }
 
   #genDir(id: number): string {
-    return join(this.#dir, `gen-${id}`);
+    return `gen-${id}`;
   }
 
   async #writeCert(id: number, file: string, pem: string): Promise<void> {
-    await ensurePrivateDir(this.#genDir(id));
-    await writeFileAtomic(join(this.#genDir(id), file), pem, { mode: 0o644 });
+    await this.#material.write(`${this.#genDir(id)}/${file}`, pem, { secret: false });
   }
 }
+
+const STATE = "state.json";
 
 function parseState(text: string, path: string): CaState {
   let json: unknown;

@@ -1,4 +1,5 @@
-import { randomBytes } from "node:crypto";
+import { Buffer } from "node:buffer";
+import { createPrivateKey, randomBytes } from "node:crypto";
 import * as jose from "jose";
 import type { Clock } from "../core/clock.ts";
 import { ConflictError, UnauthorizedError, UnavailableError } from "../core/errors.ts";
@@ -10,8 +11,18 @@ import {
 } from "../core/join_token.ts";
 import type { JoinToken, JoinTokenCreate } from "../core/model.ts";
 import type { Store } from "../store/store.ts";
-import { readTextIfExists, writeFileAtomic } from "./files.ts";
-import { decodePem, encodePem } from "./pem.ts";
+import { decodePrivateKeyPem, encodePrivateKeyPem } from "./keys.ts";
+import { type CaMaterial, DirectoryMaterial } from "./material.ts";
+import { basename, dirname } from "node:path";
+
+/** Where the join tokens' signing key is kept (see {@link JoinTokens.open}). */
+export interface TokenKeySource {
+  material: CaMaterial;
+  /** Its name in `material`, e.g. `token-signing.key`. */
+  name: string;
+  /** Encrypts it at rest. Default: none. */
+  passphrase?: string | undefined;
+}
 
 /** A join token just created: the stored record plus the signed token, shown once. */
 export interface CreatedJoinToken extends JoinToken {
@@ -38,9 +49,17 @@ export class JoinTokens {
     this.#publicKey = keys.publicKey;
   }
 
-  /** Loads the signing key from `keyFile` (PKCS#8 PEM, 0600), creating it on first use. */
-  static async open(store: Store, clock: Clock, keyFile: string): Promise<JoinTokens> {
-    return new JoinTokens(store, clock, await loadOrCreateKey(keyFile));
+  /**
+   * Loads the signing key from `key`, creating it on first use: a file path (a 0600 PKCS#8 PEM
+   * file, one server), or a name in the CA's material (on a shared store, encrypted under
+   * `passphrase` as the CA keys are; made under the material's lock, so replicas starting
+   * together make one key).
+   */
+  static async open(store: Store, clock: Clock, key: string | TokenKeySource): Promise<JoinTokens> {
+    const source = typeof key === "string"
+      ? { material: new DirectoryMaterial(dirname(key)), name: basename(key) }
+      : key;
+    return new JoinTokens(store, clock, await loadOrCreateKey(source));
   }
 
   /** Creates a join token for `request`, naming `servers` and pinning the root `pin`. */
@@ -130,23 +149,32 @@ export class JoinTokens {
   }
 }
 
-async function loadOrCreateKey(file: string): Promise<CryptoKeyPair> {
+async function loadOrCreateKey(options: TokenKeySource): Promise<CryptoKeyPair> {
+  const { material, name, passphrase } = options;
   const algorithm = { name: "Ed25519" };
-  let pem = await readTextIfExists(file);
-  if (pem === undefined) {
+  const pem = await material.exclusive(async () => {
+    const stored = await material.read(name);
+    if (stored !== undefined) return stored;
     const keys = await crypto.subtle.generateKey(algorithm, true, [
       "sign",
       "verify",
     ]) as CryptoKeyPair;
     const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
-    pem = encodePem("PRIVATE KEY", der);
-    await writeFileAtomic(file, pem);
+    const created = encodePrivateKeyPem(
+      createPrivateKey({ key: Buffer.from(der), format: "der", type: "pkcs8" }),
+      passphrase,
+    );
+    await material.write(name, created, { secret: true });
+    return created;
+  });
+  const key = decodePrivateKeyPem(pem, { source: material.describe(name), passphrase });
+  if (key.asymmetricKeyType !== "ed25519") {
+    throw new UnavailableError(
+      `Join token key "${material.describe(name)}" is not an Ed25519 private key`,
+    );
   }
-  const [block] = decodePem(pem);
-  if (block?.label !== "PRIVATE KEY") {
-    throw new UnavailableError(`Join token key "${file}" holds no PEM "PRIVATE KEY"`);
-  }
-  const privateKey = await crypto.subtle.importKey("pkcs8", block.der, algorithm, true, ["sign"]);
+  const pkcs8 = new Uint8Array(key.export({ type: "pkcs8", format: "der" }));
+  const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, algorithm, true, ["sign"]);
   // WebCrypto derives no public key from a private one; the JWK form carries both.
   const jwk = await crypto.subtle.exportKey("jwk", privateKey);
   const publicKey = await crypto.subtle.importKey(

@@ -8,7 +8,7 @@ import { Buffer } from "node:buffer";
 import { createPrivateKey, createPublicKey, type KeyObject } from "node:crypto";
 import { join } from "node:path";
 import { InvalidError, NotFoundError } from "../core/errors.ts";
-import { ensurePrivateDir, readTextIfExists, writeFileAtomic } from "./files.ts";
+import { type CaMaterial, DirectoryMaterial } from "./material.ts";
 import type { Bytes } from "./der.ts";
 import { encodePem } from "./pem.ts";
 
@@ -39,8 +39,8 @@ export interface KeyBackend {
   remove(name: string): Promise<void>;
 }
 
-/** Options of {@link FileKeyBackend}. */
-export interface FileKeyBackendOptions {
+/** Options of {@link PemKeyBackend}. */
+export interface PemKeyBackendOptions {
   /**
    * Encrypts keys at rest (PKCS#8 PBES2, AES-256-CBC, as `openssl pkcs8
    * -topk8 -v2 aes-256-cbc` writes them). Default: none, keys are plain PKCS#8.
@@ -48,30 +48,33 @@ export interface FileKeyBackendOptions {
   passphrase?: string;
 }
 
+/** Options of {@link FileKeyBackend}. */
+export type FileKeyBackendOptions = PemKeyBackendOptions;
+
 const NAME = /^[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)*$/;
 
 /**
- * Keys as PEM files `<dir>/<name>.key`, mode 0600 in directories of mode
- * 0700, each written atomically. A name may contain `/` to group keys in
- * subdirectories (`gen-1/root` is `<dir>/gen-1/root.key`).
+ * Keys as PEM texts `<name>.key` in the CA's material (`material.ts`): files
+ * of mode 0600 on one server, rows of the shared store for replicas. A name
+ * may contain `/` to group keys (`gen-1/root` is `gen-1/root.key`).
  */
-export class FileKeyBackend implements KeyBackend {
-  readonly #dir: string;
+export class PemKeyBackend implements KeyBackend {
+  readonly #material: CaMaterial;
   readonly #passphrase: string | undefined;
 
-  constructor(dir: string, options: FileKeyBackendOptions = {}) {
-    this.#dir = dir;
+  constructor(material: CaMaterial, options: PemKeyBackendOptions = {}) {
+    this.#material = material;
     this.#passphrase = options.passphrase;
   }
 
-  /** The file that holds the key `name`. */
-  pathOf(name: string): string {
+  /** The name in the material of the key `name`. */
+  fileOf(name: string): string {
     if (!NAME.test(name) || name.split("/").some((s) => s === "." || s === "..")) {
       throw new InvalidError(
         `Key name "${name}" is not valid: use lower-case segments joined by "/"`,
       );
     }
-    return join(this.#dir, `${name}.key`);
+    return `${name}.key`;
   }
 
   async generate(name: string): Promise<SigningKey> {
@@ -81,38 +84,56 @@ export class FileKeyBackend implements KeyBackend {
   }
 
   async load(name: string): Promise<SigningKey> {
-    const path = this.pathOf(name);
-    const text = await readTextIfExists(path);
+    const file = this.fileOf(name);
+    const source = this.#material.describe(file);
+    const text = await this.#material.read(file);
     if (text === undefined) {
-      throw new NotFoundError(`Key "${name}" does not exist: no file "${path}"`);
+      throw new NotFoundError(`Key "${name}" does not exist: no "${source}"`);
     }
-    const key = parsePrivateKeyPem(text, { source: path, passphrase: this.#passphrase });
+    const key = parsePrivateKeyPem(text, { source, passphrase: this.#passphrase });
     return await toSigningKey(name, key);
   }
 
   async store(name: string, pkcs8: Uint8Array): Promise<SigningKey> {
-    const path = this.pathOf(name);
+    const file = this.fileOf(name);
     const key = parsePrivateKeyDer(pkcs8, `key "${name}"`);
-    const pem = this.#passphrase === undefined
-      ? encodePem("PRIVATE KEY", exportPkcs8(key))
-      : key.export({
-        type: "pkcs8",
-        format: "pem",
-        cipher: "aes-256-cbc",
-        passphrase: this.#passphrase,
-      }) as string;
-    await ensurePrivateDir(join(path, ".."));
-    await writeFileAtomic(path, pem, { mode: 0o600 });
+    await this.#material.write(file, encodePrivateKeyPem(key, this.#passphrase), {
+      secret: true,
+    });
     return await toSigningKey(name, key);
   }
 
-  async remove(name: string): Promise<void> {
-    try {
-      await Deno.remove(this.pathOf(name));
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
+  remove(name: string): Promise<void> {
+    return this.#material.remove(this.fileOf(name));
   }
+}
+
+/** Keys as PEM files `<dir>/<name>.key` (see {@link PemKeyBackend}). */
+export class FileKeyBackend extends PemKeyBackend {
+  readonly #dir: string;
+
+  constructor(dir: string, options: FileKeyBackendOptions = {}) {
+    super(new DirectoryMaterial(dir), options);
+    this.#dir = dir;
+  }
+
+  /** The file that holds the key `name`. */
+  pathOf(name: string): string {
+    return join(this.#dir, this.fileOf(name));
+  }
+}
+
+/**
+ * A private key as PEM: plain PKCS#8, or with `passphrase` encrypted PKCS#8
+ * (PBES2, AES-256-CBC), the one format CA keys are kept in at rest.
+ */
+export function encodePrivateKeyPem(key: KeyObject, passphrase: string | undefined): string {
+  return passphrase === undefined ? encodePem("PRIVATE KEY", exportPkcs8(key)) : key.export({
+    type: "pkcs8",
+    format: "pem",
+    cipher: "aes-256-cbc",
+    passphrase,
+  }) as string;
 }
 
 /** Options of {@link parsePrivateKeyPem}. */
@@ -130,6 +151,13 @@ export interface ParseKeyOptions {
  * `source` and says what to do; a wrong passphrase is said to be one.
  */
 export function parsePrivateKeyPem(text: string, options: ParseKeyOptions): KeyObject {
+  const key = decodePrivateKeyPem(text, options);
+  requireP256(key, options.source);
+  return key;
+}
+
+/** {@link parsePrivateKeyPem} for a key of any algorithm (the join tokens' Ed25519 key). */
+export function decodePrivateKeyPem(text: string, options: ParseKeyOptions): KeyObject {
   const { source, passphrase } = options;
   const encrypted = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: *4, *ENCRYPTED/.test(text);
   const problem = (message: string) => new InvalidError(message, [{ pointer: "", message }]);
@@ -153,7 +181,6 @@ export function parsePrivateKeyPem(text: string, options: ParseKeyOptions): KeyO
         : `Key "${source}" cannot be read: the PEM does not hold a valid private key`,
     );
   }
-  requireP256(key, source);
   return key;
 }
 

@@ -5,10 +5,12 @@
  * registry's feed and subscribers (blocking queries, event streams, the
  * push pipeline through its subscription), the policy feed, the push
  * pipeline for policies and identities, the token cache and the deny list
- * of revoked certificates. Entries this replica wrote are skipped: their
+ * of revoked certificates, and the CA (whose material other replicas
+ * change: a rotation step, a renewed intermediate). Entries this replica wrote are skipped: their
  * effects happened at commit.
  */
 import type { TokenService } from "../auth/tokens.ts";
+import type { CertificateAuthority } from "../ca/authority.ts";
 import type { IdentityService } from "../ca/identity.ts";
 import type { Logger } from "../core/log.ts";
 import { isEmptyChange, NO_CHANGE } from "../core/mesh_change.ts";
@@ -27,8 +29,12 @@ export interface ReplicaParts {
   push: PushPipeline;
   tokens: TokenService;
   identity: IdentityService;
+  authority: Pick<CertificateAuthority, "reload">;
   log: Logger;
 }
+
+/** The text of the shared CA written last by every change to it: its commit point. */
+const CA_STATE = "state.json";
 
 const REGISTRY_KINDS = new Set<LogChange["kind"]>(["service", "node", "instance"]);
 
@@ -78,6 +84,11 @@ async function applyRemote(entries: LogEntry[], parts: ReplicaParts): Promise<vo
     }
   }
   for (const c of otherChanges) if (c.kind === "token") parts.tokens.forget(c.key);
+  if (otherChanges.some((c) => c.kind === "ca" && c.key === CA_STATE)) {
+    // Another replica changed the CA: sign and trust as it now says, and serve the new bundle.
+    await parts.authority.reload();
+    parts.identity.events.trustChanged?.();
+  }
   const serials = otherChanges.flatMap((c) => c.kind === "certificate" ? [c.key] : []);
   if (serials.length > 0) await parts.identity.certificatesChanged(serials);
   if (registryChanges.length > 0 || registryRevision > 0) {

@@ -7,6 +7,8 @@ import { isIP } from "node:net";
 import type { TokenService } from "../auth/tokens.ts";
 import type { TlsMaterial } from "../api/tls_listener.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
+import { JoinTokens } from "../ca/join_tokens.ts";
+import { DirectoryMaterial, StoreMaterial } from "../ca/material.ts";
 import type { HostPort } from "../core/address.ts";
 import type { Clock } from "../core/clock.ts";
 import { InvalidError } from "../core/errors.ts";
@@ -25,26 +27,73 @@ import type { NodeInfo, ProxyPeer } from "../xds/ads_server.ts";
 /** The store's meta key that holds the id of the admin token in `admin.token`. */
 const ADMIN_TOKEN_META = "admin_token_id";
 
-/** Opens (or creates) the CA in the data directory, with the key passphrase and the imported CA the flags give. */
-export async function openAuthority(config: ServerConfig, clock: Clock) {
-  let passphrase = Deno.env.get("IRONMESH_CA_KEY_PASSPHRASE");
-  if (config.caKeyPassphraseFile) {
-    passphrase = (await Deno.readTextFile(config.caKeyPassphraseFile).catch((error) => {
-      throw new InvalidError(
-        `Cannot read --ca-key-passphrase-file "${config.caKeyPassphraseFile}": ${error.message}`,
-      );
-    })).trim();
-  }
-  return await CertificateAuthority.open({
-    dir: `${config.dataDir}/ca`,
-    trustDomain: config.trustDomain,
-    clock,
-    maxLeafTtlMs: config.maxLeafTtl,
-    ...(passphrase ? { passphrase } : {}),
-    ...(config.caCert && config.caKey && config.caChain
-      ? { import: { certFile: config.caCert, keyFile: config.caKey, chainFile: config.caChain } }
-      : {}),
+/** The CA key passphrase: the file `--ca-key-passphrase-file` names, else `IRONMESH_CA_KEY_PASSPHRASE`. */
+async function caKeyPassphrase(config: ServerConfig): Promise<string | undefined> {
+  if (!config.caKeyPassphraseFile) return Deno.env.get("IRONMESH_CA_KEY_PASSPHRASE") || undefined;
+  const text = await Deno.readTextFile(config.caKeyPassphraseFile).catch((error) => {
+    throw new InvalidError(
+      `Cannot read --ca-key-passphrase-file "${config.caKeyPassphraseFile}": ${error.message}`,
+    );
   });
+  return text.trim() || undefined;
+}
+
+/** The join tokens' signing key: its file in the data directory, its name in the database. */
+const TOKEN_KEY = "token-signing.key";
+
+/**
+ * Opens (or creates) the CA and the join tokens' signing key, with the key passphrase and the
+ * imported CA the flags give: in the data directory on SQLite; on a shared store (PostgreSQL) in
+ * the database, keys encrypted under the passphrase, which every replica must then be given.
+ * `renew`: renew a due intermediate now (the leader's duty).
+ */
+export async function openCa(
+  config: ServerConfig,
+  clock: Clock,
+  options: { store: Store; renew: boolean },
+): Promise<{ authority: CertificateAuthority; joinTokens: JoinTokens }> {
+  const passphrase = await caKeyPassphrase(config);
+  const shared = options.store.caMaterial;
+  if (shared && passphrase === undefined) {
+    throw new InvalidError(
+      "Cannot start a replica on PostgreSQL without the CA key passphrase: give every replica " +
+        "the same --ca-key-passphrase-file FILE (or IRONMESH_CA_KEY_PASSPHRASE); the CA's keys " +
+        "are kept in the database encrypted under it",
+    );
+  }
+  const material = shared
+    ? new StoreMaterial(shared, "the PostgreSQL database")
+    : new DirectoryMaterial(`${config.dataDir}/ca`);
+  try {
+    const authority = await CertificateAuthority.open({
+      dir: `${config.dataDir}/ca`,
+      material,
+      trustDomain: config.trustDomain,
+      clock,
+      maxLeafTtlMs: config.maxLeafTtl,
+      renew: options.renew,
+      ...(passphrase ? { passphrase } : {}),
+      ...(config.caCert && config.caKey && config.caChain
+        ? { import: { certFile: config.caCert, keyFile: config.caKey, chainFile: config.caChain } }
+        : {}),
+    });
+    // On SQLite the key stays a plain file, as it always was; in the database it is encrypted.
+    const joinTokens = await JoinTokens.open(
+      options.store,
+      clock,
+      shared ? { material, name: TOKEN_KEY, passphrase } : `${config.dataDir}/${TOKEN_KEY}`,
+    );
+    return { authority, joinTokens };
+  } catch (error) {
+    if (shared && error instanceof InvalidError && /passphrase is wrong/.test(error.message)) {
+      throw new InvalidError(
+        "Cannot open the CA kept in the PostgreSQL database: the CA key passphrase " +
+          "(--ca-key-passphrase-file or IRONMESH_CA_KEY_PASSPHRASE) is not the one its keys " +
+          `were encrypted with; give every replica the same passphrase (${error.message})`,
+      );
+    }
+    throw error;
+  }
 }
 
 /**

@@ -13,7 +13,6 @@ import { registerProcessMetrics } from "../api/process_metrics.ts";
 import { listenPlain } from "../api/http_listener.ts";
 import { listenTls } from "../api/tls_listener.ts";
 import { IdentityService } from "../ca/identity.ts";
-import { JoinTokens } from "../ca/join_tokens.ts";
 import { formatHostPort, type HostPort, parseHostPort } from "../core/address.ts";
 import { systemClock } from "../core/clock.ts";
 import { UnauthorizedError, UnavailableError } from "../core/errors.ts";
@@ -39,7 +38,7 @@ import {
   ensureAdminToken,
   hasCertificateProvider,
   issueServingCertificate,
-  openAuthority,
+  openCa,
   openStore,
   proxyKind,
   typeLabel,
@@ -87,10 +86,9 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     const tokens = new TokenService(store, clock);
     const adminTokenFile = `${config.dataDir}/admin.token`;
     await ensureAdminToken(store, tokens, adminTokenFile, log);
-    // One replica runs the singleton duties; on SQLite the one server always does. The first
-    // attempt is made now, so a lone replica leads from its first sweep. The CA's renewal and
-    // rotation steps are not among them yet: each replica's CA lives in its own data directory
-    // (docs/ha.md), so each must renew its own intermediate.
+    // One replica runs the singleton duties (the stale sweep, the CA's intermediate renewal and
+    // root rotation steps); on SQLite the one server always does. The first attempt is made now,
+    // so a lone replica leads from its first sweep.
     const elector = new LeaderElector(store.leases ?? null, {
       self: store.log?.origin ?? Deno.hostname(),
       log,
@@ -107,9 +105,12 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     await registry.start();
     started.push(() => registry.stop());
 
-    const authority = await openAuthority(config, clock);
+    // On PostgreSQL every replica opens the one CA kept in the database (the first creates it).
+    const { authority, joinTokens } = await openCa(config, clock, {
+      store,
+      renew: elector.leading,
+    });
     started.push(() => authority.close());
-    const joinTokens = await JoinTokens.open(store, clock, `${config.dataDir}/token-signing.key`);
     let stopping = false;
     const metrics = new Metrics({
       objects: () => store.counts(),
@@ -243,6 +244,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         push,
         tokens,
         identity,
+        authority,
         log,
       })
       : null;
@@ -322,12 +324,16 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
         () => reloadTls("serving certificate renewal"),
         Math.max(1_000, config.leafTtl / 2),
       ),
+      // Singleton duties: only the leader takes a rotation's next step or renews the intermediate;
+      // the other replicas load the result through the revision log (`replica_feed.ts`).
       setInterval(() => {
+        if (!elector.leading) return;
         identity.advanceRotation().catch((error) =>
           log.error("Root rotation step failed", { error })
         );
       }, ROTATION_TICK_MS),
       setInterval(() => {
+        if (!elector.leading) return;
         authority.maintain().then((report) => {
           if (report.renewed) reloadTls("intermediate renewed");
           if (report.warning) log.warn(report.warning);

@@ -1,7 +1,8 @@
 /**
  * One leader among the replicas of a shared store, for the duties only one
- * may run: today the registry's stale sweep and reaping (the CA's renewal
- * and rotation steps join them once the CA itself is shared). Every replica tries to take or renew
+ * may run: the registry's stale sweep and reaping, the CA's intermediate
+ * renewal and root rotation steps (`cmd/server_start.ts` gates them on
+ * {@link LeaderElector.leading}). Every replica tries to take or renew
  * the `leader` lease (`Leases` in `store.ts`) every `renewMs`; the one that
  * holds it leads.
  *

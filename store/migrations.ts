@@ -213,4 +213,15 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    description: "the CA shared by the replicas, keys encrypted (postgres_ca.ts)",
+    sql: `
+      CREATE TABLE ca_material (
+        name text COLLATE "C" PRIMARY KEY,
+        content text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];

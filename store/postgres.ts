@@ -41,6 +41,7 @@ import { appendLog, type Logged, logHead, LogListener, pruneLog, readLog } from 
 import { acquireLease, releaseLease } from "./postgres_leases.ts";
 import { dropStrayConnectErrors } from "./postgres_stray_errors.ts";
 import { getMeta, migrate, schemaVersion, setMeta } from "./postgres_meta.ts";
+import { readCaText, removeCaText, withCaLock, writeCaText } from "./postgres_ca.ts";
 import * as policies from "./postgres_policies.ts";
 import * as objects from "./postgres_objects.ts";
 import { snapshotToSqlite } from "./postgres_snapshot.ts";
@@ -61,6 +62,7 @@ import type {
   PolicyRevision,
   RevisionLog,
   RevocationTarget,
+  SharedCaMaterial,
   Store,
   StoredToken,
 } from "./store.ts";
@@ -159,6 +161,7 @@ export class PostgresStore implements Store {
   readonly backend = "postgres";
   readonly log: RevisionLog;
   readonly leases: Leases;
+  readonly caMaterial: SharedCaMaterial;
   readonly #sql: postgres.Sql;
   readonly #parts: Parts;
   readonly #prune: ReturnType<typeof setInterval>;
@@ -180,6 +183,12 @@ export class PostgresStore implements Store {
         this.#read(`take the lease "${name}"`, (s) => acquireLease(s, name, holder, ttlMs)),
       release: (name, holder) =>
         this.#read(`release the lease "${name}"`, (s) => releaseLease(s, name, holder)),
+    };
+    this.caMaterial = {
+      read: (name) => this.#read(`read CA "${name}"`, (s) => readCaText(s, name)),
+      write: (name, text) => this.#write(`write CA "${name}"`, (tx) => writeCaText(tx, name, text)),
+      remove: (name) => this.#write(`remove CA "${name}"`, (tx) => removeCaText(tx, name)),
+      exclusive: (fn) => this.#run("lock the CA", () => withCaLock(this.#sql, fn)),
     };
     this.#prune = setInterval(() => this.pruneLog().catch(() => {}), PRUNE_EVERY_MS);
   }

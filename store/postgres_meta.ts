@@ -23,6 +23,8 @@ export const LOCK_CLASS = 0x69726f6e;
 export const MIGRATION_LOCK = 1;
 /** The id of the lock certificate writes take within {@link LOCK_CLASS}. */
 export const CERTIFICATES_LOCK = 2;
+/** The id of the lock the CA is created and changed under (`postgres_ca.ts`). */
+export const CA_LOCK = 3;
 
 /**
  * Applies every migration newer than the database, each in its own

@@ -125,6 +125,32 @@ export interface Store {
    * server holds them all.
    */
   readonly leases?: Leases;
+  /**
+   * The CA's material (certificates, encrypted keys, its state), on a store
+   * that several replicas share, so they sign under one CA. Absent on
+   * SQLite, whose one server keeps it in its data directory.
+   */
+  readonly caMaterial?: SharedCaMaterial;
+}
+
+/**
+ * Named texts of the CA that every replica of a shared store reads: what a
+ * single server keeps as files in `DATA_DIR/ca/`. The store never decrypts
+ * anything; keys arrive encrypted. Each write or removal is logged as a
+ * `ca` change naming the text, so other replicas reload the CA.
+ */
+export interface SharedCaMaterial {
+  /** The text stored under `name`, or `null`. */
+  read(name: string): Promise<string | null>;
+  /** Stores `text` under `name`, replacing what was there. */
+  write(name: string, text: string): Promise<void>;
+  /** Removes `name`; nothing happens when it is absent. */
+  remove(name: string): Promise<void>;
+  /**
+   * Runs `fn` while holding the CA's database-wide lock, so replicas create
+   * or change the CA one at a time (two first starts agree on one CA).
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>;
 }
 
 /**
@@ -217,10 +243,11 @@ export interface LogEntry {
  * its `services`; `node` → the node; `policy` (`policyKey()`, MeshConfig's
  * namespace `""`) → the policy; `certificate` → its `node`, and a revoked
  * one (re-read it) cuts that node's connections; `token` → drop what is
- * cached about it; `meta` → a setting.
+ * cached about it; `meta` → a setting; `ca` → a text of
+ * {@link SharedCaMaterial} (the CA reloads when its `state.json` moves).
  */
 export type LogChange =
-  | { kind: "service" | "node" | "policy" | "token" | "meta"; key: string }
+  | { kind: "service" | "node" | "policy" | "token" | "meta" | "ca"; key: string }
   /** `services`: the keys of the services it belonged to before and after the write. */
   | { kind: "instance"; key: string; services: string[] }
   /** A certificate issued, superseded or revoked; `node` is its holder. */

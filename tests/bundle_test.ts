@@ -23,6 +23,7 @@ import {
 import { LAUNCHER } from "../cmd/install_artifacts.ts";
 import { serverArgs } from "./harness.ts";
 import { sharedCluster } from "../store/_postgres_testing.ts";
+import { caPassphraseArgs } from "./harness.ts";
 
 let built: Promise<string> | undefined;
 /** The PostgreSQL the bundled server is run against (started here, outside any test). */
@@ -267,7 +268,11 @@ services:
 Deno.test("bundle: the server runs on PostgreSQL from ironmesh.js alone", async () => {
   const place = await singleFile();
   try {
-    const { server, api } = await startServer(place, ["--store", await cluster.createDatabase()]);
+    const { server, api } = await startServer(place, [
+      "--store",
+      await cluster.createDatabase(),
+      ...await caPassphraseArgs(),
+    ]);
     await api("PUT", "/v1/services/default/web", {});
     assert.equal((await api("GET", "/readyz")).store, "postgres");
     const status = await server.stop("SIGTERM");

@@ -112,6 +112,16 @@ export class Proc {
   }
 }
 
+/**
+ * `--ca-key-passphrase-file FILE` with `passphrase` in a new temporary file: servers on
+ * PostgreSQL keep their CA in the database under it and refuse to start without one.
+ */
+export async function caPassphraseArgs(passphrase = "e2e passphrase"): Promise<string[]> {
+  const file = await Deno.makeTempFile({ prefix: "ironmesh-passphrase-" });
+  await Deno.writeTextFile(file, passphrase + "\n");
+  return ["--ca-key-passphrase-file", file];
+}
+
 /** A temporary directory removed by {@link TempDir.remove}. */
 export async function tempDir(prefix: string): Promise<string> {
   return await Deno.makeTempDir({ prefix: `ironmesh-${prefix}-` });

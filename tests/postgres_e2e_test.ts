@@ -5,9 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { sharedCluster } from "../store/_postgres_testing.ts";
-import { runCli, ServerProc, tempDir, waitFor } from "./harness.ts";
+import { caPassphraseArgs, runCli, ServerProc, tempDir, waitFor } from "./harness.ts";
 
 const cluster = await sharedCluster();
+/** On PostgreSQL the CA is kept in the database, encrypted under this passphrase. */
+const passphrase = await caPassphraseArgs();
 
 const route = {
   apiVersion: "ironmesh.io/v1",
@@ -20,7 +22,7 @@ Deno.test("e2e postgres: the server keeps its state in PostgreSQL across a resta
   const url = await cluster.createDatabase();
   const dir = await tempDir("pg-server");
   const work = await tempDir("pg-backup");
-  let server = await ServerProc.start(dir, ["--store", url]);
+  let server = await ServerProc.start(dir, ["--store", url, ...passphrase]);
   let restored: ServerProc | undefined;
   try {
     const ready = await server.api("GET", "/readyz");
@@ -38,7 +40,7 @@ Deno.test("e2e postgres: the server keeps its state in PostgreSQL across a resta
     await server.proc.stop();
 
     // The same data directory and database: the same state and the same admin token.
-    server = await ServerProc.start(dir, ["--store", url]);
+    server = await ServerProc.start(dir, ["--store", url, ...passphrase]);
     assert.equal(server.adminToken, token);
     assert.deepEqual((await server.api("GET", "/v1/services/default/web")).body.labels, { a: "1" });
     assert.equal(
@@ -71,7 +73,7 @@ Deno.test("e2e postgres: the server keeps its state in PostgreSQL across a resta
 Deno.test("e2e postgres: while the database is down, writes get 503 problem+json, then succeed again", async () => {
   const url = await cluster.createDatabase();
   const dir = await tempDir("pg-server");
-  const server = await ServerProc.start(dir, ["--store", url]);
+  const server = await ServerProc.start(dir, ["--store", url, ...passphrase]);
   try {
     await cluster.stop();
     try {

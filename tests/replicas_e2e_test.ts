@@ -7,13 +7,19 @@
 import assert from "node:assert/strict";
 import { sharedCluster } from "../store/_postgres_testing.ts";
 import { LDS, type SotwResponse, TestSotwClient } from "../xds/_ads_testing.ts";
-import { ServerProc, tempDir, waitFor } from "./harness.ts";
+import { caPassphraseArgs, ServerProc, tempDir, waitFor } from "./harness.ts";
 
 const cluster = await sharedCluster();
 
-/** The arguments every replica of these tests runs with: the shared store and a loopback xDS port. */
+/** The CA key passphrase every replica is given (the CA is kept in the database under it). */
+const passphrase = await caPassphraseArgs();
+
+/**
+ * The arguments every replica of these tests runs with: the shared store, the CA key passphrase
+ * and a loopback xDS port.
+ */
 function replicaArgs(url: string): string[] {
-  return ["--store", url, "--xds-plaintext-addr", "127.0.0.1:0"];
+  return ["--store", url, ...passphrase, "--xds-plaintext-addr", "127.0.0.1:0"];
 }
 
 /** Starts `n` replicas on `url`, one after the other (the first migrates the schema). */

@@ -113,13 +113,17 @@ const replicas: LaunchedServer[] = [];
 const dirs: string[] = [];
 try {
   const url = await cluster.createDatabase();
+  // Replicas keep the one CA in the database, encrypted under the passphrase each is given.
+  const passphraseFile = await Deno.makeTempFile({ prefix: "ironmesh-bench-passphrase-" });
+  await Deno.writeTextFile(passphraseFile, "bench passphrase\n");
+  const shared = ["--store", url, "--ca-key-passphrase-file", passphraseFile];
   for (const name of ["a", "b", "c"]) {
     const dir = await Deno.makeTempDir({ prefix: `ironmesh-bench-replica-${name}-` });
     dirs.push(dir);
     replicas.push(
       await launchServer({
         dataDir: dir,
-        args: ["--store", url, "--xds-plaintext-addr", "127.0.0.1:0"],
+        args: [...shared, "--xds-plaintext-addr", "127.0.0.1:0"],
       }),
     );
   }
@@ -241,7 +245,7 @@ try {
     failover.record(tookOver - killedAt);
     const dir = await Deno.makeTempDir({ prefix: "ironmesh-bench-replica-" });
     dirs.push(dir);
-    replicas[index] = await launchServer({ dataDir: dir, args: ["--store", url] });
+    replicas[index] = await launchServer({ dataDir: dir, args: shared });
   }
 
   const row = (what: string, h: Histogram) => [
