@@ -92,6 +92,9 @@ function clientFor(target) {
   return new grpc.Client(target, credentials);
 }
 
+/** The last failed call's code and details, said when the first call never succeeds. */
+let lastError = "";
+
 function call(client) {
   return new Promise((resolve) => {
     client.makeUnaryRequest(
@@ -101,14 +104,25 @@ function call(client) {
       Buffer.from("ping"),
       new grpc.Metadata(),
       { deadline: Date.now() + 1_000 },
-      (error) => resolve(error ? error.code : 0),
+      (error) => {
+        if (error) lastError = `${error.code} ${error.details}`;
+        resolve(error ? error.code : 0);
+      },
     );
   });
 }
 
 async function load(target, seconds, concurrency) {
   const client = clientFor(target);
-  while ((await call(client)) !== 0) await new Promise((r) => setTimeout(r, 50));
+  // A client that never gets its config waits silently (NOTES.md): give up, saying the last error.
+  const firstBy = Date.now() + 30_000;
+  while ((await call(client)) !== 0) {
+    if (Date.now() > firstBy) {
+      console.error(`no successful call in 30 s; last error: ${lastError}`);
+      process.exit(1);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
   const latencies = [];
   let failed = 0;
   const start = performance.now();

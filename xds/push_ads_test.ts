@@ -6,16 +6,15 @@
  * response written), so "nothing else was sent" is exact, not a timeout.
  */
 import assert from "node:assert/strict";
-import { FakeClock } from "../core/clock.ts";
 import { silentLogger } from "../core/log.ts";
 import { nodeRegistrationSchema } from "../core/model.ts";
-import { PolicyService } from "../policy/service.ts";
-import { type Actor, Registry } from "../registry/registry.ts";
-import { openSqliteStore } from "../store/sqlite.ts";
+import type { PolicyService } from "../policy/service.ts";
+import type { Actor, Registry } from "../registry/registry.ts";
 import { AdsServer, type ProxyPeer } from "./ads_server.ts";
 import { startGrpcServer } from "./grpc_server.ts";
-import { PushPipeline } from "./push.ts";
+import type { PushPipeline } from "./push.ts";
 import { CDS, EDS, LDS, RDS, TestDeltaClient, TestSotwClient } from "./_ads_testing.ts";
+import { openPushFixture } from "./_push_testing.ts";
 
 const TRUST_DOMAIN = "ironmesh.test";
 const agent: Actor = { tokenId: "agent", role: "agent", node: null };
@@ -47,15 +46,15 @@ async function withMesh(
     delta: TestDeltaClient;
   }) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const store = openSqliteStore(`${dir}/ironmesh.db`);
-  const registry = new Registry(store, {
-    clock: new FakeClock(),
-    log: silentLogger,
-    sweepIntervalMs: 3_600_000,
-    flushIntervalMs: 3_600_000,
+  const mesh = await openPushFixture({
+    trust: () => ({ trustDomain: TRUST_DOMAIN, bundlePem: "ROOT" }),
+    // Pushes happen when the test says so (settle()), never on a timer.
+    debounceMs: 3_600_000,
+    maxDelayMs: 3_600_000,
+    // Every snapshot these tests see has kept Envoy's validation rules, or it would not be served.
+    envoyRules: true,
   });
-  await registry.start();
+  const { registry, push, policies } = mesh;
   await registry.register(
     "vm-1",
     host("10.0.1.1", [{ id: "web", namespace: "shop", service: "web", port: 8080 }], [
@@ -92,17 +91,6 @@ async function withMesh(
     }]),
     agent,
   );
-  const push = new PushPipeline({
-    store,
-    log: silentLogger,
-    trust: () => ({ trustDomain: TRUST_DOMAIN, bundlePem: "ROOT" }),
-    // Pushes happen when the test says so (settle()), never on a timer.
-    debounceMs: 3_600_000,
-    maxDelayMs: 3_600_000,
-    // Every snapshot these tests see has kept Envoy's validation rules, or it would not be served.
-    envoyRules: true,
-  });
-  const policies = new PolicyService({ store, log: silentLogger, changed: (c) => push.changed(c) });
   let log: string[] = [];
   const peerOf = (node: string): ProxyPeer => ({
     node,
@@ -119,7 +107,7 @@ async function withMesh(
     },
   });
   await push.start([ads]);
-  const stop = registry.subscribe((change) => push.changed(change));
+  mesh.follow();
   const listener = await startGrpcServer({ host: "127.0.0.1", port: 0 }, {
     isServing: () => true,
     ads,
@@ -176,11 +164,7 @@ async function withMesh(
     for (const client of sotw.values()) await client.close();
     await delta?.close();
     await listener.stop(1_000);
-    stop();
-    push.stop();
-    await registry.stop();
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
+    await mesh.close();
   }
 }
 

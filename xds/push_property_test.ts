@@ -11,13 +11,10 @@
  * (default: a few fixed seeds) widen a run.
  */
 import assert from "node:assert/strict";
-import { FakeClock } from "../core/clock.ts";
-import { silentLogger } from "../core/log.ts";
 import { meshChange } from "../core/mesh_change.ts";
 import { type CertificateRecord, nodeRegistrationSchema } from "../core/model.ts";
-import { PolicyService } from "../policy/service.ts";
-import { type Actor, Registry } from "../registry/registry.ts";
-import { openSqliteStore } from "../store/sqlite.ts";
+import type { Actor } from "../registry/registry.ts";
+import { openPushFixture } from "./_push_testing.ts";
 import type { ProxyPeer } from "./ads_server.ts";
 import { canonicalJson } from "./generate/canonical.ts";
 import { ruleProblems } from "./generate/envoy_rules.ts";
@@ -25,7 +22,6 @@ import { generateProxy } from "./generate/generate.ts";
 import type { JsonValue, ProxyRequest, ProxySnapshot } from "./generate/model.ts";
 import { buildPushContext } from "./generate/push_context.ts";
 import { loadMeshView, type MeshState, UNREGISTERED } from "./mesh_view.ts";
-import { PushPipeline } from "./push.ts";
 
 const TRUST_DOMAIN = "ironmesh.test";
 const NAMESPACES = ["a", "b"];
@@ -272,22 +268,12 @@ function fromScratch(view: MeshState, peer: ProxyPeer): ProxySnapshot {
  * guarantee, else the failing step and what differed.
  */
 async function run(list: readonly Action[]): Promise<{ step: number; problem: string } | null> {
-  const dir = await Deno.makeTempDir();
-  const store = openSqliteStore(`${dir}/ironmesh.db`);
-  const clock = new FakeClock();
-  const registry = new Registry(store, {
-    clock,
-    log: silentLogger,
-    sweepIntervalMs: 3_600_000,
-    flushIntervalMs: 3_600_000,
-  });
-  await registry.start();
   let bundle = "-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----\n";
   const trust = () => ({ trustDomain: TRUST_DOMAIN, bundlePem: bundle });
-  const push = new PushPipeline({ store, log: silentLogger, trust, debounceMs: 3_600_000 });
+  const mesh = await openPushFixture({ trust, debounceMs: 3_600_000 });
+  const { store, registry, push, policies } = mesh;
   const ruleChecked = new Set<string>();
-  const policies = new PolicyService({ store, log: silentLogger, changed: (c) => push.changed(c) });
-  const stop = registry.subscribe((change) => push.changed(change));
+  mesh.follow();
   try {
     await push.start([]);
     for (const [step, action] of list.entries()) {
@@ -322,11 +308,7 @@ async function run(list: readonly Action[]): Promise<{ step: number; problem: st
     }
     return null;
   } finally {
-    stop();
-    push.stop();
-    await registry.stop();
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
+    await mesh.close();
   }
 
   async function apply(a: Action): Promise<void> {

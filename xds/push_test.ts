@@ -1,18 +1,16 @@
 import assert from "node:assert/strict";
-import { FakeClock } from "../core/clock.ts";
-import { silentLogger } from "../core/log.ts";
 import { meshChange } from "../core/mesh_change.ts";
 import { type CertificateRecord, nodeRegistrationSchema } from "../core/model.ts";
 import { type AnyPolicy, policyKey, policySet } from "../core/policy/model.ts";
 import { type Actor, Registry } from "../registry/registry.ts";
-import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
 import type { AdsServer, ProxyPeer } from "./ads_server.ts";
 import { assertEnvoyValid, goldenText, loadCodec, snapshotYaml } from "./generate/_testing.ts";
 import { TYPE_URL_PREFIX } from "./generate/envoy.ts";
 import { consistent } from "./generate/generate.ts";
 import { type JsonObject, type Resource, RESOURCE_KINDS } from "./generate/model.ts";
-import { PushPipeline } from "./push.ts";
+import { openPushFixture } from "./_push_testing.ts";
+import type { PushPipeline } from "./push.ts";
 
 const TRUST_DOMAIN = "ironmesh.test";
 const BUNDLE =
@@ -75,30 +73,20 @@ async function withMesh(
     pushes: () => number;
   }) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir();
-  const store = openSqliteStore(`${dir}/ironmesh.db`);
-  const registry = new Registry(store, {
-    clock: new FakeClock(),
-    log: silentLogger,
-    sweepIntervalMs: 3_600_000,
-    flushIntervalMs: 3_600_000,
-  });
-  await registry.start();
   let pushes = 0;
   // A stand-in for the stream server: it counts pushes and has no proxy connected.
   const server = {
     push: () => Promise.resolve(void pushes++),
     status: () => [],
   } as unknown as AdsServer;
-  const push = new PushPipeline({
-    store,
-    log: silentLogger,
+  const mesh = await openPushFixture({
     trust: () => ({ trustDomain: TRUST_DOMAIN, bundlePem: BUNDLE }),
     debounceMs: 1,
     maxDelayMs: 10,
     // Every snapshot these tests see has kept Envoy's validation rules, or it would not be served.
     envoyRules: true,
   });
+  const { registry, store, push } = mesh;
   const register = (name: string, body: unknown) =>
     registry.register(name, nodeRegistrationSchema.parse(body), agent);
   const host = (address: string, instances: unknown[]) => ({
@@ -145,17 +133,10 @@ async function withMesh(
       await store.recordIssuance(certificate(node, namespace));
     }
     await push.start([server]);
-    const unsubscribe = registry.subscribe((change) => push.changed(change));
-    try {
-      await fn({ registry, store, push, pushes: () => pushes });
-    } finally {
-      unsubscribe();
-    }
+    mesh.follow();
+    await fn({ registry, store, push, pushes: () => pushes });
   } finally {
-    push.stop();
-    await registry.stop();
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
+    await mesh.close();
   }
 }
 
@@ -460,25 +441,15 @@ Deno.test("PushPipeline: a stored policy no generator can compile leaves proxies
   }));
 
 Deno.test("PushPipeline: an inconsistent snapshot is not served; the proxy keeps its last", async () => {
-  const dir = await Deno.makeTempDir();
-  const store = openSqliteStore(`${dir}/ironmesh.db`);
-  const registry = new Registry(store, {
-    clock: new FakeClock(),
-    log: silentLogger,
-    sweepIntervalMs: 3_600_000,
-    flushIntervalMs: 3_600_000,
-  });
-  await registry.start();
   // A stand-in for a generator bug: once broken, every snapshot names a cluster it lacks.
   let broken = false;
-  const push = new PushPipeline({
-    store,
-    log: silentLogger,
+  const mesh = await openPushFixture({
     trust: () => ({ trustDomain: TRUST_DOMAIN, bundlePem: BUNDLE }),
     debounceMs: 3_600_000,
     consistent: (snapshot) => broken ? ['Listener uses cluster "ghost"'] : consistent(snapshot),
   });
-  const stop = registry.subscribe((change) => push.changed(change));
+  const { registry, push } = mesh;
+  mesh.follow();
   try {
     await registry.register("vm-1", nodeRegistrationSchema.parse(VM1), agent);
     await push.start([]);
@@ -502,10 +473,6 @@ Deno.test("PushPipeline: an inconsistent snapshot is not served; the proxy keeps
       "inbound|15002",
     ], "served again once consistent");
   } finally {
-    stop();
-    push.stop();
-    await registry.stop();
-    await store.close();
-    await Deno.remove(dir, { recursive: true });
+    await mesh.close();
   }
 });

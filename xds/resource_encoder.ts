@@ -17,6 +17,8 @@ import * as codec from "./proto/codec.ts";
 export class ResourceEncoder {
   readonly #values = new WeakMap<JsonObject, Uint8Array>();
   readonly #entries = new WeakMap<JsonObject, Uint8Array>();
+  /** Parts shared by many bodies (a service port's server filter chain), encoded once. */
+  readonly #anys: codec.AnyReuse = new WeakMap();
 
   /** The resource's own protobuf bytes (the `value` of its Any). */
   value(resource: Resource): Uint8Array {
@@ -25,6 +27,7 @@ export class ResourceEncoder {
       bytes = codec.encodeStrict(
         resource.typeUrl.slice(resource.typeUrl.indexOf("/") + 1),
         resource.body,
+        { reuse: this.#anys },
       );
       this.#values.set(resource.body, bytes);
     }

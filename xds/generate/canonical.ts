@@ -11,12 +11,37 @@ export function compareStrings(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * Canonical JSON of deeply frozen values met before. Such a value never
+ * changes (`push_context.ts` `shared()` freezes what many resources share,
+ * such as the filter chain of every server Listener of a service port), so
+ * its text is kept from the second time it is met, and the parts many
+ * bodies share are not walked again for each body. A value met once is only
+ * marked (`null`); one frozen only on the surface is never kept.
+ */
+const FROZEN_TEXT = new WeakMap<object, string | null>();
+
+/** Whether every object walked since the innermost open value began was frozen. */
+let allFrozen = true;
+
 /** JSON with object keys sorted at every level; arrays keep their order. */
 export function canonicalJson(value: JsonValue): string {
   if (value === null || typeof value !== "object") return JSON.stringify(value);
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  const keys = Object.keys(value).sort(compareStrings);
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k]!)}`).join(",")}}`;
+  const frozen = Object.isFrozen(value);
+  const known = frozen ? FROZEN_TEXT.get(value) : undefined;
+  if (known) return known;
+  const outer = allFrozen;
+  allFrozen = true;
+  let text: string;
+  if (Array.isArray(value)) text = `[${value.map(canonicalJson).join(",")}]`;
+  else {
+    const keys = Object.keys(value).sort(compareStrings);
+    text = `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k]!)}`).join(",")}}`;
+  }
+  const deep = frozen && allFrozen;
+  allFrozen = outer && deep;
+  if (deep) FROZEN_TEXT.set(value, known === null ? text : null);
+  return text;
 }
 
 /** The first 16 hex digits of the SHA-256 of `text`. */

@@ -62,6 +62,7 @@ import {
   bare,
   childPointer,
   describe,
+  fullName,
   hasOwn,
   invalid,
   isPlainObject,
@@ -138,11 +139,39 @@ export function lookupType(typeName: string): protobuf.Type {
  *   `undefined` fields count as absent.
  * @throws {ProtoSchemaError} On the first key, value or oneof that does not fit.
  */
-export function encodeStrict(typeName: string, value: unknown): Uint8Array {
+export function encodeStrict(
+  typeName: string,
+  value: unknown,
+  options: { reuse?: AnyReuse } = {},
+): Uint8Array {
   const type = lookupType(typeName);
-  const message = toMessage(type, value, { pointer: "", owner: bare(type), label: null }, "");
-  return type.encode(message).finish();
+  reuse = options.reuse ?? null;
+  try {
+    const message = toMessage(type, value, { pointer: "", owner: bare(type), label: null }, "");
+    return type.encode(message).finish();
+  } finally {
+    reuse = null;
+  }
 }
+
+/**
+ * What {@link encodeStrict} keeps of the `Any`s it met, keyed by the object
+ * that holds each one (`{"@type": …}`), for callers whose bodies never change
+ * once built and share parts (`xds/resource_encoder.ts`): the filter chain of
+ * every server Listener of a service port is one object
+ * (`xds/generate/proxyless_security.ts`), and its connection manager, RBAC
+ * and TLS `Any`s are then checked and encoded once, not once per Listener.
+ * An `Any` met once is only marked (`null`); its bytes are kept from the
+ * second time on, so bodies that share nothing cost no extra memory.
+ */
+export type AnyReuse = WeakMap<object, ProtoJson | null>;
+
+/**
+ * The reuse map of the {@link encodeStrict} call under way (the walk is
+ * synchronous); module state rather than a parameter of every function of
+ * the walk.
+ */
+let reuse: AnyReuse | null = null;
 
 /**
  * Decodes bytes into the canonical JSON form described in the module doc.
@@ -181,6 +210,8 @@ function anyValue(type: protobuf.Type, value: unknown, site: Site, pointer: stri
     }
     return toFields(type, value, site, pointer);
   }
+  const known = reuse?.get(value);
+  if (known) return known;
   const url = value["@type"];
   const name = typeof url === "string" ? url.slice(url.lastIndexOf("/") + 1) : "";
   const inner = name === "" ? undefined : findType(name);
@@ -188,7 +219,7 @@ function anyValue(type: protobuf.Type, value: unknown, site: Site, pointer: stri
     throw invalid(site, `unknown type ${describe(url)} in "@type"`);
   }
   let message: ProtoJson;
-  if (JSON_WKT.has(inner.fullName)) {
+  if (JSON_WKT.has(fullName(inner))) {
     for (const key of Object.keys(value)) {
       if (key !== "@type" && key !== "value") {
         throw new ProtoSchemaError(
@@ -204,7 +235,9 @@ function anyValue(type: protobuf.Type, value: unknown, site: Site, pointer: stri
     const { "@type": _, ...fields } = value;
     message = toFields(inner, fields, site, pointer);
   }
-  return { type_url: url, value: inner.encode(message).finish() };
+  const any = { type_url: url, value: inner.encode(message).finish() };
+  reuse?.set(value, known === null ? any : null);
+  return any;
 }
 
 function fromAny(message: ProtoJson, pointer: string): ProtoJson {
@@ -215,7 +248,7 @@ function fromAny(message: ProtoJson, pointer: string): ProtoJson {
     return bytes.length === 0 ? { type_url: url } : { type_url: url, value: toBase64(bytes) };
   }
   const decoded = fromMessage(inner, inner.decode(bytes), pointer);
-  return JSON_WKT.has(inner.fullName)
+  return JSON_WKT.has(fullName(inner))
     ? { "@type": url, value: decoded }
     : { "@type": url, ...(decoded as ProtoJson) };
 }
@@ -225,7 +258,7 @@ function fromAny(message: ProtoJson, pointer: string): ProtoJson {
 
 /** The value of a message-typed position (field, element, top level) as protobufjs encodes it. */
 function toMessage(type: protobuf.Type, value: unknown, site: Site, pointer: string): ProtoJson {
-  const name = type.fullName;
+  const name = fullName(type);
   if (WRAPPERS.has(name)) {
     const inner = scalarValue(type.fields.value!.type, value, site);
     return isDefault(inner) ? {} : { value: inner };
@@ -324,7 +357,7 @@ function oneofError(
 
 /** The canonical JSON form of a decoded message (see the module doc). */
 function fromMessage(type: protobuf.Type, message: object, pointer: string): unknown {
-  const name = type.fullName;
+  const name = fullName(type);
   const m = message as ProtoJson;
   if (WRAPPERS.has(name)) {
     const field = type.fields.value!;

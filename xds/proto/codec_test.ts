@@ -262,6 +262,29 @@ Deno.test("encodeStrict() packs DiscoveryResponse resources given as @type objec
   assert.throws(() => packAny("nope.Nope", new Uint8Array()), /Unknown message type "nope\.Nope"/);
 });
 
+Deno.test("encodeStrict() with reuse encodes a shared Any once and gives the same bytes", () => {
+  // Two listeners sharing one filter chain object, as a service port's server Listeners do.
+  const chain = (listener.filter_chains as ProtoJson[])[0]!;
+  const hcm = (chain.filters as ProtoJson[])[0]!.typed_config as ProtoJson;
+  const a = { ...listener, name: "a", filter_chains: [chain] };
+  const b = { ...listener, name: "b", filter_chains: [chain] };
+  const reuse = new WeakMap<object, ProtoJson | null>();
+  assert.deepEqual(encodeStrict(LISTENER, a, { reuse }), encodeStrict(LISTENER, a));
+  assert.equal(reuse.get(hcm), null, "met once: only marked, no bytes kept");
+  const fresh = encodeStrict(LISTENER, b);
+  assert.deepEqual(encodeStrict(LISTENER, b, { reuse }), fresh);
+  assert.ok(reuse.get(hcm), "met twice: its bytes are kept");
+  // Kept bytes are used as they are: the Any is not walked again (bodies never change once built).
+  const statPrefix = hcm.stat_prefix;
+  hcm.stat_prefix = "changed";
+  try {
+    assert.deepEqual(encodeStrict(LISTENER, b, { reuse }), fresh);
+    assert.notDeepEqual(encodeStrict(LISTENER, b), fresh);
+  } finally {
+    hcm.stat_prefix = statPrefix;
+  }
+});
+
 Deno.test("decodeStrict() returns the canonical form", () => {
   const canonical = roundTrip(CLUSTER, {
     name: "",

@@ -31,8 +31,26 @@ export interface Site {
   label: string | null;
 }
 
+/**
+ * Full names (with the leading dot) by type, read once: protobufjs builds
+ * `fullName` anew on every read by walking up the namespaces, which was
+ * the largest single cost of encoding a Listener (`scripts/bench/proxyless_push.ts`).
+ */
+const FULL_NAMES = new WeakMap<protobuf.ReflectionObject, string>();
+
+/** `type.fullName`, e.g. `.envoy.config.listener.v3.Listener`. */
+export function fullName(type: protobuf.ReflectionObject): string {
+  let name = FULL_NAMES.get(type);
+  if (name === undefined) {
+    name = type.fullName;
+    FULL_NAMES.set(type, name);
+  }
+  return name;
+}
+
+/** The full name without the leading dot. */
 export function bare(type: protobuf.ReflectionObject): string {
-  return type.fullName.slice(1);
+  return fullName(type).slice(1);
 }
 
 export function where(pointer: string, owner: string): string {
