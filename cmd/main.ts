@@ -21,6 +21,7 @@ export const VERBS: Readonly<Record<string, () => Promise<Command[]>>> = {
   ca: async () => [(await import("./ca.ts")).caCommand()],
   backup: async () => [(await import("./backup.ts")).backupCommand()],
   restore: async () => [(await import("./backup.ts")).restoreCommand()],
+  migrate: async () => [(await import("./migrate.ts")).migrateCommand()],
   apply: policyVerb("apply"),
   delete: policyVerb("delete"),
   rollback: policyVerb("rollback"),

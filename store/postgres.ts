@@ -45,6 +45,8 @@ import { readCaText, removeCaText, withCaLock, writeCaText } from "./postgres_ca
 import * as policies from "./postgres_policies.ts";
 import * as objects from "./postgres_objects.ts";
 import { snapshotToSqlite } from "./postgres_snapshot.ts";
+import { type CaText, holdsCaTexts, loadSqliteFile, readCaTexts } from "./postgres_load.ts";
+import type { Contents } from "./contents.ts";
 import * as tokens from "./postgres_tokens.ts";
 import type {
   AuditEntry,
@@ -362,6 +364,27 @@ export class PostgresStore implements Store {
 
   snapshot(path: string): Promise<void> {
     return this.#read("take a snapshot", (sql) => snapshotToSqlite(sql, path));
+  }
+
+  /**
+   * Copies a SQLite store file and the CA's texts into this database, which
+   * must be empty, in one transaction (`postgres_load.ts`); returns what was copied.
+   */
+  loadSqliteFile(path: string, caTexts: readonly CaText[]): Promise<Contents> {
+    return this.#read(
+      "copy into the database",
+      (sql) => loadSqliteFile(sql, path, { caTexts, target: this.target }),
+    );
+  }
+
+  /** Whether this database's schema keeps the CA's texts (`postgres_load.ts`). */
+  holdsCaTexts(): Promise<boolean> {
+    return this.#read("read the schema", holdsCaTexts);
+  }
+
+  /** The CA's texts this database keeps, by name (none when its schema keeps none). */
+  caTexts(): Promise<CaText[]> {
+    return this.#read("read the CA", readCaTexts);
   }
 
   async ping(): Promise<void> {
