@@ -17,18 +17,7 @@ import { joinRequest } from "../ca/_testing.ts";
 import { normalizeSerial } from "../ca/identity.ts";
 import { x509 } from "../ca/x509.ts";
 import { systemClock } from "../core/clock.ts";
-import {
-  DEFAULT_HEADER_TIMEOUT_MS,
-  DEFAULT_IDLE_TIMEOUT_MS,
-  DEFAULT_MAX_CONNECTIONS,
-} from "../core/server_config.ts";
-
-/** The server's default connection limits, as `ironmesh server` runs with no flags. */
-const LIMITS = {
-  headerTimeoutMs: DEFAULT_HEADER_TIMEOUT_MS,
-  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
-  maxConnections: DEFAULT_MAX_CONNECTIONS,
-};
+import { DEFAULT_CONNECTION_LIMITS as LIMITS } from "../core/server_config.ts";
 
 /** The trust domain of the server; the tests spell identities in it. */
 const TRUST_DOMAIN = "ironmesh.test";

@@ -14,16 +14,7 @@
 import type { Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { Socket } from "node:net";
-
-/** Limits of one port. */
-export interface ConnectionLimits {
-  /** Time a new connection has to send a request's headers (and to finish its TLS handshake). */
-  headerTimeoutMs: number;
-  /** Time an open connection may sit between a response and its next request. */
-  idleTimeoutMs: number;
-  /** Connections the port holds at once; more are closed as they arrive. */
-  maxConnections: number;
-}
+import type { ConnectionLimits } from "../core/connection_limits.ts";
 
 /** Applies `limits` to `server`; `events` hears of each connection closed by them. */
 export function guardConnections(

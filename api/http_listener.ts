@@ -9,7 +9,8 @@ import { getRequestListener } from "@hono/node-server";
 import { createServer, type Server as HttpServer } from "node:http";
 import type { Server as HttpsServer } from "node:https";
 import type { HostPort } from "../core/address.ts";
-import { type ConnectionLimits, guardConnections } from "./connection_guard.ts";
+import type { ConnectionLimits } from "../core/connection_limits.ts";
+import { guardConnections } from "./connection_guard.ts";
 
 /** A request handler on the runtime's own Request and Response classes. */
 export type FetchHandler = (request: Request, env: unknown) => Response | Promise<Response>;

@@ -2,7 +2,8 @@ import { getRequestListener } from "@hono/node-server";
 import { createServer, type Server } from "node:https";
 import type { TLSSocket } from "node:tls";
 import type { HostPort } from "../core/address.ts";
-import { type ConnectionLimits, guardConnections } from "./connection_guard.ts";
+import type { ConnectionLimits } from "../core/connection_limits.ts";
+import { guardConnections } from "./connection_guard.ts";
 import { asNativeRequest, type FetchHandler, listenOn, stopServer } from "./http_listener.ts";
 
 /** The PEM material the TLS port serves with. */

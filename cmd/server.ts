@@ -133,13 +133,13 @@ const SERVER_HELP: Record<keyof ServerConfig, { value?: string; help: string; un
   pushMaxDelay: { value: "<duration>", help: "but never later than this after the first change" },
   headerTimeout: {
     value: "<duration>",
-    help: "time a new HTTP or TLS connection has to send a request's headers",
+    help: "time a new connection has to send a request's headers or the HTTP/2 preface",
   },
   idleTimeout: {
     value: "<duration>",
-    help: "time an HTTP or TLS connection may sit idle between requests",
+    help: "time a connection may sit idle between requests (gRPC: with no call open)",
   },
-  maxConnections: { value: "<count>", help: "connections each HTTP port holds at once" },
+  maxConnections: { value: "<count>", help: "connections each port (HTTP and gRPC) holds at once" },
   logLevel: { value: "<level>", help: "debug, info, warn or error" },
   logFormat: {
     value: "<format>",

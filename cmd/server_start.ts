@@ -19,7 +19,7 @@ import { UnauthorizedError, UnavailableError } from "../core/errors.ts";
 import type { Logger } from "../core/log.ts";
 import { meshChange } from "../core/mesh_change.ts";
 import { durationMs } from "../core/policy/model.ts";
-import { DEBUG_CHECKS_ENV, type ServerConfig } from "../core/server_config.ts";
+import { connectionLimits, DEBUG_CHECKS_ENV, type ServerConfig } from "../core/server_config.ts";
 import { VERSION } from "../core/version.ts";
 import { PolicyService } from "../policy/service.ts";
 import { claimDataDir, dataDirError } from "./data_dir.ts";
@@ -269,12 +269,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       install: installSource(),
       leader: () => elector.status(),
     });
-    // The same limits on both HTTP ports (`api/connection_guard.ts`).
-    const limits = {
-      headerTimeoutMs: config.headerTimeout,
-      idleTimeoutMs: config.idleTimeout,
-      maxConnections: config.maxConnections,
-    };
+    // The same limits on every port: HTTP (`api/connection_guard.ts`) and gRPC (`xds/grpc_listener.ts`).
+    const limits = connectionLimits(config);
     const http = await listenPlain(parseHostPort(config.httpAddr) as HostPort, app.fetch, limits)
       .catch((error) => {
         throw new UnavailableError(
@@ -346,6 +342,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       isServing: () => !stopping,
       ads,
       tls: grpcCerts,
+      limits,
     }).catch((error) => {
       throw new UnavailableError(
         `Cannot listen on --grpc-addr ${config.grpcAddr}: ${error.message}`,
@@ -357,6 +354,7 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       plainXds = await startGrpcServer(parseHostPort(config.xdsPlaintextAddr) as HostPort, {
         isServing: () => !stopping,
         ads: plainAds,
+        limits,
       });
       started.push(() => plainXds!.stop());
     }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { isLoopback, parseHostPort } from "./address.ts";
+import type { ConnectionLimits } from "./connection_limits.ts";
 import { durationSchema, formatDuration } from "./duration.ts";
 import { LEVELS } from "./log.ts";
 import { HEARTBEAT_INTERVAL_BOUNDS } from "./model.ts";
@@ -26,8 +27,14 @@ export const DEFAULT_IDLE_TIMEOUT_MS = HEARTBEAT_INTERVAL_BOUNDS.max + 60_000;
  * an agent or a script sends its request at once.
  */
 export const DEFAULT_HEADER_TIMEOUT_MS = 10_000;
-/** Connections each HTTP port holds at once; twice the 5,000 agents docs/benchmarks.md measured. */
+/** Connections each port holds at once; twice the 5,000 agents docs/benchmarks.md measured. */
 export const DEFAULT_MAX_CONNECTIONS = 10_000;
+/** The limits of every port of a server started without limit flags. */
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  headerTimeoutMs: DEFAULT_HEADER_TIMEOUT_MS,
+  idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
+};
 
 const list = z.union([
   z.array(z.string().min(1)),
@@ -91,11 +98,11 @@ export const serverConfigSchema = z.strictObject({
   pushDebounce: durationSchema({ min: 0, max: 60_000 }).default(100),
   /** But never later than this after the first change. Default `1s`. */
   pushMaxDelay: durationSchema({ min: 1, max: 600_000 }).default(1_000),
-  /** Time a new HTTP or TLS connection has to send a request's headers. Default `10s`. */
+  /** Time a new connection (HTTP, TLS or gRPC) has to start talking. Default `10s`. */
   headerTimeout: durationSchema({ min: 100, max: 600_000 }).default(DEFAULT_HEADER_TIMEOUT_MS),
-  /** Time an HTTP or TLS connection may sit idle between requests. Default `11m`. */
+  /** Time a connection (HTTP, TLS or gRPC) may sit idle between requests. Default `11m`. */
   idleTimeout: durationSchema({ min: 1_000, max: 3_600_000 }).default(DEFAULT_IDLE_TIMEOUT_MS),
-  /** Connections each HTTP port (plain and TLS) holds at once. Default 10000. */
+  /** Connections each port (HTTP, TLS and gRPC) holds at once. Default 10000. */
   maxConnections: z.coerce.number().int("Must be a whole number").min(1).max(1_000_000).default(
     DEFAULT_MAX_CONNECTIONS,
   ),
@@ -142,6 +149,15 @@ export const serverConfigSchema = z.strictObject({
 
 /** Parsed {@link serverConfigSchema}. */
 export type ServerConfig = z.output<typeof serverConfigSchema>;
+
+/** The limits every port of the server applies (HTTP and gRPC alike). */
+export function connectionLimits(config: ServerConfig): ConnectionLimits {
+  return {
+    headerTimeoutMs: config.headerTimeout,
+    idleTimeoutMs: config.idleTimeout,
+    maxConnections: config.maxConnections,
+  };
+}
 
 /** The flag name of each setting, for messages and `--print-config`. */
 export const SERVER_FLAGS: Record<keyof ServerConfig, string> = {

@@ -105,10 +105,21 @@ export class TestSotwClient {
   readonly #accepted = new Map<string, string>();
   readonly #node: string;
 
-  /** A stream to `127.0.0.1:port` whose requests carry node id `node`. */
-  constructor(port: number, node = PEER.node) {
+  /**
+   * A stream to `host:port` (default `127.0.0.1`, plaintext) whose requests
+   * carry node id `node`. Over TLS, name the host its certificate names: the
+   * grpc-js client under Deno refuses an IP address as the TLS server name.
+   */
+  constructor(
+    port: number,
+    node = PEER.node,
+    options: { credentials?: grpc.ChannelCredentials; host?: string } = {},
+  ) {
     this.#node = node;
-    this.#client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    this.#client = new grpc.Client(
+      `${options.host ?? "127.0.0.1"}:${port}`,
+      options.credentials ?? grpc.credentials.createInsecure(),
+    );
     this.#call = this.#client.makeBidiStreamRequest(
       adsServiceDefinition.streamAggregatedResources.path,
       (b: Uint8Array) => Buffer.from(b),
@@ -225,10 +236,21 @@ export class TestDeltaClient {
   readonly #ended: Promise<grpc.StatusObject>;
   readonly #node: string;
 
-  /** A stream to `127.0.0.1:port` whose requests carry node id `node`. */
-  constructor(port: number, node = PEER.node) {
+  /**
+   * A stream to `host:port` (default `127.0.0.1`, plaintext) whose requests
+   * carry node id `node`. Over TLS, name the host its certificate names: the
+   * grpc-js client under Deno refuses an IP address as the TLS server name.
+   */
+  constructor(
+    port: number,
+    node = PEER.node,
+    options: { credentials?: grpc.ChannelCredentials; host?: string } = {},
+  ) {
     this.#node = node;
-    this.#client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    this.#client = new grpc.Client(
+      `${options.host ?? "127.0.0.1"}:${port}`,
+      options.credentials ?? grpc.credentials.createInsecure(),
+    );
     this.#call = this.#client.makeBidiStreamRequest(
       adsServiceDefinition.deltaAggregatedResources.path,
       (b: Uint8Array) => Buffer.from(b),

@@ -11,6 +11,7 @@ import { silentLogger } from "../core/log.ts";
 import { AdsServer, type ProxyPeer } from "./ads_server.ts";
 import type { ProxySnapshot } from "./generate/model.ts";
 import { startGrpcServer } from "./grpc_server.ts";
+import { DEFAULT_CONNECTION_LIMITS } from "../core/server_config.ts";
 import {
   BASE,
   CDS,
@@ -54,6 +55,7 @@ async function fixture(initial: ProxySnapshot = BASE, identify: () => ProxyPeer 
   const listener = await startGrpcServer({ host: "127.0.0.1", port: 0 }, {
     isServing: () => true,
     ads,
+    limits: DEFAULT_CONNECTION_LIMITS,
   });
   const clients: TestSotwClient[] = [];
   return {

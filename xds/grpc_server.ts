@@ -1,11 +1,13 @@
 import * as grpc from "@grpc/grpc-js";
-import { formatHostPort, type HostPort } from "../core/address.ts";
+import type { HostPort } from "../core/address.ts";
+import type { ConnectionLimits } from "../core/connection_limits.ts";
 import {
   healthServerDefinition,
   type HealthServiceImplementation,
   SERVING_STATUS,
 } from "../core/grpc_health.ts";
 import { type AdsServer, adsServiceDefinition } from "./ads_server.ts";
+import { type GrpcTlsMaterial, listenGrpc } from "./grpc_listener.ts";
 
 /** The running gRPC listener. */
 export interface GrpcListener {
@@ -23,57 +25,38 @@ export interface GrpcOptions {
   ads?: AdsServer;
   /** Serve mTLS with these certificates (client certificates required); plaintext when absent. */
   tls?: MeshCertificates;
+  /** Header deadline, idle timeout and cap of the port (`grpc_listener.ts`). */
+  limits: ConnectionLimits;
 }
 
 /**
- * The mesh certificates of a gRPC port, swappable at run time: grpc-js reads
- * them through a certificate provider, so a renewed server certificate or a
- * rotated trust bundle applies to new connections without a restart.
+ * The mesh certificates of a gRPC port, swappable at run time: a renewed
+ * server certificate or a rotated trust bundle applies to new connections
+ * without a restart.
  */
-export class MeshCertificates implements grpc.experimental.CertificateProvider {
-  #ca: grpc.experimental.CaCertificateUpdate;
-  #identity: grpc.experimental.IdentityCertificateUpdate;
-  readonly #caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
-  readonly #identityListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
+export class MeshCertificates {
+  #material: GrpcTlsMaterial;
+  readonly #listeners = new Set<(material: GrpcTlsMaterial) => void>();
 
-  constructor(material: { key: string; cert: string; ca: string }) {
-    this.#ca = { caCertificate: Buffer.from(material.ca) };
-    this.#identity = {
-      certificate: Buffer.from(material.cert),
-      privateKey: Buffer.from(material.key),
-    };
+  constructor(material: GrpcTlsMaterial) {
+    this.#material = { ...material };
   }
 
-  /** Replaces the material; listeners (grpc-js) pick it up for new handshakes. */
-  update(material: { key: string; cert: string; ca: string }): void {
-    this.#ca = { caCertificate: Buffer.from(material.ca) };
-    this.#identity = {
-      certificate: Buffer.from(material.cert),
-      privateKey: Buffer.from(material.key),
-    };
-    for (const l of this.#caListeners) l(this.#ca);
-    for (const l of this.#identityListeners) l(this.#identity);
+  /** The material new handshakes use. */
+  get current(): GrpcTlsMaterial {
+    return this.#material;
   }
 
-  addCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
-    this.#caListeners.add(listener);
-    // grpc-js registers its listener before the code that applies the value: deliver the
-    // first value a tick later, or the port would start without certificates.
-    queueMicrotask(() => this.#caListeners.has(listener) && listener(this.#ca));
+  /** Replaces the material; the ports serving it use it for new handshakes. */
+  update(material: GrpcTlsMaterial): void {
+    this.#material = { ...material };
+    for (const listener of this.#listeners) listener(this.#material);
   }
-  removeCaCertificateListener(listener: grpc.experimental.CaCertificateUpdateListener): void {
-    this.#caListeners.delete(listener);
-  }
-  addIdentityCertificateListener(
-    listener: grpc.experimental.IdentityCertificateUpdateListener,
-  ): void {
-    this.#identityListeners.add(listener);
-    queueMicrotask(() => this.#identityListeners.has(listener) && listener(this.#identity));
-  }
-  removeIdentityCertificateListener(
-    listener: grpc.experimental.IdentityCertificateUpdateListener,
-  ): void {
-    this.#identityListeners.delete(listener);
+
+  /** Calls `listener` with every later material; returns the function that stops it. */
+  subscribe(listener: (material: GrpcTlsMaterial) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }
 
@@ -81,8 +64,13 @@ export class MeshCertificates implements grpc.experimental.CertificateProvider {
  * Starts a gRPC port: the standard `grpc.health.v1` health service (for load
  * balancers and `grpc_health_probe`) and, when given, ADS.
  */
-export function startGrpcServer(address: HostPort, options: GrpcOptions): Promise<GrpcListener> {
+export async function startGrpcServer(
+  address: HostPort,
+  options: GrpcOptions,
+): Promise<GrpcListener> {
   const server = new grpc.Server({
+    // Counts open calls, not pings: a proxy's ADS stream keeps its connection.
+    "grpc.max_connection_idle_ms": options.limits.idleTimeoutMs,
     // Proxies hold their streams for hours; keepalives find dead peers.
     "grpc.keepalive_time_ms": 30_000,
     "grpc.keepalive_timeout_ms": 10_000,
@@ -108,29 +96,27 @@ export function startGrpcServer(address: HostPort, options: GrpcOptions): Promis
   };
   server.addService(healthServerDefinition, health);
   if (options.ads) server.addService(adsServiceDefinition, options.ads.handlers());
-  const credentials = options.tls
-    ? grpc.experimental.createCertificateProviderServerCredentials(options.tls, options.tls, true)
-    : grpc.ServerCredentials.createInsecure();
-  return new Promise((resolve, reject) => {
-    server.bindAsync(formatHostPort(address), credentials, (error, port) => {
-      if (error) {
-        reject(error);
-        return;
-      }
-      resolve({
-        address: { host: address.host, port },
-        stop: (graceMs = 5_000) =>
-          new Promise<void>((done) => {
-            const force = setTimeout(() => {
-              server.forceShutdown();
-              done();
-            }, graceMs);
-            server.tryShutdown(() => {
-              clearTimeout(force);
-              done();
-            });
-          }),
-      });
-    });
+  const port = await listenGrpc(server, address, {
+    limits: options.limits,
+    ...(options.tls ? { tls: options.tls.current } : {}),
   });
+  const unsubscribe = options.tls?.subscribe((material) => port.reload(material));
+  return {
+    address: port.address,
+    stop: (graceMs = 5_000) =>
+      new Promise<void>((done) => {
+        unsubscribe?.();
+        port.close();
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          port.destroyAll();
+          done();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          port.destroyAll();
+          done();
+        });
+      }),
+  };
 }

@@ -12,6 +12,7 @@ import type { PolicyService } from "../policy/service.ts";
 import type { Actor, Registry } from "../registry/registry.ts";
 import { AdsServer, type ProxyPeer } from "./ads_server.ts";
 import { startGrpcServer } from "./grpc_server.ts";
+import { DEFAULT_CONNECTION_LIMITS } from "../core/server_config.ts";
 import type { PushPipeline } from "./push.ts";
 import { CDS, EDS, LDS, RDS, TestDeltaClient, TestSotwClient } from "./_ads_testing.ts";
 import { openPushFixture } from "./_push_testing.ts";
@@ -111,6 +112,7 @@ async function withMesh(
   const listener = await startGrpcServer({ host: "127.0.0.1", port: 0 }, {
     isServing: () => true,
     ads,
+    limits: DEFAULT_CONNECTION_LIMITS,
   });
   const sotw = new Map<string, TestSotwClient>();
   let delta: TestDeltaClient | null = null;
