@@ -78,7 +78,16 @@ export interface IdentityOptions {
   renewBurst?: number;
   /** Nodes that are heartbeating now; a rotation waits for them to fetch the new bundle. */
   liveNodes: () => Promise<string[]>;
+  /**
+   * Record in the store which bundle each node holds, and consult it, so a rotation moved on by
+   * one replica (the leader) counts the fetches made from the others. Default: false (one
+   * server, which sees every fetch itself).
+   */
+  shareBundleFetches?: boolean;
 }
+
+/** The setting that records the bundle fingerprint node `<name>` last held (shared stores). */
+const BUNDLE_META = "bundle-held:";
 
 /** Metrics hooks; counted by the caller's metrics registry. */
 export interface IdentityEvents {
@@ -413,7 +422,14 @@ export class IdentityService {
 
   /** Notes that `node` fetched the bundle with `fingerprint` (rotation waits for this). */
   bundleFetched(node: string, fingerprint: string): void {
+    if (this.#bundleSeen.get(node) === fingerprint) return;
     this.#bundleSeen.set(node, fingerprint);
+    if (!this.#options.shareBundleFetches) return;
+    // Written once per node and bundle, not per heartbeat: a rotation costs one write per node.
+    this.#store.setMeta(BUNDLE_META + node, fingerprint).catch((error) => {
+      this.#bundleSeen.delete(node);
+      this.#options.log.warn("Cannot record which trust bundle a node holds", { node, error });
+    });
   }
 
   /** What a heartbeat answer tells the agent: the bundle to trust and whether to renew now. */
@@ -472,7 +488,16 @@ export class IdentityService {
   async #nodesAwaitingBundle(fingerprint: string, current: CertificateRecord[]): Promise<string[]> {
     const enrolled = new Set(current.map((c) => c.node));
     const live = (await this.#options.liveNodes()).filter((n) => enrolled.has(n));
-    return live.filter((n) => this.#bundleSeen.get(n) !== fingerprint).sort();
+    const waiting = live.filter((n) => this.#bundleSeen.get(n) !== fingerprint);
+    if (!this.#options.shareBundleFetches) return waiting.sort();
+    // A node may have fetched it from another replica: that one recorded it in the store.
+    const still: string[] = [];
+    for (const node of waiting) {
+      const held = await this.#store.getMeta(BUNDLE_META + node);
+      if (held === fingerprint) this.#bundleSeen.set(node, held);
+      else still.push(node);
+    }
+    return still.sort();
   }
 
   /**

@@ -347,3 +347,29 @@ Deno.test("IdentityService drives a root rotation through its stages", () =>
     ]);
     assert.equal(w.identity.hints(w.principal(renewed)).renew, false);
   }));
+
+Deno.test("IdentityService with shareBundleFetches counts a bundle a node fetched through another replica", () =>
+  withWorld(async (w) => {
+    await w.identity.enrol({ token: await w.join(), csr: await csr("vm-1"), node: "vm-1" });
+    // Two replicas over one store and CA: the node talks to the follower only.
+    const tokens = await JoinTokens.open(w.store, w.clock, `${w.dir}/token.key`);
+    const replica = () =>
+      new IdentityService(w.store, w.authority, tokens, {
+        clock: w.clock,
+        log: silentLogger,
+        leafTtlMs: 3_600_000,
+        liveNodes: () => Promise.resolve(["vm-1"]),
+        shareBundleFetches: true,
+      });
+    const leader = replica();
+    const follower = replica();
+    await leader.startRotation();
+    assert.equal(await leader.advanceRotation(), "published");
+    follower.bundleFetched("vm-1", w.authority.bundle().fingerprint);
+    // Recorded in the store in the background.
+    for (let i = 0; i < 100 && !await w.store.getMeta("bundle-held:vm-1"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    assert.deepEqual((await leader.rotationStatus()).nodesAwaitingBundle, []);
+    assert.equal(await leader.advanceRotation(), "switched");
+  }));

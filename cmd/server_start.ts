@@ -182,6 +182,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
       // At least one token, or a rate below 0.5/s could never grant a renewal.
       renewBurst: Math.max(1, 2 * config.renewRate),
       liveNodes: () => Promise.resolve(registry.aliveNodes()),
+      // Replicas: the leader moves a rotation on, counting bundles fetched from any replica.
+      shareBundleFetches: store.log !== undefined,
     });
     identity.events = {
       issued: (kind, node) => {

@@ -6,6 +6,7 @@
  * everywhere, and a root rotation moved on by the leader reaches them all.
  */
 import assert from "node:assert/strict";
+import { request } from "node:https";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { sharedCluster } from "../store/_postgres_testing.ts";
 import { caPassphraseArgs, runCli, ServerProc, tempDir, waitFor } from "./harness.ts";
@@ -311,5 +312,96 @@ Deno.test("e2e replicas CA: a root rotation started on a follower is moved on by
     }
   } finally {
     await stopAll(replicas);
+  }
+});
+
+/** Calls a replica's mTLS port as the node whose certificate is `id`. */
+function mtlsCall(
+  replica: ServerProc,
+  method: string,
+  path: string,
+  body: unknown,
+  id: { cert: string; key: string },
+  // deno-lint-ignore no-explicit-any -- answers of every shape; the test asserts on them
+): Promise<{ status: number; body: any }> {
+  const url = new URL(path, replica.tlsUrl);
+  return new Promise((resolve, reject) => {
+    const req = request(url, {
+      method,
+      cert: id.cert,
+      key: id.key,
+      rejectUnauthorized: false,
+      agent: false,
+      headers: { "content-type": "application/json" },
+    }, (res) => {
+      let text = "";
+      res.on("data", (chunk) => text += String(chunk));
+      res.on(
+        "end",
+        () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : null }),
+      );
+    });
+    req.on("error", reject);
+    req.end(JSON.stringify(body ?? {}));
+  });
+}
+
+Deno.test("e2e replicas CA: the leader counts a bundle a node fetched from a follower, so a rotation switches and, after the node renews there, completes", async () => {
+  const url = await cluster.createDatabase();
+  const work = await tempDir("ca-rotate-node");
+  const replicas = await startTogether(url, 3);
+  let beating = true;
+  let beats: Promise<void> = Promise.resolve();
+  try {
+    const leader = await waitFor("a leader", () => leaderAmong(replicas));
+    const follower = replicas.find((r) => r !== leader)!;
+    // The node talks to the follower only: the leader never sees its fetches or heartbeats.
+    const id = await enrol(follower, await follower.joinToken({ node: "vm-f" }), work, "vm-f");
+    const registered = await mtlsCall(follower, "PUT", "/v1/nodes/vm-f/registration", {
+      hostname: "vm-f",
+      addresses: ["127.0.0.1"],
+      agentVersion: "e2e",
+      heartbeatInterval: "1s",
+      instances: [],
+    }, id);
+    assert.equal(registered.status, 200, JSON.stringify(registered.body));
+    beats = (async () => {
+      while (beating) {
+        const { bundleFingerprint } = (await follower.api("GET", "/v1/ca/roots")).body;
+        const beat = await mtlsCall(follower, "POST", "/v1/nodes/vm-f/heartbeat", {
+          bundleFingerprint,
+        }, id);
+        assert.equal(beat.status, 200, JSON.stringify(beat.body));
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+    })();
+    await waitFor(
+      "the node to be live on the leader",
+      async () => (await leader.api("GET", "/v1/nodes/vm-f")).body.status === "alive",
+    );
+
+    assert.equal((await follower.api("POST", "/v1/ca/rotation")).status, 202);
+    await waitFor(
+      "the leader to switch signing once the node holds the new bundle",
+      async () => {
+        const status = (await leader.api("GET", "/v1/ca/status")).body;
+        if (status.stage !== "switched") throw new Error(JSON.stringify(status));
+        return true;
+      },
+      10_000,
+    );
+    // The node renews on the follower onto the new root; nothing chains to the old one any more.
+    const { csr } = await keyAndCsr(work, "vm-f");
+    const renewed = await mtlsCall(follower, "POST", "/v1/ca/renew", { csr }, id);
+    assert.equal(renewed.status, 200, JSON.stringify(renewed.body));
+    await waitFor("every replica to end the rotation", async () => {
+      const statuses = await Promise.all(replicas.map((r) => r.api("GET", "/v1/ca/status")));
+      return statuses.every((s) => s.body.stage === "steady" && s.body.generations.length === 2);
+    }, 10_000);
+  } finally {
+    beating = false;
+    await beats.catch(() => {});
+    await stopAll(replicas);
+    await Deno.remove(work, { recursive: true });
   }
 });
