@@ -225,13 +225,24 @@ Deno.test("proxyless gRPC over mesh mTLS: SPIFFE IDs, STRICT and PERMISSIVE, Aut
       },
     });
     assert.ok([200, 201].includes(mesh.status), JSON.stringify(mesh.body));
+    // The mode change alone (no policy changed with it) reaches the running server: plaintext
+    // calls get past the transport to the RBAC filter (served or denied by the ALLOW still
+    // there) instead of being refused for lacking TLS (UNAVAILABLE) or timing out.
+    const plainAgain = peer("plaintext client", ["client", `127.0.0.1:${port}`], bootstrap);
+    procs.push(plainAgain);
+    const modeSince = Date.now();
+    await waitFor("plaintext calls past the transport after the mode change alone", () => {
+      const last = callsSince(plainAgain, modeSince).slice(-5);
+      return last.length === 5 && last.every((c) => c.code === 0 || c.code === 7);
+    }, 15_000).catch((error) => {
+      const tail = plainAgain.output.split("\n").slice(-5).join("\n");
+      throw new Error(`${(error as Error).message}; the plaintext client printed last:\n${tail}`);
+    });
     // The ALLOW above names namespaces, which a caller without a certificate cannot prove.
     assert.equal(
       (await server.api("DELETE", `/v1/policies/authorizationpolicy/${NS}/allow-methods`)).status,
       200,
     );
-    const plainAgain = peer("plaintext client", ["client", `127.0.0.1:${port}`], bootstrap);
-    procs.push(plainAgain);
     await settlesTo(plainAgain, "plaintext calls served in PERMISSIVE", 0, {
       reply: /^plaintext$/,
     });

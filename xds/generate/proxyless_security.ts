@@ -127,7 +127,12 @@ function serverChain(push: PushContext, entry: InboundEntry, permissive: boolean
   return shared(push, key, () => {
     const rbac = rbacFilters(push, entry, true);
     const routes = inboundListenerName(entry.appPort);
-    const hcm = httpConnectionManagerFilter(`inbound_${entry.appPort}`, {
+    // The stat prefix names the transport so that a change of the mesh's mTLS mode changes the
+    // connection manager too: grpc-js-xds 1.14.1 ignores a new server Listener that differs
+    // from the one it serves only in its TLS (its equivalence check of `transport_socket` is
+    // inverted), and would keep requiring TLS after a switch to PERMISSIVE.
+    const statPrefix = `inbound_${entry.appPort}${permissive ? "_plaintext" : ""}`;
+    const hcm = httpConnectionManagerFilter(statPrefix, {
       inline: {
         name: routes,
         virtual_hosts: [{
