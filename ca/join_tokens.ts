@@ -20,8 +20,14 @@ export interface TokenKeySource {
   material: CaMaterial;
   /** Its name in `material`, e.g. `token-signing.key`. */
   name: string;
-  /** Encrypts it at rest. Default: none. */
+  /** Decrypts it, and encrypts it at rest unless `encryptNew` is false. Default: none. */
   passphrase?: string | undefined;
+  /**
+   * Encrypt a key created now under `passphrase`. Default: true. A single server's key file
+   * stays plain (as it always was), yet one moved from a database (`ironmesh migrate`) is
+   * encrypted and still read with the passphrase.
+   */
+  encryptNew?: boolean;
 }
 
 /** A join token just created: the stored record plus the signed token, shown once. */
@@ -162,7 +168,7 @@ async function loadOrCreateKey(options: TokenKeySource): Promise<CryptoKeyPair> 
     const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
     const created = encodePrivateKeyPem(
       createPrivateKey({ key: Buffer.from(der), format: "der", type: "pkcs8" }),
-      passphrase,
+      options.encryptNew === false ? undefined : passphrase,
     );
     await material.write(name, created, { secret: true });
     return created;

@@ -6,6 +6,7 @@ import { openSqliteStore } from "../store/sqlite.ts";
 import { sampleCertificate } from "../store/_testing.ts";
 import { joinRequest, tempDir } from "./_testing.ts";
 import { JoinTokens } from "./join_tokens.ts";
+import { DirectoryMaterial } from "./material.ts";
 
 const REQUEST = joinRequest();
 const CONTEXT = {
@@ -101,4 +102,26 @@ Deno.test("JoinTokens.open() keeps its signing key across restarts, mode 0600", 
     assert.equal((await Deno.stat(`${dir}/token.key`)).mode! & 0o777, 0o600);
     const reopened = await JoinTokens.open(store, clock, `${dir}/token.key`);
     assert.equal((await reopened.verify(created.token)).record.id, created.id);
+  }));
+
+Deno.test("JoinTokens.open() with encryptNew false keeps a new key plain, yet reads an encrypted one with the passphrase", () =>
+  withTokens(async (_tokens, { store, clock, dir }) => {
+    const material = new DirectoryMaterial(dir);
+    const plain = { material, name: "plain.key", passphrase: "pass", encryptNew: false };
+    await JoinTokens.open(store, clock, plain);
+    assert.match(await Deno.readTextFile(`${dir}/plain.key`), /-----BEGIN PRIVATE KEY-----/);
+    // A key encrypted elsewhere (a database's, moved by ironmesh migrate) is read.
+    const encrypted = await JoinTokens.open(store, clock, {
+      material,
+      name: "moved.key",
+      passphrase: "pass",
+    });
+    assert.match(await Deno.readTextFile(`${dir}/moved.key`), /ENCRYPTED PRIVATE KEY/);
+    const created = await encrypted.create(REQUEST, CONTEXT);
+    const reopened = await JoinTokens.open(store, clock, { ...plain, name: "moved.key" });
+    assert.equal((await reopened.verify(created.token)).record.id, created.id);
+    await assert.rejects(
+      JoinTokens.open(store, clock, { ...plain, name: "moved.key", passphrase: undefined }),
+      /is encrypted: a passphrase is needed/,
+    );
   }));

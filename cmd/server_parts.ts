@@ -77,12 +77,15 @@ export async function openCa(
         ? { import: { certFile: config.caCert, keyFile: config.caKey, chainFile: config.caChain } }
         : {}),
     });
-    // On SQLite the key stays a plain file, as it always was; in the database it is encrypted.
-    const joinTokens = await JoinTokens.open(
-      options.store,
-      clock,
-      shared ? { material, name: TOKEN_KEY, passphrase } : `${config.dataDir}/${TOKEN_KEY}`,
-    );
+    // On SQLite a new key stays a plain file, as it always was (one moved here from a database
+    // by `ironmesh migrate` is encrypted and read with the passphrase); in the database it is
+    // always encrypted.
+    const joinTokens = await JoinTokens.open(options.store, clock, {
+      material: shared ? material : new DirectoryMaterial(config.dataDir),
+      name: TOKEN_KEY,
+      passphrase,
+      encryptNew: shared !== undefined,
+    });
     return { authority, joinTokens };
   } catch (error) {
     if (shared && error instanceof InvalidError && /passphrase is wrong/.test(error.message)) {
