@@ -4,6 +4,7 @@
  * certificate and the plain HTTP listener, and how ADS peers are named.
  */
 import { isIP } from "node:net";
+import { join } from "node:path";
 import type { TokenService } from "../auth/tokens.ts";
 import type { TlsMaterial } from "../api/tls_listener.ts";
 import { CertificateAuthority } from "../ca/authority.ts";
@@ -19,6 +20,7 @@ import {
   CERTIFICATE_PROVIDER_METADATA,
   GRPC_CERTIFICATE_PROVIDER,
 } from "../core/grpc_bootstrap.ts";
+import { CA_DIR, TOKEN_KEY } from "../store/ca_files.ts";
 import { isPostgresUrl, openPostgresStore } from "../store/postgres.ts";
 import { openSqliteStore } from "../store/sqlite.ts";
 import type { Store } from "../store/store.ts";
@@ -37,9 +39,6 @@ async function caKeyPassphrase(config: ServerConfig): Promise<string | undefined
   });
   return text.trim() || undefined;
 }
-
-/** The join tokens' signing key: its file in the data directory, its name in the database. */
-const TOKEN_KEY = "token-signing.key";
 
 /**
  * Opens (or creates) the CA and the join tokens' signing key, with the key passphrase and the
@@ -63,10 +62,10 @@ export async function openCa(
   }
   const material = shared
     ? new StoreMaterial(shared, "the PostgreSQL database")
-    : new DirectoryMaterial(`${config.dataDir}/ca`);
+    : new DirectoryMaterial(join(config.dataDir, CA_DIR));
   try {
     const authority = await CertificateAuthority.open({
-      dir: `${config.dataDir}/ca`,
+      dir: join(config.dataDir, CA_DIR),
       material,
       trustDomain: config.trustDomain,
       clock,

@@ -2,6 +2,7 @@ import { DatabaseSync } from "node:sqlite";
 import { z } from "zod";
 import { InvalidError } from "../core/errors.ts";
 import { VERSION } from "../core/version.ts";
+import { CA_DIR, TOKEN_KEY } from "./ca_files.ts";
 import { SQLITE_MIGRATIONS } from "./migrations.ts";
 import type { Store } from "./store.ts";
 
@@ -15,7 +16,7 @@ import type { Store } from "./store.ts";
 
 const DB_FILE = "ironmesh.db";
 /** Data-directory entries copied besides the database. */
-const KEY_MATERIAL = ["ca", "token-signing.key"];
+const KEY_MATERIAL = [CA_DIR, TOKEN_KEY];
 
 const archiveSchema = z.strictObject({
   format: z.literal("ironmesh-backup"),

@@ -11,9 +11,9 @@ import { InvalidError } from "../core/errors.ts";
 import type { CaText } from "./postgres_load.ts";
 
 /** The CA's directory inside the data directory. */
-const CA_DIR = "ca";
+export const CA_DIR = "ca";
 /** The join tokens' signing key: a file beside `ca/`, a text of that name in the database. */
-const TOKEN_KEY = "token-signing.key";
+export const TOKEN_KEY = "token-signing.key";
 /** A name in the CA's texts: relative, no `..`, no hidden or temporary files. */
 const NAME = /^(?!\.)(?!.*\/\.)(?!.*\.\.)[A-Za-z0-9._/-]+$/;
 
